@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   set up, then run the main job on the embedded default recipe
+#   make test   set up, then run lint, type checks and the tests
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The CPU build of torch; a bare `torch` would pull a multi-GB CUDA build on a CPU machine.
+TORCH_PIN ?= torch==2.13.0
+RECIPE ?= recipes/digits.yaml
+
+.PHONY: setup demo test lint typecheck pytest bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_PIN)"
+	$(PY) -m pip install -q "$(TORCH_PIN)" -e ".[dev,torchao]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/compresslab search $(RECIPE)
+
+lint: setup
+	$(VENV)/bin/ruff check compresslab tests benchmarks
+	$(VENV)/bin/ruff format --check compresslab tests benchmarks
+
+typecheck: setup
+	$(VENV)/bin/mypy compresslab
+
+pytest: setup
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m compresslab``."""
+
+from compresslab.cli import main
+
+main()

@@ -1,0 +1,160 @@
+"""The command line: parses arguments, calls the API, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from compresslab import __version__
+from compresslab.errors import CompressLabError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="compresslab: trade model accuracy against measured energy per inference.",
+)
+# Wide enough for the frontier table when output goes to a file or a CI log.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"compresslab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Libraries (optuna) set their own logger levels; the handler decides what is shown.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
+
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/digits.yaml.")]
+
+
+@app.command()
+def search(
+    recipe: RecipeArg,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Completed trials to reach (default: the recipe's).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: SQLite in the report folder).")
+    ] = None,
+) -> None:
+    """Search the recipe's compression space; write reports/<name>/ and print the frontier."""
+    from compresslab.api import load_recipe
+    from compresslab.api import search as run
+    from compresslab.report import frontier_frame
+
+    rec = load_recipe(recipe)
+    target = trials or rec.search.trials
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=err,
+        transient=False,
+    ) as progress:
+        bar = progress.add_task(f"search {rec.name}", total=target, last="")
+
+        def on_trial(record: object, completed: int, total: int) -> None:
+            from compresslab.results import TrialRecord
+
+            assert isinstance(record, TrialRecord)
+            if record.complete:
+                last = f"#{record.number} {record.variant[:48]}: acc {record.accuracy:.3f}"
+            else:
+                last = f"#{record.number} failed"
+            progress.update(bar, completed=completed, total=total, last=last)
+
+        result = run(rec, trials=trials, storage=storage, on_trial=on_trial)
+    front = frontier_frame(result)
+    table = Table(title=f"Pareto frontier of {rec.name} (within {result.tolerance})")
+    for col in ("trial", "variant", "accuracy", "J / inference (95% CI)", "kWh / 1000",
+                "vs base", "provenance"):
+        table.add_column(col)
+    for _, row in front.iterrows():
+        table.add_row(
+            str(row["trial"]),
+            str(row["variant"]),
+            f"{row['accuracy']:.4f}",
+            f"{row['energy_j_per_inference']:.3e} ± {row['ci95_j_per_inference']:.1e}",
+            f"{row['kwh_per_1k']:.3e}",
+            f"{row['energy_ratio_vs_baseline']:.2f}x",
+            str(row["provenance"]),
+        )
+    out.print(table)
+    out.print(
+        f"{len(result.completed)} completed, {len(result.failed)} failed; "
+        f"report: {rec.output_dir() / 'report.md'}"
+    )
+
+
+@app.command()
+def samplers(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List every energy sampler, whether it can run here, and why (not)."""
+    from compresslab.energy import describe_samplers
+
+    rows = describe_samplers()
+    if as_json:
+        out.print_json(
+            json.dumps(
+                [
+                    {"name": n, "provenance": str(p), "available": a.available, "reason": a.reason}
+                    for n, p, a in rows
+                ]
+            )
+        )
+        return
+    table = Table(title="energy samplers (auto tries rapl, then estimate)")
+    for col in ("sampler", "provenance", "available", "why"):
+        table.add_column(col)
+    for n, p, a in rows:
+        table.add_row(n, str(p), "yes" if a.available else "no", a.reason)
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``compresslab`` command: errors become messages and exit codes."""
+    try:
+        app(standalone_mode=False)
+    except CompressLabError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted: completed trials are kept in the study; run again to resume")
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        raise

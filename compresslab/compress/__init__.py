@@ -1,0 +1,132 @@
+"""Compression methods, one module each, behind :class:`CompressionMethod` and a registry.
+
+A variant is a :class:`VariantSpec`: at most one method per stage, applied in the order of
+:data:`STAGES` (prune, then quantize). :func:`build_variant` deep-copies the base model first,
+so the base model is never mutated.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from torch import nn
+
+from compresslab.compress.base import (
+    STAGES,
+    CompressContext,
+    CompressionMethod,
+    ParamDef,
+    Step,
+    VariantSpec,
+)
+from compresslab.compress.precision import Bf16, Fp16
+from compresslab.compress.prune import ChannelPruning
+from compresslab.compress.quantize import DynamicInt8
+from compresslab.energy.base import Availability
+from compresslab.errors import VariantError
+from compresslab.recipe import MethodSpec, ParamChoices, ParamRange
+
+__all__ = [
+    "METHODS",
+    "STAGES",
+    "CompressContext",
+    "CompressionMethod",
+    "ParamDef",
+    "Step",
+    "VariantSpec",
+    "build_variant",
+    "check_space",
+    "get_method",
+    "probe_methods",
+]
+
+#: Every method by the name a recipe uses.
+METHODS: dict[str, CompressionMethod] = {
+    m.name: m for m in (ChannelPruning(), DynamicInt8(), Bf16(), Fp16())
+}
+
+
+def get_method(name: str) -> CompressionMethod:
+    """The registered method called ``name``."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise VariantError(
+            f"unknown compression method '{name}': use one of {', '.join(METHODS)}"
+        ) from None
+
+
+def check_space(methods: Iterable[MethodSpec]) -> list[tuple[tuple[Any, ...], str]]:
+    """Problems in a recipe's ``compression`` list, as (location, message) pairs.
+
+    Checks method names, parameter names, and that every fixed value, range bound and choice
+    lies in the method's declared domain.
+    """
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    seen: set[str] = set()
+    for i, spec in enumerate(methods):
+        loc: tuple[Any, ...] = ("compression", i, "method")
+        method = METHODS.get(spec.method)
+        if method is None:
+            problems.append((loc, f"unknown method '{spec.method}': use one of {', '.join(METHODS)}"))
+            continue
+        if spec.method in seen:
+            problems.append((loc, f"method '{spec.method}' is listed twice: merge the entries"))
+        seen.add(spec.method)
+        for pname, pspec in spec.params.items():
+            ploc = ("compression", i, "params", pname)
+            pdef = method.params.get(pname)
+            if pdef is None:
+                valid = ", ".join(method.params) or "none"
+                problems.append(
+                    (ploc, f"'{spec.method}' has no parameter '{pname}' (its parameters: {valid})")
+                )
+                continue
+            if isinstance(pspec, ParamRange):
+                if pdef.kind not in ("float", "int"):
+                    problems.append((ploc, f"a range needs a numeric parameter; use {pdef.describe()}"))
+                    continue
+                if pdef.kind == "int" and not pspec.is_int:
+                    problems.append((ploc, "this parameter is an integer: use integer bounds"))
+                values: list[Any] = [pspec.low, pspec.high]
+            elif isinstance(pspec, ParamChoices):
+                values = list(pspec.choices)
+            else:
+                values = [pspec]
+            for v in values:
+                why = pdef.problem(v)
+                if why:
+                    problems.append((ploc, f"{why}; valid: {pdef.describe()}"))
+                    break
+    return problems
+
+
+def probe_methods(names: Iterable[str]) -> dict[str, Availability]:
+    """Whether each named method can run on this machine (before any trial)."""
+    return {n: get_method(n).available() for n in names}
+
+
+def build_variant(base: nn.Module, spec: VariantSpec, ctx: CompressContext) -> nn.Module:
+    """A new model: ``base`` deep-copied, then each step applied in stage order.
+
+    Raises:
+        VariantError: a step is out of order, unknown, or fails on this model.
+    """
+    model = copy.deepcopy(base)
+    model.eval()
+    last_stage = -1
+    for step in spec.steps:
+        method = get_method(step.method)
+        stage_index = STAGES.index(method.stage)
+        if stage_index <= last_stage:
+            raise VariantError(
+                f"step '{step.method}' ({method.stage}) comes after a later or equal stage: "
+                f"stages run in the order {' -> '.join(STAGES)}, one method each"
+            )
+        last_stage = stage_index
+        params: Mapping[str, Any] = method.resolve(step.params)
+        model = method.apply(model, params, ctx)
+        model.eval()
+    return model

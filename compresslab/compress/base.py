@@ -1,0 +1,132 @@
+"""The small interface of a compression method, its parameter domains and the variant spec."""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from compresslab.energy.base import Availability
+
+#: Stages run in this order: structure first (prune), then number formats (quantize/precision).
+STAGES: tuple[str, ...] = ("prune", "quantize")
+
+
+@dataclass(frozen=True)
+class ParamDef:
+    """The valid domain of one method parameter, used to check recipes before any work."""
+
+    kind: Literal["float", "int", "bool", "choice"]
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] = ()
+    doc: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is outside this domain, or None when it is valid."""
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+        if self.kind == "choice":
+            if value in self.choices:
+                return None
+            return f"{value!r} is not one of {', '.join(map(str, self.choices))}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected a number, got {value!r}"
+        if self.kind == "int" and not float(value).is_integer():
+            return f"expected an integer, got {value!r}"
+        if self.low is not None and value < self.low:
+            return f"{value!r} is below the minimum {self.low:g}"
+        if self.high is not None and value > self.high:
+            return f"{value!r} is above the maximum {self.high:g}"
+        return None
+
+    def describe(self) -> str:
+        """E.g. ``float in [0.05, 0.95]`` or ``one of l1, l2``."""
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.kind == "bool":
+            return "true or false"
+        return f"{self.kind} in [{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class CompressContext:
+    """What a method may need beyond the model: real example inputs and layers to keep."""
+
+    example_inputs: torch.Tensor
+    keep_modules: tuple[str, ...] = ()
+    seed: int = 0
+    train_inputs: torch.Tensor | None = None
+    train_labels: torch.Tensor | None = None
+
+
+class CompressionMethod(ABC):
+    """One compression method. Subclasses are small and registered by ``name``.
+
+    ``apply`` returns a *new* model and never mutates its input (the registry deep-copies
+    before calling it, and methods must not keep references to the input).
+    """
+
+    name: ClassVar[str]
+    stage: ClassVar[str]
+    summary: ClassVar[str]
+    params: ClassVar[Mapping[str, ParamDef]] = {}
+
+    def available(self) -> Availability:
+        """Whether this method can run on this machine (probed before the search)."""
+        return Availability(True, "no special requirement")
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults filled in for every declared parameter not in ``given``."""
+        out = {k: d.default for k, d in self.params.items()}
+        out.update(given)
+        return out
+
+    @abstractmethod
+    def apply(self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext) -> nn.Module:
+        """Compress ``model`` (already a private copy) with ``params`` and return the result."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One applied method with its concrete parameters."""
+
+    method: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        """E.g. ``prune_channels(ratio=0.3, importance=l2)``."""
+        if not self.params:
+            return self.method
+        inner = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(self.params.items()))
+        return f"{self.method}({inner})"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A variant: the ordered steps applied to the base model (empty = the baseline)."""
+
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def is_baseline(self) -> bool:
+        """True when no compression is applied."""
+        return not self.steps
+
+    def label(self) -> str:
+        """E.g. ``prune_channels(ratio=0.3) + dynamic_int8``; ``baseline`` when empty."""
+        return " + ".join(s.label() for s in self.steps) or "baseline"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for trial attributes and exports)."""
+        return {"steps": [dataclasses.asdict(s) | {"params": dict(s.params)} for s in self.steps]}

@@ -1,0 +1,143 @@
+"""The small interface every energy sampler implements, and the records it returns.
+
+A sampler measures one window of time: ``start()`` then ``stop() -> Reading``. It says whether
+it can run here with ``available() -> Availability`` (and *why* not), and every joule it
+returns carries its provenance:
+
+- ``measured``: read from a hardware energy counter (RAPL ``energy_uj``, NVML total energy).
+- ``integrated``: power readings sampled and integrated over time (NVML power polling).
+- ``estimated``: derived from activity (CPU-seconds) times stated coefficients.
+- ``modeled``: computed from counted operations and bytes times energy-per-operation figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from compresslab.errors import MeasurementError
+
+
+class Provenance(StrEnum):
+    """How an energy figure was obtained, from strongest to weakest evidence."""
+
+    MEASURED = "measured"
+    INTEGRATED = "integrated"
+    ESTIMATED = "estimated"
+    MODELED = "modeled"
+
+    @property
+    def rank(self) -> int:
+        """0 for the strongest evidence (measured), 3 for the weakest (modeled)."""
+        return list(Provenance).index(self)
+
+
+def weakest(provenances: list[Provenance]) -> Provenance:
+    """The weakest provenance of several components: a sum is only as good as its worst part."""
+    if not provenances:
+        raise ValueError("weakest() of no provenance")
+    return max(provenances, key=lambda p: p.rank)
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a sampler can run on this machine, and why (not)."""
+
+    available: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.available
+
+
+@dataclass(frozen=True)
+class ComponentEnergy:
+    """Energy of one hardware component over one window.
+
+    Attributes:
+        component: what was counted, e.g. ``cpu-package-0``, ``dram-0``, ``gpu-0``, ``cpu``.
+        energy_j: joules over the window (never negative).
+        provenance: how the figure was obtained.
+    """
+
+    component: str
+    energy_j: float
+    provenance: Provenance
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a sampler returns for one window."""
+
+    duration_s: float
+    components: tuple[ComponentEnergy, ...]
+    details: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def energy_j(self) -> float:
+        """Total joules over all components."""
+        return sum(c.energy_j for c in self.components)
+
+    @property
+    def provenance(self) -> Provenance:
+        """The weakest provenance among the components."""
+        return weakest([c.provenance for c in self.components])
+
+
+def check_reading(reading: Reading, *, sampler: str) -> Reading:
+    """Reject an implausible reading instead of passing on a silent zero or a negative figure.
+
+    Raises:
+        MeasurementError: a component is negative or not finite, or the window holds no energy.
+    """
+    if not reading.components:
+        raise MeasurementError(
+            f"sampler '{sampler}' returned no component: nothing was counted; "
+            "check `compresslab samplers` for what this machine exposes"
+        )
+    for c in reading.components:
+        if not math.isfinite(c.energy_j) or c.energy_j < 0:
+            raise MeasurementError(
+                f"sampler '{sampler}' read {c.energy_j!r} J for {c.component}: an energy is "
+                "never negative; a counter probably wrapped more than once between reads "
+                "(shorten the poll interval) or was reset"
+            )
+    if reading.energy_j <= 0:
+        raise MeasurementError(
+            f"sampler '{sampler}' read 0 J over {reading.duration_s:.3f} s: the window is shorter "
+            "than the counter's update period; lengthen `energy.window_s` in the recipe"
+        )
+    return reading
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """One energy backend. Implementations live one per module in ``compresslab.energy``."""
+
+    #: Registry name used in recipes (``rapl``, ``nvml``, ``estimate``).
+    name: str
+    #: The provenance of what this sampler returns.
+    provenance: Provenance
+
+    def available(self) -> Availability:
+        """Whether the sampler can run here; the reason says what it uses or what is missing."""
+        ...
+
+    def update_period_s(self) -> float:
+        """How often the underlying counter changes; a window must last several periods."""
+        ...
+
+    def start(self) -> None:
+        """Open a measurement window."""
+        ...
+
+    def stop(self) -> Reading:
+        """Close the window and return its (checked) reading."""
+        ...
+
+    def metadata(self) -> dict[str, str]:
+        """What the figures cover: hardware model, counter resolution, coefficients' source."""
+        ...

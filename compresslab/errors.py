@@ -1,0 +1,66 @@
+"""One root error for the package; every error a user can see derives from it.
+
+Each message says what went wrong *and how to fix it*. Vendor errors are translated where
+they enter the package (``raise ... from e``) so callers need to catch only
+:class:`CompressLabError`.
+"""
+
+from __future__ import annotations
+
+
+class CompressLabError(Exception):
+    """Root of every error compresslab raises on purpose."""
+
+    #: Process exit code the CLI uses for this error.
+    exit_code: int = 1
+
+
+class RecipeError(CompressLabError):
+    """A recipe (or a command-line argument) is invalid. Raised before any work starts."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        field: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.path = path
+        self.field = field
+        self.line = line
+        where = ""
+        if path is not None:
+            where = path if line is None else f"{path}:{line}"
+            where += ": "
+        if field:
+            where += f"field '{field}': "
+        super().__init__(where + message)
+
+
+class UsageError(CompressLabError):
+    """A command-line invocation is wrong (missing file, bad flag value)."""
+
+    exit_code = 2
+
+
+class BackendUnavailableError(CompressLabError):
+    """An optional backend (package, device, counter) cannot be used on this machine."""
+
+
+class MeasurementError(CompressLabError):
+    """An energy reading is implausible or could not be taken; never replaced by a guess."""
+
+
+class VariantError(CompressLabError):
+    """A compression variant could not be built or evaluated (becomes a failed trial)."""
+
+
+class TaskError(CompressLabError):
+    """A task provider could not supply its model, data or metric."""
+
+
+class StorageError(CompressLabError):
+    """The study storage is unreachable or corrupt."""

@@ -1,0 +1,350 @@
+"""Recipes: the YAML that names a task, a compression space, energy settings and a search budget.
+
+A recipe is data. It is read with ``yaml.safe_load`` semantics (``yaml.compose`` with the safe
+loader, which also gives line numbers) and validated by pydantic models that forbid unknown keys.
+A wrong recipe fails here, before any work starts, with one message naming the file, the line,
+the field and the fix (:class:`~compresslab.errors.RecipeError`, exit code 2).
+
+Parameter ranges in ``compression`` are written in one of three forms::
+
+    ratio: 0.5                                 # fixed value
+    ratio: {low: 0.1, high: 0.7, step: 0.1}    # numeric range (``log: true`` for log scale)
+    importance: {choices: [l1, l2, fpgm]}      # categorical
+
+This module checks the form; which methods and parameters exist is checked by
+:func:`compresslab.compress.check_space` (called from :func:`compresslab.api.load_recipe`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from compresslab.errors import RecipeError
+
+Scalar = bool | int | float | str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamRange(_Strict):
+    """A numeric range to search; integers if ``low`` and ``high`` are both integers."""
+
+    low: float | int
+    high: float | int
+    step: float | int | None = Field(default=None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ParamRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high}): swap them")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("a range cannot have both `step` and `log: true`: drop one")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        """True when both bounds (and the step, if any) are integers."""
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in self._numbers())
+
+    def _numbers(self) -> list[float | int]:
+        return [self.low, self.high] + ([self.step] if self.step is not None else [])
+
+
+class ParamChoices(_Strict):
+    """A categorical choice."""
+
+    choices: list[Scalar | None] = Field(min_length=1)
+
+
+def _param_kind(value: Any) -> str:
+    if isinstance(value, dict | ParamChoices) and (
+        isinstance(value, ParamChoices) or "choices" in value
+    ):
+        return "choices"
+    if isinstance(value, dict | ParamRange):
+        return "range"
+    return "value"
+
+
+# Tagged so that an error names the form the user meant (a range, choices or a fixed value),
+# not every member of the union.
+ParamSpec = Annotated[
+    Annotated[ParamRange, Tag("range")]
+    | Annotated[ParamChoices, Tag("choices")]
+    | Annotated[Scalar, Tag("value")],
+    Discriminator(_param_kind),
+]
+_UNION_TAGS = {"range", "choices", "value", "bool", "int", "float", "str"}
+
+
+class MethodSpec(_Strict):
+    """One compression method in the search space, with its parameters' ranges."""
+
+    method: str = Field(min_length=1)
+    params: dict[str, ParamSpec] = Field(default_factory=dict)
+
+
+class TaskSpec(_Strict):
+    """The model, its evaluation data and its metric.
+
+    Exactly one of ``name`` (a provider registered in :mod:`compresslab.tasks`) and
+    ``entrypoint`` (``"package.module:function"``, which runs that code) is given.
+    """
+
+    name: str | None = None
+    entrypoint: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    options: dict[str, Any] = Field(default_factory=dict)
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TaskSpec:
+        if (self.name is None) == (self.entrypoint is None):
+            raise ValueError(
+                "give exactly one of `name` (a built-in task such as `digits`) and "
+                "`entrypoint` (`package.module:function` returning a Task)"
+            )
+        return self
+
+
+class EstimateOptions(_Strict):
+    """Coefficients of the CPU estimator; unset means the documented defaults."""
+
+    watts_per_core: float | None = Field(default=None, gt=0, le=1000)
+    watts_per_gb: float | None = Field(default=None, ge=0, le=100)
+
+
+class RaplOptions(_Strict):
+    """Which RAPL domains to count (package always; DRAM and psys on request)."""
+
+    domains: list[Literal["package", "dram", "psys"]] = Field(default_factory=lambda: ["package"])
+    root: str | None = None
+
+    @model_validator(mode="after")
+    def _package_first(self) -> RaplOptions:
+        if "package" not in self.domains:
+            raise ValueError("`domains` must include `package` (the CPU package counter)")
+        return self
+
+
+class EnergySpec(_Strict):
+    """How energy per inference is measured."""
+
+    sampler: Literal["auto", "rapl", "nvml", "estimate"] = "auto"
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    batch_size: int = Field(default=64, ge=1, le=65536)
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    warmup_s: float = Field(default=0.5, ge=0, le=600)
+    window_s: float = Field(default=1.0, gt=0, le=3600)
+    min_windows: int = Field(default=3, ge=2, le=1000)
+    max_windows: int = Field(default=8, ge=2, le=10000)
+    target_ci_rel: float = Field(default=0.05, gt=0, lt=1)
+    estimate: EstimateOptions = Field(default_factory=EstimateOptions)
+    rapl: RaplOptions = Field(default_factory=RaplOptions)
+
+    @model_validator(mode="after")
+    def _windows(self) -> EnergySpec:
+        if self.max_windows < self.min_windows:
+            raise ValueError(
+                f"max_windows ({self.max_windows}) is below min_windows ({self.min_windows})"
+            )
+        return self
+
+
+class Tolerance(_Strict):
+    """The accuracy drop from the baseline that a variant may have: absolute or relative."""
+
+    absolute: float | None = Field(default=None, ge=0, le=1)
+    relative: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Tolerance:
+        if (self.absolute is None) == (self.relative is None):
+            raise ValueError(
+                "give exactly one of `absolute` (e.g. 0.01 = one accuracy point) "
+                "and `relative` (e.g. 0.02 = 2% of the baseline's accuracy)"
+            )
+        return self
+
+    def min_accuracy(self, baseline_accuracy: float) -> float:
+        """The lowest accuracy within tolerance of ``baseline_accuracy``."""
+        if self.absolute is not None:
+            return baseline_accuracy - self.absolute
+        assert self.relative is not None
+        return baseline_accuracy * (1.0 - self.relative)
+
+    def describe(self) -> str:
+        """Human wording, e.g. ``1 point absolute``."""
+        if self.absolute is not None:
+            return f"{self.absolute * 100:g} points absolute"
+        assert self.relative is not None
+        return f"{self.relative * 100:g}% relative"
+
+
+class SearchSpec(_Strict):
+    """The Optuna search: budget, sampler, seed, storage, accuracy tolerance."""
+
+    trials: int = Field(default=30, ge=1, le=100000)
+    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
+    seed: int = 0
+    storage: str | None = None
+    study_name: str | None = Field(default=None, min_length=1)
+    tolerance: Tolerance = Field(default_factory=lambda: Tolerance(absolute=0.01))
+
+
+class Recipe(_Strict):
+    """A whole recipe. ``source`` is the file it came from (not part of the YAML)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
+    description: str = ""
+    task: TaskSpec
+    compression: list[MethodSpec] = Field(min_length=1)
+    energy: EnergySpec = Field(default_factory=EnergySpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    output: str = "reports"
+
+    @property
+    def study_name(self) -> str:
+        """The Optuna study name: ``search.study_name`` or the recipe's name."""
+        return self.search.study_name or self.name
+
+    def output_dir(self, base: Path | None = None) -> Path:
+        """``<output>/<name>``, relative to ``base`` (the working directory by default)."""
+        root = Path(self.output)
+        if base is not None and not root.is_absolute():
+            root = base / root
+        return root / self.name
+
+
+# --- parsing with line numbers ------------------------------------------------------------
+
+
+def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[path + (key,)] = key_node.start_mark.line + 1
+            _line_map(value_node, path + (key,), out)
+            out[path + (key,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), out)
+
+
+class RecipeSource:
+    """The parsed YAML of a recipe with the line of every field, for error messages."""
+
+    def __init__(self, data: Mapping[str, Any], *, path: str, lines: dict[tuple[Any, ...], int]):
+        self.data = data
+        self.path = path
+        self._lines = lines
+
+    def line_of(self, loc: tuple[Any, ...]) -> int | None:
+        """The line of the deepest existing prefix of ``loc`` (None when unknown)."""
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self._lines:
+                return self._lines[loc[:end]]
+        return None
+
+    def error(self, loc: tuple[Any, ...], message: str) -> RecipeError:
+        """A :class:`RecipeError` pointing at ``loc`` in this file."""
+        field = ".".join(str(p) for p in loc) or None
+        return RecipeError(message, path=self.path, field=field, line=self.line_of(loc))
+
+
+def read_source(path: str | Path) -> RecipeSource:
+    """Read a recipe file into a :class:`RecipeSource` (safe YAML, mapping at top level)."""
+    p = Path(path)
+    if not p.is_file():
+        raise RecipeError(
+            f"no recipe file at {p}: check the path (recipes live in `recipes/`, e.g. "
+            "`recipes/digits.yaml`)",
+            path=str(p),
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecipeError(f"cannot read the recipe ({e}): save it as UTF-8 text", path=str(p)) from e
+    return source_from_text(text, path=str(p))
+
+
+def source_from_text(text: str, *, path: str = "<recipe>") -> RecipeSource:
+    """Parse YAML text (safe loader only) and record the line of every key."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise RecipeError(
+            f"invalid YAML ({problem}): fix the syntax (indentation, a missing ':' or quote)",
+            path=path,
+            line=line,
+        ) from e
+    if data is None:
+        raise RecipeError(
+            "the recipe is empty: start from `recipes/digits.yaml`", path=path, line=1
+        )
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"the recipe must be a mapping of keys (name, task, compression, ...), "
+            f"not a {type(data).__name__}",
+            path=path,
+            line=1,
+        )
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _line_map(node, (), lines)
+    return RecipeSource(data, path=path, lines=lines)
+
+
+def _fix_hint(err: Mapping[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "remove it or check its spelling (see README.md, 'Recipe format')"
+    if kind == "missing":
+        return "add it (see README.md, 'Recipe format')"
+    if kind == "literal_error":
+        return "use one of the values listed"
+    return "see README.md, 'Recipe format'"
+
+
+def parse_recipe(source: RecipeSource) -> Recipe:
+    """Validate a :class:`RecipeSource` against the schema; the first error is raised."""
+    try:
+        return Recipe.model_validate(source.data)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        loc = tuple(err["loc"])
+        # pydantic puts union members in loc (e.g. 'ParamRange', 'range'); drop them for the user.
+        loc = tuple(
+            p
+            for p in loc
+            if not (isinstance(p, str) and (re.match(r"^[A-Z]\w*$", p) or p in _UNION_TAGS))
+        )
+        msg = err["msg"]
+        if err.get("type") == "extra_forbidden":
+            msg = f"unknown key '{loc[-1]}'"
+        msg = re.sub(r"^Value error, ", "", msg)
+        more = f" ({len(e.errors()) - 1} more problem(s) after this one)" if len(e.errors()) > 1 else ""
+        raise source.error(loc, f"{msg}: {_fix_hint(err)}{more}") from None

@@ -1,0 +1,121 @@
+"""Search results as plain records: one :class:`TrialRecord` per variant, and the frontier.
+
+No Optuna here: :mod:`compresslab.search` turns a study into these records, and the report
+layer only reads them, so reports can be rebuilt from any storage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from compresslab import units
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One variant of a search: what was built, how accurate it is, what it costs.
+
+    ``energy`` is the measurement as a dict (:meth:`compresslab.measure.EnergyResult.to_dict`),
+    so every figure keeps its sampler, provenance and CI. Failed trials have ``error`` set and
+    no figures.
+    """
+
+    number: int
+    state: str
+    variant: str
+    is_baseline: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    accuracy: float | None = None
+    accuracy_ci95: tuple[float, float] | None = None
+    feasible: bool | None = None
+    energy: dict[str, Any] | None = None
+    n_params: int | None = None
+    macs_per_inference: float | None = None
+    size_bytes: int | None = None
+    error: str | None = None
+    duration_s: float | None = None
+    reused_from: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when the variant was built, evaluated and measured."""
+        return self.state == "COMPLETE" and self.accuracy is not None and self.energy is not None
+
+    @property
+    def energy_j_per_inference(self) -> float:
+        """Mean joules per inference (``nan`` when not measured)."""
+        return float(self.energy["energy_j_per_inference"]) if self.energy else math.nan
+
+    @property
+    def kwh_per_1k(self) -> float:
+        """Kilowatt-hours per 1000 inferences (``nan`` when not measured)."""
+        return units.kwh_per_1k(self.energy_j_per_inference)
+
+    @property
+    def provenance(self) -> str:
+        """How the energy figure was obtained (``-`` when not measured)."""
+        return str(self.energy["provenance"]) if self.energy else "-"
+
+
+def dominates(a: TrialRecord, b: TrialRecord) -> bool:
+    """True when ``a`` is at least as accurate and as frugal as ``b``, and better in one."""
+    assert a.accuracy is not None and b.accuracy is not None
+    ea, eb = a.energy_j_per_inference, b.energy_j_per_inference
+    return a.accuracy >= b.accuracy and ea <= eb and (a.accuracy > b.accuracy or ea < eb)
+
+
+def pareto_front(records: Sequence[TrialRecord], *, feasible_only: bool = True) -> list[TrialRecord]:
+    """Non-dominated complete trials (feasible ones only by default), sorted by energy.
+
+    Trials that measured the same variant again (``reused_from``) are left out, so each variant
+    appears once.
+    """
+    pool = [
+        r
+        for r in records
+        if r.complete and r.reused_from is None and (r.feasible or not feasible_only)
+    ]
+    front = [r for r in pool if not any(dominates(o, r) for o in pool if o is not r)]
+    return sorted(front, key=lambda r: (r.energy_j_per_inference, -(r.accuracy or 0.0)))
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Everything a report needs: the recipe's identity, the trials, the frontier, the context."""
+
+    recipe_name: str
+    study_name: str
+    storage: str
+    trials: list[TrialRecord]
+    baseline_accuracy: float
+    min_accuracy: float
+    tolerance: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> TrialRecord | None:
+        """The measured uncompressed model, if its trial completed."""
+        return next((t for t in self.trials if t.is_baseline and t.complete), None)
+
+    @property
+    def frontier(self) -> list[TrialRecord]:
+        """Feasible non-dominated variants, cheapest first."""
+        return pareto_front(self.trials)
+
+    def best_saving(self) -> TrialRecord | None:
+        """The feasible variant with the least energy per inference."""
+        front = self.frontier
+        return front[0] if front else None
+
+    @property
+    def completed(self) -> list[TrialRecord]:
+        """Trials that completed."""
+        return [t for t in self.trials if t.complete]
+
+    @property
+    def failed(self) -> list[TrialRecord]:
+        """Trials that failed, with their reasons."""
+        return [t for t in self.trials if t.state == "FAIL"]

@@ -1,0 +1,389 @@
+"""The Optuna multi-objective search (the only module that imports optuna).
+
+Objectives: maximize the task metric, minimize energy per inference. The accuracy tolerance is
+a constraint (``Trial.set_constraint``: ``min_accuracy - accuracy <= 0`` is feasible), which
+the NSGA-II and TPE samplers use and ``study.best_trials`` honours. The
+uncompressed baseline is enqueued as the first trial. The study lives in a storage on disk
+(SQLite under the report folder by default), so running the same command again resumes it and
+runs only the trials still missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compresslab.compress import (
+    STAGES,
+    CompressContext,
+    Step,
+    VariantSpec,
+    build_variant,
+    get_method,
+    probe_methods,
+)
+from compresslab.compress.profile import profile_model
+from compresslab.energy import Selection, select_sampler
+from compresslab.energy.machine import fingerprint
+from compresslab.errors import CompressLabError, StorageError
+from compresslab.measure import Protocol, measure_model
+from compresslab.recipe import MethodSpec, ParamChoices, ParamRange, Recipe
+from compresslab.results import SearchResult, TrialRecord
+from compresslab.tasks import Task, load_task
+from compresslab.tasks.metrics import METRICS, predict, wilson_interval
+
+log = logging.getLogger(__name__)
+
+_BASELINE_ATTR = "is_baseline"
+# Feasible when <= 0 (Optuna's convention): minimum accuracy minus the variant's accuracy.
+_CONSTRAINT = "accuracy_below_tolerance"
+
+
+def _optuna() -> Any:
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The recipe's methods that can run here, grouped by stage, and those left out (why)."""
+
+    by_stage: dict[str, list[MethodSpec]]
+    skipped: dict[str, str]
+
+    @classmethod
+    def from_recipe(cls, methods: Sequence[MethodSpec]) -> SearchSpace:
+        """Probe each method's capabilities; unavailable ones are skipped with their reason."""
+        avail = probe_methods(m.method for m in methods)
+        by_stage: dict[str, list[MethodSpec]] = {s: [] for s in STAGES}
+        skipped = {}
+        for m in methods:
+            if avail[m.method]:
+                by_stage[get_method(m.method).stage].append(m)
+            else:
+                skipped[m.method] = avail[m.method].reason
+        return cls({s: v for s, v in by_stage.items() if v}, skipped)
+
+    def baseline_params(self) -> dict[str, str]:
+        """Trial parameters of the uncompressed baseline (every stage ``none``)."""
+        return {stage: "none" for stage in self.by_stage}
+
+    def suggest(self, trial: Any) -> VariantSpec:
+        """Ask the trial for one method (or none) per stage and its parameters."""
+        steps = []
+        for stage, methods in self.by_stage.items():
+            choice = trial.suggest_categorical(stage, ["none", *[m.method for m in methods]])
+            if choice == "none":
+                continue
+            spec = next(m for m in methods if m.method == choice)
+            params: dict[str, Any] = {}
+            for pname, pspec in spec.params.items():
+                key = f"{choice}.{pname}"
+                if isinstance(pspec, ParamRange):
+                    if pspec.is_int:
+                        params[pname] = trial.suggest_int(
+                            key, int(pspec.low), int(pspec.high), step=int(pspec.step or 1),
+                            log=pspec.log,
+                        )
+                    else:
+                        params[pname] = trial.suggest_float(
+                            key, float(pspec.low), float(pspec.high), step=pspec.step, log=pspec.log
+                        )
+                elif isinstance(pspec, ParamChoices):
+                    params[pname] = trial.suggest_categorical(key, pspec.choices)
+                else:
+                    params[pname] = pspec
+            steps.append(Step(choice, params))
+        return VariantSpec(tuple(steps))
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """A short hash of the recipe's content (stored with the study and the report)."""
+    text = json.dumps(recipe.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def default_storage(recipe: Recipe, base_dir: Path | None = None) -> str:
+    """``sqlite:///<output>/<name>/study.db`` (the folder is created)."""
+    out = recipe.output_dir(base_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def _make_sampler(recipe: Recipe) -> Any:
+    optuna = _optuna()
+    seed = recipe.search.seed
+    name = recipe.search.sampler
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def open_study(recipe: Recipe, *, storage: str, with_sampler: bool = True) -> Any:
+    """Create or load the recipe's study in ``storage``."""
+    optuna = _optuna()
+    sampler = _make_sampler(recipe) if with_sampler else None
+    try:
+        study = optuna.create_study(
+            study_name=recipe.study_name,
+            storage=storage,
+            directions=["maximize", "minimize"],
+            sampler=sampler,
+            load_if_exists=True,
+        )
+    except Exception as e:  # sqlalchemy/optuna raise many kinds for a bad storage
+        raise StorageError(
+            f"cannot open the study storage '{storage}' ({type(e).__name__}: {e}): check the URL "
+            "and that the database is reachable, or remove a corrupt study.db to start afresh"
+        ) from e
+    study.set_metric_names([recipe.task.metric, "energy_j_per_inference"])
+    return study
+
+
+def _mark_interrupted(study: Any) -> int:
+    """Trials left RUNNING by a killed process become FAIL (so they are retried)."""
+    optuna = _optuna()
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted (process killed)")
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        n += 1
+    return n
+
+
+class _Objective:
+    def __init__(
+        self,
+        *,
+        recipe: Recipe,
+        task: Task,
+        space: SearchSpace,
+        selection: Selection,
+        min_accuracy: float,
+    ) -> None:
+        self.recipe = recipe
+        self.task = task
+        self.space = space
+        self.selection = selection
+        self.min_accuracy = min_accuracy
+        self.ctx = CompressContext(
+            example_inputs=task.example_inputs(),
+            keep_modules=task.keep_layers,
+            seed=recipe.search.seed,
+            train_inputs=task.train_inputs,
+            train_labels=task.train_labels,
+        )
+        self.inputs = task.inference_batch(recipe.energy.batch_size)
+        self.protocol = Protocol.from_spec(recipe.energy)
+        self.measured: dict[str, int] = {}
+
+    def __call__(self, trial: Any) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        spec = self.space.suggest(trial)
+        label = spec.label()
+        trial.set_user_attr("variant", label)
+        trial.set_user_attr("spec", spec.to_dict())
+        trial.set_user_attr(_BASELINE_ATTR, spec.is_baseline)
+        previous = self._previous(trial, label)
+        if previous is not None:
+            # The same variant again (samplers repeat points in small spaces): reuse its
+            # measurement rather than spend energy measuring it twice.
+            for key in ("accuracy_ci95", "energy", "n_params", "macs_per_inference", "size_bytes"):
+                trial.set_user_attr(key, previous.user_attrs[key])
+            trial.set_constraint(_CONSTRAINT, previous.constraints[_CONSTRAINT])
+            trial.set_user_attr("reused_from", previous.number)
+            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            return previous.values[0], previous.values[1]
+        try:
+            values = self._evaluate(trial, spec)
+        except (CompressLabError, RuntimeError, ValueError, TypeError, MemoryError) as e:
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            log.warning("trial %d (%s) failed: %s", trial.number, label, e)
+            raise _TrialFailed(str(e)) from e
+        trial.set_user_attr("duration_s", time.perf_counter() - t0)
+        return values
+
+    def _previous(self, trial: Any, label: str) -> Any:
+        optuna = _optuna()
+        for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.user_attrs.get("variant") == label and "energy" in t.user_attrs:
+                return t
+        return None
+
+    def _evaluate(self, trial: Any, spec: VariantSpec) -> tuple[float, float]:
+        model = build_variant(self.task.model, spec, self.ctx)
+        preds = predict(model, self.task.eval_inputs)
+        metric = METRICS[self.recipe.task.metric](preds, self.task.eval_labels)
+        correct = int((preds == self.task.eval_labels).sum())
+        prof = profile_model(model, self.ctx.example_inputs)
+        energy = measure_model(
+            model,
+            self.inputs,
+            sampler=self.selection.sampler,
+            protocol=self.protocol,
+            threads=self.recipe.energy.threads,
+        )
+        trial.set_user_attr(
+            "accuracy_ci95", list(wilson_interval(correct, len(self.task.eval_labels)))
+        )
+        trial.set_user_attr("energy", energy.to_dict())
+        trial.set_user_attr("n_params", prof.params)
+        trial.set_user_attr("macs_per_inference", prof.macs_per_inference)
+        trial.set_user_attr("size_bytes", prof.size_bytes)
+        trial.set_constraint(_CONSTRAINT, self.min_accuracy - metric)
+        return metric, energy.energy_j_per_inference
+
+
+class _TrialFailed(Exception):
+    """A variant failed; Optuna records the trial as FAIL and the search goes on."""
+
+
+def trial_record(trial: Any, *, min_accuracy: float) -> TrialRecord:
+    """The plain record of one frozen Optuna trial (the report's only input)."""
+    ua = trial.user_attrs
+    complete = trial.state.name == "COMPLETE" and trial.values is not None
+    accuracy = trial.values[0] if complete else None
+    ci = ua.get("accuracy_ci95")
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        variant=ua.get("variant", "?"),
+        is_baseline=bool(ua.get(_BASELINE_ATTR, False)),
+        params=dict(trial.params),
+        accuracy=accuracy,
+        accuracy_ci95=tuple(ci) if ci else None,
+        feasible=(accuracy >= min_accuracy) if accuracy is not None else None,
+        energy=ua.get("energy") if complete else None,
+        n_params=ua.get("n_params"),
+        macs_per_inference=ua.get("macs_per_inference"),
+        size_bytes=ua.get("size_bytes"),
+        error=ua.get("error"),
+        duration_s=ua.get("duration_s"),
+        reused_from=ua.get("reused_from"),
+    )
+
+
+def records_from_study(study: Any, *, min_accuracy: float) -> list[TrialRecord]:
+    """Plain records of every trial in ``study``."""
+    return [trial_record(t, min_accuracy=min_accuracy) for t in study.get_trials(deepcopy=False)]
+
+
+def run_search(
+    recipe: Recipe,
+    *,
+    base_dir: Path | None = None,
+    trials: int | None = None,
+    storage: str | None = None,
+    on_trial: Callable[[TrialRecord, int, int], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) the recipe's search until it holds ``trials`` completed trials.
+
+    Args:
+        recipe: a validated recipe.
+        base_dir: folder that relative output paths are resolved against (the working dir).
+        trials: override of ``search.trials``.
+        storage: override of ``search.storage`` (an Optuna storage URL).
+        on_trial: called after each trial with its record, the number of completed trials,
+            and the target.
+
+    Returns:
+        Every trial of the study as records, with the frontier and the baseline.
+    """
+    optuna = _optuna()
+    target = trials if trials is not None else recipe.search.trials
+    storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
+    space = SearchSpace.from_recipe(recipe.compression)
+    for name, why in space.skipped.items():
+        log.warning("method %s left out of the search: %s", name, why)
+    task = load_task(recipe.task)
+    selection = select_sampler(
+        recipe.energy.sampler,
+        options={
+            "estimate": recipe.energy.estimate.model_dump(exclude_none=True),
+            "rapl": recipe.energy.rapl.model_dump(exclude_none=True),
+        },
+        device=recipe.energy.device,
+    )
+    log.info("energy sampler: %s", selection.explain())
+    baseline_accuracy = METRICS[recipe.task.metric](
+        predict(task.model, task.eval_inputs), task.eval_labels
+    )
+    min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
+
+    study = open_study(recipe, storage=storage_url)
+    if storage_url.startswith("sqlite"):
+        interrupted = _mark_interrupted(study)
+        if interrupted:
+            log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
+    done = study.get_trials(deepcopy=False)
+    if not any(t.user_attrs.get(_BASELINE_ATTR) and t.state.name == "COMPLETE" for t in done):
+        if not any(t.state.name == "WAITING" for t in done):
+            study.enqueue_trial(space.baseline_params(), user_attrs={_BASELINE_ATTR: True})
+    study.set_user_attr("recipe_hash", recipe_hash(recipe))
+    study.set_user_attr("machine", fingerprint())
+    study.set_user_attr("sampler_selection", selection.explain())
+    study.set_user_attr("skipped_methods", space.skipped)
+    study.set_user_attr("baseline_accuracy", baseline_accuracy)
+    study.set_user_attr("torch", torch.__version__)
+
+    objective = _Objective(
+        recipe=recipe, task=task, space=space, selection=selection, min_accuracy=min_accuracy
+    )
+
+    def completed() -> int:
+        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+    # Failures are bounded so that a space where every variant breaks still ends.
+    max_failures = max(10, target)
+    failures = 0
+    while completed() < target and failures < max_failures:
+        before = len(study.get_trials(deepcopy=False))
+        study.optimize(objective, n_trials=1, catch=(_TrialFailed,))
+        last = study.get_trials(deepcopy=False)[before:]
+        for t in last:
+            if t.state.name == "FAIL":
+                failures += 1
+            if on_trial is not None:
+                rec = trial_record(t, min_accuracy=min_accuracy)
+                on_trial(rec, completed(), target)
+    if failures >= max_failures and completed() < target:
+        log.warning("stopped after %d failed trials; see the report for their reasons", failures)
+
+    return SearchResult(
+        recipe_name=recipe.name,
+        study_name=recipe.study_name,
+        storage=storage_url,
+        trials=records_from_study(study, min_accuracy=min_accuracy),
+        baseline_accuracy=baseline_accuracy,
+        min_accuracy=min_accuracy,
+        tolerance=recipe.search.tolerance.describe(),
+        info={
+            "task": task.description,
+            "metric": recipe.task.metric,
+            "sampler_selection": selection.explain(),
+            "sampler_metadata": selection.sampler.metadata(),
+            "optuna_sampler": recipe.search.sampler,
+            "seed": recipe.search.seed,
+            "recipe_hash": recipe_hash(recipe),
+            "machine": fingerprint(),
+            "skipped_methods": space.skipped,
+            "batch_size": recipe.energy.batch_size,
+            "versions": {"torch": torch.__version__, "optuna": optuna.__version__},
+        },
+    )

@@ -1,0 +1,70 @@
+"""Accuracy metrics computed on a task's held-out split."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from compresslab.errors import VariantError
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """Predicted class indices for ``inputs``, in batches."""
+    preds = []
+    for start in range(0, inputs.shape[0], batch_size):
+        logits = model(inputs[start : start + batch_size])
+        if isinstance(logits, tuple | list):
+            logits = logits[0]
+        logits = logits.float()
+        if not torch.isfinite(logits).all():
+            raise VariantError(
+                "the variant produced NaN or infinite outputs: it is numerically broken "
+                "(too aggressive a compression); this trial is recorded as failed"
+            )
+        preds.append(logits.argmax(dim=-1))
+    return torch.cat(preds)
+
+
+def accuracy(preds: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy."""
+    return float((preds == labels).float().mean())
+
+
+def macro_f1(preds: torch.Tensor, labels: torch.Tensor) -> float:
+    """Unweighted mean of per-class F1 over the classes present in ``labels``."""
+    scores = []
+    for c in torch.unique(labels):
+        tp = int(((preds == c) & (labels == c)).sum())
+        fp = int(((preds == c) & (labels != c)).sum())
+        fn = int(((preds != c) & (labels == c)).sum())
+        denom = 2 * tp + fp + fn
+        scores.append(2 * tp / denom if denom else 0.0)
+    return sum(scores) / len(scores)
+
+
+METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {
+    "accuracy": accuracy,
+    "macro_f1": macro_f1,
+}
+
+
+def wilson_interval(successes: int, n: int, *, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (accuracy on a finite test set)."""
+    if n <= 0:
+        raise ValueError("n must be positive")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def evaluate(
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, metric: str = "accuracy"
+) -> float:
+    """The task metric of ``model`` on ``inputs``/``labels``."""
+    return METRICS[metric](predict(model, inputs), labels)

@@ -1,0 +1,338 @@
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from compresslab.energy import Provenance, make_sampler
+from compresslab.energy import nvml as nvml_module
+from compresslab.energy.nvml import NvmlSampler, cuda_visible_indices
+from compresslab.errors import BackendUnavailableError, MeasurementError, RecipeError
+
+if TYPE_CHECKING:
+    from conftest import FakeNvml
+
+
+# Captured at import, before any fixture patches it.
+_REAL_NVML_IMPORT = nvml_module._nvml
+
+
+def _energies(reading) -> dict[str, float]:
+    return {c.component: c.energy_j for c in reading.components}
+
+
+# --- the energy counter (Volta and newer) ------------------------------------------------------
+
+
+def test_energy_counter_gives_measured_joules(fake_nvml: Any) -> None:
+    fake: FakeNvml = fake_nvml(energy_step_mj=250_000)
+    sampler = NvmlSampler()
+    assert sampler.available()
+    sampler.start()
+    reading = sampler.stop()
+    # itertools.count moves one step between the start and the stop read: 250,000 mJ.
+    assert _energies(reading) == {"gpu-0": pytest.approx(250.0)}
+    assert reading.provenance is Provenance.MEASURED
+    assert reading.duration_s > 0
+    assert fake.init_depth == 0
+    assert sampler.update_period_s() == pytest.approx(0.1)
+
+
+def test_each_device_has_its_own_counter(fake_nvml: Any) -> None:
+    fake_nvml(count=3, energy_step_mj=1_000)
+    sampler = NvmlSampler()
+    sampler.start()
+    assert _energies(sampler.stop()) == {
+        "gpu-0": pytest.approx(1.0),
+        "gpu-1": pytest.approx(2.0),
+        "gpu-2": pytest.approx(3.0),
+    }
+
+
+def test_clocks_power_limit_and_temperature_are_recorded(fake_nvml: Any) -> None:
+    fake_nvml()
+    sampler = NvmlSampler()
+    sampler.start()
+    details = sampler.stop().details
+    assert details["gpu0_sm_clock_mhz"] == 1410
+    assert details["gpu0_power_limit_w"] == pytest.approx(300.0)  # 300,000 mW
+    assert details["gpu0_temperature_c"] == 55
+    meta = sampler.metadata()
+    assert meta["driver_version"] == "550.54.15"
+    assert meta["gpu0_name"] == "NVIDIA Fake V100"
+    assert meta["gpu0_power_limit_w"] == "300"
+    assert "measured" in meta["gpu0_energy_source"]
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())
+
+
+def test_failing_optional_queries_are_left_out(fake_nvml: Any) -> None:
+    fake = fake_nvml()
+    fake.unsupported = {"clock", "temperature", "power_limit"}
+    sampler = NvmlSampler()
+    sampler.start()
+    reading = sampler.stop()
+    assert reading.energy_j > 0
+    assert not any(key.startswith("gpu0_") for key in reading.details)
+    assert "gpu0_temperature_c" not in sampler.metadata()
+
+
+def test_read_failure_mid_window_is_a_measurement_error(fake_nvml: Any) -> None:
+    fake = fake_nvml()
+    sampler = NvmlSampler()
+    sampler.start()
+    fake.energy_error = fake.NVMLError("GPU is lost")
+    with pytest.raises(MeasurementError, match="gpu-0.*GPU is lost") as info:
+        sampler.stop()
+    assert isinstance(info.value.__cause__, fake.NVMLError)
+    assert fake.init_depth == 0
+    fake.energy_error = None
+    sampler.start()  # usable again
+    assert sampler.stop().energy_j > 0
+
+
+# --- integrated power (pre-Volta) --------------------------------------------------------------
+
+
+def test_without_energy_counter_power_is_polled_and_integrated(fake_nvml: Any) -> None:
+    fake = fake_nvml(energy_counter=False, power_mw=150_000)
+    sampler = NvmlSampler(poll_interval_s=0.01)
+    avail = sampler.available()
+    assert avail
+    assert "integrated" in avail.reason
+    sampler.start()
+    calls_at_start = fake.power_calls
+    deadline = time.monotonic() + 10.0
+    while fake.power_calls < calls_at_start + 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    reading = sampler.stop()
+    assert reading.components[0].component == "gpu-0"
+    assert reading.components[0].provenance is Provenance.INTEGRATED
+    assert reading.provenance is Provenance.INTEGRATED
+    assert reading.details["gpu0_power_samples"] >= 5  # first, >= 3 polled, last
+    # 150 W over the window; the samples span the window give or take a thread wake-up.
+    assert reading.energy_j / reading.duration_s == pytest.approx(150.0, rel=0.5)
+    assert sampler.update_period_s() == pytest.approx(1.0)
+    assert "integrated" in sampler.metadata()["gpu0_energy_source"]
+    assert not any(t.name == "compresslab-nvml" for t in threading.enumerate())
+
+
+def test_trapezoid_rule() -> None:
+    # A ramp from 100 W to 300 W over 2 s, sampled unevenly: exactly 400 J = 400,000 mJ.
+    samples = [(10.0, 100_000.0), (10.5, 150_000.0), (11.75, 275_000.0), (12.0, 300_000.0)]
+    assert nvml_module._trapezoid_mj(samples) == pytest.approx(400_000.0)
+    assert nvml_module._trapezoid_mj(samples[:1]) == 0
+
+
+def test_device_with_neither_energy_nor_power_is_unavailable(fake_nvml: Any) -> None:
+    fake = fake_nvml(energy_counter=False)
+
+    def no_power(handle: Any) -> int:
+        raise fake.NVMLError_NotSupported("Not Supported")
+
+    fake.nvmlDeviceGetPowerUsage = no_power
+    avail = NvmlSampler().available()
+    assert not avail
+    assert "neither total energy nor power" in avail.reason
+
+
+# --- availability ------------------------------------------------------------------------------
+
+
+def test_library_missing_is_unavailable_with_reason(fake_nvml: Any) -> None:
+    fake_nvml(library=False)
+    sampler = NvmlSampler()
+    avail = sampler.available()
+    assert not avail
+    assert avail.reason.startswith("NVML library not found: no NVIDIA driver on this machine")
+    with pytest.raises(BackendUnavailableError, match="NVML library not found") as info:
+        sampler.start()
+    assert info.value.__cause__ is not None
+    assert sampler.metadata()["status"].startswith("unavailable: NVML library not found")
+
+
+def test_other_init_failure_is_unavailable(fake_nvml: Any) -> None:
+    fake = fake_nvml()
+
+    def init_fails() -> None:
+        raise fake.NVMLError("Driver Not Loaded")
+
+    fake.nvmlInit = init_fails
+    avail = NvmlSampler().available()
+    assert not avail
+    assert "Driver Not Loaded" in avail.reason
+
+
+def test_pynvml_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` raise ImportError
+    avail = NvmlSampler().available()
+    assert not avail
+    assert "nvidia-ml-py" in avail.reason
+
+
+def test_fake_can_also_be_patched_in_as_the_pynvml_module(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_nvml(count=2)
+    monkeypatch.setattr(nvml_module, "_nvml", _REAL_NVML_IMPORT)  # the real lazy import
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    sampler = make_sampler("nvml")
+    assert "gpu-1 NVIDIA Fake V100" in sampler.available().reason
+    assert fake.init_depth == 0
+
+
+def test_zero_devices(fake_nvml: Any) -> None:
+    fake_nvml(count=0)
+    avail = NvmlSampler().available()
+    assert not avail
+    assert "0 GPUs" in avail.reason
+
+
+def test_fake_has_the_names_of_the_real_pynvml(fake_nvml: Any) -> None:
+    """The fake is only faithful if the real module has every name the sampler uses."""
+    import pynvml
+
+    fake_class = type(fake_nvml())
+    names = [n for n in vars(fake_class) if n.startswith(("nvml", "NVML"))]
+    assert len(names) > 12
+    for name in names:
+        assert hasattr(pynvml, name), name
+    assert issubclass(pynvml.NVMLError_NotSupported, pynvml.NVMLError)
+    assert issubclass(pynvml.NVMLError_LibraryNotFound, pynvml.NVMLError)
+    assert pynvml.NVML_CLOCK_SM == fake_class.NVML_CLOCK_SM
+    assert pynvml.NVML_TEMPERATURE_GPU == fake_class.NVML_TEMPERATURE_GPU
+
+
+# --- device selection --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", ()),
+        ("0", (0,)),
+        ("2, 0", (2, 0)),
+        ("1,-1,3", (1,)),  # CUDA stops at the first negative index
+        ("-1", ()),
+        ("GPU-8f3e2c1a-0000-0000-0000-000000000000", None),  # UUIDs: all devices
+    ],
+)
+def test_cuda_visible_indices(value: str | None, expected: tuple[int, ...] | None) -> None:
+    assert cuda_visible_indices(value) == expected
+
+
+def test_cuda_visible_devices_selects_the_gpus(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_nvml(count=4, energy_step_mj=1_000)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    sampler = NvmlSampler()
+    sampler.start()
+    assert _energies(sampler.stop()) == {"gpu-2": pytest.approx(3.0), "gpu-0": pytest.approx(1.0)}
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f3e2c1a-0000-0000-0000-000000000000")
+    sampler.start()
+    assert len(sampler.stop().components) == 4
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    avail = sampler.available()
+    assert not avail
+    assert "CUDA_VISIBLE_DEVICES" in avail.reason
+
+
+def test_device_indices_override_the_environment(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_nvml(count=4, energy_step_mj=1_000)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    sampler = NvmlSampler(device_indices=(3,))
+    sampler.start()
+    assert _energies(sampler.stop()) == {"gpu-3": pytest.approx(4.0)}
+
+
+def test_index_that_does_not_exist(fake_nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = fake_nvml(count=2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,5")
+    sampler = NvmlSampler()
+    avail = sampler.available()
+    assert not avail
+    assert "[5]" in avail.reason
+    assert "NVML sees 2" in avail.reason
+    with pytest.raises(BackendUnavailableError, match="\\[5\\]"):
+        sampler.start()
+    assert fake.init_depth == 0  # the failed start shut NVML down again
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"device_indices": ()}, "device_indices"),
+        ({"device_indices": (-1,)}, "non-negative"),
+        ({"device_indices": (0, 0)}, "distinct"),
+        ({"poll_interval_s": 0.0}, "positive"),
+    ],
+)
+def test_bad_arguments_are_recipe_errors(kwargs: dict, match: str) -> None:
+    with pytest.raises(RecipeError, match=match):
+        NvmlSampler(**kwargs)
+
+
+# --- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_init_and_shutdown_are_balanced(fake_nvml: Any) -> None:
+    fake = fake_nvml()
+    sampler = NvmlSampler()
+    sampler.available()
+    assert fake.init_depth == 0
+    sampler.metadata()
+    assert fake.init_depth == 0
+    sampler.start()
+    assert fake.init_depth == 1  # held for the window
+    with pytest.raises(MeasurementError, match="started twice"):
+        sampler.start()
+    assert fake.init_depth == 1
+    sampler.stop()
+    assert fake.init_depth == 0
+    with pytest.raises(MeasurementError, match="before it was started"):
+        sampler.stop()
+    assert fake.inits >= 3
+
+
+def test_cuda_is_synchronised_at_both_edges(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_nvml()
+    events: list[str] = []
+    cuda = types.SimpleNamespace(
+        is_available=lambda: True,
+        is_initialized=lambda: True,
+        synchronize=lambda: events.append("sync"),
+    )
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    sampler = NvmlSampler()
+    sampler.start()
+    assert events == ["sync"]
+    sampler.stop()
+    assert events == ["sync", "sync"]
+
+
+def test_no_synchronisation_when_cuda_is_unused(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_nvml()
+
+    def must_not_sync() -> None:
+        raise AssertionError("synchronize() on a process that never initialised CUDA")
+
+    cuda = types.SimpleNamespace(
+        is_available=lambda: True, is_initialized=lambda: False, synchronize=must_not_sync
+    )
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    sampler = NvmlSampler()
+    sampler.start()
+    assert sampler.stop().energy_j > 0
