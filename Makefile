@@ -23,8 +23,8 @@ demo: setup
 	$(VENV)/bin/compresslab search $(RECIPE)
 
 lint: setup
-	$(VENV)/bin/ruff check compresslab tests benchmarks
-	$(VENV)/bin/ruff format --check compresslab tests benchmarks
+	$(VENV)/bin/ruff check compresslab tests
+	$(VENV)/bin/ruff format --check compresslab tests
 
 typecheck: setup
 	$(VENV)/bin/mypy compresslab

@@ -1,5 +1,18 @@
-"""compresslab: trade model accuracy against measured energy per inference."""
+"""compresslab: trade model accuracy against measured energy per inference.
+
+The public API::
+
+    import compresslab
+    recipe = compresslab.load_recipe("recipes/digits.yaml")
+    result = compresslab.search(recipe)
+    result.frontier  # feasible Pareto-optimal variants, cheapest first
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from compresslab.api import load_recipe, search
+from compresslab.errors import CompressLabError, RecipeError
+
+__all__ = ["CompressLabError", "RecipeError", "__version__", "load_recipe", "search"]

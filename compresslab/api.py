@@ -59,7 +59,9 @@ def search(
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    result = run_search(recipe, trials=trials, storage=storage, base_dir=base_dir, on_trial=on_trial)
+    result = run_search(
+        recipe, trials=trials, storage=storage, base_dir=base_dir, on_trial=on_trial
+    )
     if write_report:
         _write(result, recipe.output_dir(base_dir))
     return result

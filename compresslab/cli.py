@@ -90,8 +90,15 @@ def search(
         result = run(rec, trials=trials, storage=storage, on_trial=on_trial)
     front = frontier_frame(result)
     table = Table(title=f"Pareto frontier of {rec.name} (within {result.tolerance})")
-    for col in ("trial", "variant", "accuracy", "J / inference (95% CI)", "kWh / 1000",
-                "vs base", "provenance"):
+    for col in (
+        "trial",
+        "variant",
+        "accuracy",
+        "J / inference (95% CI)",
+        "kWh / 1000",
+        "vs base",
+        "provenance",
+    ):
         table.add_column(col)
     for _, row in front.iterrows():
         table.add_row(
@@ -137,24 +144,16 @@ def samplers(
 
 
 def main() -> None:
-    """Entry point of the ``compresslab`` command: errors become messages and exit codes."""
+    """Entry point of the ``compresslab`` command: errors become messages and exit codes.
+
+    Typer handles usage errors itself (exit code 2); a :class:`CompressLabError` becomes one
+    line on stderr and its exit code (2 for a bad recipe), never a traceback.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except CompressLabError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted: completed trials are kept in the study; run again to resume")
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise

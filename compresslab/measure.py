@@ -212,7 +212,9 @@ def measure_callable(
                     break
     mean = statistics.fmean(per_inf)
     if not math.isfinite(mean) or mean <= 0:
-        raise MeasurementError(f"energy per inference came out as {mean!r} J: refusing to report it")
+        raise MeasurementError(
+            f"energy per inference came out as {mean!r} J: refusing to report it"
+        )
     provenance = max((Provenance(p) for p in prov.values()), key=lambda p: p.rank)
     return EnergyResult(
         sampler=sampler.name,

@@ -135,7 +135,9 @@ class EstimateOptions(_Strict):
 class RaplOptions(_Strict):
     """Which RAPL domains to count (package always; DRAM and psys on request)."""
 
-    domains: list[Literal["package", "dram", "psys"]] = Field(default_factory=lambda: ["package"])
+    domains: list[Literal["package", "dram", "psys"]] = Field(
+        default_factory=lambda: list[Literal["package", "dram", "psys"]](["package"])
+    )
     root: str | None = None
 
     @model_validator(mode="after")
@@ -283,7 +285,9 @@ def read_source(path: str | Path) -> RecipeSource:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise RecipeError(f"cannot read the recipe ({e}): save it as UTF-8 text", path=str(p)) from e
+        raise RecipeError(
+            f"cannot read the recipe ({e}): save it as UTF-8 text", path=str(p)
+        ) from e
     return source_from_text(text, path=str(p))
 
 
@@ -346,5 +350,9 @@ def parse_recipe(source: RecipeSource) -> Recipe:
         if err.get("type") == "extra_forbidden":
             msg = f"unknown key '{loc[-1]}'"
         msg = re.sub(r"^Value error, ", "", msg)
-        more = f" ({len(e.errors()) - 1} more problem(s) after this one)" if len(e.errors()) > 1 else ""
+        more = (
+            f" ({len(e.errors()) - 1} more problem(s) after this one)"
+            if len(e.errors()) > 1
+            else ""
+        )
         raise source.error(loc, f"{msg}: {_fix_hint(err)}{more}") from None

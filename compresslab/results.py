@@ -67,7 +67,9 @@ def dominates(a: TrialRecord, b: TrialRecord) -> bool:
     return a.accuracy >= b.accuracy and ea <= eb and (a.accuracy > b.accuracy or ea < eb)
 
 
-def pareto_front(records: Sequence[TrialRecord], *, feasible_only: bool = True) -> list[TrialRecord]:
+def pareto_front(
+    records: Sequence[TrialRecord], *, feasible_only: bool = True
+) -> list[TrialRecord]:
     """Non-dominated complete trials (feasible ones only by default), sorted by energy.
 
     Trials that measured the same variant again (``reused_from``) are left out, so each variant

@@ -95,7 +95,10 @@ class SearchSpace:
                 if isinstance(pspec, ParamRange):
                     if pspec.is_int:
                         params[pname] = trial.suggest_int(
-                            key, int(pspec.low), int(pspec.high), step=int(pspec.step or 1),
+                            key,
+                            int(pspec.low),
+                            int(pspec.high),
+                            step=int(pspec.step or 1),
                             log=pspec.log,
                         )
                     else:
@@ -128,7 +131,10 @@ def _make_sampler(recipe: Recipe) -> Any:
     seed = recipe.search.seed
     name = recipe.search.sampler
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        # Optuna's default population (50) exceeds most budgets here, which would leave
+        # NSGA-II doing random search only; a third of the budget gives it generations.
+        population = max(8, min(50, recipe.search.trials // 3))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
@@ -292,7 +298,10 @@ def run_search(
     storage: str | None = None,
     on_trial: Callable[[TrialRecord, int, int], None] | None = None,
 ) -> SearchResult:
-    """Run (or resume) the recipe's search until it holds ``trials`` completed trials.
+    """Run (or resume) the recipe's search until ``trials`` distinct variants are measured.
+
+    A variant the sampler proposes again is recorded as a trial that reuses the first
+    measurement (``reused_from``) and does not count towards ``trials``.
 
     Args:
         recipe: a validated recipe.
@@ -332,9 +341,11 @@ def run_search(
         if interrupted:
             log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
     done = study.get_trials(deepcopy=False)
-    if not any(t.user_attrs.get(_BASELINE_ATTR) and t.state.name == "COMPLETE" for t in done):
-        if not any(t.state.name == "WAITING" for t in done):
-            study.enqueue_trial(space.baseline_params(), user_attrs={_BASELINE_ATTR: True})
+    has_baseline = any(
+        t.user_attrs.get(_BASELINE_ATTR) and t.state.name == "COMPLETE" for t in done
+    )
+    if not has_baseline and not any(t.state.name == "WAITING" for t in done):
+        study.enqueue_trial(space.baseline_params(), user_attrs={_BASELINE_ATTR: True})
     study.set_user_attr("recipe_hash", recipe_hash(recipe))
     study.set_user_attr("machine", fingerprint())
     study.set_user_attr("sampler_selection", selection.explain())
@@ -347,23 +358,32 @@ def run_search(
     )
 
     def completed() -> int:
-        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        """Distinct variants measured (a repeated variant reuses its measurement)."""
+        return sum(
+            1
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if "reused_from" not in t.user_attrs
+        )
 
-    # Failures are bounded so that a space where every variant breaks still ends.
-    max_failures = max(10, target)
-    failures = 0
-    while completed() < target and failures < max_failures:
+    # Bounded so that a small space (samplers repeat points) or one where every variant
+    # breaks still ends.
+    max_attempts = 3 * target + 10
+    attempts = 0
+    while completed() < target and attempts < max_attempts:
         before = len(study.get_trials(deepcopy=False))
         study.optimize(objective, n_trials=1, catch=(_TrialFailed,))
-        last = study.get_trials(deepcopy=False)[before:]
-        for t in last:
-            if t.state.name == "FAIL":
-                failures += 1
+        attempts += 1
+        for t in study.get_trials(deepcopy=False)[before:]:
             if on_trial is not None:
-                rec = trial_record(t, min_accuracy=min_accuracy)
-                on_trial(rec, completed(), target)
-    if failures >= max_failures and completed() < target:
-        log.warning("stopped after %d failed trials; see the report for their reasons", failures)
+                on_trial(trial_record(t, min_accuracy=min_accuracy), completed(), target)
+    if completed() < target:
+        log.warning(
+            "stopped after %d trials with %d distinct variants measured (asked for %d): the "
+            "space is smaller than the budget or variants keep failing; see the report",
+            attempts,
+            completed(),
+            target,
+        )
 
     return SearchResult(
         recipe_name=recipe.name,

@@ -56,28 +56,69 @@ def test_recipe_from_dict() -> None:
 
 BAD = [
     # (yaml text, expected line, expected fragments)
-    ("name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\nsurprise: 1\n", 4,
-     ["unknown key 'surprise'", "remove it"]),
-    ("name: x\ntask: {name: digits}\ncompression:\n  - method: quantum\n", 4,
-     ["unknown method 'quantum'", "prune_channels"]),
-    ("name: x\ntask: {name: digits}\ncompression:\n  - method: prune_channels\n"
-     "    params:\n      ratio: 1.5\n", 6, ["ratio", "above the maximum 0.95"]),
-    ("name: x\ntask: {name: digits}\ncompression:\n  - method: prune_channels\n"
-     "    params:\n      ratioo: 0.5\n", 6, ["no parameter 'ratioo'", "ratio"]),
-    ("name: x\ntask: {name: digits}\ncompression:\n  - method: prune_channels\n"
-     "    params:\n      importance: {choices: [l1, magic]}\n", 6, ["'magic' is not one of"]),
-    ("name: x\ntask: {name: digits}\ncompression:\n  - method: prune_channels\n"
-     "    params:\n      ratio: {low: 0.6, high: 0.2}\n", 6, ["swap them"]),
-    ("name: x\ntask: {name: digits, entrypoint: 'a.b:c'}\ncompression: [{method: bf16}]\n", 2,
-     ["exactly one of `name`"]),
-    ("name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\nenergy:\n  sampler: wattmeter\n",
-     5, ["energy.sampler", "auto", "rapl"]),
-    ("name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\nenergy:\n  batch_size: many\n",
-     5, ["energy.batch_size", "integer"]),
-    ("name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\n"
-     "search:\n  tolerance: {absolute: 0.01, relative: 0.1}\n", 5, ["exactly one of `absolute`"]),
-    ("name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\n"
-     "energy: {min_windows: 5, max_windows: 3}\n", 4, ["max_windows (3) is below"]),
+    (
+        "name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\nsurprise: 1\n",
+        4,
+        ["unknown key 'surprise'", "remove it"],
+    ),
+    (
+        "name: x\ntask: {name: digits}\ncompression:\n  - method: quantum\n",
+        4,
+        ["unknown method 'quantum'", "prune_channels"],
+    ),
+    (
+        "name: x\ntask: {name: digits}\ncompression:\n  - method: prune_channels\n"
+        "    params:\n      ratio: 1.5\n",
+        6,
+        ["ratio", "above the maximum 0.95"],
+    ),
+    (
+        "name: x\ntask: {name: digits}\ncompression:\n  - method: prune_channels\n"
+        "    params:\n      ratioo: 0.5\n",
+        6,
+        ["no parameter 'ratioo'", "ratio"],
+    ),
+    (
+        "name: x\ntask: {name: digits}\ncompression:\n  - method: prune_channels\n"
+        "    params:\n      importance: {choices: [l1, magic]}\n",
+        6,
+        ["'magic' is not one of"],
+    ),
+    (
+        "name: x\ntask: {name: digits}\ncompression:\n  - method: prune_channels\n"
+        "    params:\n      ratio: {low: 0.6, high: 0.2}\n",
+        6,
+        ["swap them"],
+    ),
+    (
+        "name: x\ntask: {name: digits, entrypoint: 'a.b:c'}\ncompression: [{method: bf16}]\n",
+        2,
+        ["exactly one of `name`"],
+    ),
+    (
+        "name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\n"
+        "energy:\n  sampler: wattmeter\n",
+        5,
+        ["energy.sampler", "auto", "rapl"],
+    ),
+    (
+        "name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\n"
+        "energy:\n  batch_size: many\n",
+        5,
+        ["energy.batch_size", "integer"],
+    ),
+    (
+        "name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\n"
+        "search:\n  tolerance: {absolute: 0.01, relative: 0.1}\n",
+        5,
+        ["exactly one of `absolute`"],
+    ),
+    (
+        "name: x\ntask: {name: digits}\ncompression: [{method: bf16}]\n"
+        "energy: {min_windows: 5, max_windows: 3}\n",
+        4,
+        ["max_windows (3) is below"],
+    ),
     ("name: x\ntask: {name: digits}\n", 1, ["compression", "add it"]),
     ("name: x\ntask: {name: digits}\ncompression: []\n", 3, ["compression", "at least 1"]),
     ("name: x\ntask:\n  name: digits\n   metric: accuracy\n", 4, ["invalid YAML"]),

@@ -70,7 +70,9 @@ def check_space(methods: Iterable[MethodSpec]) -> list[tuple[tuple[Any, ...], st
         loc: tuple[Any, ...] = ("compression", i, "method")
         method = METHODS.get(spec.method)
         if method is None:
-            problems.append((loc, f"unknown method '{spec.method}': use one of {', '.join(METHODS)}"))
+            problems.append(
+                (loc, f"unknown method '{spec.method}': use one of {', '.join(METHODS)}")
+            )
             continue
         if spec.method in seen:
             problems.append((loc, f"method '{spec.method}' is listed twice: merge the entries"))
@@ -86,7 +88,9 @@ def check_space(methods: Iterable[MethodSpec]) -> list[tuple[tuple[Any, ...], st
                 continue
             if isinstance(pspec, ParamRange):
                 if pdef.kind not in ("float", "int"):
-                    problems.append((ploc, f"a range needs a numeric parameter; use {pdef.describe()}"))
+                    problems.append(
+                        (ploc, f"a range needs a numeric parameter; use {pdef.describe()}")
+                    )
                     continue
                 if pdef.kind == "int" and not pspec.is_int:
                     problems.append((ploc, "this parameter is an integer: use integer bounds"))

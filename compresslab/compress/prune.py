@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -41,9 +41,7 @@ def output_layers(model: nn.Module, example_inputs: torch.Tensor) -> list[nn.Mod
     for module in model.modules():
         if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
             hooks.append(
-                module.register_forward_hook(
-                    lambda m, _i, o: shapes.__setitem__(id(m), o.shape)  # type: ignore[misc]
-                )
+                module.register_forward_hook(lambda m, _i, o: shapes.__setitem__(id(m), o.shape))
             )
     try:
         with torch.inference_mode():
@@ -60,7 +58,7 @@ class ChannelPruning(CompressionMethod):
     name = "prune_channels"
     stage = "prune"
     summary = "structured channel pruning (torch-pruning); the classifier is kept"
-    params: Mapping[str, ParamDef] = {
+    params: ClassVar[Mapping[str, ParamDef]] = {
         "ratio": ParamDef(
             "float", 0.3, low=0.0, high=0.95, doc="fraction of channels removed per layer"
         ),
@@ -74,7 +72,11 @@ class ChannelPruning(CompressionMethod):
             "int", 1, low=1, high=128, doc="keep channel counts multiples of this (kernel-friendly)"
         ),
         "recovery_epochs": ParamDef(
-            "int", 0, low=0, high=50, doc="fine-tuning epochs on the task's training data afterwards"
+            "int",
+            0,
+            low=0,
+            high=50,
+            doc="fine-tuning epochs on the task's training data afterwards",
         ),
     }
 
@@ -83,7 +85,9 @@ class ChannelPruning(CompressionMethod):
         try:
             import torch_pruning  # noqa: F401
         except ImportError as e:
-            return Availability(False, f"torch-pruning is not installed ({e}): pip install torch-pruning")
+            return Availability(
+                False, f"torch-pruning is not installed ({e}): pip install torch-pruning"
+            )
         return Availability(True, "torch-pruning imports")
 
     def apply(self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext) -> nn.Module:

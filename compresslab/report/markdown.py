@@ -31,6 +31,13 @@ def _acc_cell(r: TrialRecord) -> str:
     return f"{r.accuracy:.4f}"
 
 
+def _points(drop: float) -> str:
+    if abs(drop) < 1e-12:
+        return "the same as the baseline"
+    where = "below" if drop > 0 else "above"
+    return f"{abs(drop) * 100:.2f} points {where} the baseline"
+
+
 def frontier_table(result: SearchResult) -> str:
     """The frontier as a markdown table (also printed by the CLI)."""
     base = result.baseline
@@ -85,7 +92,7 @@ def render_markdown(result: SearchResult) -> str:
             f"**{best.variant}** (trial {best.number}): {saving:.0%} less energy per inference "
             f"than the baseline ({_fmt_j(best.energy_j_per_inference)} vs "
             f"{_fmt_j(base.energy_j_per_inference)}), accuracy {best.accuracy:.4f} "
-            f"({drop * 100:+.2f} points below the baseline); saves {per_million:.3g} kWh per "
+            f"({_points(drop)}); saves {per_million:.3g} kWh per "
             "million inferences."
         )
         ci_sum = (best.energy or {}).get("ci95_j_per_inference", 0) + (base.energy or {}).get(
@@ -116,9 +123,11 @@ def render_markdown(result: SearchResult) -> str:
         "mean over repeated windows with a 95% confidence interval"
     )
     out.append("")
-    out.append("Provenance labels: `measured` (hardware counter), `integrated` (power readings "
-               "integrated over time), `estimated` (activity times stated coefficients), "
-               "`modeled` (counted operations times energy per operation).")
+    out.append(
+        "Provenance labels: `measured` (hardware counter), `integrated` (power readings "
+        "integrated over time), `estimated` (activity times stated coefficients), "
+        "`modeled` (counted operations times energy per operation)."
+    )
     out.append("")
     if info.get("skipped_methods"):
         out.append("## Methods left out on this machine")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from compresslab.errors import TaskError
 from compresslab.recipe import TaskSpec
@@ -55,7 +55,7 @@ def resolve_provider(spec: TaskSpec) -> TaskProvider:
         raise TaskError(
             f"module '{module_name}' has no function '{func_name}': check the entrypoint's name"
         )
-    return func  # type: ignore[no-any-return]
+    return cast(TaskProvider, func)
 
 
 def load_task(spec: TaskSpec) -> Task:

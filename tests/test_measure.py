@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from compresslab.energy import Availability, ComponentEnergy, Provenance, Reading
+from compresslab.energy.estimate import EstimateSampler
+from compresslab.errors import MeasurementError
+from compresslab.measure import (
+    Protocol,
+    ci95_halfwidth,
+    host_lock,
+    measure_callable,
+    measure_model,
+    t95,
+)
+
+
+class ScriptedSampler:
+    """A sampler whose windows read the joules it is given, one value per window."""
+
+    name = "scripted"
+    provenance = Provenance.MEASURED
+
+    def __init__(self, joules: list[float], period_s: float = 0.001) -> None:
+        self._joules = iter(joules)
+        self._period_s = period_s
+        self.windows = 0
+
+    def available(self) -> Availability:
+        return Availability(True, "scripted")
+
+    def update_period_s(self) -> float:
+        return self._period_s
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> Reading:
+        self.windows += 1
+        return Reading(
+            duration_s=time.perf_counter() - self._t0,
+            components=(ComponentEnergy("cpu-package-0", next(self._joules), Provenance.MEASURED),),
+        )
+
+    def metadata(self) -> dict[str, str]:
+        return {"covers": "a script"}
+
+
+FAST = Protocol(warmup_s=0.0, window_s=0.01, min_windows=3, max_windows=6, target_ci_rel=0.05)
+
+
+def test_t_quantiles() -> None:
+    assert t95(1) == pytest.approx(12.706)
+    assert t95(4) == pytest.approx(2.776)
+    assert t95(1000) == pytest.approx(1.96)
+    assert ci95_halfwidth([1.0, 1.0, 1.0]) == 0.0
+
+
+class PerCallSampler(ScriptedSampler):
+    """A perfect counter: every call of the workload costs exactly ``j_per_call`` joules."""
+
+    def __init__(self, j_per_call: float) -> None:
+        super().__init__([])
+        self.calls = 0
+        self.j_per_call = j_per_call
+
+    def start(self) -> None:
+        self._calls0 = self.calls
+        super().start()
+
+    def stop(self) -> Reading:
+        j = (self.calls - self._calls0) * self.j_per_call
+        self._joules = iter([j])
+        return super().stop()
+
+
+def test_stops_once_the_ci_is_tight() -> None:
+    sampler = PerCallSampler(2.0)
+
+    def work() -> None:
+        sampler.calls += 1
+
+    result = measure_callable(work, sampler=sampler, inferences_per_call=4, protocol=FAST)
+    assert result.windows == 3  # CI half-width 0 after the minimum number of windows
+    assert result.energy_j_per_inference == pytest.approx(0.5)  # 2 J per call of 4
+    assert result.ci95_j_per_inference == pytest.approx(0.0, abs=1e-12)
+    assert result.n_inferences == 4 * (sampler.calls - 1)  # one warm-up call
+    assert result.provenance == Provenance.MEASURED
+    assert result.component_provenance == {"cpu-package-0": "measured"}
+    assert result.metadata == {"covers": "a script"}
+
+
+def test_noisy_windows_repeat_up_to_the_maximum() -> None:
+    sampler = ScriptedSampler([1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 1.0])
+    result = measure_callable(
+        lambda: time.sleep(0.001), sampler=sampler, inferences_per_call=1, protocol=FAST
+    )
+    assert result.windows == 6
+    assert result.std_j_per_inference > 0
+    assert result.ci95_j_per_inference == pytest.approx(
+        ci95_halfwidth(list(result.window_j_per_inference))
+    )
+    assert len(result.window_j_per_inference) == 6
+
+
+def test_window_lasts_ten_counter_periods() -> None:
+    sampler = ScriptedSampler([1.0] * 6, period_s=0.02)
+    result = measure_callable(lambda: None, sampler=sampler, inferences_per_call=1, protocol=FAST)
+    assert result.duration_s >= result.windows * 0.2
+
+
+def test_zero_reading_is_an_error_not_a_silent_zero() -> None:
+    class Zero(ScriptedSampler):
+        def stop(self) -> Reading:
+            from compresslab.energy import check_reading
+
+            return check_reading(super().stop(), sampler="zero")
+
+    with pytest.raises(MeasurementError, match="0 J"):
+        measure_callable(
+            lambda: None, sampler=Zero([0.0] * 3), inferences_per_call=1, protocol=FAST
+        )
+
+
+def test_exception_in_workload_closes_the_window() -> None:
+    sampler = ScriptedSampler([1.0] * 5)
+
+    def boom() -> None:
+        raise RuntimeError("kaput")
+
+    with pytest.raises(RuntimeError, match="kaput"):
+        measure_callable(boom, sampler=sampler, inferences_per_call=1, protocol=FAST)
+
+
+def test_measure_model_with_the_estimator_is_labelled_estimated() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
+    x = torch.randn(32, 64)
+    result = measure_model(model, x, sampler=EstimateSampler(), protocol=FAST, threads=1)
+    assert result.provenance == Provenance.ESTIMATED
+    assert result.sampler == "estimate"
+    assert result.energy_j_per_inference > 0
+    assert result.kwh_per_1k == pytest.approx(result.energy_j_per_inference * 1000 / 3.6e6)
+    assert set(result.components_j_per_inference) == {"cpu", "memory"}
+    assert result.batch_size == 32
+    d = result.to_dict()
+    assert d["provenance"] == "estimated" and d["ci95_j_per_inference"] >= 0
+    assert torch.get_num_threads() >= 1
+
+
+def _hold_lock(seconds: float, started: multiprocessing.synchronize.Event) -> None:
+    with host_lock():
+        started.set()
+        time.sleep(seconds)
+
+
+def test_host_lock_excludes_other_processes() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    started = ctx.Event()
+    proc = ctx.Process(target=_hold_lock, args=(1.0, started))
+    proc.start()
+    try:
+        assert started.wait(30)
+        t0 = time.perf_counter()
+        with host_lock():
+            waited = time.perf_counter() - t0
+    finally:
+        proc.join(30)
+    assert waited > 0.3  # we had to wait for the other process's window to end

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from tests_support import small
+
+from compresslab.api import load_recipe, search
+from compresslab.results import TrialRecord, pareto_front
+
+
+def _non_dominated(records: list[TrialRecord]) -> set[int]:
+    """Independent brute-force frontier over (accuracy up, energy down), feasible only."""
+    pool = [r for r in records if r.complete and r.feasible and r.reused_from is None]
+    out = set()
+    for r in pool:
+        beaten = False
+        for o in pool:
+            if o is r:
+                continue
+            no_worse = (o.accuracy >= r.accuracy) and (
+                o.energy_j_per_inference <= r.energy_j_per_inference
+            )
+            better = (o.accuracy > r.accuracy) or (
+                o.energy_j_per_inference < r.energy_j_per_inference
+            )
+            beaten = beaten or (no_worse and better)
+        if not beaten:
+            out.add(r.number)
+    return out
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory, digits_task):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("search")
+    recipe = load_recipe(small(tmp))
+    result = search(recipe, trials=5)
+    return recipe, result, tmp
+
+
+def test_small_search_end_to_end(searched) -> None:  # type: ignore[no-untyped-def]
+    recipe, result, tmp = searched
+    distinct = [t for t in result.completed if t.reused_from is None]
+    assert len(distinct) == 5
+    first = result.trials[0]
+    assert first.number == 0 and first.is_baseline and first.variant == "baseline"
+    assert result.baseline is first
+    assert result.baseline_accuracy == first.accuracy
+    for t in result.completed:
+        assert t.energy is not None
+        assert t.energy["provenance"] == "estimated"
+        assert t.energy["energy_j_per_inference"] > 0
+        assert t.energy["windows"] >= 2
+        assert t.macs_per_inference and t.macs_per_inference > 0
+    out = recipe.output_dir()
+    assert (out / "study.db").is_file()
+    for name in ("trials.csv", "pareto.png", "report.md"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_reported_frontier_is_the_non_dominated_set(searched) -> None:  # type: ignore[no-untyped-def]
+    _, result, _ = searched
+    front = {r.number for r in result.frontier}
+    assert front == _non_dominated(result.trials)
+    assert front, "the baseline at least is feasible"
+    assert all(r.feasible for r in result.frontier)
+
+
+def test_frontier_agrees_with_optuna_best_trials(searched) -> None:  # type: ignore[no-untyped-def]
+    recipe, result, _ = searched
+    study = optuna.load_study(study_name=recipe.study_name, storage=result.storage)
+    optuna_front = {t.number for t in study.best_trials}
+    reused = {t.number for t in result.trials if t.reused_from is not None}
+    # Optuna lists a re-measured duplicate as well; ours keeps each variant once.
+    assert {r.number for r in result.frontier} == optuna_front - reused
+
+
+def test_same_command_resumes_the_study(searched) -> None:  # type: ignore[no-untyped-def]
+    recipe, first, _ = searched
+    again = search(recipe, trials=7)
+    before = {t.number: t for t in first.trials}
+    # Nothing completed before was lost or re-measured; the baseline was not enqueued twice.
+    for number, t in before.items():
+        assert again.trials[number].variant == t.variant
+        assert again.trials[number].energy == t.energy
+    assert sum(1 for t in again.completed if t.reused_from is None) == 7
+    assert sum(1 for t in again.trials if t.is_baseline and t.reused_from is None) == 1
+
+
+def test_a_failing_variant_is_a_failed_trial_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from compresslab.compress.quantize import DynamicInt8
+    from compresslab.errors import VariantError
+
+    def broken(self, model, params, ctx):  # type: ignore[no-untyped-def]
+        raise VariantError("simulated breakage")
+
+    monkeypatch.setattr(DynamicInt8, "apply", broken)
+    recipe = load_recipe(
+        small(tmp_path, compression=[{"method": "dynamic_int8"}], search={"trials": 1})
+    )
+    result = search(recipe, trials=2)
+    failed = result.failed
+    assert failed and all("simulated breakage" in (t.error or "") for t in failed)
+    assert result.baseline is not None  # the search went on
+    assert "simulated breakage" in (recipe.output_dir() / "report.md").read_text()
+
+
+def test_pareto_front_on_hand_made_records() -> None:
+    def rec(n: int, acc: float, j: float, feasible: bool = True) -> TrialRecord:
+        return TrialRecord(
+            number=n,
+            state="COMPLETE",
+            variant=f"v{n}",
+            is_baseline=n == 0,
+            accuracy=acc,
+            feasible=feasible,
+            energy={"energy_j_per_inference": j, "provenance": "estimated"},
+        )
+
+    records = [
+        rec(0, 0.99, 10.0),
+        rec(1, 0.98, 5.0),
+        rec(2, 0.97, 6.0),  # dominated by 1
+        rec(3, 0.99, 10.0),  # equal to 0: neither dominates
+        rec(4, 0.50, 1.0, feasible=False),
+    ]
+    assert [r.number for r in pareto_front(records)] == [1, 0, 3]
+    assert 4 in {r.number for r in pareto_front(records, feasible_only=False)}
