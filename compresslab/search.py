@@ -189,7 +189,7 @@ class _Objective:
         self.min_accuracy = min_accuracy
         self.ctx = CompressContext(
             example_inputs=task.example_inputs(),
-            keep_modules=task.keep_layers,
+            keep_modules=(*task.keep_layers, *recipe.task.keep_layers),
             seed=recipe.search.seed,
             train_inputs=task.train_inputs,
             train_labels=task.train_labels,
