@@ -263,7 +263,15 @@ def measure_model(
         with torch.inference_mode():
             model(inputs)
 
-    with torch_threads(threads):
-        return measure_callable(
-            run, sampler=sampler, inferences_per_call=int(inputs.shape[0]), protocol=protocol
-        )
+    bind = getattr(sampler, "bind", None)  # the modeled tier counts the model's calls
+    if bind is not None:
+        bind(model, inputs)
+    try:
+        with torch_threads(threads):
+            return measure_callable(
+                run, sampler=sampler, inferences_per_call=int(inputs.shape[0]), protocol=protocol
+            )
+    finally:
+        unbind = getattr(sampler, "unbind", None)
+        if unbind is not None:
+            unbind()

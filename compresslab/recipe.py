@@ -153,7 +153,7 @@ class RaplOptions(_Strict):
 class EnergySpec(_Strict):
     """How energy per inference is measured."""
 
-    sampler: Literal["auto", "rapl", "nvml", "estimate"] = "auto"
+    sampler: Literal["auto", "rapl", "nvml", "estimate", "model"] = "auto"
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
     batch_size: int = Field(default=64, ge=1, le=65536)
     threads: int | None = Field(default=None, ge=1, le=1024)

@@ -22,6 +22,11 @@ def mj_to_j(energy_mj: float) -> float:
     return energy_mj / MJ_PER_J
 
 
+def mw_to_w(power_mw: float) -> float:
+    """Convert milliwatts (NVML power readings and limits) to watts."""
+    return power_mw / 1000.0
+
+
 def j_to_wh(energy_j: float) -> float:
     """Convert joules to watt-hours."""
     return energy_j / J_PER_WH

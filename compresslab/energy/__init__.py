@@ -6,7 +6,8 @@
 2. ``estimate``: process CPU-seconds times stated watts per core (``estimated``).
 
 ``nvml`` (NVIDIA GPU counters) joins the order when the model runs on a CUDA device. Every
-backend that was not used is recorded with its reason in :class:`Selection`.
+backend that was not used is recorded with its reason in :class:`Selection`. ``model`` (the
+analytic ``modeled`` tier) is never picked by ``auto``: name it to use it.
 """
 
 from __future__ import annotations
@@ -60,10 +61,17 @@ def _make_estimate(options: dict[str, Any]) -> Sampler:
     return EstimateSampler(**options)
 
 
+def _make_model(options: dict[str, Any]) -> Sampler:
+    from compresslab.energy.model import ModelSampler
+
+    return ModelSampler(**options)
+
+
 _FACTORIES: dict[str, Callable[[dict[str, Any]], Sampler]] = {
     "rapl": _make_rapl,
     "nvml": _make_nvml,
     "estimate": _make_estimate,
+    "model": _make_model,
 }
 
 #: Names a recipe may use for ``energy.sampler`` (besides ``auto``).

@@ -41,7 +41,7 @@ from compresslab.energy.base import (
     check_reading,
 )
 from compresslab.errors import BackendUnavailableError, MeasurementError, RecipeError
-from compresslab.units import mj_to_j
+from compresslab.units import mj_to_j, mw_to_w
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +92,6 @@ def _shutdown(nv: Any) -> None:
         nv.nvmlShutdown()
     except nv.NVMLError as e:  # shutting down cannot make a reading wrong
         logger.debug("nvmlShutdown failed: %s", e)
-
-
-def _mw_to_w(power_mw: float) -> float:
-    # A milliwatt held for one second is a millijoule: the factor is the mJ -> J one.
-    return mj_to_j(power_mw)
 
 
 def cuda_visible_indices(value: str | None) -> tuple[int, ...] | None:
@@ -181,7 +176,7 @@ def _device_facts(nv: Any, device: _Device) -> dict[str, float]:
         facts["sm_clock_mhz"] = float(sm_clock_mhz)
     limit_mw = _optional(nv, nv.nvmlDeviceGetPowerManagementLimit, device.handle)
     if limit_mw is not None:
-        facts["power_limit_w"] = _mw_to_w(limit_mw)
+        facts["power_limit_w"] = mw_to_w(limit_mw)
     temperature_c = _optional(
         nv, nv.nvmlDeviceGetTemperature, device.handle, nv.NVML_TEMPERATURE_GPU
     )

@@ -2,7 +2,7 @@
 
 ``estimate`` runs on this machine for real; ``rapl`` reads a fake powercap tree whose package
 counter advances while the window is open; ``nvml`` runs on the fake NVML, once with the energy
-counter and once with integrated power polling.
+counter and once with integrated power polling; ``model`` counts the calls of a small network.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import torch
 
 from compresslab.energy import Provenance, Sampler
 from compresslab.energy.estimate import EstimateSampler
+from compresslab.energy.model import ModelSampler
 from compresslab.energy.nvml import NvmlSampler
 from compresslab.energy.rapl import RaplSampler
 from compresslab.errors import MeasurementError
@@ -42,10 +44,16 @@ def _busy_cpu(min_cpu_s: float = 0.03) -> None:
     assert x > 0
 
 
-@pytest.fixture(params=["estimate", "rapl", "nvml", "nvml-integrated"])
+@pytest.fixture(params=["estimate", "rapl", "nvml", "nvml-integrated", "model"])
 def case(request: pytest.FixtureRequest, intel_tree: PowercapTree, fake_nvml: Any) -> Case:
     if request.param == "estimate":
         return Case(EstimateSampler(), _busy_cpu)
+    if request.param == "model":
+        net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        x = torch.randn(4, 8)
+        sampler = ModelSampler()
+        sampler.bind(net, x)
+        return Case(sampler, lambda: net(x))
     if request.param == "rapl":
         return Case(
             RaplSampler(root=intel_tree.root),
@@ -71,7 +79,7 @@ def _window(case: Case):
 class TestSamplerContract:
     def test_is_a_sampler_with_a_registry_name(self, case: Case) -> None:
         assert isinstance(case.sampler, Sampler)
-        assert case.sampler.name in ("estimate", "rapl", "nvml")
+        assert case.sampler.name in ("estimate", "rapl", "nvml", "model")
         assert isinstance(case.sampler.provenance, Provenance)
 
     def test_available_with_a_reason(self, case: Case) -> None:
