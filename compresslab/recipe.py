@@ -158,6 +158,7 @@ class EnergySpec(_Strict):
     batch_size: int = Field(default=64, ge=1, le=65536)
     threads: int | None = Field(default=None, ge=1, le=1024)
     warmup_s: float = Field(default=0.5, ge=0, le=600)
+    idle_s: float = Field(default=1.0, ge=0, le=600)
     window_s: float = Field(default=1.0, gt=0, le=3600)
     min_windows: int = Field(default=3, ge=2, le=1000)
     max_windows: int = Field(default=8, ge=2, le=10000)

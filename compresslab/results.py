@@ -14,11 +14,11 @@ from typing import Any
 from compresslab import units
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrialRecord:
     """One variant of a search: what was built, how accurate it is, what it costs.
 
-    ``energy`` is the measurement as a dict (:meth:`compresslab.measure.EnergyResult.to_dict`),
+    ``energy`` is the measurement as a dict (:meth:`compresslab.protocol.EnergyResult.to_dict`),
     so every figure keeps its sampler, provenance and CI. Failed trials have ``error`` set and
     no figures.
     """
@@ -32,6 +32,7 @@ class TrialRecord:
     accuracy_ci95: tuple[float, float] | None = None
     feasible: bool | None = None
     energy: dict[str, Any] | None = None
+    modeled_j_per_inference: float | None = None
     n_params: int | None = None
     macs_per_inference: float | None = None
     size_bytes: int | None = None

@@ -32,10 +32,11 @@ from compresslab.compress import (
     probe_methods,
 )
 from compresslab.compress.profile import profile_model
-from compresslab.energy import Selection, select_sampler
+from compresslab.energy import Selection
+from compresslab.energy.model import count_ops, modeled_j_per_inference
 from compresslab.energy.machine import fingerprint
 from compresslab.errors import CompressLabError, StorageError
-from compresslab.measure import Protocol, measure_model
+from compresslab.protocol import Protocol, measure_model, select_for
 from compresslab.recipe import MethodSpec, ParamChoices, ParamRange, Recipe
 from compresslab.results import SearchResult, TrialRecord
 from compresslab.tasks import Task, load_task
@@ -209,7 +210,14 @@ class _Objective:
         if previous is not None:
             # The same variant again (samplers repeat points in small spaces): reuse its
             # measurement rather than spend energy measuring it twice.
-            for key in ("accuracy_ci95", "energy", "n_params", "macs_per_inference", "size_bytes"):
+            for key in (
+                "accuracy_ci95",
+                "energy",
+                "modeled_j_per_inference",
+                "n_params",
+                "macs_per_inference",
+                "size_bytes",
+            ):
                 trial.set_user_attr(key, previous.user_attrs[key])
             trial.set_constraint(_CONSTRAINT, previous.constraints[_CONSTRAINT])
             trial.set_user_attr("reused_from", previous.number)
@@ -249,6 +257,11 @@ class _Objective:
             "accuracy_ci95", list(wilson_interval(correct, len(self.task.eval_labels)))
         )
         trial.set_user_attr("energy", energy.to_dict())
+        # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
+        modeled = modeled_j_per_inference(
+            count_ops(model, self.inputs), batch_size=int(self.inputs.shape[0])
+        )
+        trial.set_user_attr("modeled_j_per_inference", sum(modeled.values()))
         trial.set_user_attr("n_params", prof.params)
         trial.set_user_attr("macs_per_inference", prof.macs_per_inference)
         trial.set_user_attr("size_bytes", prof.size_bytes)
@@ -276,6 +289,7 @@ def trial_record(trial: Any, *, min_accuracy: float) -> TrialRecord:
         accuracy_ci95=tuple(ci) if ci else None,
         feasible=(accuracy >= min_accuracy) if accuracy is not None else None,
         energy=ua.get("energy") if complete else None,
+        modeled_j_per_inference=ua.get("modeled_j_per_inference"),
         n_params=ua.get("n_params"),
         macs_per_inference=ua.get("macs_per_inference"),
         size_bytes=ua.get("size_bytes"),
@@ -321,14 +335,7 @@ def run_search(
     for name, why in space.skipped.items():
         log.warning("method %s left out of the search: %s", name, why)
     task = load_task(recipe.task)
-    selection = select_sampler(
-        recipe.energy.sampler,
-        options={
-            "estimate": recipe.energy.estimate.model_dump(exclude_none=True),
-            "rapl": recipe.energy.rapl.model_dump(exclude_none=True),
-        },
-        device=recipe.energy.device,
-    )
+    selection = select_for(recipe.energy)
     log.info("energy sampler: %s", selection.explain())
     baseline_accuracy = METRICS[recipe.task.metric](
         predict(task.model, task.eval_inputs), task.eval_labels

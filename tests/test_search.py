@@ -53,6 +53,7 @@ def test_small_search_end_to_end(searched) -> None:  # type: ignore[no-untyped-d
         assert t.energy["energy_j_per_inference"] > 0
         assert t.energy["windows"] >= 2
         assert t.macs_per_inference and t.macs_per_inference > 0
+        assert t.modeled_j_per_inference and t.modeled_j_per_inference > 0
     out = recipe.output_dir()
     assert (out / "study.db").is_file()
     for name in ("trials.csv", "pareto.png", "report.md"):

@@ -12,8 +12,11 @@ returns carries its provenance:
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping
+import statistics
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -113,14 +116,40 @@ def check_reading(reading: Reading, *, sampler: str) -> Reading:
     return reading
 
 
+def probe_update_period_s(
+    read: Callable[[], float], *, timeout_s: float = 0.25, changes: int = 5
+) -> float | None:
+    """Median time between changes of a counter, read in a tight loop for up to ``timeout_s``.
+
+    Returns None when the counter changed fewer than twice in that time (an idle fake, or a
+    counter slower than the timeout): callers then keep the nominal period.
+    """
+    t_end = time.perf_counter() + timeout_s
+    last = read()
+    stamps: list[float] = []
+    while time.perf_counter() < t_end and len(stamps) <= changes:
+        value = read()
+        if value != last:
+            stamps.append(time.perf_counter())
+            last = value
+        else:
+            time.sleep(0.0002)
+    if len(stamps) < 2:
+        return None
+    return statistics.median(b - a for a, b in itertools.pairwise(stamps))
+
+
 @runtime_checkable
 class Sampler(Protocol):
     """One energy backend. Implementations live one per module in ``compresslab.energy``."""
 
-    #: Registry name used in recipes (``rapl``, ``nvml``, ``estimate``).
+    #: Registry name used in recipes (``rapl``, ``nvml``, ``estimate``, ``model``).
     name: str
     #: The provenance of what this sampler returns.
     provenance: Provenance
+    #: ``machine`` when the counter sees the whole device (idle power is measured and
+    #: subtracted), ``process`` when it is attributed to this process only (no idle to subtract).
+    scope: str
 
     def available(self) -> Availability:
         """Whether the sampler can run here; the reason says what it uses or what is missing."""

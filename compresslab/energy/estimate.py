@@ -42,6 +42,7 @@ class EstimateSampler:
 
     name = "estimate"
     provenance = Provenance.ESTIMATED
+    scope = "process"
 
     def __init__(
         self,

@@ -161,6 +161,7 @@ class ModelSampler:
 
     name = "model"
     provenance = Provenance.MODELED
+    scope = "process"
 
     def __init__(self, *, table: EnergyTable = HOROWITZ_45NM) -> None:
         self.table = table

@@ -289,6 +289,7 @@ class NvmlSampler:
 
     name = "nvml"
     provenance = Provenance.MEASURED
+    scope = "machine"
 
     def __init__(
         self,

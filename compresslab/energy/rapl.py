@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compresslab.energy.base import (
+    probe_update_period_s,
     Availability,
     ComponentEnergy,
     Provenance,
@@ -389,6 +390,7 @@ class RaplSampler:
 
     name = "rapl"
     provenance = Provenance.MEASURED
+    scope = "machine"
 
     def __init__(
         self,
@@ -424,8 +426,16 @@ class RaplSampler:
         return Availability(True, f"RAPL counters readable under {self.root}: {used}")
 
     def update_period_s(self) -> float:
-        """RAPL updates its counters about every millisecond."""
+        """RAPL updates its counters about every millisecond (nominal; see the probe)."""
         return RAPL_UPDATE_PERIOD_S
+
+    def probe_update_period_s(self, *, timeout_s: float = 0.25) -> float | None:
+        """The package counter's observed update period, or None if it did not move."""
+        zones = self._zones or self._discover().zones
+        if not zones:
+            return None
+        path = zones[0].energy_path
+        return probe_update_period_s(lambda: float(_read_uj(path)), timeout_s=timeout_s)
 
     def effective_poll_interval_s(self) -> float:
         """The interval the background thread polls at (the default needs the zones' ranges)."""

@@ -13,7 +13,7 @@ from compresslab.energy.model import (
     modeled_j_per_inference,
 )
 from compresslab.errors import MeasurementError
-from compresslab.measure import Protocol, measure_model
+from compresslab.protocol import Protocol, measure_model
 
 
 def _net() -> nn.Module:

@@ -23,13 +23,40 @@ def _energy(j: float, ci: float = 0.0) -> dict[str, object]:
     }
 
 
+def _done(
+    n: int,
+    variant: str,
+    params: dict[str, object],
+    acc: float,
+    ci: tuple[float, float],
+    feasible: bool,
+    energy: dict[str, object],
+    n_params: int,
+    macs: float,
+    size: int,
+) -> TrialRecord:
+    return TrialRecord(
+        number=n,
+        state="COMPLETE",
+        variant=variant,
+        is_baseline=n == 0,
+        params=params,
+        accuracy=acc,
+        accuracy_ci95=ci,
+        feasible=feasible,
+        energy=energy,
+        modeled_j_per_inference=2e-5 * (n + 1),
+        n_params=n_params,
+        macs_per_inference=macs,
+        size_bytes=size,
+    )
+
+
 def _result() -> SearchResult:
     trials = [
-        TrialRecord(
+        _done(
             0,
-            "COMPLETE",
             "baseline",
-            True,
             {"prune": "none"},
             0.99,
             (0.97, 1.0),
@@ -39,11 +66,9 @@ def _result() -> SearchResult:
             5e5,
             4000,
         ),
-        TrialRecord(
+        _done(
             1,
-            "COMPLETE",
             "prune_channels(ratio=0.5)",
-            False,
             {"prune": "prune_channels", "prune_channels.ratio": 0.5},
             0.985,
             (0.96, 0.99),
@@ -53,11 +78,9 @@ def _result() -> SearchResult:
             1.5e5,
             1500,
         ),
-        TrialRecord(
+        _done(
             2,
-            "COMPLETE",
             "prune_channels(ratio=0.9)",
-            False,
             {"prune": "prune_channels", "prune_channels.ratio": 0.9},
             0.5,
             (0.45, 0.55),
@@ -67,7 +90,14 @@ def _result() -> SearchResult:
             1e4,
             300,
         ),
-        TrialRecord(3, "FAIL", "bf16", False, {"quantize": "bf16"}, error="VariantError: boom"),
+        TrialRecord(
+            number=3,
+            state="FAIL",
+            variant="bf16",
+            is_baseline=False,
+            params={"quantize": "bf16"},
+            error="VariantError: boom",
+        ),
     ]
     return SearchResult(
         recipe_name="unit",
@@ -96,6 +126,7 @@ def test_trials_frame_has_every_column_and_marks_the_frontier() -> None:
     assert df.loc[df.trial == 1, "energy_ratio_vs_baseline"].item() == 0.4
     assert df.loc[df.trial == 1, "kwh_per_1k"].item() == 4e-4 * 1000 / 3.6e6
     assert df.loc[df.trial == 3, "error"].item() == "VariantError: boom"
+    assert df.loc[df.trial == 1, "modeled_j_per_inference"].item() == 4e-5
     assert math.isnan(df.loc[df.trial == 3, "energy_j_per_inference"].item())
     assert list(frontier_frame(_result()).trial) == [1, 0]
 

@@ -2,15 +2,21 @@
 
 For one workload (a model on a fixed batch, or any callable):
 
-1. **Warm-up** for ``warmup_s`` (at least one call): caches, allocators and lazy kernels settle.
-2. **Windows**: each opens the sampler, runs the workload back to back for at least
-   ``window_s`` (and at least 10 of the sampler's counter update periods, so a window is never
-   shorter than the counter can resolve), then closes the sampler. Energy per inference of the
-   window = its joules / inferences run in it.
-3. **Repetition**: windows repeat until the 95% confidence half-width of the mean energy per
+1. **Counter period**: a sampler that can (RAPL) probes how often its counter really updates;
+   otherwise its nominal period is used.
+2. **Idle power** (machine-level samplers only): the sampler reads ``idle_s`` of the machine
+   at rest before the workload and again after it; their mean is the idle power.
+3. **Warm-up** for ``warmup_s`` (at least one call): caches, allocators and lazy kernels settle.
+4. **Windows**: each opens the sampler, runs the workload back to back for at least
+   ``window_s`` (and at least 10 of the counter's update periods, so a window is never
+   shorter than the counter can resolve), then closes the sampler. Gross energy per inference
+   of the window = its joules / inferences run in it; net = (joules - idle power x window
+   duration) / inferences. Net is the primary figure: what the workload adds to the machine.
+   Process-scoped samplers (estimate, model) have no idle to subtract: net equals gross.
+5. **Repetition**: windows repeat until the 95% confidence half-width of the mean energy per
    inference is within ``target_ci_rel`` of the mean (after ``min_windows``), or ``max_windows``
    is reached. Mean, standard deviation, CI and the number of windows are all reported.
-4. **Isolation**: on one host, no two measurements overlap (an inter-process file lock),
+6. **Isolation**: on one host, no two measurements overlap (an inter-process file lock),
    since machine-level counters would count each other's work.
 
 An implausible reading (negative, zero, not finite) raises
@@ -36,7 +42,7 @@ import torch
 from torch import nn
 
 from compresslab import units
-from compresslab.energy import Provenance, Reading, Sampler
+from compresslab.energy import Provenance, Reading, Sampler, Selection, select_sampler
 from compresslab.errors import MeasurementError
 from compresslab.recipe import EnergySpec
 
@@ -81,6 +87,11 @@ class EnergyResult:
     window_j_per_inference: tuple[float, ...]
     components_j_per_inference: dict[str, float]
     component_provenance: dict[str, str]
+    gross_j_per_inference: float
+    idle_power_w: float
+    idle_measured: bool
+    update_period_s: float
+    window_s: float
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -111,6 +122,7 @@ class Protocol:
     min_windows: int = 3
     max_windows: int = 8
     target_ci_rel: float = 0.05
+    idle_s: float = 1.0
 
     @classmethod
     def from_spec(cls, spec: EnergySpec) -> Protocol:
@@ -121,7 +133,20 @@ class Protocol:
             min_windows=spec.min_windows,
             max_windows=spec.max_windows,
             target_ci_rel=spec.target_ci_rel,
+            idle_s=spec.idle_s,
         )
+
+
+def select_for(spec: EnergySpec) -> Selection:
+    """The sampler a recipe's ``energy`` section asks for, with its backend options."""
+    return select_sampler(
+        spec.sampler,
+        options={
+            "estimate": spec.estimate.model_dump(exclude_none=True),
+            "rapl": spec.rapl.model_dump(exclude_none=True),
+        },
+        device=spec.device,
+    )
 
 
 def _lock_path() -> Path:
@@ -160,6 +185,27 @@ def _window(fn: Callable[[], object], sampler: Sampler, min_s: float) -> tuple[R
     return reading, calls, elapsed
 
 
+def counter_period_s(sampler: Sampler) -> float:
+    """The sampler's probed update period where it can probe, else its nominal one."""
+    nominal = sampler.update_period_s()
+    probe = getattr(sampler, "probe_update_period_s", None)
+    if probe is None:
+        return nominal
+    probed = probe()
+    if probed is None:
+        return nominal
+    # A probe on a busy machine can see a late update; never go below the nominal period.
+    return max(nominal, float(probed))
+
+
+def idle_power_w(sampler: Sampler, idle_s: float) -> float:
+    """Mean power of the machine at rest over ``idle_s`` (the process sleeps)."""
+    sampler.start()
+    time.sleep(idle_s)
+    reading = sampler.stop()
+    return reading.energy_j / reading.duration_s
+
+
 def measure_callable(
     fn: Callable[[], object],
     *,
@@ -170,50 +216,73 @@ def measure_callable(
     """Measure energy per inference of ``fn`` (which runs ``inferences_per_call`` inferences).
 
     Raises:
-        MeasurementError: the sampler returned an implausible reading.
+        MeasurementError: the sampler returned an implausible reading, or the workload's
+            energy is indistinguishable from idle power.
     """
     protocol = protocol or Protocol()
     if inferences_per_call < 1:
         raise ValueError("inferences_per_call must be at least 1")
-    window_s = max(protocol.window_s, 10 * sampler.update_period_s())
+    period_s = counter_period_s(sampler)
+    window_s = max(protocol.window_s, 10 * period_s)
+    machine = getattr(sampler, "scope", "machine") == "machine"
     with host_lock():
+        idle_w: list[float] = []
+        if machine and protocol.idle_s > 0:
+            idle_w.append(idle_power_w(sampler, max(protocol.idle_s, 10 * period_s)))
         t_end = time.perf_counter() + protocol.warmup_s
         fn()
         while time.perf_counter() < t_end:
             fn()
-        per_inf: list[float] = []
+        gross: list[float] = []
+        durations: list[float] = []
+        inferences: list[int] = []
         components: dict[str, list[float]] = {}
         prov: dict[str, str] = {}
-        n_inf = 0
         total_s = 0.0
         calls_total = 0
+        idle_now = idle_w[0] if idle_w else 0.0
+
+        def net_values(idle: float) -> list[float]:
+            return [
+                (g * n - idle * d) / n for g, n, d in zip(gross, inferences, durations, strict=True)
+            ]
+
         while True:
             reading, calls, elapsed = _window(fn, sampler, window_s)
             n = calls * inferences_per_call
-            per_inf.append(reading.energy_j / n)
+            gross.append(reading.energy_j / n)
+            durations.append(reading.duration_s)
+            inferences.append(n)
             for c in reading.components:
                 components.setdefault(c.component, []).append(c.energy_j / n)
                 prov[c.component] = str(c.provenance)
-            n_inf += n
             total_s += elapsed
             calls_total += calls
-            k = len(per_inf)
+            k = len(gross)
             if k >= protocol.min_windows:
-                mean = statistics.fmean(per_inf)
-                if ci95_halfwidth(per_inf) <= protocol.target_ci_rel * mean:
+                values = net_values(idle_now)
+                mean = statistics.fmean(values)
+                if mean > 0 and ci95_halfwidth(values) <= protocol.target_ci_rel * mean:
                     break
                 if k >= protocol.max_windows:
                     log.info(
-                        "CI target %.1f%% not reached after %d windows (%.1f%%)",
+                        "CI target %.1f%% not reached after %d windows",
                         100 * protocol.target_ci_rel,
                         k,
-                        100 * ci95_halfwidth(per_inf) / mean,
                     )
                     break
+        if machine and protocol.idle_s > 0:
+            idle_w.append(idle_power_w(sampler, max(protocol.idle_s, 10 * period_s)))
+    idle = statistics.fmean(idle_w) if idle_w else 0.0
+    per_inf = net_values(idle)
     mean = statistics.fmean(per_inf)
-    if not math.isfinite(mean) or mean <= 0:
+    gross_mean = statistics.fmean(gross)
+    # Below a millionth of the gross figure, "net" is float rounding of idle minus idle.
+    if not math.isfinite(mean) or mean <= 1e-6 * gross_mean:
         raise MeasurementError(
-            f"energy per inference came out as {mean!r} J: refusing to report it"
+            f"the workload's energy is indistinguishable from idle power ({gross_mean:.3g} J "
+            f"per inference gross, idle {idle:.3g} W): lengthen `energy.window_s`, raise "
+            "`energy.batch_size`, or quiet the machine"
         )
     provenance = max((Provenance(p) for p in prov.values()), key=lambda p: p.rank)
     return EnergyResult(
@@ -223,13 +292,18 @@ def measure_callable(
         std_j_per_inference=statistics.stdev(per_inf),
         ci95_j_per_inference=ci95_halfwidth(per_inf),
         windows=len(per_inf),
-        n_inferences=n_inf,
+        n_inferences=sum(inferences),
         batch_size=inferences_per_call,
         latency_s_per_batch=total_s / calls_total,
         duration_s=total_s,
         window_j_per_inference=tuple(per_inf),
         components_j_per_inference={k: statistics.fmean(v) for k, v in components.items()},
         component_provenance=prov,
+        gross_j_per_inference=gross_mean,
+        idle_power_w=idle,
+        idle_measured=bool(idle_w),
+        update_period_s=period_s,
+        window_s=window_s,
         metadata=sampler.metadata(),
     )
 

@@ -10,7 +10,7 @@ from torch import nn
 from compresslab.energy import Availability, ComponentEnergy, Provenance, Reading
 from compresslab.energy.estimate import EstimateSampler
 from compresslab.errors import MeasurementError
-from compresslab.measure import (
+from compresslab.protocol import (
     Protocol,
     ci95_halfwidth,
     host_lock,
@@ -25,6 +25,7 @@ class ScriptedSampler:
 
     name = "scripted"
     provenance = Provenance.MEASURED
+    scope = "process"  # no idle windows: every window reads the next scripted value
 
     def __init__(self, joules: list[float], period_s: float = 0.001) -> None:
         self._joules = iter(joules)
@@ -106,6 +107,59 @@ def test_noisy_windows_repeat_up_to_the_maximum() -> None:
         ci95_halfwidth(list(result.window_j_per_inference))
     )
     assert len(result.window_j_per_inference) == 6
+
+
+class MachineFake(ScriptedSampler):
+    """A machine-level counter: idle power times duration plus a fixed cost per call."""
+
+    scope = "machine"
+
+    def __init__(self, *, idle_w: float, j_per_call: float) -> None:
+        super().__init__([])
+        self.idle_w = idle_w
+        self.j_per_call = j_per_call
+        self.calls = 0
+
+    def start(self) -> None:
+        self._calls0 = self.calls
+        super().start()
+
+    def stop(self) -> Reading:
+        duration = time.perf_counter() - self._t0
+        j = self.idle_w * duration + (self.calls - self._calls0) * self.j_per_call
+        self.windows += 1
+        return Reading(
+            duration_s=duration,
+            components=(ComponentEnergy("cpu-package-0", j, Provenance.MEASURED),),
+        )
+
+
+def test_idle_power_is_measured_and_subtracted() -> None:
+    sampler = MachineFake(idle_w=50.0, j_per_call=0.01)
+
+    def work() -> None:
+        sampler.calls += 1
+        time.sleep(0.001)
+
+    protocol = Protocol(warmup_s=0.0, window_s=0.05, min_windows=3, max_windows=3, idle_s=0.05)
+    result = measure_callable(work, sampler=sampler, inferences_per_call=2, protocol=protocol)
+    assert result.idle_measured
+    assert result.idle_power_w == pytest.approx(50.0)
+    assert result.energy_j_per_inference == pytest.approx(0.005, rel=1e-6)  # net: 0.01 J / 2
+    assert result.gross_j_per_inference > 0.005 * 3  # idle dominates the gross figure
+    assert sampler.windows == 3 + 2  # two idle windows around the workload
+
+
+def test_workload_below_idle_noise_is_an_error() -> None:
+    sampler = MachineFake(idle_w=50.0, j_per_call=0.0)
+
+    def work() -> None:
+        sampler.calls += 1
+        time.sleep(0.001)
+
+    protocol = Protocol(warmup_s=0.0, window_s=0.02, min_windows=2, max_windows=2, idle_s=0.02)
+    with pytest.raises(MeasurementError, match="indistinguishable from idle"):
+        measure_callable(work, sampler=sampler, inferences_per_call=1, protocol=protocol)
 
 
 def test_window_lasts_ten_counter_periods() -> None:
