@@ -12,7 +12,24 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from compresslab.api import load_recipe, search
+from compresslab.api import (
+    BlockMeasurement,
+    load_recipe,
+    measure,
+    measure_model,
+    measure_recipe,
+    search,
+)
 from compresslab.errors import CompressLabError, RecipeError
 
-__all__ = ["CompressLabError", "RecipeError", "__version__", "load_recipe", "search"]
+__all__ = [
+    "BlockMeasurement",
+    "CompressLabError",
+    "RecipeError",
+    "__version__",
+    "load_recipe",
+    "measure",
+    "measure_model",
+    "measure_recipe",
+    "search",
+]

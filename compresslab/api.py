@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,144 @@ def search(
     if write_report:
         _write(result, recipe.output_dir(base_dir))
     return result
+
+
+def measure_model(
+    model: Any,
+    inputs: Any,
+    *,
+    sampler: str = "auto",
+    device: str = "cpu",
+    protocol: Any = None,
+    threads: int | None = None,
+) -> Any:
+    """Measure energy per inference of ``model`` on the batch ``inputs`` (repeated windows).
+
+    Args:
+        model: a ``torch.nn.Module``.
+        inputs: one input batch (a tensor); every row is one inference.
+        sampler: ``auto``, ``rapl``, ``nvml``, ``estimate`` or ``model``.
+        device: where the model runs (decides ``auto``'s order).
+        protocol: a :class:`compresslab.protocol.Protocol` (default: its defaults).
+        threads: torch intra-op threads during the measurement.
+
+    Returns:
+        A :class:`compresslab.protocol.EnergyResult` (mean, CI, provenance, windows, ...).
+    """
+    from compresslab.energy import select_sampler
+    from compresslab.protocol import measure_model as _measure
+
+    selection = select_sampler(sampler, device=device)
+    return _measure(model, inputs, sampler=selection.sampler, protocol=protocol, threads=threads)
+
+
+class BlockMeasurement:
+    """The energy of one ``with compresslab.measure(...)`` block, filled in when it exits.
+
+    One window gives no confidence interval: use :func:`measure_model` for repeated windows.
+    """
+
+    def __init__(self, *, sampler: str, selection: str, inferences: int) -> None:
+        self.sampler = sampler
+        self.selection = selection
+        self.inferences = inferences
+        self.reading: Any = None
+
+    @property
+    def energy_j(self) -> float:
+        """Joules over the block (all components)."""
+        if self.reading is None:
+            raise RuntimeError("the block has not finished: read the figures after the `with`")
+        return float(self.reading.energy_j)
+
+    @property
+    def energy_j_per_inference(self) -> float:
+        """Joules per inference (``energy_j / inferences``)."""
+        return self.energy_j / self.inferences
+
+    @property
+    def duration_s(self) -> float:
+        """Wall time of the block."""
+        return float(self.reading.duration_s)
+
+    @property
+    def provenance(self) -> str:
+        """How the figure was obtained (the weakest component's label)."""
+        return str(self.reading.provenance)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary with per-component provenance."""
+        return {
+            "sampler": self.sampler,
+            "selection": self.selection,
+            "energy_j": self.energy_j,
+            "energy_j_per_inference": self.energy_j_per_inference,
+            "inferences": self.inferences,
+            "duration_s": self.duration_s,
+            "provenance": self.provenance,
+            "components": {
+                c.component: {"energy_j": c.energy_j, "provenance": str(c.provenance)}
+                for c in self.reading.components
+            },
+        }
+
+
+@contextlib.contextmanager
+def measure(
+    *, sampler: str = "auto", inferences: int = 1, device: str = "cpu"
+) -> Iterator[BlockMeasurement]:
+    """Measure the energy of the code in a ``with`` block (one window).
+
+    Example::
+
+        with compresslab.measure(inferences=len(batch)) as m:
+            model(batch)
+        print(m.energy_j_per_inference, m.provenance)
+
+    Raises:
+        MeasurementError: the reading is implausible (e.g. the block was shorter than the
+            counter's update period: run more work inside it).
+    """
+    from compresslab.energy import select_sampler
+    from compresslab.errors import MeasurementError
+    from compresslab.protocol import host_lock
+
+    if sampler == "model":
+        raise MeasurementError(
+            "the modeled tier counts a model's calls and cannot measure a code block: "
+            "use compresslab.measure_model(model, inputs, sampler='model')"
+        )
+    if inferences < 1:
+        raise ValueError("inferences must be at least 1")
+    selection = select_sampler(sampler, device=device)
+    result = BlockMeasurement(
+        sampler=selection.sampler.name, selection=selection.explain(), inferences=inferences
+    )
+    with host_lock():
+        selection.sampler.start()
+        try:
+            yield result
+        except BaseException:
+            with contextlib.suppress(Exception):
+                selection.sampler.stop()
+            raise
+        result.reading = selection.sampler.stop()
+
+
+def measure_recipe(
+    recipe: Recipe | str | Path,
+    *,
+    trial: int | None = None,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Measure a recipe's baseline model, or the variant of one trial of its study.
+
+    Returns a JSON-able dict with at least ``energy_j_per_inference``, ``ci95_j_per_inference``,
+    ``provenance``, ``sampler``, ``n_inferences`` and ``windows``.
+    """
+    from compresslab.search import measure_variant
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    return measure_variant(recipe, trial=trial, storage=storage, base_dir=base_dir)

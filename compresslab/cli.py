@@ -118,6 +118,49 @@ def search(
 
 
 @app.command()
+def measure(
+    recipe: RecipeArg,
+    trial: Annotated[
+        int | None, typer.Option(min=0, help="Measure this trial's variant (default: baseline).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL of the study (with --trial).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Measure the recipe's baseline model (or one trial's variant) and print its energy."""
+    from compresslab.api import measure_recipe
+
+    result = measure_recipe(recipe, trial=trial, storage=storage)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    table = Table(title=f"{result['recipe']}: {result['variant']}", show_header=False)
+    table.add_column("figure")
+    table.add_column("value")
+    rows = [
+        (
+            "energy / inference",
+            f"{result['energy_j_per_inference']:.4g} J "
+            f"± {result['ci95_j_per_inference']:.2g} (95% CI, {result['windows']} windows)",
+        ),
+        ("kWh / 1000 inferences", f"{result['kwh_per_1k']:.4g}"),
+        ("provenance", f"{result['provenance']} ({result['sampler']})"),
+        (
+            "gross / idle",
+            f"{result['gross_j_per_inference']:.4g} J / {result['idle_power_w']:.3g} W",
+        ),
+        ("modeled", f"{result['modeled_j_per_inference']:.4g} J (modeled)"),
+        ("inferences measured", f"{result['n_inferences']} in batches of {result['batch_size']}"),
+        ("latency", f"{result['latency_s_per_batch'] * 1e3:.3g} ms per batch"),
+        ("sampler selection", result["selection"]),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
+
+
+@app.command()
 def samplers(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

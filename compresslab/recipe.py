@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from compresslab.carbon import INTENSITY_G_PER_KWH
 from compresslab.errors import RecipeError
 
 Scalar = bool | int | float | str
@@ -216,6 +217,23 @@ class SearchSpec(_Strict):
     tolerance: Tolerance = Field(default_factory=lambda: Tolerance(absolute=0.01))
 
 
+class CarbonSpec(_Strict):
+    """How kWh become gCO2e: a region of the offline table or an intensity, and a PUE."""
+
+    region: str = "WORLD"
+    intensity_g_per_kwh: float | None = Field(default=None, ge=0, le=2000)
+    pue: float = Field(default=1.0, ge=1.0, le=5.0)
+
+    @model_validator(mode="after")
+    def _known_region(self) -> CarbonSpec:
+        if self.intensity_g_per_kwh is None and self.region.upper() not in INTENSITY_G_PER_KWH:
+            raise ValueError(
+                f"no intensity for region '{self.region}' in the offline table: use one of "
+                f"{', '.join(INTENSITY_G_PER_KWH)}, or set intensity_g_per_kwh"
+            )
+        return self
+
+
 class Recipe(_Strict):
     """A whole recipe. ``source`` is the file it came from (not part of the YAML)."""
 
@@ -225,6 +243,7 @@ class Recipe(_Strict):
     compression: list[MethodSpec] = Field(min_length=1)
     energy: EnergySpec = Field(default_factory=EnergySpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
+    carbon: CarbonSpec = Field(default_factory=CarbonSpec)
     output: str = "reports"
 
     @property

@@ -10,6 +10,7 @@ runs only the trials still missing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+from compresslab.carbon import carbon_settings
 from compresslab.compress import (
     STAGES,
     CompressContext,
@@ -33,8 +35,8 @@ from compresslab.compress import (
 )
 from compresslab.compress.profile import profile_model
 from compresslab.energy import Selection
-from compresslab.energy.model import count_ops, modeled_j_per_inference
 from compresslab.energy.machine import fingerprint
+from compresslab.energy.model import count_ops, modeled_j_per_inference
 from compresslab.errors import CompressLabError, StorageError
 from compresslab.protocol import Protocol, measure_model, select_for
 from compresslab.recipe import MethodSpec, ParamChoices, ParamRange, Recipe
@@ -47,6 +49,15 @@ log = logging.getLogger(__name__)
 _BASELINE_ATTR = "is_baseline"
 # Feasible when <= 0 (Optuna's convention): minimum accuracy minus the variant's accuracy.
 _CONSTRAINT = "accuracy_below_tolerance"
+# What VariantBench.evaluate records on a trial (copied when a variant is proposed again).
+_MEASURED_ATTRS = (
+    "accuracy_ci95",
+    "energy",
+    "modeled_j_per_inference",
+    "n_params",
+    "macs_per_inference",
+    "size_bytes",
+)
 
 
 def _optuna() -> Any:
@@ -173,6 +184,51 @@ def _mark_interrupted(study: Any) -> int:
     return n
 
 
+class VariantBench:
+    """Builds a variant of a task's model, then measures its accuracy, cost and energy."""
+
+    def __init__(self, *, recipe: Recipe, task: Task, selection: Selection) -> None:
+        self.recipe = recipe
+        self.task = task
+        self.selection = selection
+        self.ctx = CompressContext(
+            example_inputs=task.example_inputs(),
+            keep_modules=(*task.keep_layers, *recipe.task.keep_layers),
+            seed=recipe.search.seed,
+            train_inputs=task.train_inputs,
+            train_labels=task.train_labels,
+        )
+        self.inputs = task.inference_batch(recipe.energy.batch_size)
+        self.protocol = Protocol.from_spec(recipe.energy)
+
+    def evaluate(self, spec: VariantSpec) -> tuple[float, dict[str, Any]]:
+        """The task metric of the variant and its figures (JSON-able, for trial attributes)."""
+        model = build_variant(self.task.model, spec, self.ctx)
+        preds = predict(model, self.task.eval_inputs)
+        metric = METRICS[self.recipe.task.metric](preds, self.task.eval_labels)
+        correct = int((preds == self.task.eval_labels).sum())
+        prof = profile_model(model, self.ctx.example_inputs)
+        energy = measure_model(
+            model,
+            self.inputs,
+            sampler=self.selection.sampler,
+            protocol=self.protocol,
+            threads=self.recipe.energy.threads,
+        )
+        # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
+        modeled = modeled_j_per_inference(
+            count_ops(model, self.inputs), batch_size=int(self.inputs.shape[0])
+        )
+        return metric, {
+            "accuracy_ci95": list(wilson_interval(correct, len(self.task.eval_labels))),
+            "energy": energy.to_dict(),
+            "modeled_j_per_inference": sum(modeled.values()),
+            "n_params": prof.params,
+            "macs_per_inference": prof.macs_per_inference,
+            "size_bytes": prof.size_bytes,
+        }
+
+
 class _Objective:
     def __init__(
         self,
@@ -183,21 +239,9 @@ class _Objective:
         selection: Selection,
         min_accuracy: float,
     ) -> None:
-        self.recipe = recipe
-        self.task = task
         self.space = space
-        self.selection = selection
         self.min_accuracy = min_accuracy
-        self.ctx = CompressContext(
-            example_inputs=task.example_inputs(),
-            keep_modules=(*task.keep_layers, *recipe.task.keep_layers),
-            seed=recipe.search.seed,
-            train_inputs=task.train_inputs,
-            train_labels=task.train_labels,
-        )
-        self.inputs = task.inference_batch(recipe.energy.batch_size)
-        self.protocol = Protocol.from_spec(recipe.energy)
-        self.measured: dict[str, int] = {}
+        self.bench = VariantBench(recipe=recipe, task=task, selection=selection)
 
     def __call__(self, trial: Any) -> tuple[float, float]:
         t0 = time.perf_counter()
@@ -210,14 +254,7 @@ class _Objective:
         if previous is not None:
             # The same variant again (samplers repeat points in small spaces): reuse its
             # measurement rather than spend energy measuring it twice.
-            for key in (
-                "accuracy_ci95",
-                "energy",
-                "modeled_j_per_inference",
-                "n_params",
-                "macs_per_inference",
-                "size_bytes",
-            ):
+            for key in _MEASURED_ATTRS:
                 trial.set_user_attr(key, previous.user_attrs[key])
             trial.set_constraint(_CONSTRAINT, previous.constraints[_CONSTRAINT])
             trial.set_user_attr("reused_from", previous.number)
@@ -241,32 +278,11 @@ class _Objective:
         return None
 
     def _evaluate(self, trial: Any, spec: VariantSpec) -> tuple[float, float]:
-        model = build_variant(self.task.model, spec, self.ctx)
-        preds = predict(model, self.task.eval_inputs)
-        metric = METRICS[self.recipe.task.metric](preds, self.task.eval_labels)
-        correct = int((preds == self.task.eval_labels).sum())
-        prof = profile_model(model, self.ctx.example_inputs)
-        energy = measure_model(
-            model,
-            self.inputs,
-            sampler=self.selection.sampler,
-            protocol=self.protocol,
-            threads=self.recipe.energy.threads,
-        )
-        trial.set_user_attr(
-            "accuracy_ci95", list(wilson_interval(correct, len(self.task.eval_labels)))
-        )
-        trial.set_user_attr("energy", energy.to_dict())
-        # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
-        modeled = modeled_j_per_inference(
-            count_ops(model, self.inputs), batch_size=int(self.inputs.shape[0])
-        )
-        trial.set_user_attr("modeled_j_per_inference", sum(modeled.values()))
-        trial.set_user_attr("n_params", prof.params)
-        trial.set_user_attr("macs_per_inference", prof.macs_per_inference)
-        trial.set_user_attr("size_bytes", prof.size_bytes)
+        metric, attrs = self.bench.evaluate(spec)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
         trial.set_constraint(_CONSTRAINT, self.min_accuracy - metric)
-        return metric, energy.energy_j_per_inference
+        return metric, attrs["energy"]["energy_j_per_inference"]
 
 
 class _TrialFailed(Exception):
@@ -411,6 +427,56 @@ def run_search(
             "machine": fingerprint(),
             "skipped_methods": space.skipped,
             "batch_size": recipe.energy.batch_size,
+            "carbon": dataclasses.asdict(
+                carbon_settings(
+                    region=recipe.carbon.region,
+                    intensity_g_per_kwh=recipe.carbon.intensity_g_per_kwh,
+                    pue=recipe.carbon.pue,
+                )
+            ),
             "versions": {"torch": torch.__version__, "optuna": optuna.__version__},
         },
     )
+
+
+def spec_of_trial(study: Any, number: int) -> VariantSpec:
+    """The variant a trial of ``study`` built (from its stored ``spec`` attribute)."""
+    trials = study.get_trials(deepcopy=False)
+    match = [t for t in trials if t.number == number]
+    if not match:
+        raise StorageError(
+            f"study '{study.study_name}' has no trial {number} (it has {len(trials)} trials): "
+            "see trials.csv for the trial numbers"
+        )
+    stored = match[0].user_attrs.get("spec")
+    if stored is None:
+        raise StorageError(f"trial {number} records no variant (it never started building one)")
+    return VariantSpec(tuple(Step(s["method"], dict(s["params"])) for s in stored["steps"]))
+
+
+def measure_variant(
+    recipe: Recipe,
+    *,
+    trial: int | None = None,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Measure the recipe's baseline (or the variant of ``trial`` in its study) once more."""
+    selection = select_for(recipe.energy)
+    spec = VariantSpec()
+    if trial is not None:
+        storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
+        study = open_study(recipe, storage=storage_url, with_sampler=False)
+        spec = spec_of_trial(study, trial)
+    task = load_task(recipe.task)
+    metric, attrs = VariantBench(recipe=recipe, task=task, selection=selection).evaluate(spec)
+    energy = attrs.pop("energy")
+    return {
+        **energy,
+        "variant": spec.label(),
+        "trial": trial,
+        "recipe": recipe.name,
+        recipe.task.metric: metric,
+        "selection": selection.explain(),
+        **attrs,
+    }

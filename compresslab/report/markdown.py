@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from compresslab import units
+from compresslab.carbon import CarbonSettings
 from compresslab.results import SearchResult, TrialRecord
 
 
@@ -38,21 +39,32 @@ def _points(drop: float) -> str:
     return f"{abs(drop) * 100:.2f} points {where} the baseline"
 
 
+def _carbon(result: SearchResult) -> CarbonSettings | None:
+    c = result.info.get("carbon")
+    return CarbonSettings(**c) if c else None
+
+
+def _carbon_cell(result: SearchResult, r: TrialRecord) -> str:
+    c = _carbon(result)
+    return f"{c.gco2e(r.kwh_per_1k):.3g}" if c else "-"
+
+
 def frontier_table(result: SearchResult) -> str:
     """The frontier as a markdown table (also printed by the CLI)."""
     base = result.baseline
     base_j = base.energy_j_per_inference if base else math.nan
     lines = [
         "| trial | variant | accuracy [95% CI] | energy / inference (95% CI) | kWh / 1000 | "
-        "vs baseline | provenance | MACs / inference | params |",
-        "|---:|---|---|---|---:|---:|---|---:|---:|",
+        "vs baseline | provenance | gCO2e / 1000 | MACs / inference | params |",
+        "|---:|---|---|---|---:|---:|---|---:|---:|---:|",
     ]
     for r in result.frontier:
         ratio = r.energy_j_per_inference / base_j if math.isfinite(base_j) else math.nan
         lines.append(
             f"| {r.number} | {r.variant} | {_acc_cell(r)} | {_energy_cell(r)} | "
             f"{r.kwh_per_1k:.3e} | {ratio:.2f}x | {r.provenance} | "
-            f"{(r.macs_per_inference or 0):,.0f} | {(r.n_params or 0):,} |"
+            f"{_carbon_cell(result, r)} | {(r.macs_per_inference or 0):,.0f} | "
+            f"{(r.n_params or 0):,} |"
         )
     return "\n".join(lines)
 
@@ -93,7 +105,12 @@ def render_markdown(result: SearchResult) -> str:
             f"than the baseline ({_fmt_j(best.energy_j_per_inference)} vs "
             f"{_fmt_j(base.energy_j_per_inference)}), accuracy {best.accuracy:.4f} "
             f"({_points(drop)}); saves {per_million:.3g} kWh per "
-            "million inferences."
+            "million inferences"
+            + (
+                f" ({c.gco2e(per_million):.3g} gCO2e at {c.describe()})."
+                if (c := _carbon(result))
+                else "."
+            )
         )
         ci_sum = (best.energy or {}).get("ci95_j_per_inference", 0) + (base.energy or {}).get(
             "ci95_j_per_inference", 0
@@ -120,8 +137,15 @@ def render_markdown(result: SearchResult) -> str:
         out.append(f"- {k}: {v}")
     out.append(
         f"- batch size: {info.get('batch_size')}; figures are per inference (one example), "
-        "mean over repeated windows with a 95% confidence interval"
+        "mean over repeated windows with a 95% confidence interval; net of idle power where "
+        "the sampler sees the whole machine (trials.csv has gross and idle too)"
     )
+    out.append(
+        "- `modeled_j_per_inference` in trials.csv: the deterministic analytic figure "
+        "(MACs and bytes x energy per operation), a ranking and a floor, not a measurement"
+    )
+    if (c := _carbon(result)) is not None:
+        out.append(f"- carbon: {c.describe()}; kWh stays the primary figure")
     out.append("")
     out.append(
         "Provenance labels: `measured` (hardware counter), `integrated` (power readings "

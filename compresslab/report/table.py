@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from compresslab import units
+from compresslab.carbon import CarbonSettings
 from compresslab.results import SearchResult, TrialRecord
 
 #: Columns of ``trials.csv``, in order (every energy figure next to its provenance).
@@ -23,6 +24,7 @@ COLUMNS = [
     "energy_j_per_inference",
     "ci95_j_per_inference",
     "kwh_per_1k",
+    "gco2e_per_1k",
     "provenance",
     "sampler",
     "gross_j_per_inference",
@@ -42,7 +44,9 @@ COLUMNS = [
 ]
 
 
-def _row(r: TrialRecord, baseline_j: float, front_ids: set[int]) -> dict[str, object]:
+def _row(
+    r: TrialRecord, baseline_j: float, front_ids: set[int], carbon: CarbonSettings | None
+) -> dict[str, object]:
     e = r.energy or {}
     j = r.energy_j_per_inference
     return {
@@ -58,6 +62,7 @@ def _row(r: TrialRecord, baseline_j: float, front_ids: set[int]) -> dict[str, ob
         "energy_j_per_inference": j if e else None,
         "ci95_j_per_inference": e.get("ci95_j_per_inference"),
         "kwh_per_1k": units.kwh_per_1k(j) if e else None,
+        "gco2e_per_1k": carbon.gco2e(units.kwh_per_1k(j)) if e and carbon else None,
         "provenance": e.get("provenance"),
         "sampler": e.get("sampler"),
         "gross_j_per_inference": e.get("gross_j_per_inference"),
@@ -83,7 +88,8 @@ def trials_frame(result: SearchResult) -> pd.DataFrame:
     base = result.baseline
     baseline_j = base.energy_j_per_inference if base else math.nan
     front_ids = {r.number for r in result.frontier}
-    rows = [_row(r, baseline_j, front_ids) for r in result.trials]
+    carbon = CarbonSettings(**result.info["carbon"]) if result.info.get("carbon") else None
+    rows = [_row(r, baseline_j, front_ids, carbon) for r in result.trials]
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import compresslab
+from compresslab.carbon import INTENSITY_G_PER_KWH, carbon_settings
+from compresslab.errors import MeasurementError, RecipeError
+from compresslab.protocol import Protocol
+from tests_support import FAST_ENERGY, small
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "compresslab", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def test_measure_json_reports_an_estimated_figure_with_its_ci(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    energy = {**FAST_ENERGY, "sampler": "auto", "min_windows": 3, "max_windows": 3}
+    recipe.write_text(yaml.safe_dump(small(tmp_path, energy=energy)))
+    proc = _cli("measure", str(recipe), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for key in (
+        "energy_j_per_inference",
+        "ci95_j_per_inference",
+        "provenance",
+        "sampler",
+        "n_inferences",
+        "windows",
+    ):
+        assert key in out, key
+    assert out["provenance"] == "estimated" and out["sampler"] == "estimate"
+    assert out["energy_j_per_inference"] > 0 and out["ci95_j_per_inference"] >= 0
+    assert out["windows"] == 3 and out["n_inferences"] >= 3 * 32
+    assert out["variant"] == "baseline"
+    assert out["modeled_j_per_inference"] > 0
+    assert "rapl: not used" in out["selection"]
+
+
+@pytest.fixture
+def advancing_powercap(tmp_path: Path) -> Iterator[Path]:
+    """A powercap tree whose package counter advances at about 20 W, as a real one would."""
+    root = tmp_path / "powercap"
+    zone = root / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    energy = zone / "energy_uj"
+    energy.write_text("1000\n")
+    stop = threading.Event()
+
+    def advance() -> None:
+        value = 1000
+        while not stop.is_set():
+            value += 20_000  # 20 mJ per ms = 20 W
+            tmp = zone / "energy_uj.tmp"
+            tmp.write_text(f"{value}\n")
+            os.replace(tmp, energy)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=advance, daemon=True)
+    thread.start()
+    yield root
+    stop.set()
+    thread.join()
+
+
+def test_measure_json_on_a_fake_powercap_tree_is_measured(
+    tmp_path: Path, advancing_powercap: Path
+) -> None:
+    recipe = tmp_path / "r.yaml"
+    energy = {**FAST_ENERGY, "sampler": "auto", "idle_s": 0}
+    recipe.write_text(yaml.safe_dump(small(tmp_path, energy=energy)))
+    proc = _cli(
+        "measure", str(recipe), "--json", env={"COMPRESSLAB_POWERCAP_ROOT": str(advancing_powercap)}
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["sampler"] == "rapl"
+    assert out["provenance"] == "measured"
+    assert out["component_provenance"] == {"cpu-package-0": "measured"}
+    assert out["energy_j_per_inference"] > 0
+    assert "rapl: used" in out["selection"]
+
+
+def test_measure_block_context_manager() -> None:
+    x = torch.randn(64, 128)
+    w = torch.randn(128, 128)
+    with compresslab.measure(sampler="estimate", inferences=64) as m:
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.05:
+            x @ w
+    assert m.provenance == "estimated"
+    assert m.energy_j > 0
+    assert m.energy_j_per_inference == pytest.approx(m.energy_j / 64)
+    d = m.to_dict()
+    assert set(d["components"]) == {"cpu", "memory"}
+    assert all(c["provenance"] == "estimated" for c in d["components"].values())
+
+
+def test_measure_block_refuses_the_model_tier() -> None:
+    with (
+        pytest.raises(MeasurementError, match="measure_model"),
+        compresslab.measure(sampler="model"),
+    ):
+        pass
+
+
+def test_measure_model_api_with_each_cpu_tier() -> None:
+    net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 4))
+    x = torch.randn(16, 32)
+    fast = Protocol(warmup_s=0.0, window_s=0.03, min_windows=2, max_windows=2)
+    est = compresslab.measure_model(net, x, sampler="estimate", protocol=fast)
+    mod = compresslab.measure_model(net, x, sampler="model", protocol=fast)
+    assert str(est.provenance) == "estimated" and str(mod.provenance) == "modeled"
+    assert est.energy_j_per_inference > 0 and mod.energy_j_per_inference > 0
+
+
+def test_carbon_table_and_override() -> None:
+    world = carbon_settings()
+    assert world.region == "WORLD" and world.pue == 1.0
+    assert world.gco2e(1.0) == INTENSITY_G_PER_KWH["WORLD"]
+    fr = carbon_settings(region="fr", pue=1.5)
+    assert fr.gco2e(2.0) == pytest.approx(2.0 * 1.5 * INTENSITY_G_PER_KWH["FR"])
+    assert "2023" in fr.describe() and "PUE 1.5" in fr.describe()
+    mine = carbon_settings(intensity_g_per_kwh=123.0)
+    assert mine.gco2e(1.0) == 123.0 and "set in the recipe" in mine.describe()
+    with pytest.raises(RecipeError, match="carbon.intensity_g_per_kwh"):
+        carbon_settings(region="Atlantis")
