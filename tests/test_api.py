@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tests_support import FAST_ENERGY, small
 from torch import nn
 
 import compresslab
 from compresslab.carbon import INTENSITY_G_PER_KWH, carbon_settings
 from compresslab.errors import MeasurementError, RecipeError
 from compresslab.protocol import Protocol
-from tests_support import FAST_ENERGY, small
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
