@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 RECIPE ?= recipes/digits.yaml
 
-.PHONY: setup debian demo test lint typecheck pytest bench clean
+.PHONY: setup debian demo test lint typecheck pytest gate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ pytest: setup
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
+
+# The CI regression gate on energy per inference, against the committed baseline.
+gate: setup
+	$(VENV)/bin/compresslab check $(RECIPE) --baseline baselines/digits.json
 
 bench: setup
 	$(PY) benchmarks/run.py

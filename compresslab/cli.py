@@ -161,6 +161,61 @@ def measure(
 
 
 @app.command()
+def check(
+    recipe: RecipeArg,
+    baseline: Annotated[Path, typer.Option(help="Baseline JSON file (committed with the code).")],
+    update: Annotated[bool, typer.Option("--update", help="Write a new baseline.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Compare measured figures across machines.")
+    ] = False,
+    trial: Annotated[
+        int | None, typer.Option(min=0, help="Gate this trial's variant (default: baseline).")
+    ] = None,
+    storage: Annotated[str | None, typer.Option(help="Study storage URL (with --trial).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    summary: Annotated[
+        Path | None,
+        typer.Option(help="Append a markdown summary here (default: $GITHUB_STEP_SUMMARY)."),
+    ] = None,
+) -> None:
+    """Gate energy per inference against a baseline: exit 0 pass, 1 regression, 2 bad input."""
+    import os
+
+    from compresslab.api import load_recipe
+    from compresslab.check import run_check
+
+    rec = load_recipe(recipe)
+    snap, verdict = run_check(
+        rec, baseline_path=baseline, update=update, force=force, trial=trial, storage=storage
+    )
+    if verdict is None:
+        msg = (
+            f"wrote baseline {baseline}: {snap.energy_j_per_inference:.4g} J per inference "
+            f"({snap.provenance}), modeled {snap.modeled_j_per_inference:.4g} J, "
+            f"{snap.metric} {snap.accuracy:.4f}"
+        )
+        if as_json:
+            print(json.dumps({"updated": str(baseline), "baseline": snap.__dict__}, default=str))
+        else:
+            out.print(msg)
+        return
+    target = summary or (Path(p) if (p := os.environ.get("GITHUB_STEP_SUMMARY")) else None)
+    if target is not None:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(verdict.markdown(rec.name))
+    if as_json:
+        print(json.dumps(verdict.to_dict(), indent=2))
+    else:
+        status = "[green]pass[/]" if verdict.passed else "[bold red]REGRESSION[/]"
+        out.print(f"energy gate {status} ({verdict.tier} tier): {verdict.ratio:.4f}x the baseline")
+        for reason in verdict.reasons:
+            out.print(f"  - {reason}")
+        for warning in verdict.warnings:
+            err.print(f"  [yellow]warning:[/] {warning}")
+    raise typer.Exit(verdict.exit_code)
+
+
+@app.command()
 def samplers(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

@@ -234,6 +234,19 @@ class CarbonSpec(_Strict):
         return self
 
 
+class CheckSpec(_Strict):
+    """The CI regression gate's thresholds (``compresslab check``)."""
+
+    #: Measured/integrated tier: fail when energy per inference rose by more than this
+    #: fraction *and* the rise is statistically significant (Welch's t-test at ``alpha``).
+    max_increase: float = Field(default=0.05, ge=0, le=10)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    #: Modeled tier (deterministic): fail on any rise beyond this fraction (0 = exact).
+    modeled_max_increase: float = Field(default=0.0, ge=0, le=10)
+    #: Fail when accuracy fell by more than this (absolute); null = accuracy not gated.
+    max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
+
+
 class Recipe(_Strict):
     """A whole recipe. ``source`` is the file it came from (not part of the YAML)."""
 
@@ -244,6 +257,7 @@ class Recipe(_Strict):
     energy: EnergySpec = Field(default_factory=EnergySpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
     carbon: CarbonSpec = Field(default_factory=CarbonSpec)
+    check: CheckSpec = Field(default_factory=CheckSpec)
     output: str = "reports"
 
     @property
