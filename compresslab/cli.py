@@ -83,8 +83,10 @@ def search(
             assert isinstance(record, TrialRecord)
             if record.complete:
                 last = f"#{record.number} {record.variant[:48]}: acc {record.accuracy:.3f}"
+            elif record.screened:
+                last = f"#{record.number} {record.variant[:48]}: screened out"
             else:
-                last = f"#{record.number} failed"
+                last = f"#{record.number} {record.state.lower()}"
             progress.update(bar, completed=completed, total=total, last=last)
 
         result = run(rec, trials=trials, storage=storage, on_trial=on_trial)
@@ -112,8 +114,8 @@ def search(
         )
     out.print(table)
     out.print(
-        f"{len(result.completed)} completed, {len(result.failed)} failed; "
-        f"report: {rec.output_dir() / 'report.md'}"
+        f"{len(result.completed)} measured, {len(result.screened)} screened out, "
+        f"{len(result.failed)} failed; report: {rec.output_dir() / 'report.md'}"
     )
 
 
@@ -233,7 +235,7 @@ def samplers(
             )
         )
         return
-    table = Table(title="energy samplers (auto tries rapl, then estimate)")
+    table = Table(title="energy samplers (auto tries rapl, then estimate; model only when named)")
     for col in ("sampler", "provenance", "available", "why"):
         table.add_column(col)
     for n, p, a in rows:

@@ -215,6 +215,9 @@ class SearchSpec(_Strict):
     storage: str | None = None
     study_name: str | None = Field(default=None, min_length=1)
     tolerance: Tolerance = Field(default_factory=lambda: Tolerance(absolute=0.01))
+    #: Accuracy is first computed on this many held-out examples; a variant whose 95%
+    #: interval lies wholly below the tolerance is not measured for energy (0 disables).
+    screen_examples: int = Field(default=200, ge=0)
 
 
 class CarbonSpec(_Strict):

@@ -37,8 +37,16 @@ class TrialRecord:
     macs_per_inference: float | None = None
     size_bytes: int | None = None
     error: str | None = None
+    screened: str | None = None
+    screen_accuracy: float | None = None
     duration_s: float | None = None
     reused_from: int | None = None
+    host: str | None = None
+
+    @property
+    def evaluated(self) -> bool:
+        """A distinct variant evaluated: measured, or screened out (not a reuse or failure)."""
+        return self.reused_from is None and (self.complete or self.screened is not None)
 
     @property
     def complete(self) -> bool:
@@ -122,3 +130,8 @@ class SearchResult:
     def failed(self) -> list[TrialRecord]:
         """Trials that failed, with their reasons."""
         return [t for t in self.trials if t.state == "FAIL"]
+
+    @property
+    def screened(self) -> list[TrialRecord]:
+        """Variants not measured for energy because they were clearly below the tolerance."""
+        return [t for t in self.trials if t.screened is not None and t.reused_from is None]

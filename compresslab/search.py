@@ -14,6 +14,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 _BASELINE_ATTR = "is_baseline"
 # Feasible when <= 0 (Optuna's convention): minimum accuracy minus the variant's accuracy.
 _CONSTRAINT = "accuracy_below_tolerance"
+_HEARTBEAT_S = 20
 # What VariantBench.evaluate records on a trial (copied when a variant is proposed again).
 _MEASURED_ATTRS = (
     "accuracy_ci95",
@@ -152,6 +155,33 @@ def _make_sampler(recipe: Recipe) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def make_storage(url: str) -> Any:
+    """An Optuna storage for ``url``.
+
+    - ``sqlite:///path``: one process (the default, under the report folder);
+    - ``journal:///path`` (or ``journal:relative/path``): several processes on one host share a
+      journal file;
+    - ``postgresql://...`` / ``mysql://...``: several hosts share an RDB, with heartbeats so a
+      dead worker's trial is failed and retried (``RetryFailedTrialCallback``).
+    """
+    optuna = _optuna()
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = url.removeprefix("journal:")
+        path = path.removeprefix("//") if path.startswith("///") else path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    if url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(url)
+    return optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=_HEARTBEAT_S,
+        grace_period=3 * _HEARTBEAT_S,
+        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+    )
+
+
 def open_study(recipe: Recipe, *, storage: str, with_sampler: bool = True) -> Any:
     """Create or load the recipe's study in ``storage``."""
     optuna = _optuna()
@@ -159,29 +189,68 @@ def open_study(recipe: Recipe, *, storage: str, with_sampler: bool = True) -> An
     try:
         study = optuna.create_study(
             study_name=recipe.study_name,
-            storage=storage,
+            storage=make_storage(storage),
             directions=["maximize", "minimize"],
             sampler=sampler,
             load_if_exists=True,
         )
+        study.set_metric_names([recipe.task.metric, "energy_j_per_inference"])
     except Exception as e:  # sqlalchemy/optuna raise many kinds for a bad storage
         raise StorageError(
             f"cannot open the study storage '{storage}' ({type(e).__name__}: {e}): check the URL "
             "and that the database is reachable, or remove a corrupt study.db to start afresh"
         ) from e
-    study.set_metric_names([recipe.task.metric, "energy_j_per_inference"])
     return study
 
 
-def _mark_interrupted(study: Any) -> int:
-    """Trials left RUNNING by a killed process become FAIL (so they are retried)."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_local_trials(study: Any, *, single_process: bool) -> int:
+    """Trials left RUNNING by a dead process become FAIL and are enqueued again.
+
+    With ``single_process`` (SQLite: one process at a time) every RUNNING trial is dead;
+    otherwise only those that a process of this host started and that process is gone. RDB
+    storages with heartbeats also catch dead workers of other hosts after the grace period.
+    """
     optuna = _optuna()
+    host = socket.gethostname()
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        local_dead = (
+            t.user_attrs.get("host") == host and isinstance(pid, int) and not _pid_alive(pid)
+        )
+        if not (single_process or local_dead):
+            continue
         study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted (process killed)")
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        if t.params:
+            study.enqueue_trial(
+                t.params,
+                user_attrs={
+                    "retry_of": t.number,
+                    _BASELINE_ATTR: bool(t.user_attrs.get(_BASELINE_ATTR)),
+                },
+            )
         n += 1
     return n
+
+
+class Screened(Exception):
+    """A variant clearly outside the accuracy tolerance: not measured for energy."""
+
+    def __init__(self, reason: str, *, accuracy: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.accuracy = accuracy
 
 
 class VariantBench:
@@ -201,12 +270,44 @@ class VariantBench:
         self.inputs = task.inference_batch(recipe.energy.batch_size)
         self.protocol = Protocol.from_spec(recipe.energy)
 
-    def evaluate(self, spec: VariantSpec) -> tuple[float, dict[str, Any]]:
-        """The task metric of the variant and its figures (JSON-able, for trial attributes)."""
+    def _screen(self, model: Any, min_accuracy: float) -> None:
+        n = min(self.recipe.search.screen_examples, len(self.task.eval_labels))
+        if n <= 0 or n >= len(self.task.eval_labels):
+            return
+        gen = torch.Generator().manual_seed(self.recipe.search.seed)
+        idx = torch.randperm(len(self.task.eval_labels), generator=gen)[:n]
+        preds = predict(model, self.task.eval_inputs[idx])
+        correct = int((preds == self.task.eval_labels[idx]).sum())
+        _, high = wilson_interval(correct, n)
+        if high < min_accuracy:
+            raise Screened(
+                f"screened out: accuracy {correct / n:.3f} on {n} examples (95% CI up to "
+                f"{high:.3f}) is clearly below the minimum {min_accuracy:.4f}; energy not measured",
+                accuracy=correct / n,
+            )
+
+    def evaluate(
+        self, spec: VariantSpec, *, min_accuracy: float | None = None
+    ) -> tuple[float, dict[str, Any]]:
+        """The task metric of the variant and its figures (JSON-able, for trial attributes).
+
+        With ``min_accuracy``, a variant clearly below it (the upper end of its accuracy's 95%
+        interval, on a subset first, then on the whole split) is not measured for energy:
+        :class:`Screened` is raised instead.
+        """
         model = build_variant(self.task.model, spec, self.ctx)
+        if min_accuracy is not None and not spec.is_baseline:
+            self._screen(model, min_accuracy)
         preds = predict(model, self.task.eval_inputs)
         metric = METRICS[self.recipe.task.metric](preds, self.task.eval_labels)
         correct = int((preds == self.task.eval_labels).sum())
+        interval = wilson_interval(correct, len(self.task.eval_labels))
+        if min_accuracy is not None and not spec.is_baseline and interval[1] < min_accuracy:
+            raise Screened(
+                f"screened out: accuracy {metric:.4f} (95% CI up to {interval[1]:.4f}) is "
+                f"clearly below the minimum {min_accuracy:.4f}; energy not measured",
+                accuracy=metric,
+            )
         prof = profile_model(model, self.ctx.example_inputs)
         energy = measure_model(
             model,
@@ -220,7 +321,7 @@ class VariantBench:
             count_ops(model, self.inputs), batch_size=int(self.inputs.shape[0])
         )
         return metric, {
-            "accuracy_ci95": list(wilson_interval(correct, len(self.task.eval_labels))),
+            "accuracy_ci95": list(interval),
             "energy": energy.to_dict(),
             "modeled_j_per_inference": sum(modeled.values()),
             "n_params": prof.params,
@@ -238,13 +339,18 @@ class _Objective:
         space: SearchSpace,
         selection: Selection,
         min_accuracy: float,
+        target: int,
     ) -> None:
         self.space = space
         self.min_accuracy = min_accuracy
+        self.target = target
         self.bench = VariantBench(recipe=recipe, task=task, selection=selection)
 
     def __call__(self, trial: Any) -> tuple[float, float]:
+        optuna = _optuna()
         t0 = time.perf_counter()
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
         spec = self.space.suggest(trial)
         label = spec.label()
         trial.set_user_attr("variant", label)
@@ -253,15 +359,27 @@ class _Objective:
         previous = self._previous(trial, label)
         if previous is not None:
             # The same variant again (samplers repeat points in small spaces): reuse its
-            # measurement rather than spend energy measuring it twice.
+            # result rather than spend energy measuring it twice.
+            trial.set_user_attr("reused_from", previous.number)
+            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            if previous.state.name == "PRUNED":
+                trial.set_user_attr("screened", previous.user_attrs["screened"])
+                trial.set_user_attr("screen_accuracy", previous.user_attrs["screen_accuracy"])
+                raise optuna.TrialPruned(previous.user_attrs["screened"])
             for key in _MEASURED_ATTRS:
                 trial.set_user_attr(key, previous.user_attrs[key])
             trial.set_constraint(_CONSTRAINT, previous.constraints[_CONSTRAINT])
-            trial.set_user_attr("reused_from", previous.number)
-            trial.set_user_attr("duration_s", time.perf_counter() - t0)
             return previous.values[0], previous.values[1]
+        if self._over_budget(trial):
+            trial.set_user_attr("skipped", f"the budget of {self.target} variants is reached")
+            raise optuna.TrialPruned("budget reached")
         try:
             values = self._evaluate(trial, spec)
+        except Screened as e:
+            trial.set_user_attr("screened", e.reason)
+            trial.set_user_attr("screen_accuracy", e.accuracy)
+            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            raise optuna.TrialPruned(e.reason) from e
         except (CompressLabError, RuntimeError, ValueError, TypeError, MemoryError) as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
             trial.set_user_attr("duration_s", time.perf_counter() - t0)
@@ -270,19 +388,52 @@ class _Objective:
         trial.set_user_attr("duration_s", time.perf_counter() - t0)
         return values
 
+    def _over_budget(self, trial: Any) -> bool:
+        """Whether trials numbered before this one already take the whole budget.
+
+        Counted: distinct variants evaluated, and RUNNING trials that may become one (other
+        workers'). Trial numbers are unique, so concurrent workers agree on who goes first.
+        """
+        trial.set_user_attr("claimed", True)
+        ahead = sum(
+            1
+            for t in trial.study.get_trials(deepcopy=False)
+            if t.number < trial.number and counts_towards_budget(t, include_running=True)
+        )
+        return ahead >= self.target
+
     def _previous(self, trial: Any, label: str) -> Any:
-        optuna = _optuna()
-        for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            if t.user_attrs.get("variant") == label and "energy" in t.user_attrs:
+        for t in trial.study.get_trials(deepcopy=False):
+            if t.number == trial.number or t.user_attrs.get("variant") != label:
+                continue
+            if t.user_attrs.get("reused_from") is not None:
+                continue
+            if t.state.name == "COMPLETE" and "energy" in t.user_attrs:
+                return t
+            if t.state.name == "PRUNED" and "screened" in t.user_attrs:
                 return t
         return None
 
     def _evaluate(self, trial: Any, spec: VariantSpec) -> tuple[float, float]:
-        metric, attrs = self.bench.evaluate(spec)
+        screen = self.min_accuracy if self.bench.recipe.search.screen_examples > 0 else None
+        metric, attrs = self.bench.evaluate(spec, min_accuracy=screen)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         trial.set_constraint(_CONSTRAINT, self.min_accuracy - metric)
         return metric, attrs["energy"]["energy_j_per_inference"]
+
+
+def counts_towards_budget(trial: Any, *, include_running: bool = False) -> bool:
+    """A distinct variant evaluated: measured, or screened out (not a reuse, skip or failure)."""
+    ua = trial.user_attrs
+    if ua.get("reused_from") is not None or ua.get("skipped"):
+        return False
+    state = trial.state.name
+    if state == "COMPLETE":
+        return True
+    if state == "PRUNED":
+        return "screened" in ua
+    return include_running and state == "RUNNING"
 
 
 class _TrialFailed(Exception):
@@ -309,9 +460,12 @@ def trial_record(trial: Any, *, min_accuracy: float) -> TrialRecord:
         n_params=ua.get("n_params"),
         macs_per_inference=ua.get("macs_per_inference"),
         size_bytes=ua.get("size_bytes"),
-        error=ua.get("error"),
+        error=ua.get("error") or ua.get("skipped"),
+        screened=ua.get("screened"),
+        screen_accuracy=ua.get("screen_accuracy"),
         duration_s=ua.get("duration_s"),
         reused_from=ua.get("reused_from"),
+        host=ua.get("host"),
     )
 
 
@@ -359,10 +513,9 @@ def run_search(
     min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
 
     study = open_study(recipe, storage=storage_url)
-    if storage_url.startswith("sqlite"):
-        interrupted = _mark_interrupted(study)
-        if interrupted:
-            log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
+    interrupted = fail_dead_local_trials(study, single_process=storage_url.startswith("sqlite"))
+    if interrupted:
+        log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
     done = study.get_trials(deepcopy=False)
     has_baseline = any(
         t.user_attrs.get(_BASELINE_ATTR) and t.state.name == "COMPLETE" for t in done
@@ -377,16 +530,17 @@ def run_search(
     study.set_user_attr("torch", torch.__version__)
 
     objective = _Objective(
-        recipe=recipe, task=task, space=space, selection=selection, min_accuracy=min_accuracy
+        recipe=recipe,
+        task=task,
+        space=space,
+        selection=selection,
+        min_accuracy=min_accuracy,
+        target=target,
     )
 
     def completed() -> int:
-        """Distinct variants measured (a repeated variant reuses its measurement)."""
-        return sum(
-            1
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if "reused_from" not in t.user_attrs
-        )
+        """Distinct variants evaluated (a repeated variant reuses the first result)."""
+        return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
 
     # Bounded so that a small space (samplers repeat points) or one where every variant
     # breaks still ends.
@@ -394,7 +548,7 @@ def run_search(
     attempts = 0
     while completed() < target and attempts < max_attempts:
         before = len(study.get_trials(deepcopy=False))
-        study.optimize(objective, n_trials=1, catch=(_TrialFailed,))
+        study.optimize(objective, n_trials=1, catch=(_TrialFailed,), gc_after_trial=True)
         attempts += 1
         for t in study.get_trials(deepcopy=False)[before:]:
             if on_trial is not None:

@@ -41,7 +41,8 @@ def test_samplers_json_lists_every_backend_with_a_reason() -> None:
     proc = run_cli("samplers", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
-    assert set(rows) == {"rapl", "nvml", "estimate"}
+    assert set(rows) == {"rapl", "nvml", "estimate", "model"}
+    assert rows["model"]["provenance"] == "modeled" and rows["model"]["available"] is True
     assert rows["estimate"]["available"] is True
     assert rows["estimate"]["provenance"] == "estimated"
     assert all(r["reason"] for r in rows.values())

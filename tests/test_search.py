@@ -41,7 +41,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory, digits_task):  # type: ig
 
 def test_small_search_end_to_end(searched) -> None:  # type: ignore[no-untyped-def]
     recipe, result, tmp = searched
-    distinct = [t for t in result.completed if t.reused_from is None]
+    distinct = [t for t in result.trials if t.evaluated]
     assert len(distinct) == 5
     first = result.trials[0]
     assert first.number == 0 and first.is_baseline and first.variant == "baseline"
@@ -85,7 +85,7 @@ def test_same_command_resumes_the_study(searched) -> None:  # type: ignore[no-un
     for number, t in before.items():
         assert again.trials[number].variant == t.variant
         assert again.trials[number].energy == t.energy
-    assert sum(1 for t in again.completed if t.reused_from is None) == 7
+    assert sum(1 for t in again.trials if t.evaluated) == 7
     assert sum(1 for t in again.trials if t.is_baseline and t.reused_from is None) == 1
 
 

@@ -77,7 +77,8 @@ def render_markdown(result: SearchResult) -> str:
     out = [f"# compresslab report: {result.recipe_name}", ""]
     out.append(f"Task: {info.get('task', '-')}  ")
     out.append(
-        f"Trials: {len(result.trials)} ({len(result.completed)} completed, "
+        f"Trials: {len(result.trials)} ({len(result.completed)} measured, "
+        f"{len(result.screened)} screened out before measuring energy, "
         f"{len(result.failed)} failed); Optuna sampler `{info.get('optuna_sampler')}`, "
         f"seed {info.get('seed')}; study `{result.study_name}`  "
     )
