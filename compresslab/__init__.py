@@ -18,6 +18,7 @@ from compresslab.api import (
     measure,
     measure_model,
     measure_recipe,
+    report,
     search,
 )
 from compresslab.errors import CompressLabError, RecipeError
@@ -31,5 +32,6 @@ __all__ = [
     "measure",
     "measure_model",
     "measure_recipe",
+    "report",
     "search",
 ]

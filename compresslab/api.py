@@ -68,6 +68,23 @@ def search(
     return result
 
 
+def report(
+    recipe: Recipe | str | Path,
+    *,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+) -> SearchResult:
+    """Rebuild a recipe's report from its study storage alone (no model is loaded or run)."""
+    from compresslab.report import write_report as _write
+    from compresslab.search import load_result
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    result = load_result(recipe, storage=storage, base_dir=base_dir)
+    _write(result, recipe.output_dir(base_dir))
+    return result
+
+
 def measure_model(
     model: Any,
     inputs: Any,

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from compresslab import __version__
 from compresslab.errors import CompressLabError
+from compresslab.results import SearchResult
 
 app = typer.Typer(
     add_completion=False,
@@ -62,7 +63,6 @@ def search(
     """Search the recipe's compression space; write reports/<name>/ and print the frontier."""
     from compresslab.api import load_recipe
     from compresslab.api import search as run
-    from compresslab.report import frontier_frame
 
     rec = load_recipe(recipe)
     target = trials or rec.search.trials
@@ -90,8 +90,18 @@ def search(
             progress.update(bar, completed=completed, total=total, last=last)
 
         result = run(rec, trials=trials, storage=storage, on_trial=on_trial)
+    _print_frontier(result)
+    out.print(
+        f"{len(result.completed)} measured, {len(result.screened)} screened out, "
+        f"{len(result.failed)} failed; report: {rec.output_dir() / 'report.md'}"
+    )
+
+
+def _print_frontier(result: SearchResult) -> None:
+    from compresslab.report import frontier_frame
+
     front = frontier_frame(result)
-    table = Table(title=f"Pareto frontier of {rec.name} (within {result.tolerance})")
+    table = Table(title=f"Pareto frontier of {result.recipe_name} (within {result.tolerance})")
     for col in (
         "trial",
         "variant",
@@ -113,10 +123,21 @@ def search(
             str(row["provenance"]),
         )
     out.print(table)
-    out.print(
-        f"{len(result.completed)} measured, {len(result.screened)} screened out, "
-        f"{len(result.failed)} failed; report: {rec.output_dir() / 'report.md'}"
-    )
+
+
+@app.command()
+def report(
+    recipe: RecipeArg,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: the recipe's).")
+    ] = None,
+) -> None:
+    """Rebuild reports/<name>/ from the study's storage alone (no model is run)."""
+    from compresslab.api import report as rebuild
+
+    result = rebuild(recipe, storage=storage)
+    _print_frontier(result)
+    out.print(f"{len(result.trials)} trials; report rebuilt from {result.storage}")
 
 
 @app.command()

@@ -137,16 +137,17 @@ class Protocol:
         )
 
 
+def energy_options(spec: EnergySpec) -> dict[str, dict[str, object]]:
+    """Backend options by sampler name, from a recipe's ``energy`` section."""
+    return {
+        "estimate": spec.estimate.model_dump(exclude_none=True),
+        "rapl": spec.rapl.model_dump(exclude_none=True),
+    }
+
+
 def select_for(spec: EnergySpec) -> Selection:
     """The sampler a recipe's ``energy`` section asks for, with its backend options."""
-    return select_sampler(
-        spec.sampler,
-        options={
-            "estimate": spec.estimate.model_dump(exclude_none=True),
-            "rapl": spec.rapl.model_dump(exclude_none=True),
-        },
-        device=spec.device,
-    )
+    return select_sampler(spec.sampler, options=energy_options(spec), device=spec.device)
 
 
 def _lock_path() -> Path:

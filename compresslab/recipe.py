@@ -210,7 +210,8 @@ class SearchSpec(_Strict):
     """The Optuna search: budget, sampler, seed, storage, accuracy tolerance."""
 
     trials: int = Field(default=30, ge=1, le=100000)
-    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
+    #: ``auto``: an exhaustive grid when the whole space fits in ``trials``, else NSGA-II.
+    sampler: Literal["auto", "nsga2", "tpe", "gp", "random", "grid"] = "auto"
     seed: int = 0
     storage: str | None = None
     study_name: str | None = Field(default=None, min_length=1)
@@ -250,6 +251,14 @@ class CheckSpec(_Strict):
     max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
 
 
+class ReportSpec(_Strict):
+    """Projections in the report: a request rate, and an electricity price."""
+
+    requests_per_s: float = Field(default=10.0, gt=0, le=1e9)
+    price_per_kwh: float = Field(default=0.15, ge=0, le=100)
+    currency: str = Field(default="USD", min_length=1, max_length=8)
+
+
 class Recipe(_Strict):
     """A whole recipe. ``source`` is the file it came from (not part of the YAML)."""
 
@@ -261,6 +270,7 @@ class Recipe(_Strict):
     search: SearchSpec = Field(default_factory=SearchSpec)
     carbon: CarbonSpec = Field(default_factory=CarbonSpec)
     check: CheckSpec = Field(default_factory=CheckSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
     output: str = "reports"
 
     @property

@@ -10,11 +10,15 @@ runs only the trials still missing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
+import math
 import os
+import platform
 import socket
 import time
 import warnings
@@ -36,11 +40,16 @@ from compresslab.compress import (
     probe_methods,
 )
 from compresslab.compress.profile import profile_model
-from compresslab.energy import Selection
+from compresslab.energy import Selection, make_sampler
 from compresslab.energy.machine import fingerprint
 from compresslab.energy.model import count_ops, modeled_j_per_inference
-from compresslab.errors import CompressLabError, StorageError
-from compresslab.protocol import Protocol, measure_model, select_for
+from compresslab.errors import (
+    BackendUnavailableError,
+    CompressLabError,
+    RecipeError,
+    StorageError,
+)
+from compresslab.protocol import Protocol, energy_options, measure_model, select_for
 from compresslab.recipe import MethodSpec, ParamChoices, ParamRange, Recipe
 from compresslab.results import SearchResult, TrialRecord
 from compresslab.tasks import Task, load_task
@@ -92,6 +101,31 @@ class SearchSpace:
                 skipped[m.method] = avail[m.method].reason
         return cls({s: v for s, v in by_stage.items() if v}, skipped)
 
+    def grid(self) -> list[dict[str, Any]]:
+        """Every variant of the space as trial parameters (for exhaustive search).
+
+        Raises:
+            RecipeError: a continuous range has no ``step`` (the grid would be infinite).
+        """
+        per_stage: list[list[dict[str, Any]]] = []
+        for stage, methods in self.by_stage.items():
+            options: list[dict[str, Any]] = [{stage: "none"}]
+            for m in methods:
+                axes: list[list[tuple[str, Any]]] = []
+                for pname, pspec in m.params.items():
+                    key = f"{m.method}.{pname}"
+                    if isinstance(pspec, ParamRange):
+                        axes.append([(key, v) for v in _range_values(pspec, key)])
+                    elif isinstance(pspec, ParamChoices):
+                        axes.append([(key, v) for v in pspec.choices])
+                for combo in itertools.product(*axes):
+                    options.append({stage: m.method, **dict(combo)})
+            per_stage.append(options)
+        return [
+            {k: v for part in combo for k, v in part.items()}
+            for combo in itertools.product(*per_stage)
+        ]
+
     def baseline_params(self) -> dict[str, str]:
         """Trial parameters of the uncompressed baseline (every stage ``none``)."""
         return {stage: "none" for stage in self.by_stage}
@@ -128,6 +162,19 @@ class SearchSpace:
         return VariantSpec(tuple(steps))
 
 
+def _range_values(spec: ParamRange, key: str) -> list[Any]:
+    if spec.is_int:
+        return list(range(int(spec.low), int(spec.high) + 1, int(spec.step or 1)))
+    if spec.step is None:
+        raise RecipeError(
+            f"an exhaustive grid needs a step for the continuous range '{key}': add `step` "
+            "to it, or use another search.sampler (nsga2, tpe, gp, random)",
+            field="search.sampler",
+        )
+    n = int(math.floor((spec.high - spec.low) / spec.step + 1e-9)) + 1
+    return [round(spec.low + i * spec.step, 10) for i in range(n)]
+
+
 def recipe_hash(recipe: Recipe) -> str:
     """A short hash of the recipe's content (stored with the study and the report)."""
     text = json.dumps(recipe.model_dump(mode="json"), sort_keys=True)
@@ -141,10 +188,27 @@ def default_storage(recipe: Recipe, base_dir: Path | None = None) -> str:
     return f"sqlite:///{(out / 'study.db').resolve()}"
 
 
-def _make_sampler(recipe: Recipe) -> Any:
+def sampler_name(recipe: Recipe, space: SearchSpace | None = None) -> str:
+    """The Optuna sampler a recipe gets (``auto`` decides by the size of the space).
+
+    ``auto`` is an exhaustive grid when the whole space fits in the budget, else NSGA-II.
+    """
+    name = recipe.search.sampler
+    if name != "auto":
+        return name
+    space = space or SearchSpace.from_recipe(recipe.compression)
+    try:
+        size = len(space.grid())
+    except RecipeError:
+        return "nsga2"  # a continuous range: no finite grid
+    return "grid" if size <= recipe.search.trials else "nsga2"
+
+
+def _make_sampler(recipe: Recipe, name: str) -> Any:
     optuna = _optuna()
     seed = recipe.search.seed
-    name = recipe.search.sampler
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
     if name == "nsga2":
         # Optuna's default population (50) exceeds most budgets here, which would leave
         # NSGA-II doing random search only; a third of the budget gives it generations.
@@ -152,6 +216,8 @@ def _make_sampler(recipe: Recipe) -> Any:
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
+    # random, and grid (whose points are enqueued; the random sampler is never consulted
+    # until the grid is exhausted)
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -182,16 +248,16 @@ def make_storage(url: str) -> Any:
     )
 
 
-def open_study(recipe: Recipe, *, storage: str, with_sampler: bool = True) -> Any:
-    """Create or load the recipe's study in ``storage``."""
+def open_study(recipe: Recipe, *, storage: str, sampler: str | None = None) -> Any:
+    """Create or load the recipe's study in ``storage`` (with the named Optuna sampler)."""
     optuna = _optuna()
-    sampler = _make_sampler(recipe) if with_sampler else None
+    optuna_sampler = _make_sampler(recipe, sampler) if sampler is not None else None
     try:
         study = optuna.create_study(
             study_name=recipe.study_name,
             storage=make_storage(storage),
             directions=["maximize", "minimize"],
-            sampler=sampler,
+            sampler=optuna_sampler,
             load_if_exists=True,
         )
         study.set_metric_names([recipe.task.metric, "energy_j_per_inference"])
@@ -498,99 +564,204 @@ def run_search(
     Returns:
         Every trial of the study as records, with the frontier and the baseline.
     """
-    optuna = _optuna()
     target = trials if trials is not None else recipe.search.trials
     storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
     space = SearchSpace.from_recipe(recipe.compression)
     for name, why in space.skipped.items():
         log.warning("method %s left out of the search: %s", name, why)
-    task = load_task(recipe.task)
+    if not space.by_stage:
+        raise BackendUnavailableError(
+            "no compression method of the recipe can run on this machine: "
+            + "; ".join(f"{n}: {w}" for n, w in space.skipped.items())
+        )
+    sampler = sampler_name(recipe, space)
+    grid = space.grid() if sampler == "grid" else []
     selection = select_for(recipe.energy)
     log.info("energy sampler: %s", selection.explain())
-    baseline_accuracy = METRICS[recipe.task.metric](
-        predict(task.model, task.eval_inputs), task.eval_labels
-    )
-    min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
+    # The search's own energy, all of it (task set-up, builds, evaluation, measurement), in a
+    # window of its own; a modeled run has no counter for that, so the estimator takes it.
+    cost_name = "estimate" if selection.sampler.name == "model" else selection.sampler.name
+    cost = make_sampler(cost_name, energy_options(recipe.energy).get(cost_name))
+    cost.start()
+    try:
+        task = load_task(recipe.task)
+        baseline_accuracy = METRICS[recipe.task.metric](
+            predict(task.model, task.eval_inputs), task.eval_labels
+        )
+        min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
 
-    study = open_study(recipe, storage=storage_url)
-    interrupted = fail_dead_local_trials(study, single_process=storage_url.startswith("sqlite"))
-    if interrupted:
-        log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
-    done = study.get_trials(deepcopy=False)
-    has_baseline = any(
-        t.user_attrs.get(_BASELINE_ATTR) and t.state.name == "COMPLETE" for t in done
-    )
-    if not has_baseline and not any(t.state.name == "WAITING" for t in done):
-        study.enqueue_trial(space.baseline_params(), user_attrs={_BASELINE_ATTR: True})
-    study.set_user_attr("recipe_hash", recipe_hash(recipe))
-    study.set_user_attr("machine", fingerprint())
-    study.set_user_attr("sampler_selection", selection.explain())
-    study.set_user_attr("skipped_methods", space.skipped)
-    study.set_user_attr("baseline_accuracy", baseline_accuracy)
-    study.set_user_attr("torch", torch.__version__)
-
-    objective = _Objective(
-        recipe=recipe,
-        task=task,
-        space=space,
-        selection=selection,
-        min_accuracy=min_accuracy,
-        target=target,
-    )
-
-    def completed() -> int:
-        """Distinct variants evaluated (a repeated variant reuses the first result)."""
-        return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
-
-    # Bounded so that a small space (samplers repeat points) or one where every variant
-    # breaks still ends.
-    max_attempts = 3 * target + 10
-    attempts = 0
-    while completed() < target and attempts < max_attempts:
-        before = len(study.get_trials(deepcopy=False))
-        study.optimize(objective, n_trials=1, catch=(_TrialFailed,), gc_after_trial=True)
-        attempts += 1
-        for t in study.get_trials(deepcopy=False)[before:]:
-            if on_trial is not None:
-                on_trial(trial_record(t, min_accuracy=min_accuracy), completed(), target)
-    if completed() < target:
-        log.warning(
-            "stopped after %d trials with %d distinct variants measured (asked for %d): the "
-            "space is smaller than the budget or variants keep failing; see the report",
-            attempts,
-            completed(),
-            target,
+        study = open_study(recipe, storage=storage_url, sampler=sampler)
+        interrupted = fail_dead_local_trials(study, single_process=storage_url.startswith("sqlite"))
+        if interrupted:
+            log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
+        _enqueue_start(study, space, grid)
+        study.set_user_attr("baseline_accuracy", baseline_accuracy)
+        study.set_user_attr(
+            "report_info", _report_info(recipe, task, selection, space, sampler, target)
         )
 
+        objective = _Objective(
+            recipe=recipe,
+            task=task,
+            space=space,
+            selection=selection,
+            min_accuracy=min_accuracy,
+            target=target,
+        )
+
+        def completed() -> int:
+            """Distinct variants evaluated (a repeated variant reuses the first result)."""
+            return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
+
+        # Bounded so that a small space (samplers repeat points) or one where every variant
+        # breaks still ends.
+        max_attempts = 3 * target + 10
+        attempts = 0
+        while completed() < target and attempts < max_attempts:
+            before = len(study.get_trials(deepcopy=False))
+            study.optimize(objective, n_trials=1, catch=(_TrialFailed,), gc_after_trial=True)
+            attempts += 1
+            for t in study.get_trials(deepcopy=False)[before:]:
+                if on_trial is not None:
+                    on_trial(trial_record(t, min_accuracy=min_accuracy), completed(), target)
+        if completed() < target:
+            log.warning(
+                "stopped after %d trials with %d distinct variants evaluated (asked for %d): the "
+                "space is smaller than the budget or variants keep failing; see the report",
+                attempts,
+                completed(),
+                target,
+            )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            cost.stop()
+        raise
+    _record_search_energy(study, cost.stop())
+    return result_from_study(recipe, study, storage_url)
+
+
+def _enqueue_start(study: Any, space: SearchSpace, grid: list[dict[str, Any]]) -> None:
+    """The baseline first (once), then every grid point not yet in the study."""
+    done = study.get_trials(deepcopy=False)
+    has_baseline = any(
+        t.user_attrs.get(_BASELINE_ATTR) and t.state.name in ("COMPLETE", "WAITING", "RUNNING")
+        for t in done
+    )
+    if not has_baseline:
+        study.enqueue_trial(space.baseline_params(), user_attrs={_BASELINE_ATTR: True})
+    if grid:
+        seen = [t.params for t in done if t.state.name != "FAIL"]
+        baseline = space.baseline_params()
+        for point in grid:
+            if point != baseline and point not in seen:
+                study.enqueue_trial(point, skip_if_exists=True)
+
+
+def _record_search_energy(study: Any, reading: Any) -> None:
+    """Append this session's energy to the study (a resumed search has several sessions)."""
+    sessions = list(study.user_attrs.get("search_energy", []))
+    sessions.append(
+        {
+            "energy_j": reading.energy_j,
+            "duration_s": reading.duration_s,
+            "provenance": str(reading.provenance),
+            "host": socket.gethostname(),
+        }
+    )
+    study.set_user_attr("search_energy", sessions)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in (
+        "compresslab",
+        "torch",
+        "optuna",
+        "torch-pruning",
+        "bitsandbytes",
+        "torchao",
+        "transformers",
+    ):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _report_info(
+    recipe: Recipe,
+    task: Task,
+    selection: Selection,
+    space: SearchSpace,
+    sampler: str,
+    target: int,
+) -> dict[str, Any]:
+    """Everything the report states about how the study was run (stored with the study)."""
+    return {
+        "task": task.description,
+        "metric": recipe.task.metric,
+        "eval_examples": int(len(task.eval_labels)),
+        "sampler_selection": selection.explain(),
+        "sampler_metadata": selection.sampler.metadata(),
+        "optuna_sampler": sampler,
+        "seed": recipe.search.seed,
+        "trials_requested": target,
+        "recipe_hash": recipe_hash(recipe),
+        "machine": fingerprint(),
+        "skipped_methods": space.skipped,
+        "batch_size": recipe.energy.batch_size,
+        "tolerance": recipe.search.tolerance.describe(),
+        "carbon": dataclasses.asdict(
+            carbon_settings(
+                region=recipe.carbon.region,
+                intensity_g_per_kwh=recipe.carbon.intensity_g_per_kwh,
+                pue=recipe.carbon.pue,
+            )
+        ),
+        "projection": recipe.report.model_dump(),
+        "versions": _versions(),
+    }
+
+
+def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchResult:
+    """The :class:`SearchResult` of a study, from its storage alone (plus the recipe's name)."""
+    if "baseline_accuracy" not in study.user_attrs:
+        raise StorageError(
+            f"study '{study.study_name}' in '{storage_url}' holds no compresslab search yet: "
+            f"run `compresslab search` on the recipe first"
+        )
+    baseline_accuracy = float(study.user_attrs["baseline_accuracy"])
+    min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
+    info = dict(study.user_attrs.get("report_info", {}))
+    info["search_energy"] = list(study.user_attrs.get("search_energy", []))
     return SearchResult(
         recipe_name=recipe.name,
-        study_name=recipe.study_name,
+        study_name=study.study_name,
         storage=storage_url,
         trials=records_from_study(study, min_accuracy=min_accuracy),
         baseline_accuracy=baseline_accuracy,
         min_accuracy=min_accuracy,
         tolerance=recipe.search.tolerance.describe(),
-        info={
-            "task": task.description,
-            "metric": recipe.task.metric,
-            "sampler_selection": selection.explain(),
-            "sampler_metadata": selection.sampler.metadata(),
-            "optuna_sampler": recipe.search.sampler,
-            "seed": recipe.search.seed,
-            "recipe_hash": recipe_hash(recipe),
-            "machine": fingerprint(),
-            "skipped_methods": space.skipped,
-            "batch_size": recipe.energy.batch_size,
-            "carbon": dataclasses.asdict(
-                carbon_settings(
-                    region=recipe.carbon.region,
-                    intensity_g_per_kwh=recipe.carbon.intensity_g_per_kwh,
-                    pue=recipe.carbon.pue,
-                )
-            ),
-            "versions": {"torch": torch.__version__, "optuna": optuna.__version__},
-        },
+        info=info,
     )
+
+
+def load_result(
+    recipe: Recipe, *, storage: str | None = None, base_dir: Path | None = None
+) -> SearchResult:
+    """Rebuild a recipe's search result from its study storage (no model is loaded)."""
+    storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
+    if storage_url.startswith("sqlite:///"):
+        path = Path(storage_url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise StorageError(
+                f"no study database at {path}: run `compresslab search` on the recipe first, "
+                "or pass --storage"
+            )
+    return result_from_study(recipe, open_study(recipe, storage=storage_url), storage_url)
 
 
 def spec_of_trial(study: Any, number: int) -> VariantSpec:
@@ -620,7 +791,7 @@ def measure_variant(
     spec = VariantSpec()
     if trial is not None:
         storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
-        study = open_study(recipe, storage=storage_url, with_sampler=False)
+        study = open_study(recipe, storage=storage_url)
         spec = spec_of_trial(study, trial)
     task = load_task(recipe.task)
     metric, attrs = VariantBench(recipe=recipe, task=task, selection=selection).evaluate(spec)

@@ -130,3 +130,96 @@ def test_pareto_front_on_hand_made_records() -> None:
     ]
     assert [r.number for r in pareto_front(records)] == [1, 0, 3]
     assert 4 in {r.number for r in pareto_front(records, feasible_only=False)}
+
+
+def test_report_regenerates_from_storage_alone(searched, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import compresslab.search as search_mod
+    from compresslab.api import report
+
+    recipe, result, _ = searched
+    out = recipe.output_dir()
+    (out / "report.md").unlink()
+
+    def no_model(spec):  # type: ignore[no-untyped-def]
+        raise AssertionError("report must not load the model")
+
+    monkeypatch.setattr(search_mod, "load_task", no_model)
+    again = report(recipe)
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    study = optuna.load_study(study_name=recipe.study_name, storage=result.storage)
+    assert [t.number for t in again.trials] == [t.number for t in study.get_trials()]
+    assert {r.number for r in again.frontier} == {t.number for t in study.best_trials} - {
+        r.number for r in again.trials if r.reused_from is not None
+    }
+    assert again.info["task"] == result.info["task"]
+
+
+def test_search_energy_and_break_even_come_from_the_study(searched) -> None:  # type: ignore[no-untyped-def]
+    from compresslab.report.figures import search_cost
+
+    _, result, _ = searched
+    sessions = result.info["search_energy"]
+    assert sessions and all(s["energy_j"] > 0 for s in sessions)
+    assert {s["provenance"] for s in sessions} == {"estimated"}
+    cost = search_cost(result)
+    assert cost is not None and cost.energy_j == sum(s["energy_j"] for s in sessions)
+    best, base = result.best_saving(), result.baseline
+    if best is not None and base is not None and best is not base:
+        saving = base.energy_j_per_inference - best.energy_j_per_inference
+        assert cost.break_even_inferences == pytest.approx(cost.energy_j / saving)
+
+
+def test_screening_skips_energy_for_clearly_infeasible_variants(tmp_path: Path) -> None:
+    recipe = load_recipe(
+        small(
+            tmp_path,
+            compression=[{"method": "prune_channels", "params": {"ratio": 0.9}}],
+            search={"trials": 2, "sampler": "grid", "screen_examples": 100},
+        )
+    )
+    result = search(recipe)
+    pruned = [t for t in result.trials if not t.is_baseline]
+    assert len(pruned) == 1
+    t = pruned[0]
+    assert t.state == "PRUNED" and t.energy is None
+    assert t.screened and "energy not measured" in t.screened
+    assert t.screen_accuracy is not None and t.screen_accuracy < result.min_accuracy
+    assert result.screened == [t]
+
+
+def test_grid_sampler_evaluates_every_variant_once(tmp_path: Path) -> None:
+    recipe = load_recipe(
+        small(
+            tmp_path,
+            compression=[
+                {"method": "prune_channels", "params": {"ratio": {"choices": [0.1, 0.2]}}},
+                {"method": "dynamic_int8"},
+            ],
+            search={"trials": 6, "sampler": "auto", "screen_examples": 0},
+        )
+    )
+    from compresslab.search import SearchSpace, sampler_name
+
+    assert sampler_name(recipe) == "grid"  # 3 x 2 = 6 variants fit the budget
+    assert len(SearchSpace.from_recipe(recipe.compression).grid()) == 6
+    result = search(recipe)
+    evaluated = [t for t in result.trials if t.evaluated]
+    assert len(evaluated) == 6
+    assert len({t.variant for t in evaluated}) == 6
+    assert result.info["optuna_sampler"] == "grid"
+
+
+def test_grid_needs_steps_for_continuous_ranges(tmp_path: Path) -> None:
+    from compresslab.errors import RecipeError
+
+    recipe = load_recipe(
+        small(
+            tmp_path,
+            compression=[
+                {"method": "prune_channels", "params": {"ratio": {"low": 0.1, "high": 0.5}}}
+            ],
+            search={"trials": 3, "sampler": "grid"},
+        )
+    )
+    with pytest.raises(RecipeError, match="needs a step"):
+        search(recipe)

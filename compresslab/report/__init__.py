@@ -1,28 +1,42 @@
-"""Reports under ``reports/<recipe>/``: ``trials.csv``, ``pareto.png``, ``report.md``.
+"""Reports under ``reports/<recipe>/``.
 
-Every file is written to a temporary name and renamed into place, so a kill never leaves a
-half-written report.
+``report.md`` and ``report.html`` (self-contained), ``trials.csv`` and ``trials.parquet``,
+``pareto.png``, ``pareto.html`` (interactive) and ``hypervolume.png``. Every file is written to a
+temporary name and renamed into place, so a kill never leaves a half-written report.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from compresslab.report.markdown import frontier_table, render_markdown
-from compresslab.report.plot import pareto_plot
+from compresslab.report.document import build_document, frontier_table, to_html, to_markdown
+from compresslab.report.plot import hypervolume_plot, pareto_html, pareto_plot
 from compresslab.report.table import frontier_frame, trials_frame
 from compresslab.results import SearchResult
 
-__all__ = ["frontier_frame", "frontier_table", "render_markdown", "trials_frame", "write_report"]
+__all__ = [
+    "build_document",
+    "frontier_frame",
+    "frontier_table",
+    "render_markdown",
+    "trials_frame",
+    "write_report",
+]
 
 
-def _atomic(path: Path, write: object) -> Path:
+def render_markdown(result: SearchResult) -> str:
+    """The text of ``report.md``."""
+    return to_markdown(build_document(result))
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     try:
-        write(Path(tmp))  # type: ignore[operator]
+        write(Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -31,12 +45,27 @@ def _atomic(path: Path, write: object) -> Path:
 
 
 def write_report(result: SearchResult, out_dir: Path) -> dict[str, Path]:
-    """Write the report files into ``out_dir`` and return their paths by name."""
+    """Write every report file into ``out_dir`` and return their paths by name."""
     out_dir.mkdir(parents=True, exist_ok=True)
     df = trials_frame(result)
-    text = render_markdown(result)
-    return {
+    doc = build_document(result)
+    paths = {
         "trials.csv": _atomic(out_dir / "trials.csv", lambda p: df.to_csv(p, index=False)),
+        "trials.parquet": _atomic(
+            out_dir / "trials.parquet", lambda p: df.astype({"error": "string"}).to_parquet(p)
+        ),
         "pareto.png": _atomic(out_dir / "pareto.png", lambda p: pareto_plot(result, p)),
-        "report.md": _atomic(out_dir / "report.md", lambda p: p.write_text(text, encoding="utf-8")),
+        "pareto.html": _atomic(out_dir / "pareto.html", lambda p: pareto_html(result, p)),
+        "hypervolume.png": _atomic(
+            out_dir / "hypervolume.png", lambda p: hypervolume_plot(result, p)
+        ),
+        "report.md": _atomic(
+            out_dir / "report.md", lambda p: p.write_text(to_markdown(doc), encoding="utf-8")
+        ),
     }
+    # Last: it inlines the pictures written above.
+    html = to_html(doc, base_dir=out_dir)
+    paths["report.html"] = _atomic(
+        out_dir / "report.html", lambda p: p.write_text(html, encoding="utf-8")
+    )
+    return paths

@@ -71,3 +71,79 @@ def pareto_plot(result: SearchResult, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def hypervolume_plot(result: SearchResult, path: Path) -> Path:
+    """Write ``hypervolume.png``: the feasible front's hypervolume after each trial."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from compresslab.report.figures import hypervolume_curve
+
+    curve = hypervolume_curve(result)
+    fig, ax = plt.subplots(figsize=(7.5, 3.2), dpi=130)
+    if curve:
+        ax.step([n for n, _ in curve], [hv for _, hv in curve], where="post", color="tab:blue")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("hypervolume [accuracy x J]")
+    ax.set_title(f"{result.recipe_name}: hypervolume of the feasible front over trials")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def pareto_html(result: SearchResult, path: Path) -> Path:
+    """Write ``pareto.html``: an interactive, self-contained plotly version of the Pareto plot."""
+    import plotly.graph_objects as go
+
+    done = [r for r in result.completed if r.reused_from is None]
+    front = {r.number for r in result.frontier}
+    symbols = {
+        "measured": "circle",
+        "integrated": "square",
+        "estimated": "triangle-up",
+        "modeled": "diamond",
+    }
+    fig = go.Figure()
+    for prov in sorted({r.provenance for r in done}):
+        pts = [r for r in done if r.provenance == prov]
+        fig.add_trace(
+            go.Scatter(
+                x=[units.kwh_per_1k(r.energy_j_per_inference) for r in pts],
+                y=[_acc(r) for r in pts],
+                error_x={
+                    "type": "data",
+                    "array": [
+                        units.kwh_per_1k(float((r.energy or {})["ci95_j_per_inference"]))
+                        for r in pts
+                    ],
+                },
+                mode="markers",
+                marker={
+                    "symbol": symbols.get(prov, "circle"),
+                    "size": [12 if r.number in front else 8 for r in pts],
+                    "color": ["green" if r.number in front else "gray" for r in pts],
+                },
+                name=f"{prov}",
+                text=[f"trial {r.number}: {r.variant}" for r in pts],
+                hovertemplate="%{text}<br>accuracy %{y:.4f}<br>%{x:.3e} kWh/1000<extra></extra>",
+            )
+        )
+    fig.add_hline(
+        y=result.min_accuracy,
+        line_dash="dash",
+        line_color="orange",
+        annotation_text=f"tolerance ({result.tolerance})",
+    )
+    fig.update_layout(
+        title=f"{result.recipe_name}: accuracy vs energy (green: feasible frontier)",
+        xaxis_title="energy per 1000 inferences [kWh]",
+        yaxis_title=str(result.info.get("metric", "accuracy")),
+        template="plotly_white",
+    )
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return path

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
 import math
+from html.parser import HTMLParser
 from pathlib import Path
+
+import pytest
 
 import pandas as pd
 
 from compresslab.report import frontier_frame, render_markdown, trials_frame, write_report
+from compresslab.report.figures import energy_stars, hypervolume_curve, project, search_cost
 from compresslab.report.table import COLUMNS
 from compresslab.results import SearchResult, TrialRecord
 
@@ -112,6 +117,13 @@ def _result() -> SearchResult:
             "sampler_selection": "estimate: used",
             "sampler_metadata": {"watts_per_core": "7"},
             "machine": {"host": "h"},
+            "carbon": {"region": "FR", "intensity_g_per_kwh": 55.0, "source": "t", "pue": 1.2},
+            "projection": {"requests_per_s": 100.0, "price_per_kwh": 0.2, "currency": "EUR"},
+            "search_energy": [
+                {"energy_j": 30.0, "provenance": "estimated", "duration_s": 9.0},
+                {"energy_j": 30.0, "provenance": "estimated", "duration_s": 9.0},
+            ],
+            "eval_examples": 360,
         },
     )
 
@@ -142,11 +154,77 @@ def test_markdown_names_best_saving_baseline_and_provenance() -> None:
     assert "watts_per_core: 7" in text
 
 
+def test_stars_projections_search_cost_and_break_even() -> None:
+    result = _result()
+    stars = energy_stars(result)
+    # Measured energies 1e-3, 4e-4, 1e-4 J: five equal bands between 1e-4 and 1e-3.
+    assert stars == {0: 1, 1: 4, 2: 5}
+    p = project(result.trials[1], result)
+    assert p is not None
+    assert p.kwh_per_million == pytest.approx(4e-4 * 1e6 / 3.6e6)
+    assert p.gco2e_per_million == pytest.approx(p.kwh_per_million * 1.2 * 55.0)
+    assert p.cost_per_million == pytest.approx(p.kwh_per_million * 0.2)
+    assert p.kwh_per_year == pytest.approx(4e-4 * 100 * 365.25 * 86400 / 3.6e6)
+    cost = search_cost(result)
+    assert cost is not None and cost.energy_j == 60.0 and cost.sessions == 2
+    assert cost.saving_j_per_inference == pytest.approx(6e-4)
+    assert cost.break_even_inferences == pytest.approx(60.0 / 6e-4)
+    text = render_markdown(result)
+    assert "pays the search back after 100,000 inferences" in text
+    assert "EUR / year" in text and "★★★★☆" in text
+
+
+def test_hypervolume_grows_with_better_variants() -> None:
+    curve = hypervolume_curve(_result())
+    assert [n for n, _ in curve] == [0, 1, 2]
+    hv = [v for _, v in curve]
+    assert hv[0] > 0 and hv[1] > hv[0]
+    assert hv[2] == hv[1]  # trial 2 is infeasible: it adds nothing
+
+
+def test_all_infeasible_study_still_reports_the_least_violating() -> None:
+    result = _result()
+    worse = [dataclasses.replace(t, feasible=False) if t.complete else t for t in result.trials]
+    none_ok = dataclasses.replace(result, trials=worse)
+    assert none_ok.frontier == []
+    text = render_markdown(none_ok)
+    assert "No measured variant is within the accuracy tolerance" in text
+    assert "| 0 | baseline |" in text  # the most accurate one leads the least-violating table
+
+
+def test_html_report_is_self_contained_and_escapes_recipe_strings(tmp_path: Path) -> None:
+    result = _result()
+    evil = [dataclasses.replace(t, variant="<script>alert(1)</script>") for t in result.trials]
+    hostile = dataclasses.replace(result, recipe_name="<b>x</b>&", trials=evil)
+    paths = write_report(hostile, tmp_path / "out")
+    page = paths["report.html"].read_text()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;x&lt;/b&gt;&amp;" in page
+    assert "data:image/png;base64," in page  # pictures inlined
+    assert page.count("<table>") >= 2
+    HTMLParser().feed(page)  # parses without an exception
+
+
 def test_write_report_writes_all_files_atomically(tmp_path: Path) -> None:
-    paths = write_report(_result(), tmp_path / "out")
-    assert set(paths) == {"trials.csv", "pareto.png", "report.md"}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("stale")
+    paths = write_report(_result(), out)
+    assert set(paths) == {
+        "trials.csv",
+        "trials.parquet",
+        "pareto.png",
+        "pareto.html",
+        "hypervolume.png",
+        "report.md",
+        "report.html",
+    }
+    assert paths["report.md"].read_text().startswith("# compresslab report: unit")
     csv = pd.read_csv(paths["trials.csv"])
     assert len(csv) == 4
+    assert len(pd.read_parquet(paths["trials.parquet"])) == 4
+    assert "plotly" in paths["pareto.html"].read_text()[:5000].lower()
     assert paths["pareto.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     leftovers = [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     assert leftovers == []
