@@ -342,8 +342,8 @@ def _search_cost(doc: Document, result: SearchResult) -> None:
     if cost.break_even_inferences is not None:
         text += (
             " The best variant within the tolerance saves "
-            f"{fmt_j(cost.saving_j_per_inference or 0)} per inference: it pays the search back after {cost.break_even_inferences:,.0f} "
-            "inferences."
+            f"{fmt_j(cost.saving_j_per_inference or 0)} per inference: it pays the search "
+            f"back after {cost.break_even_inferences:,.0f} inferences."
         )
     else:
         text += " No variant within the tolerance saves energy, so the search is not paid back."
