@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests_support import FAST_ENERGY, small
 
 from compresslab.api import load_recipe
 from compresslab.check import (
@@ -19,7 +20,6 @@ from compresslab.check import (
     run_check,
     welch_p_greater,
 )
-from tests_support import FAST_ENERGY, small
 
 FAST = {**FAST_ENERGY, "min_windows": 3, "max_windows": 3}
 

@@ -33,7 +33,18 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def test_every_method_runs_on_this_cpu() -> None:
     avail = probe_methods(METHODS)
-    assert set(avail) == {"prune_channels", "dynamic_int8", "bf16", "fp16"}
+    assert set(avail) == {
+        "prune_channels",
+        "prune_heads",
+        "sparsity",
+        "dynamic_int8",
+        "bnb_int8",
+        "bnb_4bit",
+        "torchao_int8_weight_only",
+        "torchao_int8_dynamic",
+        "bf16",
+        "fp16",
+    }
     for name, a in avail.items():
         assert a.available, f"{name}: {a.reason}"
         assert a.reason
@@ -132,7 +143,7 @@ def test_prune_then_quantize_composes(digits_task, ctx) -> None:  # type: ignore
 
 def test_steps_out_of_stage_order_are_refused(digits_task, ctx) -> None:  # type: ignore[no-untyped-def]
     spec = VariantSpec((Step("dynamic_int8"), Step("prune_channels", {"ratio": 0.5})))
-    with pytest.raises(VariantError, match="prune -> quantize"):
+    with pytest.raises(VariantError, match="prune -> sparsify -> quantize"):
         build_variant(digits_task.model, spec, ctx)
 
 

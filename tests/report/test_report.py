@@ -5,9 +5,8 @@ import math
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
-
 import pandas as pd
+import pytest
 
 from compresslab.report import frontier_frame, render_markdown, trials_frame, write_report
 from compresslab.report.figures import energy_stars, hypervolume_curve, project, search_cost
