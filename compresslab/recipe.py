@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -37,6 +38,20 @@ from compresslab.carbon import INTENSITY_G_PER_KWH
 from compresslab.errors import RecipeError
 
 Scalar = bool | int | float | str
+
+
+_STORAGE_URL = re.compile(r"^(sqlite:///.+|(postgresql|mysql)(\+\w+)?://.+|journal:.+)$")
+
+
+def storage_problem(url: str) -> str | None:
+    """Why ``url`` is not a study storage compresslab can use (None when it is)."""
+    if _STORAGE_URL.match(url):
+        return None
+    return (
+        f"unsupported storage URL '{url}': use sqlite:///path/study.db (one process), "
+        "journal:///path/study.log (several processes on one host) or "
+        "postgresql://user@host/database (several hosts)"
+    )
 
 
 class _Strict(BaseModel):
@@ -220,6 +235,14 @@ class SearchSpec(_Strict):
     #: interval lies wholly below the tolerance is not measured for energy (0 disables).
     screen_examples: int = Field(default=200, ge=0)
 
+    @field_validator("storage")
+    @classmethod
+    def _known_storage(cls, url: str | None) -> str | None:
+        problem = storage_problem(url) if url is not None else None
+        if problem:
+            raise ValueError(problem)
+        return url
+
 
 class CarbonSpec(_Strict):
     """How kWh become gCO2e: a region of the offline table or an intensity, and a PUE."""
@@ -259,6 +282,37 @@ class ReportSpec(_Strict):
     currency: str = Field(default="USD", min_length=1, max_length=8)
 
 
+class RuntimeSpec(_Strict):
+    """How the model is run, as search knobs: energy per inference depends on it too.
+
+    Each knob is a fixed value, a range or choices (like method parameters); unset knobs keep
+    ``energy.threads`` / ``energy.batch_size``.
+    """
+
+    threads: ParamSpec | None = None
+    batch_size: ParamSpec | None = None
+
+    @model_validator(mode="after")
+    def _positive_ints(self) -> RuntimeSpec:
+        for name in ("threads", "batch_size"):
+            spec = getattr(self, name)
+            values: list[Any]
+            if spec is None:
+                continue
+            if isinstance(spec, ParamRange):
+                if not spec.is_int:
+                    raise ValueError(f"`{name}` is an integer: use integer bounds")
+                values = [spec.low, spec.high]
+            elif isinstance(spec, ParamChoices):
+                values = list(spec.choices)
+            else:
+                values = [spec]
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ValueError(f"`{name}` values must be integers >= 1, not {v!r}")
+        return self
+
+
 class Recipe(_Strict):
     """A whole recipe. ``source`` is the file it came from (not part of the YAML)."""
 
@@ -266,6 +320,7 @@ class Recipe(_Strict):
     description: str = ""
     task: TaskSpec
     compression: list[MethodSpec] = Field(min_length=1)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     energy: EnergySpec = Field(default_factory=EnergySpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
     carbon: CarbonSpec = Field(default_factory=CarbonSpec)

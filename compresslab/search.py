@@ -48,9 +48,10 @@ from compresslab.errors import (
     CompressLabError,
     RecipeError,
     StorageError,
+    TaskError,
 )
 from compresslab.protocol import Protocol, energy_options, measure_model, select_for
-from compresslab.recipe import MethodSpec, ParamChoices, ParamRange, Recipe
+from compresslab.recipe import MethodSpec, ParamChoices, ParamRange, Recipe, RuntimeSpec
 from compresslab.results import SearchResult, TrialRecord
 from compresslab.tasks import Task, load_task
 from compresslab.tasks.metrics import METRICS, predict, wilson_interval
@@ -61,6 +62,9 @@ _BASELINE_ATTR = "is_baseline"
 # Feasible when <= 0 (Optuna's convention): minimum accuracy minus the variant's accuracy.
 _CONSTRAINT = "accuracy_below_tolerance"
 _HEARTBEAT_S = 20
+_BUDGET_SKIP = "the budget"
+# SQLAlchemy errors of two workers creating the same tables at once (see open_study).
+_SCHEMA_RACE = ("ProgrammingError", "IntegrityError")
 # What VariantBench.evaluate records on a trial (copied when a variant is proposed again).
 _MEASURED_ATTRS = (
     "accuracy_ci95",
@@ -82,14 +86,33 @@ def _optuna() -> Any:
 
 
 @dataclass(frozen=True)
+class Runtime:
+    """How a variant is run while it is measured (``None``: the recipe's ``energy`` value)."""
+
+    threads: int | None = None
+    batch_size: int | None = None
+
+    def label(self) -> str:
+        """E.g. `` @ threads=1, batch_size=32`` (empty when nothing is set)."""
+        parts = [f"{k}={v}" for k, v in dataclasses.asdict(self).items() if v is not None]
+        return f" @ {', '.join(parts)}" if parts else ""
+
+
+@dataclass(frozen=True)
 class SearchSpace:
-    """The recipe's methods that can run here, grouped by stage, and those left out (why)."""
+    """The recipe's methods that can run here, grouped by stage, and those left out (why).
+
+    ``runtime`` holds the searched runtime knobs (``runtime.threads``, ``runtime.batch_size``).
+    """
 
     by_stage: dict[str, list[MethodSpec]]
     skipped: dict[str, str]
+    runtime: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_recipe(cls, methods: Sequence[MethodSpec]) -> SearchSpace:
+    def from_recipe(
+        cls, methods: Sequence[MethodSpec], runtime: RuntimeSpec | None = None
+    ) -> SearchSpace:
         """Probe each method's capabilities; unavailable ones are skipped with their reason."""
         avail = probe_methods(m.method for m in methods)
         by_stage: dict[str, list[MethodSpec]] = {s: [] for s in STAGES}
@@ -99,7 +122,19 @@ class SearchSpace:
                 by_stage[get_method(m.method).stage].append(m)
             else:
                 skipped[m.method] = avail[m.method].reason
-        return cls({s: v for s, v in by_stage.items() if v}, skipped)
+        knobs = {
+            k: v for k, v in (runtime.model_dump() if runtime else {}).items() if v is not None
+        }
+        knobs = {k: getattr(runtime, k) for k in knobs}
+        return cls({s: v for s, v in by_stage.items() if v}, skipped, knobs)
+
+    def suggest_runtime(self, trial: Any) -> Runtime:
+        """Ask the trial for each searched runtime knob."""
+        values = {
+            name: _suggest_param(trial, f"runtime.{name}", spec)
+            for name, spec in self.runtime.items()
+        }
+        return Runtime(**values)
 
     def grid(self) -> list[dict[str, Any]]:
         """Every variant of the space as trial parameters (for exhaustive search).
@@ -121,6 +156,12 @@ class SearchSpace:
                 for combo in itertools.product(*axes):
                     options.append({stage: m.method, **dict(combo)})
             per_stage.append(options)
+        for name, spec in self.runtime.items():
+            key = f"runtime.{name}"
+            if isinstance(spec, ParamRange):
+                per_stage.append([{key: v} for v in _range_values(spec, key)])
+            elif isinstance(spec, ParamChoices):
+                per_stage.append([{key: v} for v in spec.choices])
         return [
             {k: v for part in combo for k, v in part.items()}
             for combo in itertools.product(*per_stage)
@@ -138,28 +179,27 @@ class SearchSpace:
             if choice == "none":
                 continue
             spec = next(m for m in methods if m.method == choice)
-            params: dict[str, Any] = {}
-            for pname, pspec in spec.params.items():
-                key = f"{choice}.{pname}"
-                if isinstance(pspec, ParamRange):
-                    if pspec.is_int:
-                        params[pname] = trial.suggest_int(
-                            key,
-                            int(pspec.low),
-                            int(pspec.high),
-                            step=int(pspec.step or 1),
-                            log=pspec.log,
-                        )
-                    else:
-                        params[pname] = trial.suggest_float(
-                            key, float(pspec.low), float(pspec.high), step=pspec.step, log=pspec.log
-                        )
-                elif isinstance(pspec, ParamChoices):
-                    params[pname] = trial.suggest_categorical(key, pspec.choices)
-                else:
-                    params[pname] = pspec
+            params = {
+                pname: _suggest_param(trial, f"{choice}.{pname}", pspec)
+                for pname, pspec in spec.params.items()
+            }
             steps.append(Step(choice, params))
         return VariantSpec(tuple(steps))
+
+
+def _suggest_param(trial: Any, key: str, pspec: Any) -> Any:
+    """One parameter: a range, a choice, or a fixed value (not a trial parameter)."""
+    if isinstance(pspec, ParamRange):
+        if pspec.is_int:
+            return trial.suggest_int(
+                key, int(pspec.low), int(pspec.high), step=int(pspec.step or 1), log=pspec.log
+            )
+        return trial.suggest_float(
+            key, float(pspec.low), float(pspec.high), step=pspec.step, log=pspec.log
+        )
+    if isinstance(pspec, ParamChoices):
+        return trial.suggest_categorical(key, pspec.choices)
+    return pspec
 
 
 def _range_values(spec: ParamRange, key: str) -> list[Any]:
@@ -196,7 +236,7 @@ def sampler_name(recipe: Recipe, space: SearchSpace | None = None) -> str:
     name = recipe.search.sampler
     if name != "auto":
         return name
-    space = space or SearchSpace.from_recipe(recipe.compression)
+    space = space or SearchSpace.from_recipe(recipe.compression, recipe.runtime)
     try:
         size = len(space.grid())
     except RecipeError:
@@ -204,9 +244,15 @@ def sampler_name(recipe: Recipe, space: SearchSpace | None = None) -> str:
     return "grid" if size <= recipe.search.trials else "nsga2"
 
 
-def _make_sampler(recipe: Recipe, name: str) -> Any:
+def _make_sampler(recipe: Recipe, name: str, *, shared: bool = False) -> Any:
     optuna = _optuna()
     seed = recipe.search.seed
+    if shared:
+        # Workers sharing a study with one seed would all propose the same variants in the
+        # same order (duplicates, reuses); each mixes its identity in. A fleet's order of
+        # trials is not reproducible anyway.
+        worker = f"{seed}:{socket.gethostname()}:{os.getpid()}".encode()
+        seed = int.from_bytes(hashlib.sha256(worker).digest()[:4], "big")
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     if name == "nsga2":
@@ -244,23 +290,41 @@ def make_storage(url: str) -> Any:
         url,
         heartbeat_interval=_HEARTBEAT_S,
         grace_period=3 * _HEARTBEAT_S,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=2
+        ),
     )
 
 
 def open_study(recipe: Recipe, *, storage: str, sampler: str | None = None) -> Any:
     """Create or load the recipe's study in ``storage`` (with the named Optuna sampler)."""
     optuna = _optuna()
-    optuna_sampler = _make_sampler(recipe, sampler) if sampler is not None else None
+    shared = not storage.startswith("sqlite")
+    optuna_sampler = _make_sampler(recipe, sampler, shared=shared) if sampler else None
     try:
-        study = optuna.create_study(
-            study_name=recipe.study_name,
-            storage=make_storage(storage),
-            directions=["maximize", "minimize"],
-            sampler=optuna_sampler,
-            load_if_exists=True,
-        )
+        for attempt in range(3):
+            try:
+                study = optuna.create_study(
+                    study_name=recipe.study_name,
+                    storage=make_storage(storage),
+                    directions=["maximize", "minimize"],
+                    sampler=optuna_sampler,
+                    load_if_exists=True,
+                )
+                break
+            except Exception as e:
+                # Workers started together on an empty database race to create its tables;
+                # the losers see "already exists" and simply open it again.
+                if not shared or attempt == 2 or type(e).__name__ not in _SCHEMA_RACE:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
         study.set_metric_names([recipe.task.metric, "energy_j_per_inference"])
+    except ImportError as e:
+        raise StorageError(
+            f"cannot open the study storage '{storage}': its database driver is not installed "
+            f"({e}): `pip install 'psycopg[binary]'` for postgresql://, `pip install pymysql` "
+            "and a mysql+pymysql:// URL for MySQL"
+        ) from e
     except Exception as e:  # sqlalchemy/optuna raise many kinds for a bad storage
         raise StorageError(
             f"cannot open the study storage '{storage}' ({type(e).__name__}: {e}): check the URL "
@@ -333,7 +397,6 @@ class VariantBench:
             train_inputs=task.train_inputs,
             train_labels=task.train_labels,
         )
-        self.inputs = task.inference_batch(recipe.energy.batch_size)
         self.protocol = Protocol.from_spec(recipe.energy)
 
     def _screen(self, model: Any, min_accuracy: float) -> None:
@@ -353,7 +416,11 @@ class VariantBench:
             )
 
     def evaluate(
-        self, spec: VariantSpec, *, min_accuracy: float | None = None
+        self,
+        spec: VariantSpec,
+        *,
+        min_accuracy: float | None = None,
+        runtime: Runtime | None = None,
     ) -> tuple[float, dict[str, Any]]:
         """The task metric of the variant and its figures (JSON-able, for trial attributes).
 
@@ -375,17 +442,17 @@ class VariantBench:
                 accuracy=metric,
             )
         prof = profile_model(model, self.ctx.example_inputs)
+        runtime = runtime or Runtime()
+        batch = self.task.inference_batch(runtime.batch_size or self.recipe.energy.batch_size)
         energy = measure_model(
             model,
-            self.inputs,
+            batch,
             sampler=self.selection.sampler,
             protocol=self.protocol,
-            threads=self.recipe.energy.threads,
+            threads=runtime.threads or self.recipe.energy.threads,
         )
         # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
-        modeled = modeled_j_per_inference(
-            count_ops(model, self.inputs), batch_size=int(self.inputs.shape[0])
-        )
+        modeled = modeled_j_per_inference(count_ops(model, batch), batch_size=int(batch.shape[0]))
         return metric, {
             "accuracy_ci95": list(interval),
             "energy": energy.to_dict(),
@@ -418,10 +485,15 @@ class _Objective:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         spec = self.space.suggest(trial)
-        label = spec.label()
+        # The enqueued baseline runs at the recipe's own runtime settings.
+        is_baseline = spec.is_baseline and bool(trial.user_attrs.get(_BASELINE_ATTR))
+        runtime = Runtime() if is_baseline else self.space.suggest_runtime(trial)
+        is_baseline = spec.is_baseline and runtime == Runtime()
+        label = spec.label() + runtime.label()
         trial.set_user_attr("variant", label)
         trial.set_user_attr("spec", spec.to_dict())
-        trial.set_user_attr(_BASELINE_ATTR, spec.is_baseline)
+        trial.set_user_attr("runtime", dataclasses.asdict(runtime))
+        trial.set_user_attr(_BASELINE_ATTR, is_baseline)
         previous = self._previous(trial, label)
         if previous is not None:
             # The same variant again (samplers repeat points in small spaces): reuse its
@@ -436,11 +508,17 @@ class _Objective:
                 trial.set_user_attr(key, previous.user_attrs[key])
             trial.set_constraint(_CONSTRAINT, previous.constraints[_CONSTRAINT])
             return previous.values[0], previous.values[1]
+        racing = self._racing(trial, label)
+        if racing is not None:
+            # Another worker is evaluating this very variant right now: do not measure it
+            # twice; this trial is skipped (not counted) and the worker draws another.
+            trial.set_user_attr("skipped", f"trial {racing} is evaluating the same variant")
+            raise optuna.TrialPruned("the same variant is being evaluated")
         if self._over_budget(trial):
-            trial.set_user_attr("skipped", f"the budget of {self.target} variants is reached")
+            trial.set_user_attr("skipped", f"{_BUDGET_SKIP} of {self.target} variants is reached")
             raise optuna.TrialPruned("budget reached")
         try:
-            values = self._evaluate(trial, spec)
+            values = self._evaluate(trial, spec, runtime)
         except Screened as e:
             trial.set_user_attr("screened", e.reason)
             trial.set_user_attr("screen_accuracy", e.accuracy)
@@ -468,6 +546,25 @@ class _Objective:
         )
         return ahead >= self.target
 
+    def _racing(self, trial: Any, label: str) -> int | None:
+        """The number of an earlier RUNNING trial evaluating the same variant, if any.
+
+        Only earlier trials count, so the first of several racing workers always goes on. Two
+        workers that draw the same new variant within the same instant may still both
+        measure it (each reads before the other wrote its variant).
+        """
+        for t in trial.study.get_trials(deepcopy=False):
+            ua = t.user_attrs
+            if (
+                t.number < trial.number
+                and t.state.name == "RUNNING"
+                and ua.get("variant") == label
+                and ua.get("reused_from") is None
+                and not ua.get("skipped")
+            ):
+                return int(t.number)
+        return None
+
     def _previous(self, trial: Any, label: str) -> Any:
         for t in trial.study.get_trials(deepcopy=False):
             if t.number == trial.number or t.user_attrs.get("variant") != label:
@@ -480,9 +577,9 @@ class _Objective:
                 return t
         return None
 
-    def _evaluate(self, trial: Any, spec: VariantSpec) -> tuple[float, float]:
+    def _evaluate(self, trial: Any, spec: VariantSpec, runtime: Runtime) -> tuple[float, float]:
         screen = self.min_accuracy if self.bench.recipe.search.screen_examples > 0 else None
-        metric, attrs = self.bench.evaluate(spec, min_accuracy=screen)
+        metric, attrs = self.bench.evaluate(spec, min_accuracy=screen, runtime=runtime)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         trial.set_constraint(_CONSTRAINT, self.min_accuracy - metric)
@@ -566,7 +663,7 @@ def run_search(
     """
     target = trials if trials is not None else recipe.search.trials
     storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
-    space = SearchSpace.from_recipe(recipe.compression)
+    space = SearchSpace.from_recipe(recipe.compression, recipe.runtime)
     for name, why in space.skipped.items():
         log.warning("method %s left out of the search: %s", name, why)
     if not space.by_stage:
@@ -585,9 +682,15 @@ def run_search(
     cost.start()
     try:
         task = load_task(recipe.task)
-        baseline_accuracy = METRICS[recipe.task.metric](
-            predict(task.model, task.eval_inputs), task.eval_labels
-        )
+        try:
+            baseline_accuracy = METRICS[recipe.task.metric](
+                predict(task.model, task.eval_inputs), task.eval_labels
+            )
+        except Exception as e:  # the user's model: any error; none is a trial's fault
+            raise TaskError(
+                f"the task's own (uncompressed) model fails on its evaluation inputs "
+                f"({type(e).__name__}: {e}): fix the task's model or data; no trial was run"
+            ) from e
         min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
 
         study = open_study(recipe, storage=storage_url, sampler=sampler)
@@ -621,9 +724,15 @@ def run_search(
             before = len(study.get_trials(deepcopy=False))
             study.optimize(objective, n_trials=1, catch=(_TrialFailed,), gc_after_trial=True)
             attempts += 1
-            for t in study.get_trials(deepcopy=False)[before:]:
+            new = study.get_trials(deepcopy=False)[before:]
+            for t in new:
                 if on_trial is not None:
                     on_trial(trial_record(t, min_accuracy=min_accuracy), completed(), target)
+            mine = [t for t in new if t.user_attrs.get("pid") == os.getpid()]
+            if any(t.user_attrs.get("skipped", "").startswith(_BUDGET_SKIP) for t in mine):
+                # Other workers' running trials hold the rest of the budget: this worker is
+                # done (spinning would only add skipped trials until max_attempts).
+                break
         if completed() < target:
             log.warning(
                 "stopped after %d trials with %d distinct variants evaluated (asked for %d): the "
@@ -764,8 +873,8 @@ def load_result(
     return result_from_study(recipe, open_study(recipe, storage=storage_url), storage_url)
 
 
-def spec_of_trial(study: Any, number: int) -> VariantSpec:
-    """The variant a trial of ``study`` built (from its stored ``spec`` attribute)."""
+def spec_of_trial(study: Any, number: int) -> tuple[VariantSpec, Runtime]:
+    """The variant a trial of ``study`` built, and how it was run (from its attributes)."""
     trials = study.get_trials(deepcopy=False)
     match = [t for t in trials if t.number == number]
     if not match:
@@ -776,7 +885,8 @@ def spec_of_trial(study: Any, number: int) -> VariantSpec:
     stored = match[0].user_attrs.get("spec")
     if stored is None:
         raise StorageError(f"trial {number} records no variant (it never started building one)")
-    return VariantSpec(tuple(Step(s["method"], dict(s["params"])) for s in stored["steps"]))
+    spec = VariantSpec(tuple(Step(s["method"], dict(s["params"])) for s in stored["steps"]))
+    return spec, Runtime(**match[0].user_attrs.get("runtime", {}))
 
 
 def measure_variant(
@@ -789,16 +899,18 @@ def measure_variant(
     """Measure the recipe's baseline (or the variant of ``trial`` in its study) once more."""
     selection = select_for(recipe.energy)
     spec = VariantSpec()
+    runtime = Runtime()
     if trial is not None:
         storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
         study = open_study(recipe, storage=storage_url)
-        spec = spec_of_trial(study, trial)
+        spec, runtime = spec_of_trial(study, trial)
     task = load_task(recipe.task)
-    metric, attrs = VariantBench(recipe=recipe, task=task, selection=selection).evaluate(spec)
+    bench = VariantBench(recipe=recipe, task=task, selection=selection)
+    metric, attrs = bench.evaluate(spec, runtime=runtime)
     energy = attrs.pop("energy")
     return {
         **energy,
-        "variant": spec.label(),
+        "variant": spec.label() + runtime.label(),
         "trial": trial,
         "recipe": recipe.name,
         recipe.task.metric: metric,

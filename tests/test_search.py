@@ -223,3 +223,31 @@ def test_grid_needs_steps_for_continuous_ranges(tmp_path: Path) -> None:
     )
     with pytest.raises(RecipeError, match="needs a step"):
         search(recipe)
+
+
+def test_runtime_knobs_are_searched_and_recorded(tmp_path: Path) -> None:
+    recipe = load_recipe(
+        small(
+            tmp_path,
+            compression=[{"method": "dynamic_int8"}],
+            runtime={"threads": {"choices": [1, 2]}, "batch_size": 16},
+            search={"trials": 5, "sampler": "grid", "screen_examples": 0},
+        )
+    )
+    result = search(recipe)
+    labels = {t.variant for t in result.trials if t.evaluated}
+    assert "baseline" in labels  # the enqueued baseline runs at the recipe's settings
+    assert {"dynamic_int8 @ threads=1, batch_size=16", "baseline @ threads=2, batch_size=16"} <= (
+        labels
+    )
+    runs = [t for t in result.completed if "batch_size=16" in t.variant]
+    assert runs and all(t.energy and t.energy["batch_size"] == 16 for t in runs)
+    base = result.baseline
+    assert base is not None and base.energy and base.energy["batch_size"] == 32
+
+
+def test_bad_runtime_knob_is_a_recipe_error(tmp_path: Path) -> None:
+    from compresslab.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="field .runtime.: `threads` values must be integers"):
+        load_recipe(small(tmp_path, runtime={"threads": {"choices": [0, 2]}}))
