@@ -91,9 +91,11 @@ def search(
 
         result = run(rec, trials=trials, storage=storage, on_trial=on_trial)
     _print_frontier(result)
+    measured = sum(1 for t in result.completed if t.reused_from is None)
+    reused = sum(1 for t in result.trials if t.reused_from is not None)
     out.print(
-        f"{len(result.completed)} measured, {len(result.screened)} screened out, "
-        f"{len(result.failed)} failed; report: {rec.output_dir() / 'report.md'}"
+        f"{measured} variants measured, {len(result.screened)} screened out, {reused} repeats "
+        f"reused, {len(result.failed)} failed; report: {rec.output_dir() / 'report.md'}"
     )
 
 

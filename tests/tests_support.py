@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from compresslab.results import SearchResult, TrialRecord
+
 FAST_ENERGY = {
     "sampler": "estimate",
     "batch_size": 32,
@@ -33,3 +35,117 @@ def small(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     }
     recipe.update(overrides)
     return recipe
+
+
+def _energy(j: float, ci: float = 0.0) -> dict[str, object]:
+    return {
+        "energy_j_per_inference": j,
+        "ci95_j_per_inference": ci,
+        "provenance": "estimated",
+        "sampler": "estimate",
+        "windows": 3,
+        "n_inferences": 300,
+        "latency_s_per_batch": 0.01,
+        "batch_size": 64,
+    }
+
+
+def _done(
+    n: int,
+    variant: str,
+    params: dict[str, object],
+    acc: float,
+    ci: tuple[float, float],
+    feasible: bool,
+    energy: dict[str, object],
+    n_params: int,
+    macs: float,
+    size: int,
+) -> TrialRecord:
+    return TrialRecord(
+        number=n,
+        state="COMPLETE",
+        variant=variant,
+        is_baseline=n == 0,
+        params=params,
+        accuracy=acc,
+        accuracy_ci95=ci,
+        feasible=feasible,
+        energy=energy,
+        modeled_j_per_inference=2e-5 * (n + 1),
+        n_params=n_params,
+        macs_per_inference=macs,
+        size_bytes=size,
+    )
+
+
+def sample_result() -> SearchResult:
+    """A hand-made search result: baseline, a frontier variant, an infeasible one, a failure."""
+    trials = [
+        _done(
+            0,
+            "baseline",
+            {"prune": "none"},
+            0.99,
+            (0.97, 1.0),
+            True,
+            _energy(1e-3, 1e-5),
+            1000,
+            5e5,
+            4000,
+        ),
+        _done(
+            1,
+            "prune_channels(ratio=0.5)",
+            {"prune": "prune_channels", "prune_channels.ratio": 0.5},
+            0.985,
+            (0.96, 0.99),
+            True,
+            _energy(4e-4, 1e-5),
+            300,
+            1.5e5,
+            1500,
+        ),
+        _done(
+            2,
+            "prune_channels(ratio=0.9)",
+            {"prune": "prune_channels", "prune_channels.ratio": 0.9},
+            0.5,
+            (0.45, 0.55),
+            False,
+            _energy(1e-4),
+            30,
+            1e4,
+            300,
+        ),
+        TrialRecord(
+            number=3,
+            state="FAIL",
+            variant="bf16",
+            is_baseline=False,
+            params={"quantize": "bf16"},
+            error="VariantError: boom",
+        ),
+    ]
+    return SearchResult(
+        recipe_name="unit",
+        study_name="unit",
+        storage="sqlite:///x.db",
+        trials=trials,
+        baseline_accuracy=0.99,
+        min_accuracy=0.98,
+        tolerance="1 points absolute",
+        info={
+            "metric": "accuracy",
+            "sampler_selection": "estimate: used",
+            "sampler_metadata": {"watts_per_core": "7"},
+            "machine": {"host": "h"},
+            "carbon": {"region": "FR", "intensity_g_per_kwh": 55.0, "source": "t", "pue": 1.2},
+            "projection": {"requests_per_s": 100.0, "price_per_kwh": 0.2, "currency": "EUR"},
+            "search_energy": [
+                {"energy_j": 30.0, "provenance": "estimated", "duration_s": 9.0},
+                {"energy_j": 30.0, "provenance": "estimated", "duration_s": 9.0},
+            ],
+            "eval_examples": 360,
+        },
+    )

@@ -7,128 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests_support import sample_result
 
 from compresslab.report import frontier_frame, render_markdown, trials_frame, write_report
 from compresslab.report.figures import energy_stars, hypervolume_curve, project, search_cost
 from compresslab.report.table import COLUMNS
-from compresslab.results import SearchResult, TrialRecord
-
-
-def _energy(j: float, ci: float = 0.0) -> dict[str, object]:
-    return {
-        "energy_j_per_inference": j,
-        "ci95_j_per_inference": ci,
-        "provenance": "estimated",
-        "sampler": "estimate",
-        "windows": 3,
-        "n_inferences": 300,
-        "latency_s_per_batch": 0.01,
-        "batch_size": 64,
-    }
-
-
-def _done(
-    n: int,
-    variant: str,
-    params: dict[str, object],
-    acc: float,
-    ci: tuple[float, float],
-    feasible: bool,
-    energy: dict[str, object],
-    n_params: int,
-    macs: float,
-    size: int,
-) -> TrialRecord:
-    return TrialRecord(
-        number=n,
-        state="COMPLETE",
-        variant=variant,
-        is_baseline=n == 0,
-        params=params,
-        accuracy=acc,
-        accuracy_ci95=ci,
-        feasible=feasible,
-        energy=energy,
-        modeled_j_per_inference=2e-5 * (n + 1),
-        n_params=n_params,
-        macs_per_inference=macs,
-        size_bytes=size,
-    )
-
-
-def _result() -> SearchResult:
-    trials = [
-        _done(
-            0,
-            "baseline",
-            {"prune": "none"},
-            0.99,
-            (0.97, 1.0),
-            True,
-            _energy(1e-3, 1e-5),
-            1000,
-            5e5,
-            4000,
-        ),
-        _done(
-            1,
-            "prune_channels(ratio=0.5)",
-            {"prune": "prune_channels", "prune_channels.ratio": 0.5},
-            0.985,
-            (0.96, 0.99),
-            True,
-            _energy(4e-4, 1e-5),
-            300,
-            1.5e5,
-            1500,
-        ),
-        _done(
-            2,
-            "prune_channels(ratio=0.9)",
-            {"prune": "prune_channels", "prune_channels.ratio": 0.9},
-            0.5,
-            (0.45, 0.55),
-            False,
-            _energy(1e-4),
-            30,
-            1e4,
-            300,
-        ),
-        TrialRecord(
-            number=3,
-            state="FAIL",
-            variant="bf16",
-            is_baseline=False,
-            params={"quantize": "bf16"},
-            error="VariantError: boom",
-        ),
-    ]
-    return SearchResult(
-        recipe_name="unit",
-        study_name="unit",
-        storage="sqlite:///x.db",
-        trials=trials,
-        baseline_accuracy=0.99,
-        min_accuracy=0.98,
-        tolerance="1 points absolute",
-        info={
-            "metric": "accuracy",
-            "sampler_selection": "estimate: used",
-            "sampler_metadata": {"watts_per_core": "7"},
-            "machine": {"host": "h"},
-            "carbon": {"region": "FR", "intensity_g_per_kwh": 55.0, "source": "t", "pue": 1.2},
-            "projection": {"requests_per_s": 100.0, "price_per_kwh": 0.2, "currency": "EUR"},
-            "search_energy": [
-                {"energy_j": 30.0, "provenance": "estimated", "duration_s": 9.0},
-                {"energy_j": 30.0, "provenance": "estimated", "duration_s": 9.0},
-            ],
-            "eval_examples": 360,
-        },
-    )
 
 
 def test_trials_frame_has_every_column_and_marks_the_frontier() -> None:
-    df = trials_frame(_result())
+    df = trials_frame(sample_result())
     assert list(df.columns[: len(COLUMNS)]) == COLUMNS
     assert "param.prune_channels.ratio" in df.columns
     assert df.loc[df.trial == 1, "pareto"].item()
@@ -139,11 +26,11 @@ def test_trials_frame_has_every_column_and_marks_the_frontier() -> None:
     assert df.loc[df.trial == 3, "error"].item() == "VariantError: boom"
     assert df.loc[df.trial == 1, "modeled_j_per_inference"].item() == 4e-5
     assert math.isnan(df.loc[df.trial == 3, "energy_j_per_inference"].item())
-    assert list(frontier_frame(_result()).trial) == [1, 0]
+    assert list(frontier_frame(sample_result()).trial) == [1, 0]
 
 
 def test_markdown_names_best_saving_baseline_and_provenance() -> None:
-    text = render_markdown(_result())
+    text = render_markdown(sample_result())
     assert "## Baseline" in text
     assert "**prune_channels(ratio=0.5)** (trial 1): 60% less energy" in text
     assert "0.50 points below the baseline" in text
@@ -154,7 +41,7 @@ def test_markdown_names_best_saving_baseline_and_provenance() -> None:
 
 
 def test_stars_projections_search_cost_and_break_even() -> None:
-    result = _result()
+    result = sample_result()
     stars = energy_stars(result)
     # Measured energies 1e-3, 4e-4, 1e-4 J: five equal bands between 1e-4 and 1e-3.
     assert stars == {0: 1, 1: 4, 2: 5}
@@ -174,7 +61,7 @@ def test_stars_projections_search_cost_and_break_even() -> None:
 
 
 def test_hypervolume_grows_with_better_variants() -> None:
-    curve = hypervolume_curve(_result())
+    curve = hypervolume_curve(sample_result())
     assert [n for n, _ in curve] == [0, 1, 2]
     hv = [v for _, v in curve]
     assert hv[0] > 0 and hv[1] > hv[0]
@@ -182,7 +69,7 @@ def test_hypervolume_grows_with_better_variants() -> None:
 
 
 def test_all_infeasible_study_still_reports_the_least_violating() -> None:
-    result = _result()
+    result = sample_result()
     worse = [dataclasses.replace(t, feasible=False) if t.complete else t for t in result.trials]
     none_ok = dataclasses.replace(result, trials=worse)
     assert none_ok.frontier == []
@@ -192,7 +79,7 @@ def test_all_infeasible_study_still_reports_the_least_violating() -> None:
 
 
 def test_html_report_is_self_contained_and_escapes_recipe_strings(tmp_path: Path) -> None:
-    result = _result()
+    result = sample_result()
     evil = [dataclasses.replace(t, variant="<script>alert(1)</script>") for t in result.trials]
     hostile = dataclasses.replace(result, recipe_name="<b>x</b>&", trials=evil)
     paths = write_report(hostile, tmp_path / "out")
@@ -209,7 +96,7 @@ def test_write_report_writes_all_files_atomically(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.md").write_text("stale")
-    paths = write_report(_result(), out)
+    paths = write_report(sample_result(), out)
     assert set(paths) == {
         "trials.csv",
         "trials.parquet",
