@@ -5,10 +5,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 # Shared helpers (tests_support.py) import as a plain module under --import-mode=importlib.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+# One intra-op thread per test process: on a 2-core runner, subprocess workers and the test
+# process would otherwise oversubscribe the cores (tiny-model training gets ~20x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

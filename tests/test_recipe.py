@@ -41,7 +41,7 @@ def test_shipped_digits_recipe_loads(repo: Path) -> None:
 def test_good_recipe_and_defaults(tmp_path: Path) -> None:
     recipe = load_recipe(write(tmp_path, GOOD))
     assert recipe.search.trials == 3
-    assert recipe.search.sampler == "nsga2"  # the documented default
+    assert recipe.search.sampler == "auto"  # the documented default
     assert recipe.energy.batch_size == 64
     assert recipe.search.tolerance.min_accuracy(0.9) == pytest.approx(0.9 * 0.98)
     assert recipe.output_dir(tmp_path) == tmp_path / "reports" / "ok"

@@ -1,8 +1,16 @@
 """Compression methods, one module each, behind :class:`CompressionMethod` and a registry.
 
 A variant is a :class:`VariantSpec`: at most one method per stage, applied in the order of
-:data:`STAGES` (prune, then quantize). :func:`build_variant` deep-copies the base model first,
-so the base model is never mutated.
+:data:`STAGES` (prune, then sparsify, then quantize). :func:`build_variant` deep-copies the
+base model first, so the base model is never mutated.
+
+Methods by stage:
+
+- prune: ``prune_channels`` (:mod:`.prune`), ``prune_heads`` (BERT-style encoders).
+- sparsify: ``sparsity`` (:mod:`.sparsify`).
+- quantize: ``dynamic_int8`` (:mod:`.quantize`), ``bnb_int8`` and ``bnb_4bit`` (:mod:`.bnb`),
+  ``torchao_int8_weight_only`` and ``torchao_int8_dynamic`` (:mod:`.ao`), ``bf16`` and
+  ``fp16`` (:mod:`.precision`).
 """
 
 from __future__ import annotations
@@ -13,17 +21,24 @@ from typing import Any
 
 from torch import nn
 
+from compresslab.compress.ao import TorchaoInt8Dynamic, TorchaoInt8WeightOnly
 from compresslab.compress.base import (
     STAGES,
+    Applied,
+    BuildTrace,
     CompressContext,
     CompressionMethod,
     ParamDef,
     Step,
+    StepRecord,
     VariantSpec,
 )
+from compresslab.compress.bnb import Bnb4bit, BnbInt8
+from compresslab.compress.capabilities import capabilities
 from compresslab.compress.precision import Bf16, Fp16
-from compresslab.compress.prune import ChannelPruning
+from compresslab.compress.prune import ChannelPruning, HeadPruning
 from compresslab.compress.quantize import DynamicInt8
+from compresslab.compress.sparsify import MagnitudeSparsity
 from compresslab.energy.base import Availability
 from compresslab.errors import VariantError
 from compresslab.recipe import MethodSpec, ParamChoices, ParamRange
@@ -31,12 +46,16 @@ from compresslab.recipe import MethodSpec, ParamChoices, ParamRange
 __all__ = [
     "METHODS",
     "STAGES",
+    "Applied",
+    "BuildTrace",
     "CompressContext",
     "CompressionMethod",
     "ParamDef",
     "Step",
+    "StepRecord",
     "VariantSpec",
     "build_variant",
+    "capabilities",
     "check_space",
     "get_method",
     "probe_methods",
@@ -44,7 +63,19 @@ __all__ = [
 
 #: Every method by the name a recipe uses.
 METHODS: dict[str, CompressionMethod] = {
-    m.name: m for m in (ChannelPruning(), DynamicInt8(), Bf16(), Fp16())
+    m.name: m
+    for m in (
+        ChannelPruning(),
+        HeadPruning(),
+        MagnitudeSparsity(),
+        DynamicInt8(),
+        BnbInt8(),
+        Bnb4bit(),
+        TorchaoInt8WeightOnly(),
+        TorchaoInt8Dynamic(),
+        Bf16(),
+        Fp16(),
+    )
 }
 
 
@@ -112,8 +143,24 @@ def probe_methods(names: Iterable[str]) -> dict[str, Availability]:
     return {n: get_method(n).available() for n in names}
 
 
-def build_variant(base: nn.Module, spec: VariantSpec, ctx: CompressContext) -> nn.Module:
+def build_variant(
+    base: nn.Module,
+    spec: VariantSpec,
+    ctx: CompressContext,
+    *,
+    trace: BuildTrace | None = None,
+) -> nn.Module:
     """A new model: ``base`` deep-copied, then each step applied in stage order.
+
+    Building is deterministic: the same base, spec and context give the same weights (seeded
+    from ``ctx.seed``; torch's global RNG is left as it was).
+
+    Args:
+        base: the trained base model (never mutated).
+        spec: the steps.
+        ctx: example inputs, layers to keep, seed and training data.
+        trace: when given, filled with each step's resolved parameters, pruning history and
+            the float model before the quantize stage (what an export needs).
 
     Raises:
         VariantError: a step is out of order, unknown, or fails on this model.
@@ -131,6 +178,15 @@ def build_variant(base: nn.Module, spec: VariantSpec, ctx: CompressContext) -> n
             )
         last_stage = stage_index
         params: Mapping[str, Any] = method.resolve(step.params)
-        model = method.apply(model, params, ctx)
+        if trace is not None and method.stage == "quantize" and trace.float_model is None:
+            trace.float_model = copy.deepcopy(model)
+        applied = method.apply_step(model, params, ctx)
+        model = applied.model
         model.eval()
+        if trace is not None:
+            trace.steps.append(
+                StepRecord(step.method, method.stage, dict(params), applied.pruning_history)
+            )
+    if trace is not None and trace.float_model is None:
+        trace.float_model = model
     return model

@@ -13,8 +13,9 @@ from torch import nn
 
 from compresslab.energy.base import Availability
 
-#: Stages run in this order: structure first (prune), then number formats (quantize/precision).
-STAGES: tuple[str, ...] = ("prune", "quantize")
+#: Stages run in this order: structure first (prune), then zeros inside the remaining weights
+#: (sparsify), then number formats (quantize/precision).
+STAGES: tuple[str, ...] = ("prune", "sparsify", "quantize")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,21 @@ class CompressContext:
     train_labels: torch.Tensor | None = None
 
 
+@dataclass
+class Applied:
+    """What one step produced: the new model and, for structural steps, how to redo them.
+
+    Attributes:
+        model: the compressed model.
+        pruning_history: torch-pruning's ``pruner.pruning_history()`` (a list of
+            ``[module_name, is_out_channel_pruning, indices]``) when the step removed channels
+            or heads; ``None`` otherwise. An export stores it to rebuild the structure.
+    """
+
+    model: nn.Module
+    pruning_history: list[list[Any]] | None = None
+
+
 class CompressionMethod(ABC):
     """One compression method. Subclasses are small and registered by ``name``.
 
@@ -92,6 +108,30 @@ class CompressionMethod(ABC):
     def apply(self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext) -> nn.Module:
         """Compress ``model`` (already a private copy) with ``params`` and return the result."""
 
+    def apply_step(
+        self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext
+    ) -> Applied:
+        """Like :meth:`apply`, and also report what an export needs (the pruning history).
+
+        Structural methods override this and implement :meth:`apply` on top of it.
+        """
+        return Applied(self.apply(model, params, ctx))
+
+    def restore_structure(
+        self,
+        model: nn.Module,
+        params: Mapping[str, Any],
+        ctx: CompressContext,
+        *,
+        pruning_history: list[list[Any]] | None,
+    ) -> nn.Module:
+        """Give a fresh copy of the base model the shapes this step produced (no weights).
+
+        Used when loading an export: the weights come from the artefact afterwards. Methods
+        that do not change shapes return ``model`` as it is.
+        """
+        return model
+
 
 @dataclass(frozen=True)
 class Step:
@@ -110,6 +150,37 @@ class Step:
 
 def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step as it was applied while building a variant (what an export writes).
+
+    Attributes:
+        method: the method's name.
+        stage: its stage.
+        params: every parameter, defaults filled in.
+        pruning_history: torch-pruning's history for structural steps, else None.
+    """
+
+    method: str
+    stage: str
+    params: Mapping[str, Any]
+    pruning_history: list[list[Any]] | None = None
+
+
+@dataclass
+class BuildTrace:
+    """What :func:`~compresslab.compress.build_variant` records when asked (for exports).
+
+    Attributes:
+        steps: the applied steps in order.
+        float_model: a copy of the model after the last step before the quantize stage (the
+            float weights an export stores), or the final model when no quantize step ran.
+    """
+
+    steps: list[StepRecord] = field(default_factory=list)
+    float_model: nn.Module | None = None
 
 
 @dataclass(frozen=True)

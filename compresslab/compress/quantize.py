@@ -3,10 +3,20 @@
 Weights are stored as int8; activations are quantized on the fly per batch. PyTorch deprecates
 ``torch.ao.quantization`` in favour of torchao but still ships it; its deprecation warnings are
 filtered here, and its presence is feature-detected rather than assumed.
+
+No quantized-engine knob (x86, fbgemm, onednn, qnnpack) is offered. The engine is global
+(``torch.backends.quantized.engine``) and the packed weights are engine-specific: a model
+packed under qnnpack or onednn and then deep-copied, pickled or loaded from a state dict is
+silently repacked under whatever engine is global at that moment. Checked on torch 2.13: after
+restoring the default engine, a deep copy of a qnnpack- or onednn-packed model gave different
+outputs from the original. A per-variant engine would need the global switched around every
+forward pass (and every copy), which no measurement here should depend on; the variant runs
+with torch's default engine for the CPU, which the report names.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +37,30 @@ def _quantize_dynamic() -> Any:
     return quantize_dynamic
 
 
+@functools.cache
+def _probe() -> Availability:
+    try:
+        quantize_dynamic = _quantize_dynamic()
+    except ImportError as e:
+        return Availability(False, f"torch.ao.quantization.quantize_dynamic is gone ({e})")
+    engine = torch.backends.quantized.engine
+    if engine in (None, "none"):
+        return Availability(False, "torch has no quantized engine for this CPU")
+    try:
+        model = nn.Sequential(nn.Linear(16, 4))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q = quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        x = torch.ones(2, 16)
+        with torch.inference_mode():
+            err = float((q(x) - model(x)).abs().max())
+    except RuntimeError as e:
+        return Availability(False, f"torch's dynamic int8 kernel fails on this CPU ({e})")
+    if not err < 0.1:
+        return Availability(False, f"torch's dynamic int8 kernel is wrong here (error {err:.3g})")
+    return Availability(True, f"dynamic int8 linear ran with torch's quantized engine '{engine}'")
+
+
 class DynamicInt8(CompressionMethod):
     """int8 weights and dynamically quantized activations for every ``nn.Linear``."""
 
@@ -35,15 +69,8 @@ class DynamicInt8(CompressionMethod):
     summary = "torch dynamic int8 quantization of Linear layers (CPU)"
 
     def available(self) -> Availability:
-        """Needs torch's eager quantization and a quantized engine for this CPU."""
-        try:
-            _quantize_dynamic()
-        except ImportError as e:
-            return Availability(False, f"torch.ao.quantization.quantize_dynamic is gone ({e})")
-        engine = torch.backends.quantized.engine
-        if engine in (None, "none"):
-            return Availability(False, "torch has no quantized engine for this CPU")
-        return Availability(True, f"torch quantized engine '{engine}'")
+        """Probes a tiny linear layer through torch's dynamic int8 kernel on this CPU."""
+        return _probe()
 
     def apply(self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext) -> nn.Module:
         """Replace Linear layers with dynamically quantized ones."""

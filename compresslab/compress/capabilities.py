@@ -1,0 +1,134 @@
+"""What this machine offers compression: device, CPU features, dtypes and optional libraries.
+
+:func:`capabilities` gathers the facts a report needs to explain why a method ran, was left
+out, or was slower than expected (e.g. bf16 without native bf16 instructions). Every figure is
+probed here, on this machine: CPU flags from ``/proc/cpuinfo``, libraries by importing them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: CPU flags (``/proc/cpuinfo`` names) that decide which int8 and bf16 kernels are fast.
+CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+#: Optional libraries: import name -> distribution name.
+LIBRARIES = {
+    "torch_pruning": "torch-pruning",
+    "bitsandbytes": "bitsandbytes",
+    "torchao": "torchao",
+    "transformers": "transformers",
+    "safetensors": "safetensors",
+}
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool] | None:
+    """The relevant CPU flags, or None where ``cpuinfo`` cannot be read (not Linux)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return {f: f in present for f in CPU_FLAGS}
+    return None
+
+
+def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _bf16_runs() -> bool:
+    try:
+        a = torch.ones(4, 4, dtype=torch.bfloat16)
+        return bool(torch.equal((a @ a).float(), torch.full((4, 4), 4.0)))
+    except RuntimeError:
+        return False
+
+
+def _library(name: str) -> dict[str, Any]:
+    try:
+        if name == "bitsandbytes":
+            from compresslab.compress.bnb import bitsandbytes
+
+            module = bitsandbytes()
+        elif name == "torchao":
+            from compresslab.compress.ao import torchao_quantization
+
+            torchao_quantization()
+            module = importlib.import_module("torchao")
+        else:
+            module = importlib.import_module(name)
+    except Exception as e:  # a broken install fails in many ways; report it, never raise
+        return {"imports": False, "version": None, "error": f"{type(e).__name__}: {e}"[:300]}
+    try:  # the distribution's version (torch-pruning 1.6.1 says 1.6.0 in __version__)
+        version = importlib.metadata.version(LIBRARIES[name])
+    except importlib.metadata.PackageNotFoundError:
+        version = str(getattr(module, "__version__", "unknown"))
+    return {"imports": True, "version": version}
+
+
+def capabilities() -> dict[str, Any]:
+    """Facts about this machine that decide which compression methods run, and how fast.
+
+    Returns:
+        A JSON-able dict: ``device`` (``cuda`` when a CUDA device is usable, else ``cpu``),
+        ``cpu`` (model, torch's CPU capability such as ``AVX512``, the flags in
+        :data:`CPU_FLAGS` or None off Linux), ``torch`` (version, whether bf16 kernels run,
+        whether oneDNN has native bf16, quantized engines), ``cuda`` (device name and bf16
+        support, or None) and ``libraries`` (for each of :data:`LIBRARIES`: whether it
+        imports, its version, and the error if not).
+    """
+    flags = cpu_flags()
+    cuda: dict[str, Any] | None = None
+    if torch.cuda.is_available():
+        cuda = {
+            "name": torch.cuda.get_device_name(0),
+            "capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
+            "bf16": bool(torch.cuda.is_bf16_supported()),
+        }
+    mkldnn_bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return {
+        "device": "cuda" if cuda else "cpu",
+        "cpu": {
+            "model": _cpu_model(),
+            "machine": platform.machine(),
+            "torch_capability": torch.backends.cpu.get_cpu_capability(),
+            "flags": flags,
+        },
+        "torch": {
+            "version": torch.__version__,
+            "bf16_runs": _bf16_runs(),
+            "bf16_native": bool(mkldnn_bf16()) if callable(mkldnn_bf16) else None,
+            "quantized_engines": list(torch.backends.quantized.supported_engines),
+            "quantized_engine": torch.backends.quantized.engine,
+        },
+        "cuda": cuda,
+        "libraries": {name: _library(name) for name in LIBRARIES},
+    }
