@@ -241,6 +241,20 @@ def check(
 
 
 @app.command()
+def export(
+    recipe: RecipeArg,
+    trial: Annotated[int, typer.Option(min=0, help="The trial whose variant to export.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the artefact to.")],
+    storage: Annotated[str | None, typer.Option(help="Study storage URL.")] = None,
+) -> None:
+    """Write a trial's variant as a reproducible artefact (weights, history, recipe, versions)."""
+    from compresslab.api import export_trial
+
+    path = export_trial(recipe, trial=trial, out_dir=out_dir, storage=storage)
+    out.print(f"exported trial {trial} to {path} (reload: compresslab.export.load_variant)")
+
+
+@app.command()
 def samplers(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

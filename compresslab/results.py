@@ -36,6 +36,8 @@ class TrialRecord:
     n_params: int | None = None
     macs_per_inference: float | None = None
     size_bytes: int | None = None
+    memory_bytes: int | None = None
+    sparsity: float | None = None
     error: str | None = None
     screened: str | None = None
     screen_accuracy: float | None = None

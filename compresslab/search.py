@@ -31,6 +31,7 @@ import torch
 
 from compresslab.carbon import carbon_settings
 from compresslab.compress import (
+    capabilities,
     STAGES,
     CompressContext,
     Step,
@@ -73,6 +74,8 @@ _MEASURED_ATTRS = (
     "n_params",
     "macs_per_inference",
     "size_bytes",
+    "memory_bytes",
+    "sparsity",
 )
 
 
@@ -460,6 +463,8 @@ class VariantBench:
             "n_params": prof.params,
             "macs_per_inference": prof.macs_per_inference,
             "size_bytes": prof.size_bytes,
+            "memory_bytes": prof.memory_bytes,
+            "sparsity": prof.sparsity,
         }
 
 
@@ -623,6 +628,8 @@ def trial_record(trial: Any, *, min_accuracy: float) -> TrialRecord:
         n_params=ua.get("n_params"),
         macs_per_inference=ua.get("macs_per_inference"),
         size_bytes=ua.get("size_bytes"),
+        memory_bytes=ua.get("memory_bytes"),
+        sparsity=ua.get("sparsity"),
         error=ua.get("error") or ua.get("skipped"),
         screened=ua.get("screened"),
         screen_accuracy=ua.get("screen_accuracy"),
@@ -832,6 +839,7 @@ def _report_info(
         ),
         "projection": recipe.report.model_dump(),
         "versions": _versions(),
+        "capabilities": capabilities(),
     }
 
 
@@ -917,3 +925,42 @@ def measure_variant(
         "selection": selection.explain(),
         **attrs,
     }
+
+
+def export_trial(
+    recipe: Recipe,
+    *,
+    trial: int,
+    out_dir: Path,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+) -> Path:
+    """Write trial ``trial``'s variant as a reproducible artefact (see :mod:`compresslab.export`).
+
+    The variant is rebuilt from the base model (building is deterministic), checked to reload
+    to the same outputs, and written with its measured figures.
+    """
+    from compresslab.export import export_variant
+
+    storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
+    study = open_study(recipe, storage=storage_url)
+    spec, runtime = spec_of_trial(study, trial)
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
+    task = load_task(recipe.task)
+    bench = VariantBench(recipe=recipe, task=task, selection=select_for(recipe.energy))
+    measured = {
+        key: frozen.user_attrs.get(key)
+        for key in ("variant", "runtime", *_MEASURED_ATTRS)
+        if key in frozen.user_attrs
+    }
+    if frozen.values:
+        measured[recipe.task.metric] = frozen.values[0]
+    measured["trial"] = trial
+    return export_variant(
+        task=task,
+        spec=spec,
+        ctx=bench.ctx,
+        recipe_dict=recipe.model_dump(mode="json"),
+        out_dir=out_dir,
+        measured=measured,
+    )

@@ -251,3 +251,37 @@ def test_bad_runtime_knob_is_a_recipe_error(tmp_path: Path) -> None:
 
     with pytest.raises(RecipeError, match="field .runtime.: `threads` values must be integers"):
         load_recipe(small(tmp_path, runtime={"threads": {"choices": [0, 2]}}))
+
+
+def test_export_a_trial_and_reload_it(tmp_path: Path) -> None:
+    import torch
+
+    from compresslab.api import export_trial
+    from compresslab.compress import build_variant
+    from compresslab.export import load_variant
+    from compresslab.protocol import select_for
+    from compresslab.search import VariantBench, open_study, spec_of_trial
+    from compresslab.tasks import load_task
+
+    recipe = load_recipe(
+        small(
+            tmp_path,
+            compression=[
+                {"method": "prune_channels", "params": {"ratio": 0.2}},
+                {"method": "dynamic_int8"},
+            ],
+            search={"trials": 4, "sampler": "grid", "screen_examples": 0},
+        )
+    )
+    result = search(recipe)
+    trial = next(t for t in result.completed if t.variant.startswith("prune_channels(ratio=0.2) +"))
+    out = export_trial(recipe, trial=trial.number, out_dir=tmp_path / "artefact")
+    for name in ("recipe.yaml", "variant.json", "weights.safetensors", "versions.json"):
+        assert (out / name).is_file(), name
+    task = load_task(recipe.task)
+    reloaded = load_variant(out, task=task)
+    spec, _ = spec_of_trial(open_study(recipe, storage=result.storage), trial.number)
+    ctx = VariantBench(recipe=recipe, task=task, selection=select_for(recipe.energy)).ctx
+    built = build_variant(task.model, spec, ctx)
+    x = task.eval_inputs[:16]
+    assert torch.equal(reloaded(x), built(x))

@@ -395,6 +395,23 @@ def _how(doc: Document, result: SearchResult) -> None:
                 [f"trial {r.number} ({r.variant}): {r.error or 'no reason'}" for r in result.failed]
             ),
         )
+    caps = info.get("capabilities") or {}
+    if caps:
+        flags = (caps.get("cpu") or {}).get("flags") or {}
+        torch_caps = caps.get("torch") or {}
+        libs = caps.get("libraries") or {}
+        items = [f"device: {caps.get('device', '-')}"]
+        items.append("CPU features: " + (", ".join(k for k, v in flags.items() if v) or "-"))
+        items.append(
+            f"torch {torch_caps.get('version', '-')}: bf16 runs: {torch_caps.get('bf16_runs')}, "
+            f"quantized engine {torch_caps.get('quantized_engine', '-')}"
+        )
+        items += [
+            f"{name}: {lib.get('version') if lib.get('imports') else 'not importable'}"
+            for name, lib in libs.items()
+            if isinstance(lib, dict)
+        ]
+        doc.add(Heading("What this machine can run"), Bullets(items))
     machine = [f"{k}: {v}" for k, v in (info.get("machine") or {}).items()]
     versions = [f"{k} {v}" for k, v in (info.get("versions") or {}).items()]
     doc.add(
