@@ -3,6 +3,41 @@
 A provider is a function ``(options: dict) -> Task``. A recipe names a built-in provider
 (``task.name: digits``) or the user's own (``task.entrypoint: mypkg.tasks:build``).
 An entrypoint *imports and runs that code*: only point recipes at code you trust.
+
+Built-in providers (:data:`PROVIDERS`), each documented on its function:
+
+- ``digits``: a small CNN on scikit-learn's 8x8 digits (:func:`~.digits.digits_task`).
+- ``minilm-wordnet``: the pretrained all-MiniLM-L6-v2 with a linear head, classifying WordNet
+  noun definitions by category (:func:`~.minilm.minilm_wordnet_task`).
+- ``fashion-mnist``: a small CNN on Fashion-MNIST (:func:`~.fashion_mnist.fashion_mnist_task`).
+- ``hf_local``: a Hugging Face sequence classifier saved in a local folder
+  (:func:`~.hf_local.hf_local_task`).
+
+The entrypoint protocol. ``task.entrypoint: "package.module:function"`` imports
+``package.module`` (which must be importable: installed, or in the working directory) and
+calls ``function(options)`` with the recipe's ``task.options`` as a plain ``dict``. It must
+return a :class:`Task`::
+
+    from typing import Any
+
+    from compresslab.tasks import Task, load_weights
+
+    def build(options: dict[str, Any]) -> Task:
+        model = load_weights(MyNet(width=options.get("width", 32)), options["weights"])
+        x_test, y_test = ...           # held-out inputs (one tensor) and integer labels
+        return Task(name="mine", model=model, eval_inputs=x_test, eval_labels=y_test,
+                    num_classes=10, train_inputs=None, train_labels=None)
+
+- ``model`` is an ``nn.Module`` called as ``model(batch)`` with a slice of ``eval_inputs``
+  (any tensor type: images, token ids ...) and returning ``N x num_classes`` logits (or a
+  tuple whose first element they are). It is put in eval mode; compression works on copies.
+- ``eval_inputs`` and ``eval_labels`` pair up row by row; the first rows (cycled) form the
+  batch whose energy is measured, so put them in a mixed order.
+- ``train_inputs`` / ``train_labels`` are optional; pruning's recovery fine-tuning needs them.
+- ``keep_layers`` names modules pruning must keep whole (the classifier is found by itself).
+- Raise :class:`compresslab.errors.TaskError` with a message that says how to fix a problem.
+
+:func:`load_weights` reads a ``.safetensors`` or ``torch.save`` state dict (never pickled code).
 """
 
 from __future__ import annotations
@@ -15,8 +50,17 @@ from compresslab.errors import TaskError
 from compresslab.recipe import TaskSpec
 from compresslab.tasks.base import Task
 from compresslab.tasks.metrics import METRICS, evaluate
+from compresslab.tasks.weights import load_weights
 
-__all__ = ["Task", "TaskProvider", "PROVIDERS", "resolve_provider", "load_task", "evaluate"]
+__all__ = [
+    "Task",
+    "TaskProvider",
+    "PROVIDERS",
+    "resolve_provider",
+    "load_task",
+    "evaluate",
+    "load_weights",
+]
 
 TaskProvider = Callable[[dict[str, Any]], Task]
 
@@ -27,8 +71,31 @@ def _digits(options: dict[str, Any]) -> Task:
     return digits_task(options)
 
 
-#: Built-in providers by name.
-PROVIDERS: dict[str, TaskProvider] = {"digits": _digits}
+def _minilm_wordnet(options: dict[str, Any]) -> Task:
+    from compresslab.tasks.minilm import minilm_wordnet_task
+
+    return minilm_wordnet_task(options)
+
+
+def _fashion_mnist(options: dict[str, Any]) -> Task:
+    from compresslab.tasks.fashion_mnist import fashion_mnist_task
+
+    return fashion_mnist_task(options)
+
+
+def _hf_local(options: dict[str, Any]) -> Task:
+    from compresslab.tasks.hf_local import hf_local_task
+
+    return hf_local_task(options)
+
+
+#: Built-in providers by name (each imports its module, and its heavy packages, on first use).
+PROVIDERS: dict[str, TaskProvider] = {
+    "digits": _digits,
+    "minilm-wordnet": _minilm_wordnet,
+    "fashion-mnist": _fashion_mnist,
+    "hf_local": _hf_local,
+}
 
 
 def resolve_provider(spec: TaskSpec) -> TaskProvider:

@@ -1,0 +1,277 @@
+"""Fashion-MNIST (28x28 greyscale clothing, 10 classes) with a small CNN trained on first use.
+
+The data are the four IDX files of the official release, as the Debian package
+``dataset-fashion-mnist`` installs them (``/usr/share/datasets/fashion-mnist``, gzipped; raw
+files work too). The CNN trains with a fixed seed on a stratified subset of the 60k training
+images (a few epochs: well under a minute on two cores) and is cached. The evaluation split is
+the official 10k test set, or a stratified seeded subset of it for speed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from compresslab.errors import TaskError
+from compresslab.tasks.base import Task
+from compresslab.tasks.cache import cache_key, load_state, save_state
+from compresslab.tasks.data import (
+    positive_int,
+    require_path,
+    resolve_options,
+    stratified_subset,
+)
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "fashion-mnist"
+
+#: Where ``apt-get install dataset-fashion-mnist`` puts the IDX files.
+DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+#: The class names of labels 0..9.
+CLASSES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+# IDX element types by the third magic byte (only unsigned bytes occur in (Fashion-)MNIST,
+# the rest of the format is read for completeness).
+_IDX_DTYPES: dict[int, str] = {
+    0x08: "u1",
+    0x09: "i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
+
+#: Every option of the task with its default (see the provider function's docstring).
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "train_size": 10000,
+    "test_size": None,
+    "epochs": 4,
+    "width": 16,
+    "hidden": 128,
+    "seed": 0,
+    "lr": 3e-3,
+    "batch_size": 128,
+    "data_dir": None,
+}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (raw or gzipped, detected by content) as a numpy array.
+
+    Raises:
+        TaskError: the file is missing, truncated or not IDX.
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise TaskError(f"cannot read the IDX file {p} ({e}): reinstall the data") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise TaskError(f"{p} is not an IDX file (bad magic number): reinstall the data")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != expected:
+        raise TaskError(
+            f"{p} holds {len(raw)} bytes but its header promises {expected}: the file is "
+            "truncated or corrupt; reinstall the data"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _find(data_dir: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (data_dir / name).is_file():
+            return data_dir / name
+    raise TaskError(
+        f"{data_dir} has no {stem}[.gz]: install the data with "
+        "`apt-get install dataset-fashion-mnist`, or point the task option `data_dir` at a "
+        "folder with the four Fashion-MNIST IDX files"
+    )
+
+
+def load_fashion_mnist(
+    *, data_dir: str | Path | None = None, split: str = "test"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One official split as ``N x 1 x 28 x 28`` float images in [0, 1] and int64 labels.
+
+    Args:
+        data_dir: the folder with the IDX files (default: the Debian location).
+        split: ``"train"`` (60k) or ``"test"`` (10k).
+
+    Raises:
+        TaskError: the files are missing or corrupt; the message names the Debian package.
+    """
+    if split not in ("train", "test"):
+        raise TaskError(f"split must be 'train' or 'test', not {split!r}")
+    folder = require_path(
+        data_dir or DEFAULT_DATA_DIR,
+        what="the Fashion-MNIST IDX files",
+        package="dataset-fashion-mnist",
+        option="data_dir",
+    )
+    images = read_idx(_find(folder, _FILES[f"{split}_images"]))
+    labels = read_idx(_find(folder, _FILES[f"{split}_labels"]))
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise TaskError(
+            f"the {split} IDX files of {folder} do not pair up (images {images.shape}, labels "
+            f"{labels.shape}): reinstall the data"
+        )
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    y = torch.from_numpy(labels.astype(np.int64))
+    return x, y
+
+
+class FashionCNN(nn.Module):
+    """Two conv-BN-ReLU-pool blocks (``width`` then ``2 * width`` channels) and an MLP head."""
+
+    def __init__(self, *, width: int = 16, hidden: int = 128, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(2 * width * 7 * 7, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of 1x28x28 images."""
+        out: torch.Tensor = self.classifier(self.features(x))
+        return out
+
+
+def train_cnn(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+) -> None:
+    """Train ``model`` in place with Adam and cross-entropy, shuffling with a seeded generator."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(x.shape[0], generator=gen)
+        for start in range(0, x.shape[0], batch_size):
+            batch = perm[start : start + batch_size]
+            opt.zero_grad()
+            loss_fn(model(x[batch]), y[batch]).backward()
+            opt.step()
+    model.eval()
+
+
+def fashion_mnist_task(options: dict[str, Any]) -> Task:
+    """Build the Fashion-MNIST task.
+
+    Options (all optional):
+        train_size: training images, a stratified subset of the 60k (10000).
+        test_size: evaluation images, a stratified subset of the official 10k test set
+            (null: all 10000).
+        epochs: training epochs (4).
+        width: channels of the first convolution; the second has twice as many (16).
+        hidden: units of the hidden linear layer (128).
+        seed: subsets, initial weights and shuffling (0).
+        lr: Adam's learning rate (0.003).
+        batch_size: training batch size (128).
+        data_dir: folder with the IDX files (default ``/usr/share/datasets/fashion-mnist``).
+
+    Raises:
+        TaskError: an option is wrong, or the data cannot be found.
+    """
+    cfg = resolve_options(TASK_NAME, options, DEFAULT_OPTIONS)
+    train_size = positive_int(TASK_NAME, "train_size", cfg["train_size"])
+    epochs = positive_int(TASK_NAME, "epochs", cfg["epochs"])
+    width = positive_int(TASK_NAME, "width", cfg["width"])
+    hidden = positive_int(TASK_NAME, "hidden", cfg["hidden"])
+    batch_size = positive_int(TASK_NAME, "batch_size", cfg["batch_size"])
+    test_size = (
+        None if cfg["test_size"] is None else positive_int(TASK_NAME, "test_size", cfg["test_size"])
+    )
+    seed = int(cfg["seed"])
+    x_te, y_te = load_fashion_mnist(data_dir=cfg["data_dir"], split="test")
+    if test_size is not None:
+        keep = stratified_subset(y_te, test_size, seed=seed, salt="test")
+        x_te, y_te = x_te[keep], y_te[keep]
+    x_tr_all, y_tr_all = load_fashion_mnist(data_dir=cfg["data_dir"], split="train")
+    pick = stratified_subset(y_tr_all, train_size, seed=seed, salt="train")
+    x_tr, y_tr = x_tr_all[pick].contiguous(), y_tr_all[pick].contiguous()
+    del x_tr_all, y_tr_all
+
+    torch.manual_seed(seed)
+    model = FashionCNN(width=width, hidden=hidden)
+    # data_dir is left out of the key: the same files anywhere give the same model.
+    key = cache_key("fashion-mnist-cnn-v1", {k: v for k, v in cfg.items() if k != "data_dir"})
+    state = load_state(key)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:
+            state = None
+    if state is None:
+        log.info("training the Fashion-MNIST CNN (first use; cached afterwards as %s)", key)
+        train_cnn(
+            model, x_tr, y_tr, epochs=epochs, lr=float(cfg["lr"]), batch_size=batch_size, seed=seed
+        )
+        save_state(key, model.state_dict())
+    model.eval()
+    return Task(
+        name=TASK_NAME,
+        model=model,
+        eval_inputs=x_te,
+        eval_labels=y_te,
+        num_classes=len(CLASSES),
+        train_inputs=x_tr,
+        train_labels=y_tr,
+        description=(
+            f"FashionCNN(width={width}) trained {epochs} epochs on {len(y_tr)} stratified "
+            f"Fashion-MNIST training images, evaluated on "
+            f"{'the official 10k test set' if test_size is None else f'{len(y_te)} of it'}, "
+            f"seed {seed}"
+        ),
+        info={"train_examples": str(len(y_tr)), "eval_examples": str(len(y_te))},
+    )

