@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from compresslab.energy.model import count_ops, linear_like
+
 
 @dataclass(frozen=True)
 class ModelProfile:
@@ -37,39 +39,12 @@ class ModelProfile:
     sparsity: float
 
 
-def _linear_like(m: nn.Module) -> bool:
-    return hasattr(m, "in_features") and hasattr(m, "out_features")
-
-
 def count_macs(model: nn.Module, example_inputs: torch.Tensor) -> float:
-    """MACs per example of every convolution and linear-like layer (quantized ones included)."""
-    total = 0.0
-    hooks = []
+    """MACs per example of every convolution and linear-like layer (quantized ones included).
 
-    def conv_hook(m: nn.Module, _inp: object, out: torch.Tensor) -> None:
-        nonlocal total
-        assert isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)
-        kernel = 1
-        for k in m.kernel_size:
-            kernel *= k
-        total += out.numel() * (m.in_channels // m.groups) * kernel
-
-    def linear_hook(m: nn.Module, _inp: object, out: torch.Tensor) -> None:
-        nonlocal total
-        total += out.numel() * int(m.in_features)  # type: ignore[arg-type]
-
-    for module in model.modules():
-        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-            hooks.append(module.register_forward_hook(conv_hook))
-        elif _linear_like(module) and not any(_linear_like(c) for c in module.children()):
-            hooks.append(module.register_forward_hook(linear_hook))
-    try:
-        with torch.inference_mode():
-            model(example_inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-    return total / example_inputs.shape[0]
+    The same forward-hook count that prices the modeled energy tier, summed over formats.
+    """
+    return sum(count_ops(model, example_inputs).macs.values())
 
 
 def count_params(model: nn.Module) -> int:
@@ -166,7 +141,7 @@ def _dense_weight(module: nn.Module) -> torch.Tensor | None:
     if callable(weight_bias):
         qweight: torch.Tensor = weight_bias()[0]
         return qweight.dequantize()
-    if not _linear_like(module):
+    if not linear_like(module):
         return None
     weight = getattr(module, "weight", None)
     if not isinstance(weight, torch.Tensor):

@@ -67,7 +67,8 @@ class OpCounts:
     input_bytes_per_example: float = 0.0
 
 
-def _linear_like(m: nn.Module) -> bool:
+def linear_like(m: nn.Module) -> bool:
+    """True for layers with ``in_features``/``out_features`` (nn.Linear, quantized, bnb)."""
     return hasattr(m, "in_features") and hasattr(m, "out_features")
 
 
@@ -117,7 +118,7 @@ def count_ops(model: nn.Module, example_inputs: torch.Tensor) -> OpCounts:
 
     for module in model.modules():
         conv = isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d)
-        linear = _linear_like(module) and not any(_linear_like(c) for c in module.children())
+        linear = linear_like(module) and not any(linear_like(c) for c in module.children())
         if conv or linear:
             hooks.append(module.register_forward_hook(hook))
     try:
