@@ -291,9 +291,23 @@ class RuntimeSpec(_Strict):
 
     threads: ParamSpec | None = None
     batch_size: ParamSpec | None = None
+    #: NVIDIA GPUs only: the power limit (W) set through NVML while measuring, then restored.
+    power_limit_w: ParamSpec | None = None
 
     @model_validator(mode="after")
     def _positive_ints(self) -> RuntimeSpec:
+        limit = self.power_limit_w
+        if limit is not None:
+            bounds = (
+                [limit.low, limit.high]
+                if isinstance(limit, ParamRange)
+                else list(limit.choices)
+                if isinstance(limit, ParamChoices)
+                else [limit]
+            )
+            for v in bounds:
+                if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+                    raise ValueError(f"`power_limit_w` values must be watts > 0, not {v!r}")
         for name in ("threads", "batch_size"):
             spec = getattr(self, name)
             values: list[Any]
@@ -427,8 +441,19 @@ def source_from_text(text: str, *, path: str = "<recipe>") -> RecipeSource:
     return RecipeSource(data, path=path, lines=lines)
 
 
+# What a text field must look like, for its pattern's error message.
+_PATTERN_HINTS = {
+    "name": "use letters, digits, '.', '_' and '-' only (it names the report folder)",
+    "task.entrypoint": "write it as `package.module:function`",
+    "energy.device": "use cpu, cuda or cuda:N",
+}
+
+
 def _fix_hint(err: Mapping[str, Any]) -> str:
     kind = err.get("type", "")
+    hint = _PATTERN_HINTS.get(".".join(str(p) for p in err.get("loc", ())))
+    if kind == "string_pattern_mismatch" and hint:
+        return hint
     if kind == "extra_forbidden":
         return "remove it or check its spelling (see README.md, 'Recipe format')"
     if kind == "missing":
@@ -454,6 +479,8 @@ def parse_recipe(source: RecipeSource) -> Recipe:
         msg = err["msg"]
         if err.get("type") == "extra_forbidden":
             msg = f"unknown key '{loc[-1]}'"
+        if err.get("type") == "string_pattern_mismatch":
+            msg = f"{err.get('input')!r} is not of the expected form"
         msg = re.sub(r"^Value error, ", "", msg)
         more = (
             f" ({len(e.errors()) - 1} more problem(s) after this one)"

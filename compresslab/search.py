@@ -31,12 +31,12 @@ import torch
 
 from compresslab.carbon import carbon_settings
 from compresslab.compress import (
-    capabilities,
     STAGES,
     CompressContext,
     Step,
     VariantSpec,
     build_variant,
+    capabilities,
     get_method,
     probe_methods,
 )
@@ -94,6 +94,7 @@ class Runtime:
 
     threads: int | None = None
     batch_size: int | None = None
+    power_limit_w: float | None = None
 
     def label(self) -> str:
         """E.g. `` @ threads=1, batch_size=32`` (empty when nothing is set)."""
@@ -126,9 +127,17 @@ class SearchSpace:
             else:
                 skipped[m.method] = avail[m.method].reason
         knobs = {
-            k: v for k, v in (runtime.model_dump() if runtime else {}).items() if v is not None
+            name: getattr(runtime, name)
+            for name in ("threads", "batch_size", "power_limit_w")
+            if runtime is not None and getattr(runtime, name) is not None
         }
-        knobs = {k: getattr(runtime, k) for k in knobs}
+        if "power_limit_w" in knobs:
+            from compresslab.energy.nvml import NvmlSampler
+
+            gpu = NvmlSampler().available()
+            if not gpu:
+                del knobs["power_limit_w"]
+                skipped["runtime.power_limit_w"] = f"needs an NVIDIA GPU: {gpu.reason}"
         return cls({s: v for s, v in by_stage.items() if v}, skipped, knobs)
 
     def suggest_runtime(self, trial: Any) -> Runtime:
@@ -447,13 +456,18 @@ class VariantBench:
         prof = profile_model(model, self.ctx.example_inputs)
         runtime = runtime or Runtime()
         batch = self.task.inference_batch(runtime.batch_size or self.recipe.energy.batch_size)
-        energy = measure_model(
-            model,
-            batch,
-            sampler=self.selection.sampler,
-            protocol=self.protocol,
-            threads=runtime.threads or self.recipe.energy.threads,
-        )
+        with contextlib.ExitStack() as stack:
+            if runtime.power_limit_w is not None:
+                from compresslab.energy.nvml import power_limit
+
+                stack.enter_context(power_limit(runtime.power_limit_w))
+            energy = measure_model(
+                model,
+                batch,
+                sampler=self.selection.sampler,
+                protocol=self.protocol,
+                threads=runtime.threads or self.recipe.energy.threads,
+            )
         # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
         modeled = modeled_j_per_inference(count_ops(model, batch), batch_size=int(batch.shape[0]))
         return metric, {

@@ -285,3 +285,12 @@ def test_export_a_trial_and_reload_it(tmp_path: Path) -> None:
     built = build_variant(task.model, spec, ctx)
     x = task.eval_inputs[:16]
     assert torch.equal(reloaded(x), built(x))
+
+
+def test_power_limit_knob_is_left_out_without_a_gpu(tmp_path: Path) -> None:
+    from compresslab.search import SearchSpace
+
+    recipe = load_recipe(small(tmp_path, runtime={"power_limit_w": {"choices": [150, 250]}}))
+    space = SearchSpace.from_recipe(recipe.compression, recipe.runtime)
+    assert "power_limit_w" not in space.runtime
+    assert "NVIDIA GPU" in space.skipped["runtime.power_limit_w"]

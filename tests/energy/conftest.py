@@ -135,6 +135,9 @@ class FakeNvml:
     class NVMLError_Uninitialized(NVMLError):
         pass
 
+    class NVMLError_NoPermission(NVMLError):
+        pass
+
     def __init__(
         self,
         *,
@@ -154,6 +157,9 @@ class FakeNvml:
         self.power_calls = 0
         self.energy_error: Exception | None = None
         self.unsupported: set[str] = set()
+        self.may_set_limit = True
+        self.limits_mw = [300_000] * count
+        self.limit_history: list[tuple[int, int]] = []
         # Device i counts (i + 1) steps per call, so devices are told apart by their joules.
         self.counters = [
             itertools.count(energy_start_mj, energy_step_mj * (i + 1)) for i in range(count)
@@ -213,9 +219,20 @@ class FakeNvml:
         return 1410
 
     def nvmlDeviceGetPowerManagementLimit(self, handle: Any) -> int:
-        self._device(handle)
+        index = self._device(handle)
         self._maybe_unsupported("power_limit")
-        return 300_000
+        return self.limits_mw[index]
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: Any) -> tuple[int, int]:
+        self._device(handle)
+        return (100_000, 300_000)
+
+    def nvmlDeviceSetPowerManagementLimit(self, handle: Any, limit_mw: int) -> None:
+        index = self._device(handle)
+        if not self.may_set_limit:
+            raise self.NVMLError_NoPermission("Insufficient Permissions")
+        self.limits_mw[index] = limit_mw
+        self.limit_history.append((index, limit_mw))
 
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
         self._device(handle)

@@ -336,3 +336,36 @@ def test_no_synchronisation_when_cuda_is_unused(
     sampler = NvmlSampler()
     sampler.start()
     assert sampler.stop().energy_j > 0
+
+
+def test_power_limit_is_set_for_the_block_and_restored(fake_nvml: Any) -> None:
+    from compresslab.energy.nvml import power_limit
+
+    fake = fake_nvml(count=2)
+    with power_limit(200.0):
+        assert fake.limits_mw == [200_000, 200_000]
+    assert fake.limits_mw == [300_000, 300_000]
+    assert fake.limit_history == [(0, 200_000), (1, 200_000), (1, 300_000), (0, 300_000)]
+
+
+def test_power_limit_is_restored_when_the_block_raises(fake_nvml: Any) -> None:
+    from compresslab.energy.nvml import power_limit
+
+    fake = fake_nvml()
+    with pytest.raises(RuntimeError, match="boom"), power_limit(150.0):
+        assert fake.limits_mw == [150_000]
+        raise RuntimeError("boom")
+    assert fake.limits_mw == [300_000]
+
+
+def test_power_limit_out_of_range_or_without_permission(fake_nvml: Any) -> None:
+    from compresslab.energy.nvml import power_limit
+    from compresslab.errors import BackendUnavailableError, RecipeError
+
+    fake = fake_nvml()
+    with pytest.raises(RecipeError, match="from 100 W to 300 W"), power_limit(50.0):
+        pass
+    fake.may_set_limit = False
+    with pytest.raises(BackendUnavailableError, match="needs root"), power_limit(200.0):
+        pass
+    assert fake.limits_mw == [300_000]
