@@ -8,14 +8,87 @@ from pathlib import Path
 from typing import Any
 
 from compresslab.compress import check_space
-from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source
+from compresslab.errors import CompressLabError, UsageError
+from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source, storage_problem
 from compresslab.recipe import source_from_text as _source_from_text
 from compresslab.results import SearchResult, TrialRecord
+
+# Options of the built-in tasks that name a file or folder, checked before any work starts.
+_PATH_OPTIONS: dict[str, tuple[str, ...]] = {
+    "fashion-mnist": ("data_dir",),
+    "minilm-wordnet": ("wordnet_path", "encoder_path"),
+    "hf_local": ("path", "data"),
+}
+_TASK_MODULES = {
+    "digits": "compresslab.tasks.digits",
+    "fashion-mnist": "compresslab.tasks.fashion_mnist",
+    "minilm-wordnet": "compresslab.tasks.minilm",
+    "hf_local": "compresslab.tasks.hf_local",
+}
+
+
+def _task_problems(recipe: Recipe) -> list[tuple[tuple[Any, ...], str]]:
+    """What is wrong with the recipe's task that can be seen without running it."""
+    import importlib
+    import importlib.util
+
+    from compresslab.tasks import PROVIDERS
+
+    spec = recipe.task
+    if spec.entrypoint is not None:
+        module = spec.entrypoint.split(":")[0]
+        try:  # finds the module without running it (its parent packages are imported)
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            return []
+        return [
+            (
+                ("task", "entrypoint"),
+                f"cannot find the module '{module}' of the entrypoint: make it importable "
+                "(install it, or run from the folder that holds it)",
+            )
+        ]
+    assert spec.name is not None
+    if spec.name not in PROVIDERS:
+        return [
+            (
+                ("task", "name"),
+                f"unknown task '{spec.name}': use one of {', '.join(PROVIDERS)}, or "
+                "`entrypoint: package.module:function` for your own",
+            )
+        ]
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    # A provider's valid options are the keys of its defaults (DEFAULT_OPTIONS; digits: _DEFAULTS).
+    module_name = _TASK_MODULES.get(spec.name)
+    task_module = importlib.import_module(module_name) if module_name else None
+    valid = getattr(task_module, "DEFAULT_OPTIONS", None) or getattr(task_module, "_DEFAULTS", None)
+    for option in sorted(set(spec.options) - set(valid or spec.options)):
+        problems.append(
+            (
+                ("task", "options", option),
+                f"task '{spec.name}' has no option '{option}': its options are "
+                f"{', '.join(valid or ())}",
+            )
+        )
+    for option in _PATH_OPTIONS.get(spec.name, ()):
+        value = spec.options.get(option)
+        if isinstance(value, str) and value and not Path(value).expanduser().exists():
+            problems.append(
+                (
+                    ("task", "options", option),
+                    f"{value} does not exist: point `{option}` at the "
+                    f"{'folder' if option.endswith('dir') else 'file or folder'} it names, "
+                    "or remove the option to use the default location",
+                )
+            )
+    return problems
 
 
 def _validated(source: RecipeSource) -> Recipe:
     recipe = parse_recipe(source)
-    problems = check_space(recipe.compression)
+    problems = check_space(recipe.compression) + _task_problems(recipe)
     if problems:
         loc, message = problems[0]
         more = f" ({len(problems) - 1} more problem(s) after this one)" if len(problems) > 1 else ""
@@ -58,6 +131,7 @@ def search(
     from compresslab.report import write_report as _write
     from compresslab.search import run_search
 
+    _check_storage(storage)
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     result = run_search(
@@ -65,7 +139,36 @@ def search(
     )
     if write_report:
         _write(result, recipe.output_dir(base_dir))
+    _raise_if_all_failed(result, recipe.output_dir(base_dir) / "report.md")
     return result
+
+
+def _check_storage(storage: str | None) -> None:
+    problem = storage_problem(storage) if storage is not None else None
+    if problem:
+        raise UsageError(f"--storage: {problem}; see docs/fleet.md")
+
+
+def _raise_if_all_failed(result: SearchResult, report: Path) -> None:
+    """A search where every trial failed has no result: say why, rather than succeed empty."""
+    from collections import Counter
+
+    failed = result.failed
+    if not failed or any(t.evaluated for t in result.trials):
+        return
+    reason, n = Counter(t.error or "no reason recorded" for t in failed).most_common(1)[0]
+    baseline = any(t.is_baseline for t in failed)
+    raise CompressLabError(
+        f"every trial failed ({len(failed)} of {len(result.trials)}), so there is no frontier; "
+        f"the most common reason ({n} trials): {reason}. "
+        + (
+            "The uncompressed baseline failed too: the task or the energy measurement is at "
+            "fault, not a compression method. "
+            if baseline
+            else ""
+        )
+        + f"Every trial's reason is in {report}"
+    )
 
 
 def report(
@@ -78,6 +181,7 @@ def report(
     from compresslab.report import write_report as _write
     from compresslab.search import load_result
 
+    _check_storage(storage)
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     result = load_result(recipe, storage=storage, base_dir=base_dir)
@@ -224,3 +328,22 @@ def measure_recipe(
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     return measure_variant(recipe, trial=trial, storage=storage, base_dir=base_dir)
+
+
+def export_trial(
+    recipe: Recipe | str | Path,
+    *,
+    trial: int,
+    out_dir: str | Path,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+) -> Path:
+    """Export trial ``trial``'s variant of a recipe's study as a reproducible artefact.
+
+    ``compresslab.export.load_variant(out_dir, task=...)`` rebuilds it with the same outputs.
+    """
+    from compresslab.search import export_trial as _export
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    return _export(recipe, trial=trial, out_dir=Path(out_dir), storage=storage, base_dir=base_dir)
