@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compresslab.energy.base import (
-    probe_update_period_s,
     Availability,
     ComponentEnergy,
     Provenance,
     Reading,
     check_reading,
+    probe_update_period_s,
 )
 from compresslab.energy.machine import cpu_model
 from compresslab.errors import BackendUnavailableError, MeasurementError, RecipeError
