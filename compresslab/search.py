@@ -79,11 +79,22 @@ _MEASURED_ATTRS = (
 )
 
 
+class _DropFailedTrialTraceback(logging.Filter):
+    """Optuna logs a traceback for every failed trial; ours logs one line with the reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, _TrialFailed)
+
+
 def _optuna() -> Any:
     import optuna
 
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
+    study_log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _DropFailedTrialTraceback) for f in study_log.filters):
+        study_log.addFilter(_DropFailedTrialTraceback())
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
 
@@ -256,9 +267,9 @@ def sampler_name(recipe: Recipe, space: SearchSpace | None = None) -> str:
     return "grid" if size <= recipe.search.trials else "nsga2"
 
 
-def _make_sampler(recipe: Recipe, name: str, *, shared: bool = False) -> Any:
+def _make_sampler(recipe: Recipe, name: str, *, shared: bool = False, seed_offset: int = 0) -> Any:
     optuna = _optuna()
-    seed = recipe.search.seed
+    seed = recipe.search.seed + 1_000_003 * seed_offset
     if shared:
         # Workers sharing a study with one seed would all propose the same variants in the
         # same order (duplicates, reuses); each mixes its identity in. A fleet's order of
@@ -557,7 +568,6 @@ class _Objective:
         Counted: distinct variants evaluated, and RUNNING trials that may become one (other
         workers'). Trial numbers are unique, so concurrent workers agree on who goes first.
         """
-        trial.set_user_attr("claimed", True)
         ahead = sum(
             1
             for t in trial.study.get_trials(deepcopy=False)
@@ -702,6 +712,13 @@ def run_search(
     cost = make_sampler(cost_name, energy_options(recipe.energy).get(cost_name))
     cost.start()
     try:
+        # The storage first: a wrong URL is reported before a model loads (minutes for MiniLM).
+        study = open_study(recipe, storage=storage_url, sampler=sampler)
+        # A resumed single-process study would replay the first session's random stream and
+        # re-propose the same variants: continue the seed instead (still reproducible).
+        finished = len(study.get_trials(deepcopy=False))
+        if finished and storage_url.startswith("sqlite"):
+            study.sampler = _make_sampler(recipe, sampler, seed_offset=finished)
         task = load_task(recipe.task)
         try:
             baseline_accuracy = METRICS[recipe.task.metric](
@@ -714,7 +731,6 @@ def run_search(
             ) from e
         min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
 
-        study = open_study(recipe, storage=storage_url, sampler=sampler)
         interrupted = fail_dead_local_trials(study, single_process=storage_url.startswith("sqlite"))
         if interrupted:
             log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
@@ -853,7 +869,9 @@ def _report_info(
         ),
         "projection": recipe.report.model_dump(),
         "versions": _versions(),
-        "capabilities": capabilities(),
+        # Which libraries are installed, not imported: the methods' own probes already
+        # proved what runs, and importing bitsandbytes costs seconds per worker.
+        "capabilities": capabilities(import_libraries=False),
     }
 
 

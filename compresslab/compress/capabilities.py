@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import platform
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,21 @@ def _bf16_runs() -> bool:
         return False
 
 
+def _installed(name: str) -> dict[str, Any]:
+    """Whether a library is installed, and its version, without importing it (fast)."""
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return {"installed": False, "version": None}
+    try:
+        version: str | None = importlib.metadata.version(LIBRARIES[name])
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return {"installed": True, "version": version}
+
+
 def _library(name: str) -> dict[str, Any]:
     try:
         if name == "bitsandbytes":
@@ -94,8 +110,12 @@ def _library(name: str) -> dict[str, Any]:
     return {"imports": True, "version": version}
 
 
-def capabilities() -> dict[str, Any]:
+def capabilities(*, import_libraries: bool = True) -> dict[str, Any]:
     """Facts about this machine that decide which compression methods run, and how fast.
+
+    Args:
+        import_libraries: import each optional library to prove it loads (seconds for
+            bitsandbytes); False reports only whether it is installed and its version.
 
     Returns:
         A JSON-able dict: ``device`` (``cuda`` when a CUDA device is usable, else ``cpu``),
@@ -130,5 +150,7 @@ def capabilities() -> dict[str, Any]:
             "quantized_engine": torch.backends.quantized.engine,
         },
         "cuda": cuda,
-        "libraries": {name: _library(name) for name in LIBRARIES},
+        "libraries": {
+            name: _library(name) if import_libraries else _installed(name) for name in LIBRARIES
+        },
     }
