@@ -12,83 +12,12 @@ from compresslab.errors import CompressLabError, UsageError
 from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source, storage_problem
 from compresslab.recipe import source_from_text as _source_from_text
 from compresslab.results import SearchResult, TrialRecord
-
-# Options of the built-in tasks that name a file or folder, checked before any work starts.
-_PATH_OPTIONS: dict[str, tuple[str, ...]] = {
-    "fashion-mnist": ("data_dir",),
-    "minilm-wordnet": ("wordnet_path", "encoder_path"),
-    "hf_local": ("path", "data"),
-}
-_TASK_MODULES = {
-    "digits": "compresslab.tasks.digits",
-    "fashion-mnist": "compresslab.tasks.fashion_mnist",
-    "minilm-wordnet": "compresslab.tasks.minilm",
-    "hf_local": "compresslab.tasks.hf_local",
-}
-
-
-def _task_problems(recipe: Recipe) -> list[tuple[tuple[Any, ...], str]]:
-    """What is wrong with the recipe's task that can be seen without running it."""
-    import importlib
-    import importlib.util
-
-    from compresslab.tasks import PROVIDERS
-
-    spec = recipe.task
-    if spec.entrypoint is not None:
-        module = spec.entrypoint.split(":")[0]
-        try:  # finds the module without running it (its parent packages are imported)
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if found:
-            return []
-        return [
-            (
-                ("task", "entrypoint"),
-                f"cannot find the module '{module}' of the entrypoint: make it importable "
-                "(install it, or run from the folder that holds it)",
-            )
-        ]
-    assert spec.name is not None
-    if spec.name not in PROVIDERS:
-        return [
-            (
-                ("task", "name"),
-                f"unknown task '{spec.name}': use one of {', '.join(PROVIDERS)}, or "
-                "`entrypoint: package.module:function` for your own",
-            )
-        ]
-    problems: list[tuple[tuple[Any, ...], str]] = []
-    # A provider's valid options are the keys of its defaults (DEFAULT_OPTIONS; digits: _DEFAULTS).
-    module_name = _TASK_MODULES.get(spec.name)
-    task_module = importlib.import_module(module_name) if module_name else None
-    valid = getattr(task_module, "DEFAULT_OPTIONS", None) or getattr(task_module, "_DEFAULTS", None)
-    for option in sorted(set(spec.options) - set(valid or spec.options)):
-        problems.append(
-            (
-                ("task", "options", option),
-                f"task '{spec.name}' has no option '{option}': its options are "
-                f"{', '.join(valid or ())}",
-            )
-        )
-    for option in _PATH_OPTIONS.get(spec.name, ()):
-        value = spec.options.get(option)
-        if isinstance(value, str) and value and not Path(value).expanduser().exists():
-            problems.append(
-                (
-                    ("task", "options", option),
-                    f"{value} does not exist: point `{option}` at the "
-                    f"{'folder' if option.endswith('dir') else 'file or folder'} it names, "
-                    "or remove the option to use the default location",
-                )
-            )
-    return problems
+from compresslab.tasks import check_task
 
 
 def _validated(source: RecipeSource) -> Recipe:
     recipe = parse_recipe(source)
-    problems = check_space(recipe.compression) + _task_problems(recipe)
+    problems = check_space(recipe.compression) + check_task(recipe.task)
     if problems:
         loc, message = problems[0]
         more = f" ({len(problems) - 1} more problem(s) after this one)" if len(problems) > 1 else ""

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 from compresslab.errors import TaskError
@@ -58,6 +59,7 @@ __all__ = [
     "PROVIDERS",
     "resolve_provider",
     "load_task",
+    "check_task",
     "evaluate",
     "load_weights",
 ]
@@ -96,6 +98,79 @@ PROVIDERS: dict[str, TaskProvider] = {
     "fashion-mnist": _fashion_mnist,
     "hf_local": _hf_local,
 }
+
+
+# Options of the built-in tasks that name a file or folder, checked before any work starts.
+_PATH_OPTIONS: dict[str, tuple[str, ...]] = {
+    "fashion-mnist": ("data_dir",),
+    "minilm-wordnet": ("wordnet_path", "encoder_path"),
+    "hf_local": ("path", "data"),
+}
+_TASK_MODULES = {
+    "digits": "compresslab.tasks.digits",
+    "fashion-mnist": "compresslab.tasks.fashion_mnist",
+    "minilm-wordnet": "compresslab.tasks.minilm",
+    "hf_local": "compresslab.tasks.hf_local",
+}
+
+
+def check_task(spec: TaskSpec) -> list[tuple[tuple[Any, ...], str]]:
+    """What is wrong with a recipe's task that can be seen without running it.
+
+    Returns (location, message) pairs: an unknown task, an entrypoint module that cannot be
+    found, an unknown option, a path option that points nowhere.
+    """
+    import importlib.util
+
+    if spec.entrypoint is not None:
+        module = spec.entrypoint.split(":")[0]
+        try:  # finds the module without running it (its parent packages are imported)
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            return []
+        return [
+            (
+                ("task", "entrypoint"),
+                f"cannot find the module '{module}' of the entrypoint: make it importable "
+                "(install it, or run from the folder that holds it)",
+            )
+        ]
+    assert spec.name is not None
+    if spec.name not in PROVIDERS:
+        return [
+            (
+                ("task", "name"),
+                f"unknown task '{spec.name}': use one of {', '.join(PROVIDERS)}, or "
+                "`entrypoint: package.module:function` for your own",
+            )
+        ]
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    # A provider's valid options are the keys of its module's DEFAULT_OPTIONS.
+    module_name = _TASK_MODULES.get(spec.name)
+    task_module = importlib.import_module(module_name) if module_name else None
+    valid = getattr(task_module, "DEFAULT_OPTIONS", None)
+    for option in sorted(set(spec.options) - set(valid or spec.options)):
+        problems.append(
+            (
+                ("task", "options", option),
+                f"task '{spec.name}' has no option '{option}': its options are "
+                f"{', '.join(valid or ())}",
+            )
+        )
+    for option in _PATH_OPTIONS.get(spec.name, ()):
+        value = spec.options.get(option)
+        if isinstance(value, str) and value and not Path(value).expanduser().exists():
+            problems.append(
+                (
+                    ("task", "options", option),
+                    f"{value} does not exist: point `{option}` at the "
+                    f"{'folder' if option.endswith('dir') else 'file or folder'} it names, "
+                    "or remove the option to use the default location",
+                )
+            )
+    return problems
 
 
 def resolve_provider(spec: TaskSpec) -> TaskProvider:

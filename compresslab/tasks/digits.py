@@ -18,7 +18,7 @@ from compresslab.tasks.cache import cache_key, load_state, save_state
 
 log = logging.getLogger(__name__)
 
-_DEFAULTS: dict[str, Any] = {
+DEFAULT_OPTIONS: dict[str, Any] = {
     "width": 32,
     "hidden": 128,
     "epochs": 30,
@@ -89,13 +89,13 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict[str, An
 
 def digits_task(options: dict[str, Any]) -> Task:
     """Build the digits task; ``options`` may set width, hidden, epochs, seed, test_fraction, lr."""
-    unknown = set(options) - set(_DEFAULTS)
+    unknown = set(options) - set(DEFAULT_OPTIONS)
     if unknown:
         raise TaskError(
             f"unknown option(s) for task 'digits': {', '.join(sorted(unknown))}; "
-            f"valid options are {', '.join(_DEFAULTS)}"
+            f"valid options are {', '.join(DEFAULT_OPTIONS)}"
         )
-    cfg = {**_DEFAULTS, **options}
+    cfg = {**DEFAULT_OPTIONS, **options}
     x_tr, y_tr, x_te, y_te = load_digits_split(seed=cfg["seed"], test_fraction=cfg["test_fraction"])
     torch.manual_seed(cfg["seed"])
     model = DigitsCNN(width=int(cfg["width"]), hidden=int(cfg["hidden"]))
