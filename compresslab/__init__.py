@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from compresslab import lab
 from compresslab.api import (
     BlockMeasurement,
     load_recipe,
@@ -22,12 +23,15 @@ from compresslab.api import (
     search,
 )
 from compresslab.errors import CompressLabError, RecipeError
+from compresslab.lab import Study
 
 __all__ = [
     "BlockMeasurement",
     "CompressLabError",
     "RecipeError",
+    "Study",
     "__version__",
+    "lab",
     "load_recipe",
     "measure",
     "measure_model",

@@ -19,6 +19,7 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from compresslab.compress.ao import TorchaoInt8Dynamic, TorchaoInt8WeightOnly
@@ -165,6 +166,15 @@ def build_variant(
     Raises:
         VariantError: a step is out of order, unknown, or fails on this model.
     """
+    # Pruning and recovery need autograd, also when the caller is in inference mode (a copy
+    # made there would hold inference tensors that autograd refuses).
+    with torch.inference_mode(False), torch.enable_grad():
+        return _build(base, spec, ctx, trace)
+
+
+def _build(
+    base: nn.Module, spec: VariantSpec, ctx: CompressContext, trace: BuildTrace | None
+) -> nn.Module:
     model = copy.deepcopy(base)
     model.eval()
     last_stage = -1

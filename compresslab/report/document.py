@@ -407,7 +407,9 @@ def _how(doc: Document, result: SearchResult) -> None:
             f"quantized engine {torch_caps.get('quantized_engine', '-')}"
         )
         items += [
-            f"{name}: {lib.get('version') if lib.get('imports') else 'not importable'}"
+            f"{name}: {lib.get('version') or '-'}"
+            if lib.get("imports") or lib.get("installed")
+            else f"{name}: not installed"
             for name, lib in libs.items()
             if isinstance(lib, dict)
         ]

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compresslab import units
 from compresslab.results import SearchResult, TrialRecord
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+_FRONTIER_LABEL = "Pareto frontier (feasible)"
 
 
 def _acc(r: TrialRecord) -> float:
@@ -16,38 +23,51 @@ def _acc(r: TrialRecord) -> float:
 _MARKERS = {"measured": "o", "integrated": "s", "estimated": "^", "modeled": "D"}
 
 
-def pareto_plot(result: SearchResult, path: Path) -> Path:
-    """Write ``pareto.png``: every completed trial, CI error bars, the frontier as a step line."""
-    import matplotlib
+def draw_pareto(result: SearchResult, ax: Axes) -> None:
+    """Draw the Pareto plot of ``result`` on ``ax``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=130)
+    Variants with energy and accuracy CIs and markers by provenance, the feasible frontier
+    (trial numbers beside it), the baseline and the accuracy tolerance.
+    """
     done = [r for r in result.completed if r.reused_from is None]
+
+    def acc(r: TrialRecord) -> float:
+        return math.nan if r.accuracy is None else r.accuracy
+
     for prov in sorted({r.provenance for r in done}):
         pts = [r for r in done if r.provenance == prov]
+        ys = [acc(r) for r in pts]
+        lows = [r.accuracy_ci95[0] if r.accuracy_ci95 else y for r, y in zip(pts, ys, strict=True)]
+        highs = [r.accuracy_ci95[1] if r.accuracy_ci95 else y for r, y in zip(pts, ys, strict=True)]
         ax.errorbar(
             [units.kwh_per_1k(r.energy_j_per_inference) for r in pts],
-            [_acc(r) for r in pts],
-            xerr=[units.kwh_per_1k(r.energy["ci95_j_per_inference"]) for r in pts],  # type: ignore[index]
+            ys,
+            xerr=[units.kwh_per_1k(float((r.energy or {})["ci95_j_per_inference"])) for r in pts],
+            yerr=[
+                [max(0.0, y - lo) for y, lo in zip(ys, lows, strict=True)],
+                [max(0.0, hi - y) for y, hi in zip(ys, highs, strict=True)],
+            ],
             fmt=_MARKERS.get(prov, "o"),
-            color="0.6",
-            ecolor="0.8",
+            color="0.55",
+            ecolor="0.82",
             markersize=5,
             label=f"variants ({prov})",
         )
     front = result.frontier
     if front:
         xs = [units.kwh_per_1k(r.energy_j_per_inference) for r in front]
-        ys = [_acc(r) for r in front]
+        ys = [acc(r) for r in front]
         ax.step(xs, ys, where="post", color="tab:green", linewidth=1.5)
-        ax.scatter(xs, ys, color="tab:green", zorder=3, s=36, label="Pareto frontier (feasible)")
+        ax.scatter(xs, ys, color="tab:green", zorder=3, s=36, label=_FRONTIER_LABEL)
+        for r, x, y in zip(front, xs, ys, strict=True):
+            ax.annotate(
+                str(r.number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
     base = result.baseline
     if base is not None:
         ax.scatter(
             [units.kwh_per_1k(base.energy_j_per_inference)],
-            [_acc(base)],
+            [acc(base)],
             marker="*",
             s=180,
             color="tab:red",
@@ -67,23 +87,32 @@ def pareto_plot(result: SearchResult, path: Path) -> Path:
     ax.set_title(f"{result.recipe_name}: accuracy vs energy")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    # A bare Figure, not pyplot: writing a report never changes the process's backend (a
+    # notebook keeps showing inline figures after a search).
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_in, height_in), dpi=130)
+
+
+def pareto_plot(result: SearchResult, path: Path) -> Path:
+    """Write ``pareto.png`` (see :func:`draw_pareto`)."""
+    fig = _figure(7.5, 5)
+    draw_pareto(result, fig.add_subplot())
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
 def hypervolume_plot(result: SearchResult, path: Path) -> Path:
     """Write ``hypervolume.png``: the feasible front's hypervolume after each trial."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from compresslab.report.figures import hypervolume_curve
 
     curve = hypervolume_curve(result)
-    fig, ax = plt.subplots(figsize=(7.5, 3.2), dpi=130)
+    fig = _figure(7.5, 3.2)
+    ax = fig.add_subplot()
     if curve:
         ax.step([n for n, _ in curve], [hv for _, hv in curve], where="post", color="tab:blue")
     ax.set_xlabel("trial")
@@ -92,7 +121,6 @@ def hypervolume_plot(result: SearchResult, path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 

@@ -1,0 +1,603 @@
+"""Notebook exploration: a search as a :class:`Study` of pandas DataFrames, plots and models.
+
+Example::
+
+    from compresslab import lab
+
+    study = lab.search("recipes/digits.yaml", trials=8)   # a progress bar, then a Study
+    study                        # in Jupyter: a summary with the frontier table
+    study.trials                 # one row per trial (pandas), as trials.csv
+    study.frontier               # the feasible Pareto frontier, cheapest first
+    study.plot()                 # accuracy against energy, inline
+    best = study.best()          # the cheapest variant within the recipe's tolerance
+    model = study.build(best)    # that variant as a torch model
+    study.export(best, "exported/best")
+
+    study = lab.open("recipes/digits.yaml")                # a finished study, from its storage
+
+The progress bar is the only output of this module: in Jupyter it is one HTML line updated in
+place (no widget library needed, and a saved notebook shows its final state); in a terminal it
+is a rich progress bar on stderr. Everything else is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import html
+import logging
+import math
+import numbers
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from compresslab.recipe import Recipe
+from compresslab.report.plot import draw_pareto
+from compresslab.results import SearchResult, TrialRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from matplotlib.axes import Axes
+    from torch import nn
+
+    from compresslab.compress import CompressContext, VariantSpec
+    from compresslab.protocol import EnergyResult
+    from compresslab.search import Runtime
+    from compresslab.tasks import Task
+
+    #: What names a trial: its number, its :class:`TrialRecord`, or a row of ``Study.trials``
+    #: (anything with a ``"trial"`` key, such as what :meth:`Study.best` returns).
+    TrialRef: TypeAlias = int | TrialRecord | pd.Series | Mapping[str, Any]
+
+__all__ = ["Study", "open", "search"]
+
+log = logging.getLogger(__name__)
+
+_SUMMARY_COLUMNS = [
+    "trial",
+    "variant",
+    "accuracy",
+    "energy_j_per_inference",
+    "ci95_j_per_inference",
+    "provenance",
+    "energy_ratio_vs_baseline",
+]
+
+
+def search(
+    recipe: Recipe | str | Path | Mapping[str, Any],
+    *,
+    trials: int | None = None,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+    progress: bool = True,
+    write_report: bool = True,
+) -> Study:
+    """Run (or resume) a recipe's search and return it as a :class:`Study`.
+
+    Args:
+        recipe: a :class:`Recipe`, a path to its YAML, or the recipe as a dict.
+        trials: distinct variants to reach (default: the recipe's ``search.trials``).
+        storage: Optuna storage URL (default: the recipe's, else SQLite under the report
+            folder).
+        base_dir: folder the recipe's relative ``output`` is resolved against (default: the
+            working directory).
+        progress: show a progress bar (HTML in Jupyter, rich on stderr in a terminal);
+            ``False`` prints nothing at all.
+        write_report: also write the report files under ``<output>/<name>/``.
+
+    Returns:
+        The study, with every trial so far (a resumed search keeps the earlier ones).
+
+    Raises:
+        ValueError: ``trials`` is below 1.
+        RecipeError: the recipe is invalid (before any work starts).
+        CompressLabError: every trial failed (the message gives the most common reason).
+    """
+    from compresslab import api
+
+    if trials is not None and trials < 1:
+        raise ValueError(f"trials must be at least 1, not {trials}")
+    rec = recipe if isinstance(recipe, Recipe) else api.load_recipe(recipe)
+    target = trials if trials is not None else rec.search.trials
+    with (
+        _process_state_kept(),
+        _progress(f"search {rec.name}", target, enabled=progress) as on_trial,
+    ):
+        result = api.search(
+            rec,
+            trials=trials,
+            storage=storage,
+            base_dir=base_dir,
+            on_trial=on_trial,
+            write_report=write_report,
+        )
+    study = Study(rec, result, base_dir=base_dir)
+    log.info("search %s: %s", rec.name, study._counts())
+    return study
+
+
+# Shadows the builtin inside this module on purpose (`lab.open(recipe)`); nothing here opens files.
+def open(
+    recipe: Recipe | str | Path | Mapping[str, Any],
+    *,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+) -> Study:
+    """Open a recipe's existing study from its storage (nothing is run or written).
+
+    Args:
+        recipe: a :class:`Recipe`, a path to its YAML, or the recipe as a dict.
+        storage: Optuna storage URL (default: the recipe's, else its SQLite file).
+        base_dir: folder the recipe's relative ``output`` is resolved against.
+
+    Raises:
+        StorageError: there is no study yet (run :func:`search` first) or the storage is
+            unreachable.
+    """
+    from compresslab import api
+    from compresslab.search import load_result
+
+    rec = recipe if isinstance(recipe, Recipe) else api.load_recipe(recipe)
+    with _process_state_kept():
+        result = load_result(rec, storage=storage, base_dir=base_dir)
+    return Study(rec, result, base_dir=base_dir)
+
+
+class Study:
+    """A recipe and its search result, shaped for a notebook.
+
+    The trials are a snapshot taken when the study was searched or opened: :meth:`reload`
+    reads the storage again. ``trials`` and ``frontier`` are pandas DataFrames with the
+    columns of ``trials.csv``; ``records`` is the underlying :class:`SearchResult`.
+
+    Attributes:
+        recipe: the validated recipe.
+        records: the search result (plain :class:`TrialRecord` objects, the frontier).
+        base_dir: folder the recipe's relative paths are resolved against.
+    """
+
+    def __init__(
+        self, recipe: Recipe, records: SearchResult, *, base_dir: Path | None = None
+    ) -> None:
+        self.recipe = recipe
+        self.records = records
+        self.base_dir = base_dir
+
+    # --- the tables ---------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The recipe's name."""
+        return self.recipe.name
+
+    @property
+    def storage(self) -> str:
+        """The Optuna storage URL of the study."""
+        return self.records.storage
+
+    @property
+    def output_dir(self) -> Path:
+        """Where the report files are written (``<output>/<name>/``)."""
+        return self.recipe.output_dir(self.base_dir)
+
+    @functools.cached_property
+    def trials(self) -> pd.DataFrame:
+        """One row per trial (the columns of ``trials.csv``, then ``param.*``)."""
+        from compresslab.report.table import trials_frame
+
+        return trials_frame(self.records)
+
+    @functools.cached_property
+    def frontier(self) -> pd.DataFrame:
+        """The feasible Pareto frontier, cheapest first (rows of :attr:`trials`)."""
+        from compresslab.report.table import frontier_frame
+
+        return frontier_frame(self.records)
+
+    @property
+    def baseline(self) -> pd.Series | None:
+        """The uncompressed model's row of :attr:`trials` (``None`` if it did not complete)."""
+        base = self.records.baseline
+        return None if base is None else self._row(base.number)
+
+    def best(self, *, max_drop: float | None = None) -> pd.Series | None:
+        """The cheapest measured variant whose accuracy is within a drop from the baseline.
+
+        Args:
+            max_drop: the largest absolute accuracy drop from the baseline's accuracy allowed
+                (e.g. ``0.02`` for two points); default: the recipe's ``search.tolerance``.
+
+        Returns:
+            Its row of :attr:`trials` (fewest joules per inference; the more accurate on a
+            tie), or ``None`` when no measured variant qualifies.
+        """
+        valid = isinstance(max_drop, numbers.Real) and not isinstance(max_drop, bool)
+        if max_drop is not None and not (valid and max_drop >= 0):
+            raise ValueError(f"max_drop must be a number >= 0, not {max_drop!r}")
+        floor = (
+            self.records.min_accuracy
+            if max_drop is None
+            else self.records.baseline_accuracy - float(max_drop)
+        )
+        pool = [
+            r
+            for r in self.records.trials
+            if r.complete and r.reused_from is None and (r.accuracy or 0.0) >= floor
+        ]
+        if not pool:
+            return None
+        best = min(pool, key=lambda r: (r.energy_j_per_inference, -(r.accuracy or 0.0)))
+        return self._row(best.number)
+
+    def record(self, trial: TrialRef) -> TrialRecord:
+        """The :class:`TrialRecord` of a trial (its number, record or row)."""
+        number = _trial_number(trial)
+        for r in self.records.trials:
+            if r.number == number:
+                return r
+        numbers_ = [r.number for r in self.records.trials]
+        span = f"{min(numbers_)}-{max(numbers_)}" if numbers_ else "none"
+        raise ValueError(
+            f"study '{self.records.study_name}' has no trial {number} (its trials: {span})"
+        )
+
+    # --- models ---------------------------------------------------------------------------
+
+    @functools.cached_property
+    def task(self) -> Task:
+        """The recipe's task (base model and data), loaded on first use."""
+        from compresslab.tasks import load_task
+
+        return load_task(self.recipe.task)
+
+    @functools.cached_property
+    def _context(self) -> CompressContext:
+        # The context every variant of a search is built with (as VariantBench builds it), so
+        # a rebuilt variant has the searched one's weights.
+        from compresslab.compress import CompressContext
+
+        task = self.task
+        return CompressContext(
+            example_inputs=task.example_inputs(),
+            keep_modules=(*task.keep_layers, *self.recipe.task.keep_layers),
+            seed=self.recipe.search.seed,
+            train_inputs=task.train_inputs,
+            train_labels=task.train_labels,
+        )
+
+    def _spec(self, trial: TrialRef) -> tuple[VariantSpec, Runtime]:
+        from compresslab.search import open_study, spec_of_trial
+
+        number = self.record(trial).number
+        return spec_of_trial(open_study(self.recipe, storage=self.storage), number)
+
+    def build(self, trial: TrialRef) -> nn.Module:
+        """Build a trial's variant: the model that trial measured, in eval mode.
+
+        Args:
+            trial: a trial number, a :class:`TrialRecord`, or a row of :attr:`trials`
+                (e.g. what :meth:`best` returns).
+
+        Raises:
+            ValueError: the study has no such trial.
+            VariantError: the variant cannot be built here.
+        """
+        from compresslab.compress import build_variant
+
+        spec, _ = self._spec(trial)
+        return build_variant(self.task.model, spec, self._context)
+
+    def evaluate(self, model_or_trial: nn.Module | TrialRef) -> float:
+        """The recipe's metric (e.g. accuracy) on the task's held-out split.
+
+        Args:
+            model_or_trial: a ``torch.nn.Module`` taking the task's inputs, or a trial (its
+                variant is built first).
+        """
+        from torch import nn
+
+        from compresslab.tasks.metrics import evaluate
+
+        if isinstance(model_or_trial, nn.Module):
+            model = model_or_trial
+        else:
+            model = self.build(model_or_trial)
+        task = self.task
+        return evaluate(model, task.eval_inputs, task.eval_labels, metric=self.recipe.task.metric)
+
+    def measure(
+        self,
+        model_or_trial: nn.Module | TrialRef | None = None,
+        *,
+        inputs: torch.Tensor | None = None,
+        sampler: str | None = None,
+    ) -> EnergyResult:
+        """Measure energy per inference under the recipe's protocol (windows, CI, provenance).
+
+        Args:
+            model_or_trial: a ``torch.nn.Module``, a trial (its variant is built and run with
+                the trial's threads and batch size), or ``None`` for the base model.
+            inputs: the batch to run (default: the task's inference batch of the recipe's
+                ``energy.batch_size``, or the trial's).
+            sampler: override of the recipe's ``energy.sampler`` (``auto``, ``rapl``,
+                ``nvml``, ``estimate``, ``model``).
+
+        Returns:
+            A :class:`compresslab.protocol.EnergyResult`; ``.to_dict()`` gives every figure.
+
+        Raises:
+            MeasurementError: the reading is implausible (the message says what to change).
+        """
+        from torch import nn
+
+        from compresslab.energy import select_sampler
+        from compresslab.protocol import Protocol, energy_options, measure_model
+        from compresslab.search import Runtime
+
+        energy = self.recipe.energy
+        runtime = Runtime()
+        if model_or_trial is None:
+            model = self.task.model
+        elif isinstance(model_or_trial, nn.Module):
+            model = model_or_trial
+        else:
+            model = self.build(model_or_trial)
+            runtime = self._spec(model_or_trial)[1]
+        if inputs is None:
+            inputs = self.task.inference_batch(runtime.batch_size or energy.batch_size)
+        selection = select_sampler(
+            sampler or energy.sampler, options=energy_options(energy), device=energy.device
+        )
+        log.info("measuring with %s", selection.explain())
+        return measure_model(
+            model,
+            inputs,
+            sampler=selection.sampler,
+            protocol=Protocol.from_spec(energy),
+            threads=runtime.threads or energy.threads,
+        )
+
+    def export(self, trial: TrialRef, path: str | Path) -> Path:
+        """Export a trial's variant as a reproducible artefact folder.
+
+        ``compresslab.export.load_variant(path, task=study.task)`` rebuilds the same model.
+
+        Args:
+            trial: a trial number, a :class:`TrialRecord`, or a row of :attr:`trials`.
+            path: the folder to write (created).
+
+        Returns:
+            The folder.
+
+        Raises:
+            VariantError: the reloaded artefact would not reproduce the variant's outputs.
+        """
+        from compresslab.search import export_trial
+
+        return export_trial(
+            self.recipe,
+            trial=self.record(trial).number,
+            out_dir=Path(path),
+            storage=self.storage,
+            base_dir=self.base_dir,
+        )
+
+    def reload(self) -> Study:
+        """The same study read again from its storage (trials added since included)."""
+        return open(self.recipe, storage=self.storage, base_dir=self.base_dir)
+
+    # --- pictures -------------------------------------------------------------------------
+
+    def plot(self, *, ax: Axes | None = None) -> Axes:
+        """Draw accuracy against kWh per 1000 inferences, the frontier highlighted.
+
+        Every measured variant has its energy CI and accuracy (Wilson) interval as error bars
+        and a marker by provenance; the frontier is a green step line with trial numbers, the
+        baseline a red star, the tolerance an orange dashed line.
+
+        Args:
+            ax: the matplotlib axes to draw on (default: a new figure).
+
+        Returns:
+            The axes (``ax.figure`` is the figure).
+        """
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(7.5, 5))
+        draw_pareto(self.records, ax)
+        return ax
+
+    # --- summaries ------------------------------------------------------------------------
+
+    def _row(self, number: int) -> pd.Series:
+        df = self.trials
+        row = df.loc[df["trial"] == number].iloc[0]
+        row.name = number
+        return row
+
+    def _counts(self) -> str:
+        res = self.records
+        measured = sum(1 for t in res.completed if t.reused_from is None)
+        reused = sum(1 for t in res.trials if t.reused_from is not None)
+        return (
+            f"{measured} variants measured, {len(res.screened)} screened out, "
+            f"{reused} repeats reused, {len(res.failed)} failed"
+        )
+
+    def _best_line(self) -> str | None:
+        best = self.records.best_saving()
+        base = self.records.baseline
+        if best is None:
+            return None
+        ratio = ""
+        if base is not None and base is not best and base.energy_j_per_inference > 0:
+            times = best.energy_j_per_inference / base.energy_j_per_inference
+            ratio = f", {times:.2f}x the baseline's energy"
+            gap = base.energy_j_per_inference - best.energy_j_per_inference
+            if gap <= _ci(best) + _ci(base):
+                ratio += " (within the confidence intervals: not a clear saving)"
+        return (
+            f"trial {best.number} {best.variant}: accuracy {_fmt(best.accuracy)}, "
+            f"{_fmt(best.energy_j_per_inference)} J/inference ({best.provenance}){ratio}"
+        )
+
+    def __repr__(self) -> str:
+        best = self._best_line()
+        return (
+            f"<Study {self.name!r}: {self._counts()}; {len(self.records.frontier)} on the "
+            f"frontier; best: {best or 'none within the tolerance'}>"
+        )
+
+    def _repr_html_(self) -> str:
+        res = self.records
+        e = html.escape
+        base = res.baseline
+        about = f": {e(self.recipe.description)}" if self.recipe.description else ""
+        lines = [f"<b>Study {e(self.name)}</b>{about}"]
+        lines.append(e(self._counts()) + f"; storage <code>{e(res.storage)}</code>")
+        if base is not None:
+            ci = (base.energy or {}).get("ci95_j_per_inference")
+            lines.append(
+                f"baseline: {e(res.info.get('metric', 'accuracy'))} {_fmt(base.accuracy)}, "
+                f"{_fmt(base.energy_j_per_inference)} &plusmn; {_fmt(ci)} J/inference "
+                f"({e(base.provenance)})"
+            )
+        lines.append(f"tolerance: {e(res.tolerance)} (minimum {_fmt(res.min_accuracy)})")
+        best = self._best_line()
+        lines.append("best within the tolerance: " + (e(best) if best else "none"))
+        front = self.frontier
+        table = (
+            front[_SUMMARY_COLUMNS].to_html(
+                index=False, escape=True, float_format=_fmt, na_rep="-", border=0
+            )
+            if len(front)
+            else "<p>No feasible variant yet.</p>"
+        )
+        return "<div>" + "<br>".join(lines) + "<br>Frontier:" + table + "</div>"
+
+
+def _ci(record: TrialRecord) -> float:
+    return float((record.energy or {}).get("ci95_j_per_inference") or 0.0)
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _trial_number(trial: Any) -> int:
+    if isinstance(trial, TrialRecord):
+        return trial.number
+    if isinstance(trial, numbers.Integral) and not isinstance(trial, bool):
+        return int(trial)
+    with contextlib.suppress(TypeError, KeyError, IndexError):
+        if "trial" in trial:
+            return int(trial["trial"])
+    raise TypeError(
+        f"a trial is named by its number, its TrialRecord or a row of Study.trials, "
+        f"not {type(trial).__name__}"
+    )
+
+
+@contextlib.contextmanager
+def _process_state_kept() -> Iterator[None]:
+    """Silence tqdm's import-time widget warning.
+
+    ``import optuna`` imports ``tqdm.auto``, which warns in a notebook without ipywidgets about
+    a progress bar nobody asked for. (Reports draw on bare matplotlib Figures, so a search never
+    changes the notebook's matplotlib backend.)
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        yield
+
+
+# --- progress -----------------------------------------------------------------------------
+
+
+def _trial_line(record: TrialRecord) -> str:
+    if record.complete:
+        return f"#{record.number} {record.variant[:48]}: acc {record.accuracy:.3f}"
+    if record.screened:
+        return f"#{record.number} {record.variant[:48]}: screened out"
+    return f"#{record.number} {record.state.lower()}"
+
+
+class _NotebookBar:
+    """One line of HTML updated in place through an IPython display handle."""
+
+    def __init__(self, title: str, total: int) -> None:
+        from IPython.display import display
+
+        self.title = title
+        self.total = total
+        self.completed = 0
+        self.last = ""
+        self.t0 = time.monotonic()
+        self.handle = display(self, display_id=True)
+
+    def update(self, completed: int, total: int, last: str) -> None:
+        self.completed, self.total, self.last = completed, total, last
+        if self.handle is not None:
+            self.handle.update(self)
+
+    def _elapsed(self) -> str:
+        s = int(time.monotonic() - self.t0)
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        return (
+            f"<div><b>{e(self.title)}</b> <progress value='{self.completed}' "
+            f"max='{max(self.total, 1)}' style='width:18em;vertical-align:middle'></progress> "
+            f"{self.completed}/{self.total} {self._elapsed()} <code>{e(self.last)}</code></div>"
+        )
+
+    def __repr__(self) -> str:
+        return f"{self.title} {self.completed}/{self.total} {self._elapsed()} {self.last}"
+
+
+@contextlib.contextmanager
+def _progress(
+    title: str, total: int, *, enabled: bool
+) -> Iterator[Callable[[TrialRecord, int, int], None] | None]:
+    """A progress callback for ``run_search`` (``None`` when disabled: nothing is shown)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if console.is_jupyter:
+        # rich's live display needs ipywidgets in Jupyter, whose saved output is a dead widget;
+        # a display handle needs nothing and leaves the final state in the notebook.
+        bar = _NotebookBar(title, total)
+
+        def on_notebook_trial(record: TrialRecord, completed: int, target: int) -> None:
+            bar.update(completed, target, _trial_line(record))
+
+        yield on_notebook_trial
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+        console=console,
+    ) as progress:
+        task_id = progress.add_task(title, total=total, last="")
+
+        def on_terminal_trial(record: TrialRecord, completed: int, target: int) -> None:
+            progress.update(task_id, completed=completed, total=target, last=_trial_line(record))
+
+        yield on_terminal_trial

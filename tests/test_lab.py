@@ -1,0 +1,260 @@
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import torch
+from tests_support import sample_result, small
+
+from compresslab import lab, units
+from compresslab.api import load_recipe
+from compresslab.errors import StorageError
+from compresslab.export import load_variant
+from compresslab.report.table import COLUMNS, frontier_frame
+from compresslab.results import SearchResult
+
+
+def _recipe(tmp: Path, *, trials: int, name: str = "small") -> dict[str, Any]:
+    # A wide tolerance, so that pruned variants are measured and the frontier has several.
+    search = {"trials": trials, "sampler": "random", "seed": 1, "tolerance": {"absolute": 0.3}}
+    return small(tmp, name=name, search=search)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory, digits_task: Any) -> lab.Study:
+    """One real (tiny) search, shared by the read-only tests of this module."""
+    tmp = tmp_path_factory.mktemp("lab")
+    return lab.search(_recipe(tmp, trials=4), progress=False)
+
+
+def _handmade(tmp_path: Path, **changes: Any) -> lab.Study:
+    result = sample_result()
+    return lab.Study(load_recipe(small(tmp_path)), dataclasses.replace(result, **changes))
+
+
+def test_trials_and_frontier_are_the_reports_dataframes(study: lab.Study) -> None:
+    trials, front = study.trials, study.frontier
+    assert isinstance(trials, pd.DataFrame) and isinstance(front, pd.DataFrame)
+    assert list(trials.columns[: len(COLUMNS)]) == COLUMNS
+    assert all(c.startswith("param.") for c in trials.columns[len(COLUMNS) :])
+    assert trials["trial"].tolist() == [r.number for r in study.records.trials]
+    assert front["trial"].tolist() == [r.number for r in study.records.frontier]
+    assert len(front) >= 2, "the tiny search should find a frontier of several variants"
+    pd.testing.assert_frame_equal(front, frontier_frame(study.records))
+    assert front["pareto"].all() and front["feasible"].all()
+    assert (front["provenance"] == "estimated").all()
+    assert study.baseline is not None and bool(study.baseline["baseline"])
+
+
+def test_best_is_the_cheapest_within_the_tolerance_or_a_given_drop(study: lab.Study) -> None:
+    best = study.best()
+    assert best is not None
+    saving = study.records.best_saving()
+    assert saving is not None and best["trial"] == saving.number
+    measured = study.trials[
+        study.trials["state"].eq("COMPLETE") & study.trials["reused_from"].isna()
+    ]
+    base_acc = study.records.baseline_accuracy
+    for drop in (0.0, 0.005, 0.02, 0.1, 0.3):
+        pick = study.best(max_drop=drop)
+        assert pick is not None
+        allowed = measured[measured["accuracy"] >= base_acc - drop]
+        assert pick["accuracy"] >= base_acc - drop
+        assert pick["energy_j_per_inference"] == allowed["energy_j_per_inference"].min()
+    assert study.best(max_drop=0.0)["accuracy"] >= base_acc  # type: ignore[index]
+
+
+def test_best_on_a_handmade_result(tmp_path: Path) -> None:
+    study = _handmade(tmp_path)
+    assert study.best()["trial"] == 1  # type: ignore[index]
+    assert study.best(max_drop=0.0)["trial"] == 0  # type: ignore[index]
+    assert study.best(max_drop=0.5)["trial"] == 2  # type: ignore[index]  (accuracy 0.5, cheapest)
+    with pytest.raises(ValueError, match="max_drop"):
+        study.best(max_drop=-0.1)
+    nothing = _handmade(tmp_path, trials=sample_result().trials[3:])  # only the failed trial
+    assert nothing.best() is None and nothing.baseline is None
+
+
+def test_build_gives_each_trials_model(study: lab.Study) -> None:
+    measured = [r for r in study.records.completed if r.reused_from is None]
+    assert any(not r.is_baseline for r in measured)
+    for r in measured:
+        assert study.evaluate(study.build(r.number)) == r.accuracy, r.variant
+    # a trial is named by its number, its record or its row, all alike
+    best = study.best()
+    assert best is not None
+    x = study.task.eval_inputs[:64]
+    models = [study.build(t) for t in (best, int(best["trial"]), study.record(best))]
+    with torch.inference_mode():
+        outs = [m(x) for m in models]
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+    assert study.evaluate(best) == best["accuracy"]
+
+
+def test_search_refuses_a_budget_below_one(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        lab.search(small(tmp_path), trials=0, progress=False)
+
+
+def test_unknown_trials_are_refused(study: lab.Study) -> None:
+    with pytest.raises(ValueError, match="no trial 999"):
+        study.build(999)
+    with pytest.raises(TypeError, match="named by its number"):
+        study.build("best")
+    with pytest.raises(TypeError, match="named by its number"):
+        study.record(True)
+
+
+def test_export_reloads_to_the_built_model(study: lab.Study, tmp_path: Path) -> None:
+    best = study.best()
+    assert best is not None
+    folder = study.export(best, tmp_path / "best")
+    assert (folder / "weights.safetensors").is_file() and (folder / "measured.json").is_file()
+    reloaded = load_variant(folder, task=study.task)
+    built = study.build(best)
+    x = study.task.eval_inputs
+    with torch.inference_mode():
+        assert torch.equal(reloaded(x), built(x))
+
+
+def test_measure_a_trial_a_model_or_the_baseline(study: lab.Study) -> None:
+    best = study.best()
+    assert best is not None
+    res = study.measure(best)
+    assert str(res.provenance) == "estimated" and res.energy_j_per_inference > 0
+    assert res.batch_size == 32 and res.windows == 2  # the recipe's (fast) protocol
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    mine = study.measure(mlp, inputs=torch.rand(8, 1, 8, 8), sampler="model")
+    assert str(mine.provenance) == "modeled" and mine.batch_size == 8
+    assert str(study.measure().provenance) == "estimated"
+
+
+def test_plot_draws_the_frontier_tolerance_and_baseline(study: lab.Study) -> None:
+    ax = study.plot()
+    try:
+        (front,) = [c for c in ax.collections if c.get_label() == "Pareto frontier (feasible)"]
+        expected = [
+            v
+            for r in study.records.frontier
+            for v in (units.kwh_per_1k(r.energy_j_per_inference), r.accuracy)
+        ]
+        assert front.get_offsets().ravel().tolist() == pytest.approx(expected, rel=1e-12)
+        (base,) = [c for c in ax.collections if c.get_label() == "baseline (uncompressed)"]
+        assert base.get_offsets().tolist()[0][1] == pytest.approx(study.records.baseline_accuracy)
+        (tol,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("accuracy tolerance")]
+        assert tol.get_ydata()[0] == pytest.approx(study.records.min_accuracy)
+        assert "estimated" in ax.get_xlabel()
+        assert {t.get_text() for t in ax.texts} == {str(r.number) for r in study.records.frontier}
+    finally:
+        plt.close(ax.figure)
+    fig, given = plt.subplots()
+    try:
+        assert study.plot(ax=given) is given and given.collections
+    finally:
+        plt.close(fig)
+
+
+def test_repr_html_escapes_every_string(tmp_path: Path) -> None:
+    result = sample_result()
+    evil = "<script>alert(1)</script>"
+    trials = [dataclasses.replace(result.trials[1], variant=evil), *result.trials[:1]]
+    study = _handmade(tmp_path, trials=trials, tolerance="<b>1 point</b>")
+    study.recipe = study.recipe.model_copy(update={"description": "<img src=x onerror=1>"})
+    page = study._repr_html_()
+    assert "<script>" not in page and "<img" not in page and "<b>1 point" not in page
+    assert "&lt;script&gt;" in page and "&lt;img" in page and "&lt;b&gt;1 point" in page
+    assert "<table" in page and "Study small" in page
+    assert "best within the tolerance: trial 1" in page
+    assert "Study 'small'" in repr(study) and "best: trial 1" in repr(study)
+
+
+def test_a_saving_within_the_confidence_intervals_is_said_so(tmp_path: Path) -> None:
+    clear = _handmade(tmp_path)  # 4e-4 +/- 1e-5 against 1e-3 +/- 1e-5
+    assert "0.40x the baseline's energy" in repr(clear) and "not a clear saving" not in repr(clear)
+    result = sample_result()
+    close = dataclasses.replace(
+        result.trials[1],
+        energy={**(result.trials[1].energy or {}), "energy_j_per_inference": 9.9e-4},
+    )
+    blurred = _handmade(tmp_path, trials=[result.trials[0], close])
+    assert "within the confidence intervals: not a clear saving" in blurred._repr_html_()
+
+
+def test_repr_html_without_a_frontier(tmp_path: Path) -> None:
+    study = _handmade(tmp_path, trials=sample_result().trials[3:])
+    page = study._repr_html_()
+    assert "No feasible variant yet" in page and "best within the tolerance: none" in page
+
+
+def test_search_is_silent_without_progress_and_shows_it_on_request(
+    tmp_path: Path, digits_task: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    recipe = _recipe(tmp_path, trials=1, name="quiet")
+    matplotlib.use("pdf")  # a backend of the caller's that the report must not replace
+    try:
+        first = lab.search(recipe, progress=False)
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use("Agg")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert [r.number for r in first.records.trials] == [0]
+
+    more = lab.search(recipe, trials=2, progress=True)  # resumes: one more variant
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "search quiet" in err and "2/2" in err
+    assert len(more.records.trials) >= 2
+
+
+def test_notebook_progress_is_one_display_updated_in_place(
+    tmp_path: Path,
+    digits_task: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    display_module = pytest.importorskip("IPython.display")
+    shown: list[Any] = []
+    updates: list[str] = []
+
+    class Handle:
+        def update(self, obj: Any) -> None:
+            updates.append(obj._repr_html_())
+
+    def display(obj: Any, *, display_id: bool = False) -> Handle:
+        assert display_id
+        shown.append(obj)
+        return Handle()
+
+    monkeypatch.setattr("rich.console._is_jupyter", lambda: True)
+    monkeypatch.setattr(display_module, "display", display)
+    lab.search(_recipe(tmp_path, trials=2, name="nb"), progress=True)
+    assert len(shown) == 1  # one display, then updates in place
+    assert updates and "<progress value='2' max='2'" in updates[-1] and "2/2" in updates[-1]
+    assert "search nb" in shown[0]._repr_html_() and "search nb 2/2" in repr(shown[0])
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_open_reads_the_stored_study(study: lab.Study, tmp_path: Path) -> None:
+    again = lab.open(study.recipe)
+    pd.testing.assert_frame_equal(again.trials, study.trials)
+    pd.testing.assert_frame_equal(study.reload().frontier, study.frontier)
+    assert again.storage == study.storage and again.output_dir == study.output_dir
+    with pytest.raises(StorageError, match="no study database"):
+        lab.open(small(tmp_path, name="never-searched"))
+
+
+def test_a_handmade_study_keeps_its_records(tmp_path: Path) -> None:
+    study = _handmade(tmp_path)
+    assert isinstance(study.records, SearchResult)
+    assert study.trials["trial"].tolist() == [0, 1, 2, 3]
+    assert study.frontier["trial"].tolist() == [1, 0]
+    assert math.isclose(study.baseline["accuracy"], 0.99)  # type: ignore[index]
+    assert study.record(2).variant == "prune_channels(ratio=0.9)"
