@@ -15,6 +15,7 @@ from torch import nn
 from compresslab.errors import TaskError
 from compresslab.tasks.base import Task
 from compresslab.tasks.cache import cache_key, load_state, save_state
+from compresslab.tasks.training import train_classifier
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +73,6 @@ def load_digits_split(
     return x[tr], y[tr], x[te], y[te]
 
 
-def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any]) -> None:
-    gen = torch.Generator().manual_seed(cfg["seed"])
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(cfg["epochs"]):
-        perm = torch.randperm(x.shape[0], generator=gen)
-        for start in range(0, x.shape[0], 64):
-            batch = perm[start : start + 64]
-            opt.zero_grad()
-            loss_fn(model(x[batch]), y[batch]).backward()
-            opt.step()
-    model.eval()
-
-
 def digits_task(options: dict[str, Any]) -> Task:
     """Build the digits task; ``options`` may set width, hidden, epochs, seed, test_fraction, lr."""
     unknown = set(options) - set(DEFAULT_OPTIONS)
@@ -108,7 +94,9 @@ def digits_task(options: dict[str, Any]) -> Task:
             state = None
     if state is None:
         log.info("training the digits CNN (first use; cached afterwards under %s)", key)
-        _train(model, x_tr, y_tr, cfg)
+        train_classifier(
+            model, x_tr, y_tr, epochs=cfg["epochs"], lr=cfg["lr"], batch_size=64, seed=cfg["seed"]
+        )
         save_state(key, model.state_dict())
     model.eval()
     return Task(

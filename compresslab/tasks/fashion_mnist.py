@@ -27,6 +27,7 @@ from compresslab.tasks.data import (
     resolve_options,
     stratified_subset,
 )
+from compresslab.tasks.training import train_classifier
 
 log = logging.getLogger(__name__)
 
@@ -180,31 +181,6 @@ class FashionCNN(nn.Module):
         return out
 
 
-def train_cnn(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-) -> None:
-    """Train ``model`` in place with Adam and cross-entropy, shuffling with a seeded generator."""
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(x.shape[0], generator=gen)
-        for start in range(0, x.shape[0], batch_size):
-            batch = perm[start : start + batch_size]
-            opt.zero_grad()
-            loss_fn(model(x[batch]), y[batch]).backward()
-            opt.step()
-    model.eval()
-
-
 def fashion_mnist_task(options: dict[str, Any]) -> Task:
     """Build the Fashion-MNIST task.
 
@@ -254,7 +230,7 @@ def fashion_mnist_task(options: dict[str, Any]) -> Task:
             state = None
     if state is None:
         log.info("training the Fashion-MNIST CNN (first use; cached afterwards as %s)", key)
-        train_cnn(
+        train_classifier(
             model, x_tr, y_tr, epochs=epochs, lr=float(cfg["lr"]), batch_size=batch_size, seed=seed
         )
         save_state(key, model.state_dict())
