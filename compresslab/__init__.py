@@ -19,7 +19,7 @@ from compresslab.api import (
     measure,
     measure_model,
     measure_recipe,
-    report,
+    rebuild_report,
     search,
 )
 from compresslab.errors import CompressLabError, RecipeError
@@ -36,6 +36,6 @@ __all__ = [
     "measure",
     "measure_model",
     "measure_recipe",
-    "report",
+    "rebuild_report",
     "search",
 ]

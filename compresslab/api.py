@@ -100,7 +100,7 @@ def _raise_if_all_failed(result: SearchResult, report: Path) -> None:
     )
 
 
-def report(
+def rebuild_report(
     recipe: Recipe | str | Path,
     *,
     storage: str | None = None,

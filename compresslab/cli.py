@@ -135,9 +135,9 @@ def report(
     ] = None,
 ) -> None:
     """Rebuild reports/<name>/ from the study's storage alone (no model is run)."""
-    from compresslab.api import report as rebuild
+    from compresslab.api import rebuild_report
 
-    result = rebuild(recipe, storage=storage)
+    result = rebuild_report(recipe, storage=storage)
     _print_frontier(result)
     out.print(f"{len(result.trials)} trials; report rebuilt from {result.storage}")
 

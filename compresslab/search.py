@@ -444,6 +444,7 @@ class VariantBench:
         *,
         min_accuracy: float | None = None,
         runtime: Runtime | None = None,
+        before_measure: Callable[[], None] | None = None,
     ) -> tuple[float, dict[str, Any]]:
         """The task metric of the variant and its figures (JSON-able, for trial attributes).
 
@@ -466,6 +467,8 @@ class VariantBench:
             )
         prof = profile_model(model, self.ctx.example_inputs)
         runtime = runtime or Runtime()
+        if before_measure is not None:
+            before_measure()
         batch = self.task.inference_batch(runtime.batch_size or self.recipe.energy.batch_size)
         with contextlib.ExitStack() as stack:
             if runtime.power_limit_w is not None:
@@ -538,17 +541,16 @@ class _Objective:
                 trial.set_user_attr(key, previous.user_attrs[key])
             trial.set_constraint(_CONSTRAINT, previous.constraints[_CONSTRAINT])
             return previous.values[0], previous.values[1]
-        racing = self._racing(trial, label)
-        if racing is not None:
-            # Another worker is evaluating this very variant right now: do not measure it
-            # twice; this trial is skipped (not counted) and the worker draws another.
-            trial.set_user_attr("skipped", f"trial {racing} is evaluating the same variant")
-            raise optuna.TrialPruned("the same variant is being evaluated")
+        self._skip_if_racing(trial, label)
         if self._over_budget(trial):
             trial.set_user_attr("skipped", f"{_BUDGET_SKIP} of {self.target} variants is reached")
             raise optuna.TrialPruned("budget reached")
         try:
-            values = self._evaluate(trial, spec, runtime)
+            # Checked again once the variant is built: a worker that started at the same instant
+            # has written its variant by then.
+            values = self._evaluate(
+                trial, spec, runtime, before_measure=lambda: self._skip_if_racing(trial, label)
+            )
         except Screened as e:
             trial.set_user_attr("screened", e.reason)
             trial.set_user_attr("screen_accuracy", e.accuracy)
@@ -575,6 +577,16 @@ class _Objective:
         )
         return ahead >= self.target
 
+    def _skip_if_racing(self, trial: Any, label: str) -> None:
+        """Another worker is evaluating this very variant right now: do not measure it twice.
+
+        The trial is skipped (not counted) and the worker draws another.
+        """
+        racing = self._racing(trial, label)
+        if racing is not None:
+            trial.set_user_attr("skipped", f"trial {racing} is evaluating the same variant")
+            raise _optuna().TrialPruned("the same variant is being evaluated")
+
     def _racing(self, trial: Any, label: str) -> int | None:
         """The number of an earlier RUNNING trial evaluating the same variant, if any.
 
@@ -582,15 +594,17 @@ class _Objective:
         workers that draw the same new variant within the same instant may still both
         measure it (each reads before the other wrote its variant).
         """
+        mine = trial.params
         for t in trial.study.get_trials(deepcopy=False):
             ua = t.user_attrs
-            if (
-                t.number < trial.number
-                and t.state.name == "RUNNING"
-                and ua.get("variant") == label
-                and ua.get("reused_from") is None
-                and not ua.get("skipped")
-            ):
+            if t.number >= trial.number or t.state.name != "RUNNING":
+                continue
+            if ua.get("reused_from") is not None or ua.get("skipped"):
+                continue
+            # The label once the other worker has written it; before that, its parameters
+            # (written as they are suggested) already say which variant it builds.
+            same = ua.get("variant") == label if "variant" in ua else t.params == mine
+            if same:
                 return int(t.number)
         return None
 
@@ -606,9 +620,18 @@ class _Objective:
                 return t
         return None
 
-    def _evaluate(self, trial: Any, spec: VariantSpec, runtime: Runtime) -> tuple[float, float]:
+    def _evaluate(
+        self,
+        trial: Any,
+        spec: VariantSpec,
+        runtime: Runtime,
+        *,
+        before_measure: Callable[[], None] | None = None,
+    ) -> tuple[float, float]:
         screen = self.min_accuracy if self.bench.recipe.search.screen_examples > 0 else None
-        metric, attrs = self.bench.evaluate(spec, min_accuracy=screen, runtime=runtime)
+        metric, attrs = self.bench.evaluate(
+            spec, min_accuracy=screen, runtime=runtime, before_measure=before_measure
+        )
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         trial.set_constraint(_CONSTRAINT, self.min_accuracy - metric)

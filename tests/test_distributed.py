@@ -36,7 +36,7 @@ import yaml
 from pg_support import free_port, postgres_server
 from tests_support import small
 
-from compresslab.api import load_recipe, report, search
+from compresslab.api import load_recipe, rebuild_report, search
 from compresslab.errors import StorageError
 from compresslab.protocol import host_lock
 from compresslab.search import counts_towards_budget, make_storage
@@ -170,7 +170,7 @@ def assert_report_rebuilt(
     for name in ("trials.csv", "report.md"):  # the workers' own reports: rebuilt below
         (out / name).unlink()
     if env is None:
-        report(recipe_path, storage=storage)
+        rebuild_report(recipe_path, storage=storage)
     else:
         args = ["report", str(recipe_path), "--storage", storage]
         ((rc, _, stderr),) = finish([start(args, cwd=recipe_path.parent, env=env)])

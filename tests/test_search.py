@@ -134,7 +134,7 @@ def test_pareto_front_on_hand_made_records() -> None:
 
 def test_report_regenerates_from_storage_alone(searched, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import compresslab.search as search_mod
-    from compresslab.api import report
+    from compresslab.api import rebuild_report
 
     recipe, result, _ = searched
     out = recipe.output_dir()
@@ -144,7 +144,7 @@ def test_report_regenerates_from_storage_alone(searched, monkeypatch) -> None:  
         raise AssertionError("report must not load the model")
 
     monkeypatch.setattr(search_mod, "load_task", no_model)
-    again = report(recipe)
+    again = rebuild_report(recipe)
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
     study = optuna.load_study(study_name=recipe.study_name, storage=result.storage)
     assert [t.number for t in again.trials] == [t.number for t in study.get_trials()]
