@@ -113,6 +113,15 @@ def cv(values: list[float]) -> float:
     return statistics.stdev(values) / statistics.fmean(values)
 
 
+def human_duration(seconds: float) -> str:
+    """``5400`` as ``1.5 hours``: minutes below two hours, hours below two days, else days."""
+    if seconds < 7200:
+        return f"{seconds / 60:,.1f} minutes"
+    if seconds < 172800:
+        return f"{seconds / 3600:,.1f} hours"
+    return f"{seconds / 86400:,.1f} days"
+
+
 def pct(x: float, digits: int = 2) -> str:
     """``0.0123`` as ``+1.23%``."""
     return f"{100 * x:+.{digits}f}%"

@@ -25,7 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import COMMAND, REPO, Figure, Settings, cpu_flags, log, md_table, spread
+from benchlib import (
+    COMMAND,
+    REPO,
+    Figure,
+    Settings,
+    cpu_flags,
+    human_duration,
+    log,
+    md_table,
+    spread,
+)
 
 RECIPES = ("digits", "fashion-mnist", "minilm-wordnet")
 FLAGSHIP = "minilm-wordnet"
@@ -388,7 +398,7 @@ def _cost(run: SearchRun) -> Figure:
         headline = (
             f"the default digits search spent {cost.energy_j:,.0f} J ({cost.provenance}); its "
             f"best variant saves {saving * 1e6:,.0f} J per million inferences, so it pays the "
-            f"search back after {be:,.0f} inferences ({be / rate / 60:,.1f} minutes at "
+            f"search back after {be:,.0f} inferences ({human_duration(be / rate)} at "
             f"{rate:g} requests/s)"
         )
     else:
@@ -421,7 +431,7 @@ def _cost(run: SearchRun) -> Figure:
                     ["break-even", f"{(cost.break_even_inferences or 0):,.0f} inferences"],
                     [
                         f"break-even at {rate:g} requests/s",
-                        f"{(data['break_even_s_at_rate'] or 0) / 60:,.1f} minutes",
+                        human_duration(data["break_even_s_at_rate"] or 0),
                     ],
                 ],
             ),

@@ -154,10 +154,7 @@ def run(settings: Settings) -> Figure:
             ),
             "Targets: CV ≤ 5% for `estimated`, 0 for `modeled` (counted operations times "
             "fixed energies: identical run to run; the last bit may differ between windows "
-            "with different call counts, so anything below 1e-12 counts as exact). "
-            "The estimated tier counts this process's CPU-seconds, so it is far less sensitive "
-            "to other jobs on the machine than wall time is, but not immune: a contended core "
-            "runs the same work in more CPU-seconds (shared caches, SMT siblings, frequency).",
+            "with different call counts, so anything below 1e-12 counts as exact).",
             f"The *diagnostic* row measures the estimate tier with one torch thread instead of "
             f"the recipe's default (torch's {torch.get_num_threads()}); it is not judged. "
             f"1-minute load average at the start of each repetition: "

@@ -147,7 +147,7 @@ def render(figures: dict[str, Figure], machine: dict[str, Any], meta: dict[str, 
                 ["host", fp["host"]],
                 ["CPU", f"{fp['cpu_model']}, {fp['logical_cpus']} logical CPUs"],
                 ["CPU flags (of interest)", " ".join(machine["cpu_flags_of_interest"]) or "-"],
-                ["native bf16 (oneDNN)", str(machine["mkldnn_bf16"])],
+                ["bf16 arithmetic", _bf16(machine)],
                 ["platform", fp["platform"]],
                 ["python", fp["python"]],
                 ["torch", f"{machine['torch']} ({machine['torch_threads']} intra-op threads)"],
@@ -181,6 +181,16 @@ def render(figures: dict[str, Figure], machine: dict[str, Any], meta: dict[str, 
     if notes.is_file():
         parts.append(notes.read_text().strip())
     return "\n\n".join(parts) + "\n"
+
+
+def _bf16(machine: dict[str, Any]) -> str:
+    """Whether the CPU multiplies bf16 natively (oneDNN may still run bf16 by conversion)."""
+    native = {"avx512_bf16", "amx_bf16"} & set(machine["cpu_flags"])
+    if native:
+        return f"native ({', '.join(sorted(native))})"
+    return "not native (no avx512_bf16 or amx_bf16): bf16 runs by conversion to fp32" + (
+        ", oneDNN bf16 kernels emulated" if machine.get("mkldnn_bf16") else ""
+    )
 
 
 def _short(reason: str) -> str:

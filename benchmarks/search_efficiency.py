@@ -315,8 +315,11 @@ def run(settings: Settings) -> Figure:
         energy: analyse(table, recipe, energy=energy, seeds=seeds, budgets=budgets)
         for energy in ("estimated_j", "modeled_j")
     }
-    head = results["estimated_j"]["arms"][f"{auto}@{k}"]
-    rand = results["estimated_j"]["arms"][f"random@{k}"]
+    # The verdict uses the modeled table: deterministic, so it is the same on every run. The
+    # estimated table is one noisy measurement per variant and changes from run to run.
+    judged = results["modeled_j"]["arms"]
+    head, tpe, rand = (judged[f"{s}@{k}"] for s in (auto, "tpe", "random"))
+    head_est = results["estimated_j"]["arms"][f"{auto}@{k}"]
     met = head["fraction"]["median"] >= TARGET_FRACTION
     rows_md = []
     for energy, res in results.items():
@@ -353,10 +356,11 @@ def run(settings: Settings) -> Figure:
             [step]
             + [
                 f"{100 * statistics.median(c[step - 1] for c in arm['curves']):.1f}%"
-                for arm in (head, results["estimated_j"]["arms"][f"tpe@{k}"], rand)
+                for arm in (head, tpe, rand)
             ]
         )
     front = _front(table, "estimated_j")
+    front_mod = _front(table, "modeled_j")
     base_e = table["rows"]["baseline"]["estimated_j"]
     n_screened = sum(r["screened"] for r in table["rows"].values())
     n_feasible = sum(
@@ -367,33 +371,43 @@ def run(settings: Settings) -> Figure:
     headline = (
         f"the default sampler ({auto}) reaches a median {100 * head['fraction']['median']:.1f}% "
         f"(worst seed {100 * head['fraction']['min']:.1f}%) of the full grid's hypervolume after "
-        f"{k} of {n_grid} variants ({100 * k / n_grid:.0f}%); random search at the same "
-        f"budget {100 * rand['fraction']['median']:.1f}%"
+        f"{k} of {n_grid} variants ({100 * k / n_grid:.0f}%) on the deterministic modeled "
+        f"table; tpe {100 * tpe['fraction']['median']:.1f}%, random "
+        f"{100 * rand['fraction']['median']:.1f}% (estimated table: {auto} "
+        f"{100 * head_est['fraction']['median']:.1f}%)"
     )
     # How concentrated the grid's hypervolume is: the share each front variant alone holds.
-    energy_col = "estimated_j"
+    energy_col = "modeled_j"
     res_e = results[energy_col]
     ref_e, ref_a = res_e["reference"]
     feasible = _feasible_points(table, list(table["rows"]), energy_col)
     share = {}
-    for v, a, e in front:
+    for v, a, e in front_mod:
         rest = [p for p in feasible if p != (e, a)]
         share[v] = 1 - hypervolume(rest, ref_e, ref_a) / res_e["grid_hv"]
     top_variant = max(share, key=lambda v: share[v]) if share else None
     population = max(8, min(50, k // 3))
     why = ""
-    if not met and top_variant is not None:
+    if not met:
         why = (
-            "\n\n**Target missed.** The default sampler's median is below 95% of the grid's "
-            f"hypervolume at {k} of {n_grid} evaluations. The grid's hypervolume is "
-            f"concentrated: {n_feasible} of {n_grid} variants are feasible, the front has "
-            f"{len(front)}, and one of them alone ({top_variant}) holds "
-            f"{100 * share[top_variant]:.0f}% of it (the hypervolume lost without it), so a run "
-            "that has not drawn that exact variant cannot reach 95%. NSGA-II's first "
-            f"generation ({population} trials at this budget) is random sampling (the same "
-            "proposals as `random` with the same seed), which leaves it "
-            f"{k - population} guided trials."
+            "\n\n**Target missed.** On the modeled table (the deterministic one the verdict "
+            f"uses) {auto} reaches a median {100 * head['fraction']['median']:.1f}% at {k} "
+            f"evaluations ({head['seeds_meeting_target']}/{seeds} seeds ≥ 95%), tpe "
+            f"{100 * tpe['fraction']['median']:.1f}% ({tpe['seeds_meeting_target']}/{seeds}) and "
+            f"random {100 * rand['fraction']['median']:.1f}% "
+            f"({rand['seeds_meeting_target']}/{seeds}). NSGA-II's first generation "
+            f"(a population of {population} at this budget) is random sampling, the same "
+            "proposals as `random` with the same seed, which leaves it "
+            f"{k - population} guided trials, about {(k - population) / population:.1f} "
+            "generations: too few for crossover and mutation to beat random draws over "
+            f"{n_grid} variants. TPE models each parameter after its first 10 trials."
         )
+        if top_variant is not None and share[top_variant] >= 0.05:
+            why += (
+                f" The modeled front has {len(front_mod)} variants and one of them alone "
+                f"({top_variant}) holds {100 * share[top_variant]:.0f}% of the hypervolume, so "
+                "a run that has not drawn that exact variant stays below 95%."
+            )
     body = "\n\n".join(
         [
             f"Space: {n_grid} digits variants (prune_channels ratio × importance l1/l2 × "
@@ -427,9 +441,11 @@ def run(settings: Settings) -> Figure:
                 ],
                 rows_md,
             ),
-            f"Median hypervolume fraction after K distinct variants (budget {k}, estimated table):",
+            f"Median hypervolume fraction after K distinct variants (budget {k}, modeled "
+            "table, the one the verdict uses):",
             md_table(["K", f"{auto} (default)", "tpe", "random"], curve_rows),
-            "The grid's feasible front (estimated tier):",
+            "The grid's feasible front on this machine (estimated tier, one measurement per "
+            "variant: a ratio to the baseline carries the spread of figure 2):",
             md_table(
                 ["variant", "accuracy", "J / inference", "vs baseline"],
                 [[v, f"{a:.4f}", f"{e * 1e3:.3g} mJ", f"{e / base_e:.2f}x"] for v, a, e in front],
@@ -453,6 +469,7 @@ def run(settings: Settings) -> Figure:
             "table": table,
             "results": results,
             "front_estimated": front,
+            "front_modeled": front_mod,
             "grid_spearman": spear,
             "front_hv_share": share,
         },
