@@ -176,9 +176,9 @@ def run(settings: Settings) -> Figure:
             "vCPUs and their caches, and with two torch threads a thread waiting for its "
             "descheduled partner spins (OpenMP's active wait) and is billed as busy. Each "
             "measurement's own 95% CI (the *median 95% CI* column) is honest about its windows but "
-            "cannot see a load change between measurements. On a quiet machine, or with "
-            "`energy.threads: 1` on a busy one, the spread shrinks; a machine with RAPL "
-            "measures energy rather than inferring it from CPU time."
+            "cannot see a load change between measurements. The target needs a quieter "
+            "machine than this one, or a counter: a machine with RAPL measures energy rather "
+            "than inferring it from CPU time."
         )
     return Figure(
         key="repeatability",

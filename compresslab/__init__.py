@@ -13,6 +13,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from compresslab import lab
+
+# Submodules whose names are also public functions: imported first, so that loading them later
+# (inside the functions) cannot rebind `compresslab.search` from the function to the module.
+import compresslab.search as _search_module  # noqa: F401  (isort: skip)
 from compresslab.api import (
     BlockMeasurement,
     load_recipe,

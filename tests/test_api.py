@@ -145,3 +145,11 @@ def test_carbon_table_and_override() -> None:
     assert mine.gco2e(1.0) == 123.0 and "set in the recipe" in mine.describe()
     with pytest.raises(RecipeError, match="carbon.intensity_g_per_kwh"):
         carbon_settings(region="Atlantis")
+
+
+def test_public_search_stays_a_function_after_use(tmp_path: Path) -> None:
+    import importlib
+
+    importlib.import_module("compresslab.search")  # what compresslab.search() does inside
+    assert callable(compresslab.search) and callable(compresslab.rebuild_report)
+    assert callable(compresslab.measure)
