@@ -216,6 +216,22 @@ def teacher_logits(
     return torch.cat(parts).float()
 
 
+def recovery_teacher(
+    model: nn.Module, params: Mapping[str, Any], ctx: CompressContext
+) -> torch.Tensor | None:
+    """Check recovery's training data up front; the teacher's logits when distilling.
+
+    Called before the model is changed: ``model`` (the method's private copy of the base
+    model) is then the teacher.
+    """
+    if int(params["recovery_epochs"]) <= 0:
+        return None
+    x, _ = require_training_data(ctx, what="recovery_epochs > 0", fix="set recovery_epochs to 0")
+    if float(params["distill"]) <= 0:
+        return None
+    return teacher_logits(copy.deepcopy(model), x)
+
+
 def recover(
     model: nn.Module,
     ctx: CompressContext,
@@ -360,14 +376,7 @@ class _StructuredPruning(CompressionMethod):
         # Fail before any work when the training data a parameter needs is missing.
         if importance == "taylor":
             require_training_data(ctx, what="importance 'taylor'", fix=_TAYLOR_FIX)
-        teacher = None
-        if epochs > 0:
-            x, _ = require_training_data(
-                ctx, what="recovery_epochs > 0", fix="set recovery_epochs to 0"
-            )
-            if distill > 0:
-                # apply() owns this copy of the base model: before pruning, it is the teacher.
-                teacher = teacher_logits(copy.deepcopy(model), x)
+        teacher = recovery_teacher(model, params, ctx)
         keep = output_layers(model, ctx.example_inputs)
         keep += named_keep_modules(model, ctx.keep_modules)
         keep += [m for m in model.modules() if isinstance(m, nn.Embedding)]

@@ -13,7 +13,6 @@ with the masks in place (zeros stay zeros), then the masks are removed.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -26,8 +25,7 @@ from compresslab.compress.prune import (
     named_keep_modules,
     output_layers,
     recover,
-    require_training_data,
-    teacher_logits,
+    recovery_teacher,
 )
 from compresslab.errors import VariantError
 
@@ -58,13 +56,7 @@ class MagnitudeSparsity(CompressionMethod):
             return model
         epochs = int(params["recovery_epochs"])
         distill = float(params["distill"])
-        teacher = None
-        if epochs > 0:
-            x, _ = require_training_data(
-                ctx, what="recovery_epochs > 0", fix="set recovery_epochs to 0"
-            )
-            if distill > 0:
-                teacher = teacher_logits(copy.deepcopy(model), x)
+        teacher = recovery_teacher(model, params, ctx)
         keep = {id(m) for m in output_layers(model, ctx.example_inputs)}
         keep |= {id(m) for m in named_keep_modules(model, ctx.keep_modules)}
         layers = [
