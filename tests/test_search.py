@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import optuna
@@ -133,7 +134,7 @@ def test_pareto_front_on_hand_made_records() -> None:
 
 
 def test_report_regenerates_from_storage_alone(searched, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import compresslab.search as search_mod
+    search_mod = importlib.import_module("compresslab.search")  # the module, not the function
     from compresslab.api import rebuild_report
 
     recipe, result, _ = searched
