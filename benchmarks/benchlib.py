@@ -174,7 +174,7 @@ def machine_info() -> dict[str, Any]:
     import torch
 
     from compresslab.energy import describe_samplers
-    from compresslab.energy.machine import fingerprint
+    from compresslab.machine import fingerprint
 
     flags = cpu_flags()
     versions = {}

@@ -89,7 +89,8 @@ def build_table(recipe: Any, *, quick: bool) -> dict[str, Any]:
 
     from compresslab.compress import CompressContext, VariantSpec, build_variant
     from compresslab.energy.estimate import EstimateSampler
-    from compresslab.energy.model import count_ops, modeled_j_per_inference
+    from compresslab.energy.model import modeled_j_per_inference
+    from compresslab.ops import count_ops
     from compresslab.protocol import Protocol, measure_model
     from compresslab.search import SearchSpace
     from compresslab.tasks import load_task

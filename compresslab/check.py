@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from compresslab import __version__
-from compresslab.energy.machine import fingerprint
 from compresslab.errors import CompressLabError, UsageError
+from compresslab.machine import fingerprint
 from compresslab.recipe import Recipe
 
 BASELINE_FORMAT = 1

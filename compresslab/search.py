@@ -42,8 +42,7 @@ from compresslab.compress import (
 )
 from compresslab.compress.profile import profile_model
 from compresslab.energy import Selection, make_sampler
-from compresslab.energy.machine import fingerprint
-from compresslab.energy.model import count_ops, modeled_j_per_inference
+from compresslab.energy.model import modeled_j_per_inference
 from compresslab.errors import (
     BackendUnavailableError,
     CompressLabError,
@@ -51,6 +50,8 @@ from compresslab.errors import (
     StorageError,
     TaskError,
 )
+from compresslab.machine import fingerprint
+from compresslab.ops import count_ops
 from compresslab.protocol import Protocol, energy_options, measure_model, select_for
 from compresslab.recipe import MethodSpec, ParamChoices, ParamRange, Recipe, RuntimeSpec
 from compresslab.results import SearchResult, TrialRecord

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compresslab.availability import Availability
 from compresslab.compress.ao import TorchaoInt8Dynamic, TorchaoInt8WeightOnly
 from compresslab.compress.base import (
     STAGES,
@@ -40,7 +41,6 @@ from compresslab.compress.precision import Bf16, Fp16
 from compresslab.compress.prune import ChannelPruning, HeadPruning
 from compresslab.compress.quantize import DynamicInt8
 from compresslab.compress.sparsify import MagnitudeSparsity
-from compresslab.energy.base import Availability
 from compresslab.errors import VariantError
 from compresslab.recipe import MethodSpec, ParamChoices, ParamRange
 

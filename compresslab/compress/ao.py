@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from compresslab.availability import Availability
 from compresslab.compress.base import CompressContext, CompressionMethod, ParamDef
 from compresslab.compress.bnb import linear_targets
-from compresslab.energy.base import Availability
 from compresslab.errors import VariantError
 
 _INSTALL = "pip install 'compresslab[torchao]'"

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from compresslab.energy.base import Availability
+from compresslab.availability import Availability
 
 #: Stages run in this order: structure first (prune), then zeros inside the remaining weights
 #: (sparsify), then number formats (quantize/precision).

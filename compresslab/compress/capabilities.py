@@ -11,24 +11,11 @@ import importlib
 import importlib.metadata
 import importlib.util
 import platform
-from pathlib import Path
 from typing import Any
 
 import torch
 
-#: CPU flags (``/proc/cpuinfo`` names) that decide which int8 and bf16 kernels are fast.
-CPU_FLAGS = (
-    "avx2",
-    "fma",
-    "avx512f",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_bf16",
-    "amx_int8",
-)
+from compresslab.machine import cpu_flags, cpu_model
 
 #: Optional libraries: import name -> distribution name.
 LIBRARIES = {
@@ -38,31 +25,6 @@ LIBRARIES = {
     "transformers": "transformers",
     "safetensors": "safetensors",
 }
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool] | None:
-    """The relevant CPU flags, or None where ``cpuinfo`` cannot be read (not Linux)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            present = set(value.split())
-            return {f: f in present for f in CPU_FLAGS}
-    return None
-
-
-def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    try:
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _bf16_runs() -> bool:
@@ -137,7 +99,7 @@ def capabilities(*, import_libraries: bool = True) -> dict[str, Any]:
     return {
         "device": "cuda" if cuda else "cpu",
         "cpu": {
-            "model": _cpu_model(),
+            "model": cpu_model(),
             "machine": platform.machine(),
             "torch_capability": torch.backends.cpu.get_cpu_capability(),
             "flags": flags,

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from compresslab.availability import Availability
 from compresslab.compress.base import CompressContext, CompressionMethod
-from compresslab.energy.base import Availability
 from compresslab.errors import VariantError
 
 

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compresslab.availability import Availability
 from compresslab.compress.base import Applied, CompressContext, CompressionMethod, ParamDef
-from compresslab.energy.base import Availability
 from compresslab.errors import VariantError
 
 log = logging.getLogger(__name__)

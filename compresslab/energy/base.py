@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from compresslab.availability import Availability
 from compresslab.errors import MeasurementError
 
 
@@ -43,17 +44,6 @@ def weakest(provenances: list[Provenance]) -> Provenance:
     if not provenances:
         raise ValueError("weakest() of no provenance")
     return max(provenances, key=lambda p: p.rank)
-
-
-@dataclass(frozen=True)
-class Availability:
-    """Whether a sampler can run on this machine, and why (not)."""
-
-    available: bool
-    reason: str
-
-    def __bool__(self) -> bool:
-        return self.available
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from compresslab.energy.base import (
     Reading,
     check_reading,
 )
-from compresslab.energy.machine import cpu_model, logical_cpus, rss_bytes
 from compresslab.errors import MeasurementError
+from compresslab.machine import cpu_model, logical_cpus, rss_bytes
 
 DEFAULT_WATTS_PER_CORE = 7.0
 DEFAULT_WATTS_PER_GB = 0.375

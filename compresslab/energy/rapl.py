@@ -43,8 +43,8 @@ from compresslab.energy.base import (
     check_reading,
     probe_update_period_s,
 )
-from compresslab.energy.machine import cpu_model
 from compresslab.errors import BackendUnavailableError, MeasurementError, RecipeError
+from compresslab.machine import cpu_model
 from compresslab.units import uj_to_j
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from compresslab.compress import capabilities
-from compresslab.compress.capabilities import CPU_FLAGS, cpu_flags
+from compresslab.machine import CPU_FLAGS, cpu_flags
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:

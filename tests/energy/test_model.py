@@ -6,13 +6,9 @@ from torch import nn
 
 from compresslab.compress import CompressContext, Step, VariantSpec, build_variant
 from compresslab.energy import Provenance
-from compresslab.energy.model import (
-    HOROWITZ_45NM,
-    ModelSampler,
-    count_ops,
-    modeled_j_per_inference,
-)
+from compresslab.energy.model import HOROWITZ_45NM, ModelSampler, modeled_j_per_inference
 from compresslab.errors import MeasurementError
+from compresslab.ops import count_ops
 from compresslab.protocol import Protocol, measure_model
 
 

@@ -1,4 +1,4 @@
-"""Facts about the host that every sampler and report records (no measurement here)."""
+"""Facts about the host that every sampler, method and report records (no measurement here)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,47 @@ import socket
 from functools import cache
 from pathlib import Path
 
+#: CPU flags (``/proc/cpuinfo`` names) that decide which int8 and bf16 kernels are fast.
+CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool] | None:
+    """The relevant CPU flags, or None where ``cpuinfo`` cannot be read (not Linux)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return {f: f in present for f in CPU_FLAGS}
+    return None
+
 
 @cache
 def cpu_model() -> str:
     """The CPU model string from /proc/cpuinfo, or the platform's processor name."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def logical_cpus() -> int:
