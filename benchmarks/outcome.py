@@ -65,11 +65,9 @@ class SearchRun:
 
 
 def _search(name: str, settings: Settings) -> SearchRun:
-    # compresslab.api.search, not compresslab.search: once the submodule compresslab.search is
-    # imported (the first search imports it), the package attribute names the module.
     from compresslab.api import load_recipe
     from compresslab.api import search as search_recipe
-    from compresslab.search import load_result
+    from compresslab.study import load_result
 
     recipe = load_recipe(REPO / "recipes" / f"{name}.yaml")
     reused = REPO / "reports" / name
@@ -174,31 +172,23 @@ def confirm(run: SearchRun, trial: int, repeats: int) -> dict[str, Any] | None:
     measurements of the same model is wider than one measurement's CI (figure 2), so the
     ratio is checked with both models measured back to back, alternating which goes first.
     """
-    from compresslab.compress import VariantSpec, build_variant
-    from compresslab.protocol import Protocol, measure_model, select_for
-    from compresslab.search import VariantBench, open_study, spec_of_trial
+    from compresslab.bench import VariantBench
+    from compresslab.compress import VariantSpec
+    from compresslab.study import trial_variant
     from compresslab.tasks import load_task
 
     if run.result is None:
         return None
     recipe = run.recipe
-    study = open_study(recipe, storage=run.result.storage)
-    spec, runtime = spec_of_trial(study, trial)
-    task = load_task(recipe.task)
-    selection = select_for(recipe.energy)
-    ctx = VariantBench(recipe=recipe, task=task, selection=selection).ctx
-    models = {"baseline": build_variant(task.model, VariantSpec(), ctx)}
-    models["variant"] = build_variant(task.model, spec, ctx)
-    batch = task.inference_batch(runtime.batch_size or recipe.energy.batch_size)
-    protocol = Protocol.from_spec(recipe.energy)
-    threads = runtime.threads or recipe.energy.threads
+    spec, runtime = trial_variant(recipe, trial, storage=run.result.storage)
+    bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
+    models = {"baseline": bench.build(VariantSpec()), "variant": bench.build(spec)}
+    batch = bench.inference_batch(runtime)
     values: dict[str, list[float]] = {"baseline": [], "variant": []}
     for i in range(repeats):
         order = ("baseline", "variant") if i % 2 == 0 else ("variant", "baseline")
         for key in order:
-            res = measure_model(
-                models[key], batch, sampler=selection.sampler, protocol=protocol, threads=threads
-            )
+            res = bench.measure(models[key], runtime=runtime, inputs=batch)
             values[key].append(res.energy_j_per_inference)
     ratios = [b / v for b, v in zip(values["baseline"], values["variant"], strict=True)]
     return {"values_j": values, "ratios": ratios, "ratio": spread(ratios)}
@@ -206,7 +196,7 @@ def confirm(run: SearchRun, trial: int, repeats: int) -> dict[str, Any] | None:
 
 def _space_size(recipe: Any) -> int | None:
     from compresslab.errors import RecipeError
-    from compresslab.search import SearchSpace
+    from compresslab.study import SearchSpace
 
     try:
         return len(SearchSpace.from_recipe(recipe.compression, recipe.runtime).grid())

@@ -36,7 +36,8 @@ def run(settings: Settings) -> Figure:
     import torch
 
     from compresslab import load_recipe
-    from compresslab.compress import CompressContext, Step, VariantSpec, build_variant
+    from compresslab.bench import VariantBench
+    from compresslab.compress import Step, VariantSpec
     from compresslab.energy import describe_samplers, make_sampler
     from compresslab.protocol import Protocol, measure_model
     from compresslab.tasks import load_task
@@ -45,19 +46,13 @@ def run(settings: Settings) -> Figure:
     protocol = Protocol.from_spec(recipe.energy)
     repeats = 3 if settings.quick else REPEATS
     task = load_task(recipe.task)
-    ctx = CompressContext(
-        example_inputs=task.example_inputs(),
-        keep_modules=task.keep_layers,
-        seed=recipe.search.seed,
-        train_inputs=task.train_inputs,
-        train_labels=task.train_labels,
-    )
+    bench = VariantBench(recipe=recipe, task=task)
     specs = {
         "baseline": VariantSpec(),
         "dynamic_int8": VariantSpec((Step("dynamic_int8"),)),
         "bf16": VariantSpec((Step("bf16"),)),
     }
-    models = {name: build_variant(task.model, spec, ctx) for name, spec in specs.items()}
+    models = {name: bench.build(spec) for name, spec in specs.items()}
     batch = task.inference_batch(recipe.energy.batch_size)
     # (arm name, sampler, torch threads): every available tier at the recipe's threads, and
     # the estimate tier at one thread (diagnostic, not judged against the target).

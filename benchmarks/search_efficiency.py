@@ -4,11 +4,11 @@
    pruning ratio 0.1 to 0.8 by 0.1 x importance l1/l2 x recovery 0/5 epochs, or no pruning;
    x no quantization / ``dynamic_int8`` / ``bf16``: 99 variants) is built once and measured
    once: accuracy on the whole test split, the search's screening verdict (the same two-stage
-   Wilson-interval rule as :class:`compresslab.search.VariantBench`), energy per inference
+   Wilson-interval rule as :class:`compresslab.bench.VariantBench`), energy per inference
    with the ``estimate`` sampler (short windows) and the deterministic modeled figure.
 2. **The replays.** Each Optuna sampler (``nsga2``, which ``auto`` picks at this budget, then
    ``tpe`` and ``random``), built exactly as the search builds it
-   (``compresslab.search._make_sampler``: seed, NSGA-II population a third of the budget),
+   (``compresslab.study.make_optuna_sampler``: seed, NSGA-II population a third of the budget),
    proposes variants through the search's own ``SearchSpace.suggest`` and is told the table's
    figures, with the search's rules: the baseline first, the accuracy tolerance as an Optuna
    constraint, a screened variant pruned, a repeated variant reusing its result without
@@ -87,24 +87,20 @@ def build_table(recipe: Any, *, quick: bool) -> dict[str, Any]:
     import optuna
     import torch
 
-    from compresslab.compress import CompressContext, VariantSpec, build_variant
+    from compresslab.bench import VariantBench
     from compresslab.energy.estimate import EstimateSampler
     from compresslab.energy.model import modeled_j_per_inference
     from compresslab.ops import count_ops
     from compresslab.protocol import Protocol, measure_model
-    from compresslab.search import SearchSpace
+    from compresslab.study import SearchSpace
     from compresslab.tasks import load_task
     from compresslab.tasks.metrics import predict
 
     space = SearchSpace.from_recipe(recipe.compression, recipe.runtime)
     task = load_task(recipe.task)
-    ctx = CompressContext(
-        example_inputs=task.example_inputs(),
-        keep_modules=task.keep_layers,
-        seed=recipe.search.seed,
-        train_inputs=task.train_inputs,
-        train_labels=task.train_labels,
-    )
+    # The search's own bench (the recipe's keep_layers included); the grid varies the quantizer
+    # fastest, so one pruned model serves each run of quantizers.
+    bench = VariantBench(recipe=recipe, task=task, reuse_float=True)
     labels = task.eval_labels
     n = len(labels)
     n_sub = min(recipe.search.screen_examples, n)
@@ -115,21 +111,13 @@ def build_table(recipe: Any, *, quick: bool) -> dict[str, Any]:
     batch = task.inference_batch(recipe.energy.batch_size)
     window = 0.15 if quick else 0.25
     protocol = Protocol(warmup_s=0.1, window_s=window, min_windows=3, max_windows=4, idle_s=0)
-    pruned: dict[str, Any] = {}
     rows: dict[str, dict[str, Any]] = {}
     grid = space.grid()
     t0 = time.perf_counter()
     for i, point in enumerate(grid):
         spec = space.suggest(optuna.trial.FixedTrial(point))
         label = spec.label()
-        # Pruning (with its recovery training) is the slow step: build it once per setting
-        # and quantize copies of it (building is deterministic, so this is the same model).
-        prune_steps = tuple(s for s in spec.steps if s.method == "prune_channels")
-        rest = tuple(s for s in spec.steps if s.method != "prune_channels")
-        key = VariantSpec(prune_steps).label()
-        if key not in pruned:
-            pruned[key] = build_variant(task.model, VariantSpec(prune_steps), ctx)
-        model = build_variant(pruned[key], VariantSpec(rest), ctx) if rest else pruned[key]
+        model = bench.build(spec)
         preds = predict(model, task.eval_inputs)
         correct = int((preds == labels).sum())
         correct_sub = int((preds[sub] == labels[sub]).sum())
@@ -166,14 +154,14 @@ def replay(
     """
     import optuna
 
-    from compresslab.search import SearchSpace, _make_sampler
+    from compresslab.study import SearchSpace, make_optuna_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = recipe.search.model_copy(update={"trials": budget, "seed": seed, "sampler": sampler})
     configured = recipe.model_copy(update={"search": search})
     space = SearchSpace.from_recipe(recipe.compression, recipe.runtime)
     study = optuna.create_study(
-        directions=["maximize", "minimize"], sampler=_make_sampler(configured, sampler)
+        directions=["maximize", "minimize"], sampler=make_optuna_sampler(configured, sampler)
     )
     study.enqueue_trial(space.baseline_params())
     rows = table["rows"]
@@ -299,7 +287,7 @@ def _front(table: dict[str, Any], energy: str) -> list[tuple[str, float, float]]
 def run(settings: Settings) -> Figure:
     """Run figure 3."""
     from compresslab import load_recipe
-    from compresslab.search import sampler_name
+    from compresslab.study import sampler_name
 
     recipe = load_recipe(space_recipe(quick=settings.quick))
     log("search: building and measuring every grid variant once")

@@ -6,28 +6,47 @@ The public API::
     recipe = compresslab.load_recipe("recipes/digits.yaml")
     result = compresslab.search(recipe)
     result.frontier  # feasible Pareto-optimal variants, cheapest first
+
+Importing the package is cheap: the public names are loaded on first use (PEP 562), so
+``import compresslab`` and ``compresslab --version`` import neither torch, pandas nor optuna.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from compresslab import lab
+if TYPE_CHECKING:
+    from compresslab import lab
+    from compresslab.api import (
+        BlockMeasurement,
+        export_trial,
+        load_recipe,
+        measure,
+        measure_model,
+        measure_recipe,
+        rebuild_report,
+        search,
+    )
+    from compresslab.errors import CompressLabError, RecipeError
+    from compresslab.lab import Study
 
-# Submodules whose names are also public functions: imported first, so that loading them later
-# (inside the functions) cannot rebind `compresslab.search` from the function to the module.
-import compresslab.search as _search_module  # noqa: F401  (isort: skip)
-from compresslab.api import (
-    BlockMeasurement,
-    load_recipe,
-    measure,
-    measure_model,
-    measure_recipe,
-    rebuild_report,
-    search,
-)
-from compresslab.errors import CompressLabError, RecipeError
-from compresslab.lab import Study
+# Public name -> the module that defines it.
+_PUBLIC = {
+    "BlockMeasurement": "compresslab.api",
+    "export_trial": "compresslab.api",
+    "load_recipe": "compresslab.api",
+    "measure": "compresslab.api",
+    "measure_model": "compresslab.api",
+    "measure_recipe": "compresslab.api",
+    "rebuild_report": "compresslab.api",
+    "search": "compresslab.api",
+    "CompressLabError": "compresslab.errors",
+    "RecipeError": "compresslab.errors",
+    "Study": "compresslab.lab",
+}
 
 __all__ = [
     "BlockMeasurement",
@@ -35,6 +54,7 @@ __all__ = [
     "RecipeError",
     "Study",
     "__version__",
+    "export_trial",
     "lab",
     "load_recipe",
     "measure",
@@ -43,3 +63,17 @@ __all__ = [
     "rebuild_report",
     "search",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name == "lab":
+        return importlib.import_module("compresslab.lab")
+    raise AttributeError(f"module 'compresslab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

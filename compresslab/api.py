@@ -7,15 +7,17 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from compresslab.compress import check_space
 from compresslab.errors import CompressLabError, UsageError
 from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source, storage_problem
 from compresslab.recipe import source_from_text as _source_from_text
 from compresslab.results import SearchResult, TrialRecord
-from compresslab.tasks import check_task
 
 
 def _validated(source: RecipeSource) -> Recipe:
+    # The registries of methods and tasks import torch: loaded here, not with the package.
+    from compresslab.compress import check_space
+    from compresslab.tasks import check_task
+
     recipe = parse_recipe(source)
     problems = check_space(recipe.compression) + check_task(recipe.task)
     if problems:
@@ -58,7 +60,7 @@ def search(
         write_report: write ``trials.csv``, ``pareto.png`` and ``report.md``.
     """
     from compresslab.report import write_report as _write
-    from compresslab.search import run_search
+    from compresslab.study import run_search
 
     _check_storage(storage)
     if not isinstance(recipe, Recipe):
@@ -108,7 +110,7 @@ def rebuild_report(
 ) -> SearchResult:
     """Rebuild a recipe's report from its study storage alone (no model is loaded or run)."""
     from compresslab.report import write_report as _write
-    from compresslab.search import load_result
+    from compresslab.study import load_result
 
     _check_storage(storage)
     if not isinstance(recipe, Recipe):
@@ -252,11 +254,11 @@ def measure_recipe(
     Returns a JSON-able dict with at least ``energy_j_per_inference``, ``ci95_j_per_inference``,
     ``provenance``, ``sampler``, ``n_inferences`` and ``windows``.
     """
-    from compresslab.search import measure_variant
+    from compresslab.study import measure_trial
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    return measure_variant(recipe, trial=trial, storage=storage, base_dir=base_dir)
+    return measure_trial(recipe, trial=trial, storage=storage, base_dir=base_dir)
 
 
 def export_trial(
@@ -271,7 +273,7 @@ def export_trial(
 
     ``compresslab.export.load_variant(out_dir, task=...)`` rebuilds it with the same outputs.
     """
-    from compresslab.search import export_trial as _export
+    from compresslab.study import export_trial as _export
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)

@@ -20,15 +20,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import statistics
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from compresslab import __version__
 from compresslab.errors import CompressLabError, UsageError
+from compresslab.fsio import atomic_write_text
 from compresslab.machine import fingerprint
 from compresslab.recipe import Recipe
 
@@ -67,8 +66,8 @@ class Snapshot:
 
     @classmethod
     def from_measurement(cls, recipe: Recipe, result: dict[str, Any]) -> Snapshot:
-        """A snapshot from :func:`compresslab.search.measure_variant`'s result."""
-        from compresslab.search import recipe_hash
+        """A snapshot from :func:`compresslab.study.measure_trial`'s result."""
+        from compresslab.recipe import recipe_hash
 
         return cls(
             recipe=recipe.name,
@@ -132,12 +131,7 @@ def read_baseline(path: Path) -> Snapshot:
 
 def write_baseline(path: Path, snap: Snapshot) -> None:
     """Write a baseline file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(asdict(snap), fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(asdict(snap), indent=2, sort_keys=True) + "\n")
 
 
 def same_machine(a: dict[str, str], b: dict[str, str]) -> bool:
@@ -312,12 +306,10 @@ def run_check(
     storage: str | None = None,
 ) -> tuple[Snapshot, Verdict | None]:
     """Measure the recipe's model and compare with (or, with ``update``, write) the baseline."""
-    from compresslab.search import measure_variant
+    from compresslab.study import measure_trial
 
     baseline = None if update else read_baseline(baseline_path)  # fail fast, before measuring
-    current = Snapshot.from_measurement(
-        recipe, measure_variant(recipe, trial=trial, storage=storage)
-    )
+    current = Snapshot.from_measurement(recipe, measure_trial(recipe, trial=trial, storage=storage))
     if update:
         write_baseline(baseline_path, current)
         return current, None

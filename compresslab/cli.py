@@ -6,16 +6,21 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from compresslab import __version__
 from compresslab.errors import CompressLabError
-from compresslab.results import SearchResult
+
+if TYPE_CHECKING:
+    from compresslab.results import SearchResult
+
+# Heavy libraries (torch, pandas, optuna) are imported inside the commands that use them, so
+# `--version`, `--help` and a bad command line answer at once.
 
 app = typer.Typer(
     add_completion=False,
@@ -63,39 +68,17 @@ def search(
     """Search the recipe's compression space; write reports/<name>/ and print the frontier."""
     from compresslab.api import load_recipe
     from compresslab.api import search as run
+    from compresslab.progress import search_progress
 
     rec = load_recipe(recipe)
     target = trials or rec.search.trials
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[last]}"),
-        console=err,
-        transient=False,
-    ) as progress:
-        bar = progress.add_task(f"search {rec.name}", total=target, last="")
-
-        def on_trial(record: object, completed: int, total: int) -> None:
-            from compresslab.results import TrialRecord
-
-            assert isinstance(record, TrialRecord)
-            if record.complete:
-                last = f"#{record.number} {record.variant[:48]}: acc {record.accuracy:.3f}"
-            elif record.screened:
-                last = f"#{record.number} {record.variant[:48]}: screened out"
-            else:
-                last = f"#{record.number} {record.state.lower()}"
-            progress.update(bar, completed=completed, total=total, last=last)
-
+    with search_progress(f"search {rec.name}", target, console=err) as on_trial:
         result = run(rec, trials=trials, storage=storage, on_trial=on_trial)
     _print_frontier(result)
-    measured = sum(1 for t in result.completed if t.reused_from is None)
-    reused = sum(1 for t in result.trials if t.reused_from is not None)
     out.print(
-        f"{measured} variants measured, {len(result.screened)} screened out, {reused} repeats "
-        f"reused, {len(result.failed)} failed; report: {rec.output_dir() / 'report.md'}"
+        f"{result.counts()}; report: {rec.output_dir() / 'report.md'}",
+        markup=False,
+        highlight=False,
     )
 
 
@@ -103,7 +86,9 @@ def _print_frontier(result: SearchResult) -> None:
     from compresslab.report import frontier_frame
 
     front = frontier_frame(result)
-    table = Table(title=f"Pareto frontier of {result.recipe_name} (within {result.tolerance})")
+    table = Table(
+        title=escape(f"Pareto frontier of {result.recipe_name} (within {result.tolerance})")
+    )
     for col in (
         "trial",
         "variant",
@@ -117,7 +102,7 @@ def _print_frontier(result: SearchResult) -> None:
     for _, row in front.iterrows():
         table.add_row(
             str(row["trial"]),
-            str(row["variant"]),
+            escape(str(row["variant"])),
             f"{row['accuracy']:.4f}",
             f"{row['energy_j_per_inference']:.3e} ± {row['ci95_j_per_inference']:.1e}",
             f"{row['kwh_per_1k']:.3e}",

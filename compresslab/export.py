@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.metadata
 import json
-import os
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,7 +48,9 @@ from compresslab.compress import (
     get_method,
 )
 from compresslab.errors import VariantError
+from compresslab.fsio import atomic_write, atomic_write_text
 from compresslab.tasks import Task
+from compresslab.versions import versions
 
 #: The artefact format this module writes and reads.
 FORMAT = "compresslab-variant/1"
@@ -64,27 +63,6 @@ FILES = {
     "versions": "versions.json",
     "measured": "measured.json",
 }
-
-_DISTRIBUTIONS = (
-    "torch",
-    "torch-pruning",
-    "bitsandbytes",
-    "torchao",
-    "transformers",
-    "safetensors",
-    "compresslab",
-)
-
-
-def versions() -> dict[str, str | None]:
-    """Installed versions of Python and the libraries that decide a variant (None: absent)."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in _DISTRIBUTIONS:
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
 
 
 def model_fingerprint(model: nn.Module) -> dict[str, Any]:
@@ -99,12 +77,6 @@ def model_fingerprint(model: nn.Module) -> dict[str, Any]:
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
         n += t.numel()
     return {"class": type(model).__name__, "numel": n, "sha256": digest.hexdigest()}
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _json(value: Any) -> str:
@@ -178,13 +150,13 @@ def export_variant(
     }
     history = {str(i): _history_json(s.pruning_history) for i, s in enumerate(trace.steps)}
     plain_recipe = json.loads(json.dumps(dict(recipe_dict), default=str))  # paths -> str
-    _write(out / FILES["recipe"], yaml.safe_dump(plain_recipe, sort_keys=False))
-    _write(out / FILES["history"], _json(history))
-    _write(out / FILES["versions"], _json(versions()))
+    atomic_write_text(out / FILES["recipe"], yaml.safe_dump(plain_recipe, sort_keys=False))
+    atomic_write_text(out / FILES["history"], _json(history))
+    atomic_write_text(out / FILES["versions"], _json(versions()))
     if measured is not None:
-        _write(out / FILES["measured"], _json(dict(measured)))
+        atomic_write_text(out / FILES["measured"], _json(dict(measured)))
     _save_weights(trace.float_model, out / FILES["weights"])
-    _write(out / FILES["variant"], _json(meta))
+    atomic_write_text(out / FILES["variant"], _json(meta))
 
     loaded = load_variant(out, task=task)
     with torch.inference_mode():
@@ -198,7 +170,7 @@ def export_variant(
         if measured_model is not None:
             check["measured"] = _compare(got, measured_model(x))
     meta["check"] = check
-    _write(out / FILES["variant"], _json(meta))
+    atomic_write_text(out / FILES["variant"], _json(meta))
     for what in ("built", "measured"):
         if what in check and not check[what]["equal"]:
             raise VariantError(
@@ -212,15 +184,13 @@ def export_variant(
 def _save_weights(model: nn.Module, path: Path) -> None:
     from safetensors.torch import save_model
 
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        save_model(model, str(tmp), metadata={"format": FORMAT})
+        atomic_write(path, lambda tmp: save_model(model, str(tmp), metadata={"format": FORMAT}))
     except (ValueError, RuntimeError, TypeError) as e:
         raise VariantError(
             f"cannot write the weights as safetensors ({e}): the float model holds a tensor "
             "safetensors does not support"
         ) from e
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> Any:

@@ -28,12 +28,12 @@ import html
 import logging
 import math
 import numbers
-import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from compresslab.progress import search_progress
 from compresslab.recipe import Recipe
 from compresslab.report.plot import draw_pareto
 from compresslab.results import SearchResult, TrialRecord
@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from torch import nn
 
-    from compresslab.compress import CompressContext, VariantSpec
+    from compresslab.bench import Runtime, VariantBench
+    from compresslab.compress import VariantSpec
     from compresslab.protocol import EnergyResult
-    from compresslab.search import Runtime
     from compresslab.tasks import Task
 
     #: What names a trial: its number, its :class:`TrialRecord`, or a row of ``Study.trials``
@@ -106,7 +106,7 @@ def search(
     target = trials if trials is not None else rec.search.trials
     with (
         _process_state_kept(),
-        _progress(f"search {rec.name}", target, enabled=progress) as on_trial,
+        search_progress(f"search {rec.name}", target, enabled=progress) as on_trial,
     ):
         result = api.search(
             rec,
@@ -117,7 +117,7 @@ def search(
             write_report=write_report,
         )
     study = Study(rec, result, base_dir=base_dir)
-    log.info("search %s: %s", rec.name, study._counts())
+    log.info("search %s: %s", rec.name, study.records.counts())
     return study
 
 
@@ -140,7 +140,7 @@ def open(
             unreachable.
     """
     from compresslab import api
-    from compresslab.search import load_result
+    from compresslab.study import load_result
 
     rec = recipe if isinstance(recipe, Recipe) else api.load_recipe(recipe)
     with _process_state_kept():
@@ -256,25 +256,21 @@ class Study:
         return load_task(self.recipe.task)
 
     @functools.cached_property
-    def _context(self) -> CompressContext:
-        # The context every variant of a search is built with (as VariantBench builds it), so
-        # a rebuilt variant has the searched one's weights.
-        from compresslab.compress import CompressContext
+    def bench(self) -> VariantBench:
+        """The :class:`~compresslab.bench.VariantBench` every variant of this study is built on.
 
-        task = self.task
-        return CompressContext(
-            example_inputs=task.example_inputs(),
-            keep_modules=(*task.keep_layers, *self.recipe.task.keep_layers),
-            seed=self.recipe.search.seed,
-            train_inputs=task.train_inputs,
-            train_labels=task.train_labels,
-        )
+        The same one the search used: a rebuilt variant has the searched one's weights.
+        """
+        from compresslab.bench import VariantBench
+
+        return VariantBench(recipe=self.recipe, task=self.task)
 
     def _spec(self, trial: TrialRef) -> tuple[VariantSpec, Runtime]:
-        from compresslab.search import open_study, spec_of_trial
+        from compresslab.study import trial_variant
 
-        number = self.record(trial).number
-        return spec_of_trial(open_study(self.recipe, storage=self.storage), number)
+        return trial_variant(
+            self.recipe, self.record(trial).number, storage=self.storage, base_dir=self.base_dir
+        )
 
     def build(self, trial: TrialRef) -> nn.Module:
         """Build a trial's variant: the model that trial measured, in eval mode.
@@ -287,10 +283,8 @@ class Study:
             ValueError: the study has no such trial.
             VariantError: the variant cannot be built here.
         """
-        from compresslab.compress import build_variant
-
         spec, _ = self._spec(trial)
-        return build_variant(self.task.model, spec, self._context)
+        return self.bench.build(spec)
 
     def evaluate(self, model_or_trial: nn.Module | TrialRef) -> float:
         """The recipe's metric (e.g. accuracy) on the task's held-out split.
@@ -335,9 +329,9 @@ class Study:
         """
         from torch import nn
 
+        from compresslab.bench import Runtime
         from compresslab.energy import select_sampler
-        from compresslab.protocol import Protocol, energy_options, measure_model
-        from compresslab.search import Runtime
+        from compresslab.protocol import energy_options
 
         energy = self.recipe.energy
         runtime = Runtime()
@@ -348,19 +342,11 @@ class Study:
         else:
             model = self.build(model_or_trial)
             runtime = self._spec(model_or_trial)[1]
-        if inputs is None:
-            inputs = self.task.inference_batch(runtime.batch_size or energy.batch_size)
         selection = select_sampler(
             sampler or energy.sampler, options=energy_options(energy), device=energy.device
         )
         log.info("measuring with %s", selection.explain())
-        return measure_model(
-            model,
-            inputs,
-            sampler=selection.sampler,
-            protocol=Protocol.from_spec(energy),
-            threads=runtime.threads or energy.threads,
-        )
+        return self.bench.measure(model, runtime=runtime, inputs=inputs, selection=selection)
 
     def export(self, trial: TrialRef, path: str | Path) -> Path:
         """Export a trial's variant as a reproducible artefact folder.
@@ -377,7 +363,7 @@ class Study:
         Raises:
             VariantError: the reloaded artefact would not reproduce the variant's outputs.
         """
-        from compresslab.search import export_trial
+        from compresslab.study import export_trial
 
         return export_trial(
             self.recipe,
@@ -421,15 +407,6 @@ class Study:
         row.name = number
         return row
 
-    def _counts(self) -> str:
-        res = self.records
-        measured = sum(1 for t in res.completed if t.reused_from is None)
-        reused = sum(1 for t in res.trials if t.reused_from is not None)
-        return (
-            f"{measured} variants measured, {len(res.screened)} screened out, "
-            f"{reused} repeats reused, {len(res.failed)} failed"
-        )
-
     def _best_line(self) -> str | None:
         best = self.records.best_saving()
         base = self.records.baseline
@@ -450,7 +427,7 @@ class Study:
     def __repr__(self) -> str:
         best = self._best_line()
         return (
-            f"<Study {self.name!r}: {self._counts()}; {len(self.records.frontier)} on the "
+            f"<Study {self.name!r}: {self.records.counts()}; {len(self.records.frontier)} on the "
             f"frontier; best: {best or 'none within the tolerance'}>"
         )
 
@@ -460,7 +437,7 @@ class Study:
         base = res.baseline
         about = f": {e(self.recipe.description)}" if self.recipe.description else ""
         lines = [f"<b>Study {e(self.name)}</b>{about}"]
-        lines.append(e(self._counts()) + f"; storage <code>{e(res.storage)}</code>")
+        lines.append(e(self.records.counts()) + f"; storage <code>{e(res.storage)}</code>")
         if base is not None:
             ci = (base.energy or {}).get("ci95_j_per_inference")
             lines.append(
@@ -517,87 +494,3 @@ def _process_state_kept() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="IProgress not found")
         yield
-
-
-# --- progress -----------------------------------------------------------------------------
-
-
-def _trial_line(record: TrialRecord) -> str:
-    if record.complete:
-        return f"#{record.number} {record.variant[:48]}: acc {record.accuracy:.3f}"
-    if record.screened:
-        return f"#{record.number} {record.variant[:48]}: screened out"
-    return f"#{record.number} {record.state.lower()}"
-
-
-class _NotebookBar:
-    """One line of HTML updated in place through an IPython display handle."""
-
-    def __init__(self, title: str, total: int) -> None:
-        from IPython.display import display
-
-        self.title = title
-        self.total = total
-        self.completed = 0
-        self.last = ""
-        self.t0 = time.monotonic()
-        self.handle = display(self, display_id=True)
-
-    def update(self, completed: int, total: int, last: str) -> None:
-        self.completed, self.total, self.last = completed, total, last
-        if self.handle is not None:
-            self.handle.update(self)
-
-    def _elapsed(self) -> str:
-        s = int(time.monotonic() - self.t0)
-        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-    def _repr_html_(self) -> str:
-        e = html.escape
-        return (
-            f"<div><b>{e(self.title)}</b> <progress value='{self.completed}' "
-            f"max='{max(self.total, 1)}' style='width:18em;vertical-align:middle'></progress> "
-            f"{self.completed}/{self.total} {self._elapsed()} <code>{e(self.last)}</code></div>"
-        )
-
-    def __repr__(self) -> str:
-        return f"{self.title} {self.completed}/{self.total} {self._elapsed()} {self.last}"
-
-
-@contextlib.contextmanager
-def _progress(
-    title: str, total: int, *, enabled: bool
-) -> Iterator[Callable[[TrialRecord, int, int], None] | None]:
-    """A progress callback for ``run_search`` (``None`` when disabled: nothing is shown)."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if console.is_jupyter:
-        # rich's live display needs ipywidgets in Jupyter, whose saved output is a dead widget;
-        # a display handle needs nothing and leaves the final state in the notebook.
-        bar = _NotebookBar(title, total)
-
-        def on_notebook_trial(record: TrialRecord, completed: int, target: int) -> None:
-            bar.update(completed, target, _trial_line(record))
-
-        yield on_notebook_trial
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[last]}"),
-        console=console,
-    ) as progress:
-        task_id = progress.add_task(title, total=total, last="")
-
-        def on_terminal_trial(record: TrialRecord, completed: int, target: int) -> None:
-            progress.update(task_id, completed=completed, total=target, last=_trial_line(record))
-
-        yield on_terminal_trial

@@ -17,6 +17,8 @@ This module checks the form; which methods and parameters exist is checked by
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -488,3 +490,9 @@ def parse_recipe(source: RecipeSource) -> Recipe:
             else ""
         )
         raise source.error(loc, f"{msg}: {_fix_hint(err)}{more}") from None
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """A short hash of the recipe's content (stored with the study, the report and baselines)."""
+    text = json.dumps(recipe.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,6 +1,6 @@
 """Search results as plain records: one :class:`TrialRecord` per variant, and the frontier.
 
-No Optuna here: :mod:`compresslab.search` turns a study into these records, and the report
+No Optuna here: :mod:`compresslab.study` turns a study into these records, and the report
 layer only reads them, so reports can be rebuilt from any storage.
 """
 
@@ -19,8 +19,8 @@ class TrialRecord:
     """One variant of a search: what was built, how accurate it is, what it costs.
 
     ``energy`` is the measurement as a dict (:meth:`compresslab.protocol.EnergyResult.to_dict`),
-    so every figure keeps its sampler, provenance and CI. Failed trials have ``error`` set and
-    no figures.
+    so every figure keeps its sampler, provenance and CI. Failed trials have ``error`` set (the
+    exception's type and message) and no figures.
     """
 
     number: int
@@ -44,6 +44,8 @@ class TrialRecord:
     duration_s: float | None = None
     reused_from: int | None = None
     host: str | None = None
+    #: What the build said about the variant (e.g. layers a quantizer kept in float).
+    notes: tuple[str, ...] = ()
 
     @property
     def evaluated(self) -> bool:
@@ -137,3 +139,20 @@ class SearchResult:
     def screened(self) -> list[TrialRecord]:
         """Variants not measured for energy because they were clearly below the tolerance."""
         return [t for t in self.trials if t.screened is not None and t.reused_from is None]
+
+    @property
+    def reused(self) -> list[TrialRecord]:
+        """Trials that reused an earlier trial's result (the same variant proposed again)."""
+        return [t for t in self.trials if t.reused_from is not None]
+
+    @property
+    def measured(self) -> list[TrialRecord]:
+        """Distinct variants measured for energy (completed, not reused)."""
+        return [t for t in self.completed if t.reused_from is None]
+
+    def counts(self) -> str:
+        """``N variants measured, N screened out, N repeats reused, N failed``."""
+        return (
+            f"{len(self.measured)} variants measured, {len(self.screened)} screened out, "
+            f"{len(self.reused)} repeats reused, {len(self.failed)} failed"
+        )

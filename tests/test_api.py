@@ -147,9 +147,13 @@ def test_carbon_table_and_override() -> None:
         carbon_settings(region="Atlantis")
 
 
-def test_public_search_stays_a_function_after_use(tmp_path: Path) -> None:
-    import importlib
+def test_public_names_are_functions_and_no_module_shares_a_name() -> None:
+    import pkgutil
 
-    importlib.import_module("compresslab.search")  # what compresslab.search() does inside
+    modules = {m.name for m in pkgutil.iter_modules(compresslab.__path__)}
+    public = set(compresslab.__all__) - {"__version__", "lab"}
+    assert public & modules == set(), "a public function shares its name with a module"
+    for name in public:
+        assert getattr(compresslab, name) is not None
     assert callable(compresslab.search) and callable(compresslab.rebuild_report)
     assert callable(compresslab.measure)

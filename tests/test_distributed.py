@@ -3,7 +3,7 @@
 What a fleet must guarantee, checked on the study the workers leave behind:
 
 - together they evaluate exactly the requested number of distinct variants
-  (:func:`compresslab.search.counts_towards_budget`), however the trials interleave;
+  (:func:`compresslab.study.counts_towards_budget`), however the trials interleave;
 - no variant is measured twice, except by two workers that drew it in the same instant (each
   read the study before the other wrote its variant; such trials overlap in time, which is
   asserted): a variant that another worker is already evaluating is skipped, a finished one
@@ -39,7 +39,7 @@ from tests_support import small
 from compresslab.api import load_recipe, rebuild_report, search
 from compresslab.errors import StorageError
 from compresslab.protocol import host_lock
-from compresslab.search import counts_towards_budget, make_storage
+from compresslab.study import counts_towards_budget, make_storage
 
 pytestmark = pytest.mark.slow
 

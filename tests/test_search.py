@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import optuna
@@ -134,7 +133,7 @@ def test_pareto_front_on_hand_made_records() -> None:
 
 
 def test_report_regenerates_from_storage_alone(searched, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    search_mod = importlib.import_module("compresslab.search")  # the module, not the function
+    import compresslab.study.run as search_mod
     from compresslab.api import rebuild_report
 
     recipe, result, _ = searched
@@ -199,7 +198,7 @@ def test_grid_sampler_evaluates_every_variant_once(tmp_path: Path) -> None:
             search={"trials": 6, "sampler": "auto", "screen_examples": 0},
         )
     )
-    from compresslab.search import SearchSpace, sampler_name
+    from compresslab.study import SearchSpace, sampler_name
 
     assert sampler_name(recipe) == "grid"  # 3 x 2 = 6 variants fit the budget
     assert len(SearchSpace.from_recipe(recipe.compression).grid()) == 6
@@ -258,10 +257,9 @@ def test_export_a_trial_and_reload_it(tmp_path: Path) -> None:
     import torch
 
     from compresslab.api import export_trial
-    from compresslab.compress import build_variant
+    from compresslab.bench import VariantBench
     from compresslab.export import load_variant
-    from compresslab.protocol import select_for
-    from compresslab.search import VariantBench, open_study, spec_of_trial
+    from compresslab.study import trial_variant
     from compresslab.tasks import load_task
 
     recipe = load_recipe(
@@ -281,15 +279,14 @@ def test_export_a_trial_and_reload_it(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     task = load_task(recipe.task)
     reloaded = load_variant(out, task=task)
-    spec, _ = spec_of_trial(open_study(recipe, storage=result.storage), trial.number)
-    ctx = VariantBench(recipe=recipe, task=task, selection=select_for(recipe.energy)).ctx
-    built = build_variant(task.model, spec, ctx)
+    spec, _ = trial_variant(recipe, trial.number, storage=result.storage)
+    built = VariantBench(recipe=recipe, task=task).build(spec)
     x = task.eval_inputs[:16]
     assert torch.equal(reloaded(x), built(x))
 
 
 def test_power_limit_knob_is_left_out_without_a_gpu(tmp_path: Path) -> None:
-    from compresslab.search import SearchSpace
+    from compresslab.study import SearchSpace
 
     recipe = load_recipe(small(tmp_path, runtime={"power_limit_w": {"choices": [150, 250]}}))
     space = SearchSpace.from_recipe(recipe.compression, recipe.runtime)

@@ -200,3 +200,8 @@ def _build(
     if trace is not None and trace.float_model is None:
         trace.float_model = model
     return model
+
+
+def notes_of(model: nn.Module) -> list[str]:
+    """Notes the build left on a variant (placeholder until the notes mechanism lands)."""
+    return list(getattr(model, "_compresslab_notes", []))

@@ -12,6 +12,7 @@ analytic ``modeled`` tier) is never picked by ``auto``: name it to use it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ __all__ = [
     "check_reading",
     "describe_samplers",
     "make_sampler",
+    "power_limit",
+    "power_limit_availability",
     "select_sampler",
     "weakest",
     "SAMPLER_NAMES",
@@ -149,3 +152,17 @@ def describe_samplers(*, device: str = "cpu") -> list[tuple[str, Provenance, Ava
         sampler = make_sampler(name)
         out.append((name, sampler.provenance, sampler.available()))
     return out
+
+
+def power_limit_availability() -> Availability:
+    """Whether a GPU power limit can be set here (NVML and a GPU), and why (not)."""
+    from compresslab.energy.nvml import NvmlSampler
+
+    return NvmlSampler().available()
+
+
+def power_limit(power_w: float) -> contextlib.AbstractContextManager[None]:
+    """A block run with the GPUs' power limit at ``power_w`` (see :func:`.nvml.power_limit`)."""
+    from compresslab.energy.nvml import power_limit as _power_limit
+
+    return _power_limit(power_w)

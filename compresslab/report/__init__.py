@@ -7,11 +7,9 @@ temporary name and renamed into place, so a kill never leaves a half-written rep
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
+from compresslab.fsio import atomic_write
 from compresslab.report.document import build_document, frontier_table, to_html, to_markdown
 from compresslab.report.plot import hypervolume_plot, pareto_html, pareto_plot
 from compresslab.report.table import frontier_frame, trials_frame
@@ -32,47 +30,28 @@ def render_markdown(result: SearchResult) -> str:
     return to_markdown(build_document(result))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for sharing
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def write_report(result: SearchResult, out_dir: Path) -> dict[str, Path]:
     """Write every report file into ``out_dir`` and return their paths by name."""
     out_dir.mkdir(parents=True, exist_ok=True)
     df = trials_frame(result)
     doc = build_document(result)
     paths = {
-        "trials.csv": _atomic(out_dir / "trials.csv", lambda p: df.to_csv(p, index=False)),
-        "trials.parquet": _atomic(
+        "trials.csv": atomic_write(out_dir / "trials.csv", lambda p: df.to_csv(p, index=False)),
+        "trials.parquet": atomic_write(
             out_dir / "trials.parquet", lambda p: df.astype({"error": "string"}).to_parquet(p)
         ),
-        "pareto.png": _atomic(out_dir / "pareto.png", lambda p: pareto_plot(result, p)),
-        "pareto.html": _atomic(out_dir / "pareto.html", lambda p: pareto_html(result, p)),
-        "hypervolume.png": _atomic(
+        "pareto.png": atomic_write(out_dir / "pareto.png", lambda p: pareto_plot(result, p)),
+        "pareto.html": atomic_write(out_dir / "pareto.html", lambda p: pareto_html(result, p)),
+        "hypervolume.png": atomic_write(
             out_dir / "hypervolume.png", lambda p: hypervolume_plot(result, p)
         ),
-        "report.md": _atomic(
+        "report.md": atomic_write(
             out_dir / "report.md", lambda p: p.write_text(to_markdown(doc), encoding="utf-8")
         ),
     }
     # Last: it inlines the pictures written above.
     html = to_html(doc, base_dir=out_dir)
-    paths["report.html"] = _atomic(
+    paths["report.html"] = atomic_write(
         out_dir / "report.html", lambda p: p.write_text(html, encoding="utf-8")
     )
     return paths

@@ -184,11 +184,8 @@ def build_document(result: SearchResult) -> Document:
     doc.add(
         Para(f"Task: {info.get('task', '-')}"),
         Para(
-            f"Trials: {len(result.trials)}: "
-            f"{sum(1 for t in result.completed if t.reused_from is None)} variants measured, "
-            f"{len(result.screened)} screened out before measuring energy, "
-            f"{sum(1 for t in result.trials if t.reused_from is not None)} repeats that reused "
-            f"a result, {len(result.failed)} failed. Optuna sampler "
+            f"Trials: {len(result.trials)}: {result.counts()} (screened: not measured for "
+            f"energy; reused: a repeat of an earlier variant). Optuna sampler "
             f"`{info.get('optuna_sampler')}`, seed {info.get('seed')}; study `{result.study_name}`."
         ),
         Para(f"Accuracy tolerance: {result.tolerance} (minimum {result.min_accuracy:.4f})."),

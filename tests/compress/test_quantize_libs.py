@@ -13,7 +13,7 @@ from compresslab.compress import ao as ao_module
 from compresslab.compress.bnb import bitsandbytes
 from compresslab.compress.profile import profile_model
 from compresslab.recipe import MethodSpec
-from compresslab.search import SearchSpace
+from compresslab.study import SearchSpace
 from compresslab.tasks.metrics import evaluate
 
 

@@ -1,0 +1,291 @@
+"""The variant bench: the one place that builds, evaluates and measures a variant.
+
+A variant is a :class:`~compresslab.compress.VariantSpec` (the compression steps) run under a
+:class:`Runtime` (threads, batch size, GPU power limit). The search, the notebook API,
+``measure``, ``check``, ``export`` and the benchmarks all go through :class:`VariantBench`, so a
+variant is built the same way wherever it is asked for (the same context: example inputs,
+layers kept whole, seed and training data).
+
+This layer takes plain values (a spec, a runtime) and never an Optuna trial: turning a trial
+into a spec stays in :mod:`compresslab.study`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from compresslab.availability import Availability
+from compresslab.compress import (
+    CompressContext,
+    VariantSpec,
+    build_variant,
+    get_method,
+    notes_of,
+)
+from compresslab.recipe import Recipe
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from compresslab.energy import Selection
+    from compresslab.protocol import EnergyResult
+    from compresslab.tasks import Task
+
+log = logging.getLogger(__name__)
+
+#: What :meth:`VariantBench.evaluate` records for a variant besides its metric (a search copies
+#: them when a variant is proposed again; an export keeps them).
+MEASURED_ATTRS = (
+    "accuracy_ci95",
+    "energy",
+    "modeled_j_per_inference",
+    "n_params",
+    "macs_per_inference",
+    "size_bytes",
+    "memory_bytes",
+    "sparsity",
+    "notes",
+)
+
+#: Runtime knobs a recipe can search (``runtime.<name>``).
+RUNTIME_KNOBS = ("threads", "batch_size", "power_limit_w")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a variant is run while it is measured (``None``: the recipe's ``energy`` value)."""
+
+    threads: int | None = None
+    batch_size: int | None = None
+    power_limit_w: float | None = None
+
+    def label(self) -> str:
+        """E.g. `` @ threads=1, batch_size=32`` (empty when nothing is set)."""
+        parts = [f"{k}={v}" for k, v in dataclasses.asdict(self).items() if v is not None]
+        return f" @ {', '.join(parts)}" if parts else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (stored with a trial; :meth:`from_dict` reads it back)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Runtime:
+        """The runtime stored by :meth:`to_dict` (missing keys: the recipe's value)."""
+        return cls(**{k: v for k, v in (data or {}).items() if k in RUNTIME_KNOBS})
+
+
+def knob_availability(name: str) -> Availability:
+    """Whether runtime knob ``name`` can be set on this machine, and why (not)."""
+    if name == "power_limit_w":
+        from compresslab.energy import power_limit_availability
+
+        gpu = power_limit_availability()
+        if not gpu:
+            return Availability(False, f"needs an NVIDIA GPU: {gpu.reason}")
+        return gpu
+    return Availability(True, "set through torch")
+
+
+class Screened(Exception):
+    """A variant clearly outside the accuracy tolerance: not measured for energy."""
+
+    def __init__(self, reason: str, *, accuracy: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.accuracy = accuracy
+
+
+def compress_context(recipe: Recipe, task: Task) -> CompressContext:
+    """The context every variant of ``recipe`` is built with (the same everywhere)."""
+    return CompressContext(
+        example_inputs=task.example_inputs(),
+        keep_modules=(*task.keep_layers, *recipe.task.keep_layers),
+        seed=recipe.search.seed,
+        train_inputs=task.train_inputs,
+        train_labels=task.train_labels,
+    )
+
+
+class VariantBench:
+    """Builds variants of a task's model, then measures their accuracy, cost and energy.
+
+    Args:
+        recipe: the validated recipe (task metric, energy protocol, screening, seed).
+        task: the loaded task (base model and data).
+        selection: the energy sampler (default: the one the recipe's ``energy`` asks for).
+        reuse_float: keep the last float model built before the quantize stage and quantize
+            copies of it when the next variant has the same pruning and sparsity steps (for
+            loops over a grid; building is deterministic, so the variant is the same).
+    """
+
+    def __init__(
+        self,
+        *,
+        recipe: Recipe,
+        task: Task,
+        selection: Selection | None = None,
+        reuse_float: bool = False,
+    ) -> None:
+        from compresslab.protocol import Protocol, select_for
+
+        self.recipe = recipe
+        self.task = task
+        self.selection = selection if selection is not None else select_for(recipe.energy)
+        self.ctx = compress_context(recipe, task)
+        self.protocol = Protocol.from_spec(recipe.energy)
+        self._reuse_float = reuse_float
+        self._float: tuple[str, nn.Module] | None = None
+
+    # --- building ---------------------------------------------------------------------------
+
+    def build(self, spec: VariantSpec) -> nn.Module:
+        """The variant's model, in eval mode (deterministic: the same spec gives the same one).
+
+        Raises:
+            VariantError: the variant cannot be built here.
+        """
+        if not self._reuse_float:
+            return build_variant(self.task.model, spec, self.ctx)
+        head = VariantSpec(tuple(s for s in spec.steps if get_method(s.method).stage != "quantize"))
+        tail = VariantSpec(tuple(s for s in spec.steps if s not in head.steps))
+        if self._float is None or self._float[0] != head.label():
+            self._float = (head.label(), build_variant(self.task.model, head, self.ctx))
+        return build_variant(self._float[1], tail, self.ctx) if tail.steps else self._float[1]
+
+    # --- accuracy ---------------------------------------------------------------------------
+
+    def accuracy(self, model: nn.Module) -> tuple[float, tuple[float, float]]:
+        """The recipe's metric on the whole held-out split, and the 95% (Wilson) interval."""
+        from compresslab.tasks.metrics import METRICS, predict, wilson_interval
+
+        labels = self.task.eval_labels
+        preds = predict(model, self.task.eval_inputs)
+        metric = METRICS[self.recipe.task.metric](preds, labels)
+        correct = int((preds == labels).sum())
+        return metric, wilson_interval(correct, len(labels))
+
+    def screen(self, model: nn.Module, min_accuracy: float) -> None:
+        """Raise :class:`Screened` when a subset shows the model clearly below ``min_accuracy``.
+
+        The subset is ``search.screen_examples`` examples drawn with the recipe's seed; the
+        upper end of the accuracy's 95% interval on it must reach ``min_accuracy``.
+        """
+        import torch
+
+        from compresslab.tasks.metrics import predict, wilson_interval
+
+        labels = self.task.eval_labels
+        n = min(self.recipe.search.screen_examples, len(labels))
+        if n <= 0 or n >= len(labels):
+            return
+        gen = torch.Generator().manual_seed(self.recipe.search.seed)
+        idx = torch.randperm(len(labels), generator=gen)[:n]
+        preds = predict(model, self.task.eval_inputs[idx])
+        correct = int((preds == labels[idx]).sum())
+        _, high = wilson_interval(correct, n)
+        if high < min_accuracy:
+            raise Screened(
+                f"screened out: accuracy {correct / n:.3f} on {n} examples (95% CI up to "
+                f"{high:.3f}) is clearly below the minimum {min_accuracy:.4f}; energy not measured",
+                accuracy=correct / n,
+            )
+
+    # --- energy -----------------------------------------------------------------------------
+
+    def inference_batch(self, runtime: Runtime | None = None) -> torch.Tensor:
+        """The batch a variant is measured on (the runtime's batch size, else the recipe's)."""
+        runtime = runtime or Runtime()
+        return self.task.inference_batch(runtime.batch_size or self.recipe.energy.batch_size)
+
+    def measure(
+        self,
+        model: nn.Module,
+        *,
+        runtime: Runtime | None = None,
+        inputs: torch.Tensor | None = None,
+        selection: Selection | None = None,
+    ) -> EnergyResult:
+        """Energy per inference of ``model`` under the recipe's protocol and ``runtime``.
+
+        Raises:
+            MeasurementError: the reading is implausible (the message says what to change).
+            BackendUnavailableError: a runtime knob (the GPU power limit) cannot be set here.
+        """
+        from compresslab.protocol import measure_model
+
+        runtime = runtime or Runtime()
+        batch = inputs if inputs is not None else self.inference_batch(runtime)
+        sampler = (selection or self.selection).sampler
+        with contextlib.ExitStack() as stack:
+            if runtime.power_limit_w is not None:
+                from compresslab.energy import power_limit
+
+                stack.enter_context(power_limit(runtime.power_limit_w))
+            return measure_model(
+                model,
+                batch,
+                sampler=sampler,
+                protocol=self.protocol,
+                threads=runtime.threads or self.recipe.energy.threads,
+            )
+
+    # --- the whole evaluation of one variant ------------------------------------------------
+
+    def evaluate(
+        self,
+        spec: VariantSpec,
+        *,
+        min_accuracy: float | None = None,
+        runtime: Runtime | None = None,
+        before_measure: Callable[[], None] | None = None,
+    ) -> tuple[float, dict[str, Any]]:
+        """Build the variant, then its metric and figures (JSON-able, as a trial stores them).
+
+        With ``min_accuracy``, a variant clearly below it (the upper end of its accuracy's 95%
+        interval, on a subset first, then on the whole split) is not measured for energy:
+        :class:`Screened` is raised instead. The baseline is never screened.
+
+        Returns:
+            The metric, and a dict with every key of :data:`MEASURED_ATTRS`.
+        """
+        from compresslab.compress.profile import profile_model
+        from compresslab.energy.model import modeled_j_per_inference
+        from compresslab.ops import count_ops
+
+        model = self.build(spec)
+        screening = min_accuracy is not None and not spec.is_baseline
+        if screening:
+            assert min_accuracy is not None
+            self.screen(model, min_accuracy)
+        metric, interval = self.accuracy(model)
+        if screening and interval[1] < min_accuracy:  # type: ignore[operator]
+            raise Screened(
+                f"screened out: accuracy {metric:.4f} (95% CI up to {interval[1]:.4f}) is "
+                f"clearly below the minimum {min_accuracy:.4f}; energy not measured",
+                accuracy=metric,
+            )
+        prof = profile_model(model, self.ctx.example_inputs)
+        if before_measure is not None:
+            before_measure()
+        runtime = runtime or Runtime()
+        batch = self.inference_batch(runtime)
+        energy = self.measure(model, runtime=runtime, inputs=batch)
+        # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
+        modeled = modeled_j_per_inference(count_ops(model, batch), batch_size=int(batch.shape[0]))
+        return metric, {
+            "accuracy_ci95": list(interval),
+            "energy": energy.to_dict(),
+            "modeled_j_per_inference": sum(modeled.values()),
+            "n_params": prof.params,
+            "macs_per_inference": prof.macs_per_inference,
+            "size_bytes": prof.size_bytes,
+            "memory_bytes": prof.memory_bytes,
+            "sparsity": prof.sparsity,
+            "notes": notes_of(model),
+        }

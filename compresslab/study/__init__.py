@@ -1,0 +1,71 @@
+"""The Optuna multi-objective search (the only package that imports optuna).
+
+Objectives: maximize the task metric, minimize energy per inference. The accuracy tolerance is
+a constraint (``Trial.set_constraint``: ``min_accuracy - accuracy <= 0`` is feasible), which
+the NSGA-II and TPE samplers use and ``study.best_trials`` honours. The uncompressed baseline is
+enqueued as the first trial. The study lives in a storage on disk (SQLite under the report
+folder by default), so running the same command again resumes it and runs only the trials
+still missing.
+
+Modules, each with one job:
+
+- :mod:`.space`: the recipe's compression space as trial parameters (and its grid);
+- :mod:`.samplers`: which Optuna sampler a recipe gets;
+- :mod:`.storage`: opening a study in SQLite, a journal file or an RDB; dead trials;
+- :mod:`.objective`: one trial, and the boundary that turns any error into a failed trial;
+- :mod:`.records`: reading a study back as plain records;
+- :mod:`.run`: the search loop;
+- :mod:`.commands`: re-measuring or exporting one trial of a stored study.
+
+Building and measuring a variant is :mod:`compresslab.bench`'s job, not this package's.
+"""
+
+from __future__ import annotations
+
+from compresslab.study.commands import (
+    export_trial,
+    load_result,
+    measure_trial,
+    storage_of,
+    trial_variant,
+)
+from compresslab.study.objective import Objective, failure_reason
+from compresslab.study.records import (
+    counts_towards_budget,
+    records_from_study,
+    result_from_study,
+    spec_of_trial,
+    trial_record,
+)
+from compresslab.study.run import run_search
+from compresslab.study.samplers import make_optuna_sampler, sampler_name
+from compresslab.study.space import SearchSpace
+from compresslab.study.storage import (
+    default_storage,
+    fail_dead_local_trials,
+    make_storage,
+    open_study,
+)
+
+__all__ = [
+    "Objective",
+    "SearchSpace",
+    "counts_towards_budget",
+    "default_storage",
+    "export_trial",
+    "fail_dead_local_trials",
+    "failure_reason",
+    "load_result",
+    "make_optuna_sampler",
+    "make_storage",
+    "measure_trial",
+    "open_study",
+    "records_from_study",
+    "result_from_study",
+    "run_search",
+    "sampler_name",
+    "spec_of_trial",
+    "storage_of",
+    "trial_record",
+    "trial_variant",
+]

@@ -1,0 +1,105 @@
+"""One-off commands on a recipe's stored study: read it back, re-measure or export a trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compresslab.bench import MEASURED_ATTRS, Runtime, VariantBench
+from compresslab.compress import VariantSpec
+from compresslab.errors import StorageError
+from compresslab.recipe import Recipe
+from compresslab.results import SearchResult
+from compresslab.study.records import result_from_study, spec_of_trial
+from compresslab.study.storage import default_storage, open_study
+from compresslab.tasks import load_task
+
+
+def storage_of(recipe: Recipe, storage: str | None = None, base_dir: Path | None = None) -> str:
+    """The storage URL a command uses: ``storage``, else the recipe's, else the default."""
+    return storage or recipe.search.storage or default_storage(recipe, base_dir)
+
+
+def load_result(
+    recipe: Recipe, *, storage: str | None = None, base_dir: Path | None = None
+) -> SearchResult:
+    """Rebuild a recipe's search result from its study storage (no model is loaded)."""
+    storage_url = storage_of(recipe, storage, base_dir)
+    if storage_url.startswith("sqlite:///"):
+        path = Path(storage_url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise StorageError(
+                f"no study database at {path}: run `compresslab search` on the recipe first, "
+                "or pass --storage"
+            )
+    return result_from_study(recipe, open_study(recipe, storage=storage_url), storage_url)
+
+
+def trial_variant(
+    recipe: Recipe, trial: int, *, storage: str | None = None, base_dir: Path | None = None
+) -> tuple[VariantSpec, Runtime]:
+    """The variant trial ``trial`` of the recipe's study built, and how it was run."""
+    study = open_study(recipe, storage=storage_of(recipe, storage, base_dir))
+    return spec_of_trial(study, trial)
+
+
+def measure_trial(
+    recipe: Recipe,
+    *,
+    trial: int | None = None,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Measure the recipe's baseline (or the variant of ``trial`` in its study) once more."""
+    spec, runtime = VariantSpec(), Runtime()
+    if trial is not None:
+        spec, runtime = trial_variant(recipe, trial, storage=storage, base_dir=base_dir)
+    bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
+    metric, attrs = bench.evaluate(spec, runtime=runtime)
+    energy = attrs.pop("energy")
+    return {
+        **energy,
+        "variant": spec.label() + runtime.label(),
+        "trial": trial,
+        "recipe": recipe.name,
+        recipe.task.metric: metric,
+        "selection": bench.selection.explain(),
+        **attrs,
+    }
+
+
+def export_trial(
+    recipe: Recipe,
+    *,
+    trial: int,
+    out_dir: Path,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+) -> Path:
+    """Write trial ``trial``'s variant as a reproducible artefact (see :mod:`compresslab.export`).
+
+    The variant is rebuilt from the base model (building is deterministic), checked to reload
+    to the same outputs, and written with its measured figures.
+    """
+    from compresslab.export import export_variant
+
+    study = open_study(recipe, storage=storage_of(recipe, storage, base_dir))
+    spec, _ = spec_of_trial(study, trial)
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
+    bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
+    measured = {
+        key: frozen.user_attrs.get(key)
+        for key in ("variant", "runtime", *MEASURED_ATTRS)
+        if key in frozen.user_attrs
+    }
+    if frozen.values:
+        measured[recipe.task.metric] = frozen.values[0]
+    measured["trial"] = trial
+    return export_variant(
+        task=bench.task,
+        spec=spec,
+        ctx=bench.ctx,
+        recipe_dict=recipe.model_dump(mode="json"),
+        out_dir=out_dir,
+        measured=measured,
+    )

@@ -1,0 +1,186 @@
+"""One trial of the search: the objective Optuna calls, and the boundary around a variant."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from compresslab.bench import MEASURED_ATTRS, Runtime, Screened, VariantBench
+from compresslab.compress import VariantSpec
+from compresslab.energy import Selection
+from compresslab.recipe import Recipe
+from compresslab.study._optuna import TrialFailed, load_optuna
+from compresslab.study.records import BASELINE_ATTR, BUDGET_SKIP, CONSTRAINT, counts_towards_budget
+from compresslab.study.space import SearchSpace
+from compresslab.tasks import Task
+
+log = logging.getLogger(__name__)
+
+#: The longest reason a failed trial stores (a library's message can be pages long).
+_MAX_REASON = 2000
+
+
+def failure_reason(error: BaseException) -> str:
+    """``Type: message`` of the exception that failed a trial (the type alone if no message)."""
+    message = str(error).strip()
+    name = type(error).__name__
+    return (f"{name}: {message}" if message else name)[:_MAX_REASON]
+
+
+class Objective:
+    """The function Optuna calls once per trial: suggest a variant, evaluate it, record it.
+
+    It is the trial boundary: whatever building, evaluating or measuring the variant raises,
+    whatever its type, becomes a failed trial whose ``error`` attribute gives the exception's
+    type and message, and the search goes on. Only interrupts (``KeyboardInterrupt``,
+    ``SystemExit``) cross it.
+    """
+
+    def __init__(
+        self,
+        *,
+        recipe: Recipe,
+        task: Task,
+        space: SearchSpace,
+        selection: Selection,
+        min_accuracy: float,
+        target: int,
+    ) -> None:
+        self.space = space
+        self.min_accuracy = min_accuracy
+        self.target = target
+        self.bench = VariantBench(recipe=recipe, task=task, selection=selection)
+
+    def __call__(self, trial: Any) -> tuple[float, float]:
+        """Evaluate the trial's variant: ``(metric, joules per inference)``, or a failure."""
+        optuna = load_optuna()
+        t0 = time.perf_counter()
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        spec = self.space.suggest(trial)
+        # The enqueued baseline runs at the recipe's own runtime settings.
+        is_baseline = spec.is_baseline and bool(trial.user_attrs.get(BASELINE_ATTR))
+        runtime = Runtime() if is_baseline else self.space.suggest_runtime(trial)
+        is_baseline = spec.is_baseline and runtime == Runtime()
+        label = spec.label() + runtime.label()
+        trial.set_user_attr("variant", label)
+        trial.set_user_attr("spec", spec.to_dict())
+        trial.set_user_attr("runtime", runtime.to_dict())
+        trial.set_user_attr(BASELINE_ATTR, is_baseline)
+        previous = self._previous(trial, label)
+        if previous is not None:
+            # The same variant again (samplers repeat points in small spaces): reuse its
+            # result rather than spend energy measuring it twice.
+            trial.set_user_attr("reused_from", previous.number)
+            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            if previous.state.name == "PRUNED":
+                trial.set_user_attr("screened", previous.user_attrs["screened"])
+                trial.set_user_attr("screen_accuracy", previous.user_attrs["screen_accuracy"])
+                raise optuna.TrialPruned(previous.user_attrs["screened"])
+            for key in MEASURED_ATTRS:
+                if key in previous.user_attrs:  # studies from older versions lack new keys
+                    trial.set_user_attr(key, previous.user_attrs[key])
+            trial.set_constraint(CONSTRAINT, previous.constraints[CONSTRAINT])
+            return previous.values[0], previous.values[1]
+        self._skip_if_racing(trial, label)
+        if self._over_budget(trial):
+            trial.set_user_attr("skipped", f"{BUDGET_SKIP} of {self.target} variants is reached")
+            raise optuna.TrialPruned("budget reached")
+        try:
+            # Checked again once the variant is built: a worker that started at the same instant
+            # has written its variant by then.
+            values = self._evaluate(
+                trial, spec, runtime, before_measure=lambda: self._skip_if_racing(trial, label)
+            )
+        except Screened as e:
+            trial.set_user_attr("screened", e.reason)
+            trial.set_user_attr("screen_accuracy", e.accuracy)
+            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            raise optuna.TrialPruned(e.reason) from e
+        except optuna.TrialPruned:
+            raise  # another worker is measuring this variant (see _skip_if_racing)
+        except Exception as e:  # the trial boundary: any library's error fails this trial only
+            reason = failure_reason(e)
+            trial.set_user_attr("error", reason)
+            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            log.warning("trial %d (%s) failed: %s", trial.number, label, reason)
+            raise TrialFailed(reason) from e
+        trial.set_user_attr("duration_s", time.perf_counter() - t0)
+        return values
+
+    def _over_budget(self, trial: Any) -> bool:
+        """Whether trials numbered before this one already take the whole budget.
+
+        Counted: distinct variants evaluated, and RUNNING trials that may become one (other
+        workers'). Trial numbers are unique, so concurrent workers agree on who goes first.
+        """
+        ahead = sum(
+            1
+            for t in trial.study.get_trials(deepcopy=False)
+            if t.number < trial.number and counts_towards_budget(t, include_running=True)
+        )
+        return ahead >= self.target
+
+    def _skip_if_racing(self, trial: Any, label: str) -> None:
+        """Another worker is evaluating this very variant right now: do not measure it twice.
+
+        The trial is skipped (not counted) and the worker draws another.
+        """
+        racing = self._racing(trial, label)
+        if racing is not None:
+            trial.set_user_attr("skipped", f"trial {racing} is evaluating the same variant")
+            raise load_optuna().TrialPruned("the same variant is being evaluated")
+
+    def _racing(self, trial: Any, label: str) -> int | None:
+        """The number of an earlier RUNNING trial evaluating the same variant, if any.
+
+        Only earlier trials count, so the first of several racing workers always goes on. Two
+        workers that draw the same new variant within the same instant may still both
+        measure it (each reads before the other wrote its variant).
+        """
+        mine = trial.params
+        for t in trial.study.get_trials(deepcopy=False):
+            ua = t.user_attrs
+            if t.number >= trial.number or t.state.name != "RUNNING":
+                continue
+            if ua.get("reused_from") is not None or ua.get("skipped"):
+                continue
+            # The label once the other worker has written it; before that, its parameters
+            # (written as they are suggested) already say which variant it builds.
+            same = ua.get("variant") == label if "variant" in ua else t.params == mine
+            if same:
+                return int(t.number)
+        return None
+
+    def _previous(self, trial: Any, label: str) -> Any:
+        for t in trial.study.get_trials(deepcopy=False):
+            if t.number == trial.number or t.user_attrs.get("variant") != label:
+                continue
+            if t.user_attrs.get("reused_from") is not None:
+                continue
+            if t.state.name == "COMPLETE" and "energy" in t.user_attrs:
+                return t
+            if t.state.name == "PRUNED" and "screened" in t.user_attrs:
+                return t
+        return None
+
+    def _evaluate(
+        self,
+        trial: Any,
+        spec: VariantSpec,
+        runtime: Runtime,
+        *,
+        before_measure: Callable[[], None] | None = None,
+    ) -> tuple[float, float]:
+        screen = self.min_accuracy if self.bench.recipe.search.screen_examples > 0 else None
+        metric, attrs = self.bench.evaluate(
+            spec, min_accuracy=screen, runtime=runtime, before_measure=before_measure
+        )
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        trial.set_constraint(CONSTRAINT, self.min_accuracy - metric)
+        return metric, attrs["energy"]["energy_j_per_inference"]

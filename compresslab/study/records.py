@@ -1,0 +1,110 @@
+"""Reading an Optuna study back: plain trial records, the search result, a trial's variant.
+
+Also the names of the trial attributes the search writes, so that writer and readers agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compresslab.bench import Runtime
+from compresslab.compress import Step, VariantSpec
+from compresslab.errors import StorageError
+from compresslab.recipe import Recipe
+from compresslab.results import SearchResult, TrialRecord
+
+#: Trial attribute that marks the uncompressed baseline.
+BASELINE_ATTR = "is_baseline"
+#: Optuna constraint: minimum accuracy minus the variant's accuracy; feasible when <= 0.
+CONSTRAINT = "accuracy_below_tolerance"
+#: The start of the ``skipped`` reason of a trial that found the budget already taken.
+BUDGET_SKIP = "the budget"
+
+
+def counts_towards_budget(trial: Any, *, include_running: bool = False) -> bool:
+    """A distinct variant evaluated: measured, or screened out (not a reuse, skip or failure)."""
+    ua = trial.user_attrs
+    if ua.get("reused_from") is not None or ua.get("skipped"):
+        return False
+    state = trial.state.name
+    if state == "COMPLETE":
+        return True
+    if state == "PRUNED":
+        return "screened" in ua
+    return include_running and state == "RUNNING"
+
+
+def trial_record(trial: Any, *, min_accuracy: float) -> TrialRecord:
+    """The plain record of one frozen Optuna trial (the report's only input)."""
+    ua = trial.user_attrs
+    complete = trial.state.name == "COMPLETE" and trial.values is not None
+    accuracy = trial.values[0] if complete else None
+    ci = ua.get("accuracy_ci95")
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        variant=ua.get("variant", "?"),
+        is_baseline=bool(ua.get(BASELINE_ATTR, False)),
+        params=dict(trial.params),
+        accuracy=accuracy,
+        accuracy_ci95=tuple(ci) if ci else None,
+        feasible=(accuracy >= min_accuracy) if accuracy is not None else None,
+        energy=ua.get("energy") if complete else None,
+        modeled_j_per_inference=ua.get("modeled_j_per_inference"),
+        n_params=ua.get("n_params"),
+        macs_per_inference=ua.get("macs_per_inference"),
+        size_bytes=ua.get("size_bytes"),
+        memory_bytes=ua.get("memory_bytes"),
+        sparsity=ua.get("sparsity"),
+        error=ua.get("error") or ua.get("skipped"),
+        screened=ua.get("screened"),
+        screen_accuracy=ua.get("screen_accuracy"),
+        duration_s=ua.get("duration_s"),
+        reused_from=ua.get("reused_from"),
+        host=ua.get("host"),
+        notes=tuple(ua.get("notes") or ()),
+    )
+
+
+def records_from_study(study: Any, *, min_accuracy: float) -> list[TrialRecord]:
+    """Plain records of every trial in ``study``."""
+    return [trial_record(t, min_accuracy=min_accuracy) for t in study.get_trials(deepcopy=False)]
+
+
+def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchResult:
+    """The :class:`SearchResult` of a study, from its storage alone (plus the recipe's name)."""
+    if "baseline_accuracy" not in study.user_attrs:
+        raise StorageError(
+            f"study '{study.study_name}' in '{storage_url}' holds no compresslab search yet: "
+            f"run `compresslab search` on the recipe first"
+        )
+    baseline_accuracy = float(study.user_attrs["baseline_accuracy"])
+    min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
+    info = dict(study.user_attrs.get("report_info", {}))
+    info["search_energy"] = list(study.user_attrs.get("search_energy", []))
+    return SearchResult(
+        recipe_name=recipe.name,
+        study_name=study.study_name,
+        storage=storage_url,
+        trials=records_from_study(study, min_accuracy=min_accuracy),
+        baseline_accuracy=baseline_accuracy,
+        min_accuracy=min_accuracy,
+        tolerance=recipe.search.tolerance.describe(),
+        info=info,
+    )
+
+
+def spec_of_trial(study: Any, number: int) -> tuple[VariantSpec, Runtime]:
+    """The variant a trial of ``study`` built, and how it was run (from its attributes)."""
+    trials = study.get_trials(deepcopy=False)
+    match = [t for t in trials if t.number == number]
+    if not match:
+        raise StorageError(
+            f"study '{study.study_name}' has no trial {number} (it has {len(trials)} trials): "
+            "see trials.csv for the trial numbers"
+        )
+    stored = match[0].user_attrs.get("spec")
+    if stored is None:
+        raise StorageError(f"trial {number} records no variant (it never started building one)")
+    spec = VariantSpec(tuple(Step(s["method"], dict(s["params"])) for s in stored["steps"]))
+    return spec, Runtime.from_dict(match[0].user_attrs.get("runtime"))

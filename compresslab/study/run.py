@@ -1,0 +1,225 @@
+"""Running a search: open (or resume) the study, enqueue the baseline, optimize to the budget."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from compresslab.carbon import carbon_settings
+from compresslab.compress import capabilities
+from compresslab.energy import Selection, make_sampler
+from compresslab.errors import BackendUnavailableError, TaskError
+from compresslab.machine import fingerprint
+from compresslab.protocol import energy_options, select_for
+from compresslab.recipe import Recipe, recipe_hash
+from compresslab.results import SearchResult, TrialRecord
+from compresslab.study._optuna import TrialFailed
+from compresslab.study.objective import Objective
+from compresslab.study.records import (
+    BASELINE_ATTR,
+    BUDGET_SKIP,
+    counts_towards_budget,
+    result_from_study,
+    trial_record,
+)
+from compresslab.study.samplers import make_optuna_sampler, sampler_name
+from compresslab.study.space import SearchSpace
+from compresslab.study.storage import default_storage, fail_dead_local_trials, open_study
+from compresslab.tasks import Task, load_task
+from compresslab.tasks.metrics import METRICS, predict
+from compresslab.versions import versions
+
+log = logging.getLogger(__name__)
+
+
+def run_search(
+    recipe: Recipe,
+    *,
+    base_dir: Path | None = None,
+    trials: int | None = None,
+    storage: str | None = None,
+    on_trial: Callable[[TrialRecord, int, int], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) the recipe's search until ``trials`` distinct variants are measured.
+
+    A variant the sampler proposes again is recorded as a trial that reuses the first
+    measurement (``reused_from``) and does not count towards ``trials``.
+
+    Args:
+        recipe: a validated recipe.
+        base_dir: folder that relative output paths are resolved against (the working dir).
+        trials: override of ``search.trials``.
+        storage: override of ``search.storage`` (an Optuna storage URL).
+        on_trial: called after each trial with its record, the number of completed trials,
+            and the target.
+
+    Returns:
+        Every trial of the study as records, with the frontier and the baseline.
+    """
+    target = trials if trials is not None else recipe.search.trials
+    storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
+    space = SearchSpace.from_recipe(recipe.compression, recipe.runtime)
+    for name, why in space.skipped.items():
+        log.warning("method %s left out of the search: %s", name, why)
+    if not space.by_stage:
+        raise BackendUnavailableError(
+            "no compression method of the recipe can run on this machine: "
+            + "; ".join(f"{n}: {w}" for n, w in space.skipped.items())
+        )
+    sampler = sampler_name(recipe, space)
+    grid = space.grid() if sampler == "grid" else []
+    selection = select_for(recipe.energy)
+    log.info("energy sampler: %s", selection.explain())
+    # The search's own energy, all of it (task set-up, builds, evaluation, measurement), in a
+    # window of its own; a modeled run has no counter for that, so the estimator takes it.
+    cost_name = "estimate" if selection.sampler.name == "model" else selection.sampler.name
+    cost = make_sampler(cost_name, energy_options(recipe.energy).get(cost_name))
+    cost.start()
+    try:
+        # The storage first: a wrong URL is reported before a model loads (minutes for MiniLM).
+        study = open_study(recipe, storage=storage_url, sampler=sampler)
+        # A resumed single-process study would replay the first session's random stream and
+        # re-propose the same variants: continue the seed instead (still reproducible).
+        finished = len(study.get_trials(deepcopy=False))
+        if finished and storage_url.startswith("sqlite"):
+            study.sampler = make_optuna_sampler(recipe, sampler, seed_offset=finished)
+        task = load_task(recipe.task)
+        try:
+            baseline_accuracy = METRICS[recipe.task.metric](
+                predict(task.model, task.eval_inputs), task.eval_labels
+            )
+        except Exception as e:  # the user's model: any error; none is a trial's fault
+            raise TaskError(
+                f"the task's own (uncompressed) model fails on its evaluation inputs "
+                f"({type(e).__name__}: {e}): fix the task's model or data; no trial was run"
+            ) from e
+        min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
+
+        interrupted = fail_dead_local_trials(study, single_process=storage_url.startswith("sqlite"))
+        if interrupted:
+            log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
+        _enqueue_start(study, space, grid)
+        study.set_user_attr("baseline_accuracy", baseline_accuracy)
+        study.set_user_attr(
+            "report_info", _report_info(recipe, task, selection, space, sampler, target)
+        )
+
+        objective = Objective(
+            recipe=recipe,
+            task=task,
+            space=space,
+            selection=selection,
+            min_accuracy=min_accuracy,
+            target=target,
+        )
+
+        def completed() -> int:
+            """Distinct variants evaluated (a repeated variant reuses the first result)."""
+            return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
+
+        # Bounded so that a small space (samplers repeat points) or one where every variant
+        # breaks still ends.
+        max_attempts = 3 * target + 10
+        attempts = 0
+        while completed() < target and attempts < max_attempts:
+            before = len(study.get_trials(deepcopy=False))
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+            attempts += 1
+            new = study.get_trials(deepcopy=False)[before:]
+            for t in new:
+                if on_trial is not None:
+                    on_trial(trial_record(t, min_accuracy=min_accuracy), completed(), target)
+            mine = [t for t in new if t.user_attrs.get("pid") == os.getpid()]
+            if any(t.user_attrs.get("skipped", "").startswith(BUDGET_SKIP) for t in mine):
+                # Other workers' running trials hold the rest of the budget: this worker is
+                # done (spinning would only add skipped trials until max_attempts).
+                break
+        if completed() < target:
+            log.warning(
+                "stopped after %d trials with %d distinct variants evaluated (asked for %d): the "
+                "space is smaller than the budget or variants keep failing; see the report",
+                attempts,
+                completed(),
+                target,
+            )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            cost.stop()
+        raise
+    _record_search_energy(study, cost.stop())
+    return result_from_study(recipe, study, storage_url)
+
+
+def _enqueue_start(study: Any, space: SearchSpace, grid: list[dict[str, Any]]) -> None:
+    """The baseline first (once), then every grid point not yet in the study."""
+    done = study.get_trials(deepcopy=False)
+    has_baseline = any(
+        t.user_attrs.get(BASELINE_ATTR) and t.state.name in ("COMPLETE", "WAITING", "RUNNING")
+        for t in done
+    )
+    if not has_baseline:
+        study.enqueue_trial(space.baseline_params(), user_attrs={BASELINE_ATTR: True})
+    if grid:
+        seen = [t.params for t in done if t.state.name != "FAIL"]
+        baseline = space.baseline_params()
+        for point in grid:
+            if point != baseline and point not in seen:
+                study.enqueue_trial(point, skip_if_exists=True)
+
+
+def _record_search_energy(study: Any, reading: Any) -> None:
+    """Append this session's energy to the study (a resumed search has several sessions)."""
+    sessions = list(study.user_attrs.get("search_energy", []))
+    sessions.append(
+        {
+            "energy_j": reading.energy_j,
+            "duration_s": reading.duration_s,
+            "provenance": str(reading.provenance),
+            "host": socket.gethostname(),
+        }
+    )
+    study.set_user_attr("search_energy", sessions)
+
+
+def _report_info(
+    recipe: Recipe,
+    task: Task,
+    selection: Selection,
+    space: SearchSpace,
+    sampler: str,
+    target: int,
+) -> dict[str, Any]:
+    """Everything the report states about how the study was run (stored with the study)."""
+    return {
+        "task": task.description,
+        "metric": recipe.task.metric,
+        "eval_examples": int(len(task.eval_labels)),
+        "sampler_selection": selection.explain(),
+        "sampler_metadata": selection.sampler.metadata(),
+        "optuna_sampler": sampler,
+        "seed": recipe.search.seed,
+        "trials_requested": target,
+        "recipe_hash": recipe_hash(recipe),
+        "machine": fingerprint(),
+        "skipped_methods": space.skipped,
+        "batch_size": recipe.energy.batch_size,
+        "tolerance": recipe.search.tolerance.describe(),
+        "carbon": dataclasses.asdict(
+            carbon_settings(
+                region=recipe.carbon.region,
+                intensity_g_per_kwh=recipe.carbon.intensity_g_per_kwh,
+                pue=recipe.carbon.pue,
+            )
+        ),
+        "projection": recipe.report.model_dump(),
+        "versions": versions(),
+        # Which libraries are installed, not imported: the methods' own probes already
+        # proved what runs, and importing bitsandbytes costs seconds per worker.
+        "capabilities": capabilities(import_libraries=False),
+    }
