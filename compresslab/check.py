@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compresslab import __version__
+from compresslab._version import __version__
 from compresslab.errors import CompressLabError, UsageError
 from compresslab.fsio import atomic_write_text
 from compresslab.machine import fingerprint

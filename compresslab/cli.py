@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from compresslab import __version__
+from compresslab._version import __version__
 from compresslab.errors import CompressLabError
 
 if TYPE_CHECKING:
