@@ -24,7 +24,7 @@ from torch import nn
 
 from compresslab.availability import Availability
 from compresslab.compress.base import CompressContext, CompressionMethod, ParamDef
-from compresslab.compress.prune import named_keep_modules, output_layers
+from compresslab.compress.layers import linear_targets
 from compresslab.errors import VariantError
 
 _INSTALL = "pip install 'bitsandbytes>=0.45'"
@@ -37,28 +37,6 @@ def bitsandbytes() -> Any:
         import bitsandbytes as bnb
 
     return bnb
-
-
-def linear_targets(
-    model: nn.Module, ctx: CompressContext, *, keep_classifier: bool
-) -> list[tuple[str, nn.Linear]]:
-    """The plain ``nn.Linear`` layers to quantize, by name (kept layers left out).
-
-    Raises:
-        VariantError: a ``keep_layers`` name is wrong, or nothing is left to quantize.
-    """
-    keep: set[int] = {id(m) for m in named_keep_modules(model, ctx.keep_modules)}
-    if keep_classifier:
-        keep |= {id(m) for m in output_layers(model, ctx.example_inputs)}
-    out = [
-        (name, m) for name, m in model.named_modules() if type(m) is nn.Linear and id(m) not in keep
-    ]
-    if not out:
-        raise VariantError(
-            "found no nn.Linear layer to quantize in this model (the classifier and keep_layers "
-            "are left in float32; set keep_classifier: false to quantize the classifier too)"
-        )
-    return out
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
