@@ -13,7 +13,7 @@ import yaml
 from safetensors import safe_open
 from torch import nn
 
-from compresslab.compress import CompressContext, Step, VariantSpec, build_variant
+from compresslab.compress import CompressContext, Step, VariantSpec, build_variant, notes_of
 from compresslab.errors import VariantError
 from compresslab.export import FILES, FORMAT, export_variant, load_variant
 from compresslab.tasks import Task
@@ -129,7 +129,10 @@ def test_pruned_heads_and_4bit_transformer_reloads(tmp_path: Path) -> None:
     spec = VariantSpec(
         (
             Step("prune_heads", {"head_ratio": 0.5, "ffn_ratio": 0.5, "recovery_epochs": 1}),
-            Step("bnb_4bit", {"quant_type": "fp4"}),
+            # blocksize 32: the pruned encoder's 32-wide layers fit bitsandbytes' packed CPU
+            # kernel (AVX512-BF16 CPUs); its 16-wide q/k/v and attention outputs do not and
+            # stay float32, on those CPUs only: the reload must make the same choice.
+            Step("bnb_4bit", {"quant_type": "fp4", "blocksize": 32}),
         )
     )
     measured = build_variant(task.model, spec, ctx)
@@ -142,6 +145,15 @@ def test_pruned_heads_and_4bit_transformer_reloads(tmp_path: Path) -> None:
     with torch.inference_mode():
         assert torch.equal(loaded(task.eval_inputs), measured(task.eval_inputs))
     assert task.model.encoder.encoder.layer[1].attention.self.num_attention_heads == 4
+    assert _four_bit(loaded) == _four_bit(measured)
+    assert "encoder.encoder.layer.1.intermediate.dense" in _four_bit(loaded)
+    assert notes_of(loaded) == notes_of(measured)
+
+
+def _four_bit(model: nn.Module) -> set[str]:
+    from compresslab.compress.bnb import bitsandbytes
+
+    return {n for n, m in model.named_modules() if isinstance(m, bitsandbytes().nn.Linear4bit)}
 
 
 def test_loading_onto_another_base_model_is_refused(digits_task, ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]

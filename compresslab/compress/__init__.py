@@ -2,7 +2,9 @@
 
 A variant is a :class:`VariantSpec`: at most one method per stage, applied in the order of
 :data:`STAGES` (prune, then sparsify, then quantize). :func:`build_variant` deep-copies the
-base model first, so the base model is never mutated.
+base model first, so the base model is never mutated. What a step could not do on some layers
+is noted on the model (:func:`add_note`); the built model carries every step's notes
+(:func:`notes_of`).
 
 Methods by stage:
 
@@ -25,6 +27,7 @@ from torch import nn
 from compresslab.availability import Availability
 from compresslab.compress.ao import TorchaoInt8Dynamic, TorchaoInt8WeightOnly
 from compresslab.compress.base import (
+    NOTES_ATTR,
     STAGES,
     Applied,
     BuildTrace,
@@ -34,6 +37,8 @@ from compresslab.compress.base import (
     Step,
     StepRecord,
     VariantSpec,
+    add_note,
+    notes_of,
 )
 from compresslab.compress.bnb import Bnb4bit, BnbInt8
 from compresslab.compress.capabilities import capabilities
@@ -55,10 +60,12 @@ __all__ = [
     "Step",
     "StepRecord",
     "VariantSpec",
+    "add_note",
     "build_variant",
     "capabilities",
     "check_space",
     "get_method",
+    "notes_of",
     "probe_methods",
 ]
 
@@ -154,7 +161,8 @@ def build_variant(
     """A new model: ``base`` deep-copied, then each step applied in stage order.
 
     Building is deterministic: the same base, spec and context give the same weights (seeded
-    from ``ctx.seed``; torch's global RNG is left as it was).
+    from ``ctx.seed``; torch's global RNG is left as it was). The result carries the notes
+    of every step in order (:func:`notes_of`), also when a step returns a new model.
 
     Args:
         base: the trained base model (never mutated).
@@ -190,7 +198,11 @@ def _build(
         params: Mapping[str, Any] = method.resolve(step.params)
         if trace is not None and method.stage == "quantize" and trace.float_model is None:
             trace.float_model = copy.deepcopy(model)
+        earlier = notes_of(model)
         applied = method.apply_step(model, params, ctx)
+        later = notes_of(applied.model)
+        if later[: len(earlier)] != earlier:  # a new model (e.g. a wrapper) lost the notes
+            setattr(applied.model, NOTES_ATTR, earlier + later)
         model = applied.model
         model.eval()
         if trace is not None:

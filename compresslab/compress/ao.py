@@ -24,7 +24,7 @@ from torch import nn
 
 from compresslab.availability import Availability
 from compresslab.compress.base import CompressContext, CompressionMethod, ParamDef
-from compresslab.compress.bnb import linear_targets
+from compresslab.compress.layers import linear_targets
 from compresslab.errors import VariantError
 
 _INSTALL = "pip install 'compresslab[torchao]'"

@@ -17,6 +17,24 @@ from compresslab.availability import Availability
 #: (sparsify), then number formats (quantize/precision).
 STAGES: tuple[str, ...] = ("prune", "sparsify", "quantize")
 
+#: The attribute of a model that holds its notes (a list of str; see :func:`add_note`).
+NOTES_ATTR = "_compresslab_notes"
+
+
+def add_note(model: nn.Module, text: str) -> None:
+    """Append a human-readable note to ``model``: what a step left undone here, and why.
+
+    A method notes on the model it returns (e.g. "bnb_4bit: 2 of 5 linear layers kept in
+    float32 ..."); :func:`~compresslab.compress.build_variant` carries the notes of earlier
+    steps onto later models, and the bench records :func:`notes_of` with each trial.
+    """
+    setattr(model, NOTES_ATTR, [*notes_of(model), str(text)])
+
+
+def notes_of(model: nn.Module) -> list[str]:
+    """The notes on ``model`` in order (after ``build_variant``: every step's)."""
+    return list(getattr(model, NOTES_ATTR, None) or [])
+
 
 @dataclass(frozen=True)
 class ParamDef:
@@ -86,7 +104,8 @@ class CompressionMethod(ABC):
     """One compression method. Subclasses are small and registered by ``name``.
 
     ``apply`` returns a *new* model and never mutates its input (the registry deep-copies
-    before calling it, and methods must not keep references to the input).
+    before calling it, and methods must not keep references to the input). What a method
+    could not do on some layers, it says with :func:`add_note` on the model it returns.
     """
 
     name: ClassVar[str]

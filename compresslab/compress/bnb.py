@@ -7,14 +7,27 @@ and then moved to the device those weights were on.
 The classifier (every layer whose output has the model's output shape) and the task's
 ``keep_layers`` stay in float32 by default (``keep_classifier``), as Hugging Face's
 bitsandbytes integration keeps the output head: it is small, and its errors go straight into
-the logits. On this lab's CPUs the 4-bit layers run bitsandbytes' slow path (dequantize, then
-a float matmul); the fused CPU kernel needs AVX512-BF16 and a download from the Hugging Face
-hub. Whether either is cheaper than float32 is for the measurement to say.
+the logits.
+
+4-bit layers take one of two CPU paths, chosen by bitsandbytes per layer at its first
+inference call (eval mode, input without gradient):
+
+- unpacked (most CPUs): dequantize the weights, then a float matmul in ``compute_dtype``.
+  Every layer shape runs.
+- packed (CPUs whose bitsandbytes native library reports AVX512-BF16): the weights are
+  repacked for a fused bf16 kernel (bitsandbytes' own, or the Hugging Face hub's when the
+  ``kernels`` package is installed), which always computes in bfloat16. Repacking needs
+  ``out_features % 32 == 0`` and ``in_features % blocksize == 0``; other layers would fail,
+  so :func:`fits_4bit` keeps them in float32 and the variant says how many
+  (:func:`~compresslab.compress.base.add_note`).
+
+Whether either path is cheaper than float32 is for the measurement to say.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -23,11 +36,21 @@ import torch
 from torch import nn
 
 from compresslab.availability import Availability
-from compresslab.compress.base import CompressContext, CompressionMethod, ParamDef
-from compresslab.compress.prune import named_keep_modules, output_layers
+from compresslab.compress.base import CompressContext, CompressionMethod, ParamDef, add_note
+from compresslab.compress.layers import linear_targets
 from compresslab.errors import VariantError
 
+log = logging.getLogger(__name__)
+
 _INSTALL = "pip install 'bitsandbytes>=0.45'"
+
+#: The packed CPU layout groups output features in blocks of this many (bitsandbytes'
+#: ``block_n`` in ``functional._convert_weight_packed_for_cpu``).
+PACKED_BLOCK_N = 32
+
+#: The probe's layer, (in_features, out_features): in_features is a multiple of every offered
+#: blocksize and out_features of :data:`PACKED_BLOCK_N`, as in real models (768, 3072, ...).
+PROBE_SHAPE = (256, 64)
 
 
 def bitsandbytes() -> Any:
@@ -37,28 +60,6 @@ def bitsandbytes() -> Any:
         import bitsandbytes as bnb
 
     return bnb
-
-
-def linear_targets(
-    model: nn.Module, ctx: CompressContext, *, keep_classifier: bool
-) -> list[tuple[str, nn.Linear]]:
-    """The plain ``nn.Linear`` layers to quantize, by name (kept layers left out).
-
-    Raises:
-        VariantError: a ``keep_layers`` name is wrong, or nothing is left to quantize.
-    """
-    keep: set[int] = {id(m) for m in named_keep_modules(model, ctx.keep_modules)}
-    if keep_classifier:
-        keep |= {id(m) for m in output_layers(model, ctx.example_inputs)}
-    out = [
-        (name, m) for name, m in model.named_modules() if type(m) is nn.Linear and id(m) not in keep
-    ]
-    if not out:
-        raise VariantError(
-            "found no nn.Linear layer to quantize in this model (the classifier and keep_layers "
-            "are left in float32; set keep_classifier: false to quantize the classifier too)"
-        )
-    return out
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -92,6 +93,59 @@ def _int8_layer(lin: nn.Linear, *, threshold: float) -> nn.Module:
     return q
 
 
+def packs_for_cpu(device: torch.device) -> bool:
+    """Whether a ``Linear4bit`` on ``device`` repacks its weights for the fused CPU kernel.
+
+    bitsandbytes 0.50 decides it per layer: ``Linear4bit.__init__`` stores
+    ``has_avx512bf16()`` (``bitsandbytes/nn/modules.py:573``, the native library's CPU check,
+    ``functional.py:1798``), and ``Linear4bit.forward`` (``nn/modules.py:613-620``) repacks
+    when that is true and the input is on the CPU, in eval mode, without gradient, which is
+    every inference call. The check is read where ``Linear4bit`` reads it, so a test that
+    patches ``bitsandbytes.nn.modules.has_avx512bf16`` moves both together.
+    """
+    if device.type != "cpu":
+        return False
+    check = getattr(bitsandbytes().nn.modules, "has_avx512bf16", None)
+    return bool(check()) if callable(check) else False  # older releases never repack
+
+
+def fits_4bit(lin: nn.Linear, *, blocksize: int) -> bool:
+    """Whether ``Linear4bit`` runs this layer's shape here: the one per-layer rule.
+
+    Mirrors bitsandbytes 0.50: on the unpacked path every shape runs; on the packed CPU path
+    (:func:`packs_for_cpu`) ``functional._convert_weight_packed_for_cpu`` asserts
+    ``out_features % 32 == 0`` (``functional.py:1696``) and reshapes the block scales to
+    ``[out_features, in_features // blocksize]`` (``functional.py:1720``), which fails unless
+    ``in_features % blocksize == 0`` (``in_features >= blocksize`` is not enough: 96 inputs
+    in blocks of 64 fail). Layers that do not fit stay float32.
+    """
+    if not packs_for_cpu(lin.weight.device):
+        return True
+    return lin.out_features % PACKED_BLOCK_N == 0 and lin.in_features % blocksize == 0
+
+
+def _unpack_before_state_dict(module: nn.Module, prefix: str, keep_vars: bool) -> None:
+    """Undo the packed CPU layout before ``state_dict`` reads a ``Linear4bit``.
+
+    bitsandbytes 0.50 undoes it itself (``Linear4bit._save_to_state_dict``), but its inverse
+    restores the block scales only for ``compress_statistics=True``: ours stay bf16 in the
+    packed ``[in/blocksize, out]`` order, and the next forward repacks them scrambled, so the
+    layer's outputs change after every ``state_dict()`` (a profile's size, an export's
+    fingerprint). Unpacking here, with the scales put back in bitsandbytes' flat
+    ``[out * in/blocksize]`` float32 order, leaves nothing for bitsandbytes to undo; the next
+    inference call repacks to exactly the same weights and scales.
+    """
+    weight: Any = module.weight
+    state = getattr(weight, "quant_state", None)
+    if state is None or not getattr(state, "packing_format_for_cpu", False):
+        return
+    inverse = bitsandbytes().functional._convert_weight_packed_for_cpu_inverse
+    weight.data, state = inverse(weight.data, state)
+    if not state.nested and state.absmax.dim() == 2:
+        state.absmax = state.absmax.T.reshape(-1).float()
+    weight.quant_state = state
+
+
 def _4bit_layer(
     lin: nn.Linear, *, quant_type: str, compute_dtype: torch.dtype, blocksize: int
 ) -> nn.Module:
@@ -119,22 +173,28 @@ def _4bit_layer(
         raise VariantError(
             f"bitsandbytes did not quantize the weights to 4 bits: upgrade it ({_INSTALL})"
         )
+    q.register_state_dict_pre_hook(_unpack_before_state_dict)
     q.eval()
     return q
 
 
 def _probe(make: Any) -> Availability:
-    """Run a tiny linear layer through the real kernel; compare with float32."""
+    """Run a linear layer of :data:`PROBE_SHAPE` through the real kernel; compare with float32.
+
+    A realistic shape: bitsandbytes' packed 4-bit CPU path refuses small odd ones that real
+    models do not have (those layers stay float32, see :func:`fits_4bit`).
+    """
     try:
         bnb = bitsandbytes()
     except ImportError as e:
         return Availability(False, f"bitsandbytes is not installed ({e}): {_INSTALL}")
     try:
         gen = torch.Generator().manual_seed(0)
-        lin = nn.Linear(64, 16)
+        n_in, n_out = PROBE_SHAPE
+        lin = nn.Linear(n_in, n_out)
         with torch.no_grad():
-            lin.weight.copy_(torch.randn(16, 64, generator=gen) * 0.1)
-        x = torch.randn(4, 64, generator=gen)
+            lin.weight.copy_(torch.randn(n_out, n_in, generator=gen) * 0.1)
+        x = torch.randn(4, n_in, generator=gen)
         q = make(lin)
         with torch.inference_mode():
             ref, out = lin(x), q(x)
@@ -149,7 +209,15 @@ def _probe(make: Any) -> Availability:
         return Availability(
             False, f"bitsandbytes {bnb.__version__} is inaccurate here (relative error {err:.2f})"
         )
-    return Availability(True, f"bitsandbytes {bnb.__version__} ran a {make.label} layer here")
+    path = ""
+    if getattr(getattr(q.weight, "quant_state", None), "packing_format_for_cpu", False):
+        path = (
+            f" with the packed AVX512-BF16 CPU kernel (layers need out_features % "
+            f"{PACKED_BLOCK_N} == 0 and in_features % blocksize == 0; others stay float32)"
+        )
+    return Availability(
+        True, f"bitsandbytes {bnb.__version__} ran a {make.label} {n_in}x{n_out} layer here{path}"
+    )
 
 
 def _labelled(label: str, fn: Any) -> Any:
@@ -227,7 +295,7 @@ class Bnb4bit(CompressionMethod):
             "choice",
             "float32",
             choices=("float32", "bfloat16"),
-            doc="dtype the dequantized weights are multiplied in",
+            doc="dtype the dequantized weights are multiplied in (the packed CPU kernel: bf16)",
         ),
         "blocksize": ParamDef(
             "choice", 64, choices=(32, 64, 128, 256), doc="weights per quantization scale"
@@ -240,10 +308,22 @@ class Bnb4bit(CompressionMethod):
         return probe_4bit()
 
     def apply(self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext) -> nn.Module:
-        """Replace every (non-kept) ``nn.Linear`` by a quantized ``Linear4bit``."""
+        """Replace every (non-kept) ``nn.Linear`` that fits here by a quantized ``Linear4bit``.
+
+        Layers that bitsandbytes' packed CPU kernel cannot take (:func:`fits_4bit`) stay
+        float32, and a note on the model says how many.
+
+        Raises:
+            VariantError: no layer fits (the message says which blocksize would do).
+        """
         targets = linear_targets(model, ctx, keep_classifier=bool(params["keep_classifier"]))
+        blocksize = int(params["blocksize"])
+        fitting = [(name, lin) for name, lin in targets if fits_4bit(lin, blocksize=blocksize)]
+        left = [(name, lin) for name, lin in targets if not fits_4bit(lin, blocksize=blocksize)]
+        if not fitting:
+            raise VariantError(_nothing_fits(targets, blocksize))
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[str(params["compute_dtype"])]
-        for name, lin in targets:
+        for name, lin in fitting:
             replace_module(
                 model,
                 name,
@@ -251,7 +331,43 @@ class Bnb4bit(CompressionMethod):
                     lin,
                     quant_type=str(params["quant_type"]),
                     compute_dtype=dtype,
-                    blocksize=int(params["blocksize"]),
+                    blocksize=blocksize,
                 ),
             )
+        if left:
+            note = (
+                f"bnb_4bit: {len(left)} of {len(targets)} linear layers kept in float32 (the "
+                f"packed AVX512-BF16 CPU kernel needs out_features % {PACKED_BLOCK_N} == 0 and "
+                f"in_features % blocksize {blocksize} == 0): {_shapes(left)}"
+            )
+            log.info("%s", note)
+            add_note(model, note)
         return model
+
+
+def _shapes(layers: list[tuple[str, nn.Linear]], *, most: int = 4) -> str:
+    """E.g. ``encoder.0.query (32->16), pooler (32->32) and 3 more``."""
+    parts = [f"{name} ({lin.in_features}->{lin.out_features})" for name, lin in layers[:most]]
+    more = f" and {len(layers) - most} more" if len(layers) > most else ""
+    return ", ".join(parts) + more
+
+
+def _nothing_fits(targets: list[tuple[str, nn.Linear]], blocksize: int) -> str:
+    """Why no layer can be 4-bit here, and what to change."""
+    offered = Bnb4bit.params["blocksize"].choices
+    better = {
+        b: n
+        for b in offered
+        if b != blocksize and (n := sum(fits_4bit(lin, blocksize=b) for _, lin in targets))
+    }
+    if better:
+        best = max(better, key=lambda b: (better[b], b))
+        fix = f"use blocksize {best} (it fits {better[best]} of them), or another quantize method"
+    else:
+        fix = "use another quantize method (bnb_int8, dynamic_int8, torchao_int8_weight_only)"
+    return (
+        f"bnb_4bit would quantize none of the {len(targets)} linear layers here: this CPU has "
+        f"AVX512-BF16, so bitsandbytes packs 4-bit weights for its fused CPU kernel, which "
+        f"needs out_features % {PACKED_BLOCK_N} == 0 and in_features % blocksize {blocksize} "
+        f"== 0, and none fits ({_shapes(targets)}): {fix}"
+    )

@@ -8,7 +8,6 @@ probed here, on this machine: CPU flags from ``/proc/cpuinfo``, libraries by imp
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import platform
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from compresslab.machine import cpu_flags, cpu_model
+from compresslab.versions import version_of
 
 #: Optional libraries: import name -> distribution name.
 LIBRARIES = {
@@ -43,11 +43,7 @@ def _installed(name: str) -> dict[str, Any]:
         found = False
     if not found:
         return {"installed": False, "version": None}
-    try:
-        version: str | None = importlib.metadata.version(LIBRARIES[name])
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    return {"installed": True, "version": version}
+    return {"installed": True, "version": version_of(LIBRARIES[name])}
 
 
 def _library(name: str) -> dict[str, Any]:
@@ -65,10 +61,8 @@ def _library(name: str) -> dict[str, Any]:
             module = importlib.import_module(name)
     except Exception as e:  # a broken install fails in many ways; report it, never raise
         return {"imports": False, "version": None, "error": f"{type(e).__name__}: {e}"[:300]}
-    try:  # the distribution's version (torch-pruning 1.6.1 says 1.6.0 in __version__)
-        version = importlib.metadata.version(LIBRARIES[name])
-    except importlib.metadata.PackageNotFoundError:
-        version = str(getattr(module, "__version__", "unknown"))
+    # The distribution's version (torch-pruning 1.6.1 says 1.6.0 in __version__).
+    version = version_of(LIBRARIES[name]) or str(getattr(module, "__version__", "unknown"))
     return {"imports": True, "version": version}
 
 

@@ -21,9 +21,7 @@ rebuilds the pruned shapes (:meth:`CompressionMethod.restore_structure`).
 
 from __future__ import annotations
 
-import copy
 import functools
-import importlib.metadata
 import logging
 import math
 from abc import abstractmethod
@@ -36,7 +34,15 @@ from torch import nn
 
 from compresslab.availability import Availability
 from compresslab.compress.base import Applied, CompressContext, CompressionMethod, ParamDef
+from compresslab.compress.layers import named_keep_modules, output_layers
+from compresslab.compress.recovery import (
+    RECOVERY_PARAMS,
+    recover,
+    recovery_teacher,
+    require_training_data,
+)
 from compresslab.errors import VariantError
+from compresslab.versions import version_of
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +51,6 @@ IMPORTANCES = ("l1", "l2", "taylor", "fpgm", "lamp", "random")
 #: Examples whose gradients rank channels for the ``taylor`` importance.
 TAYLOR_EXAMPLES = 256
 _TAYLOR_FIX = "it ranks channels by loss gradients; pick l1, l2, fpgm, lamp or random"
-
-#: Softmax temperature of the distillation loss (Hinton et al. 2015 use 2 to 20).
-DISTILL_TEMPERATURE = 2.0
 
 
 def _importance(name: str) -> Any:
@@ -66,45 +69,6 @@ def _importance(name: str) -> Any:
     if name == "random":
         return tp.importance.RandomImportance()
     raise VariantError(f"unknown importance '{name}': use one of {', '.join(IMPORTANCES)}")
-
-
-def output_layers(model: nn.Module, example_inputs: torch.Tensor) -> list[nn.Module]:
-    """Layers whose output has the model's output shape: the classifier, which must be kept.
-
-    Pruning the classifier's output channels would remove classes, so it is always ignored.
-    """
-    shapes: dict[int, torch.Size] = {}
-    hooks = []
-    for module in model.modules():
-        if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
-            hooks.append(
-                module.register_forward_hook(lambda m, _i, o: shapes.__setitem__(id(m), o.shape))
-            )
-    try:
-        with torch.inference_mode():
-            out = model(example_inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-    return [m for m in model.modules() if shapes.get(id(m)) == out.shape]
-
-
-def named_keep_modules(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
-    """The modules named in ``keep_layers``.
-
-    Raises:
-        VariantError: a name is not a module of ``model``.
-    """
-    named = dict(model.named_modules())
-    out = []
-    for name in names:
-        if name not in named:
-            raise VariantError(
-                f"keep_layers names '{name}', which is not a module of the model; "
-                f"modules are: {', '.join(n for n in named if n)[:300]}"
-            )
-        out.append(named[name])
-    return out
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -179,18 +143,6 @@ def replay_pruning(
     return model
 
 
-def require_training_data(
-    ctx: CompressContext, *, what: str, fix: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The task's training data, or a VariantError that says what needed it and how to fix it."""
-    if ctx.train_inputs is None or ctx.train_labels is None:
-        raise VariantError(
-            f"{what} needs training data, and this task provides none: {fix}, "
-            "or return train_inputs/train_labels from the task"
-        )
-    return ctx.train_inputs, ctx.train_labels
-
-
 def _taylor_gradients(model: nn.Module, ctx: CompressContext) -> None:
     """Accumulate the loss gradient of a batch of training examples (for ``taylor``)."""
     x, y = require_training_data(ctx, what="importance 'taylor'", fix=_TAYLOR_FIX)
@@ -204,86 +156,6 @@ def _taylor_gradients(model: nn.Module, ctx: CompressContext) -> None:
             batch = idx[start : start + 64]
             loss = F.cross_entropy(model(x[batch]), y[batch])
             (loss * batch.numel() / idx.numel()).backward()
-
-
-def teacher_logits(
-    teacher: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256
-) -> torch.Tensor:
-    """The unpruned model's logits for every training example (computed once)."""
-    teacher.eval()
-    with torch.inference_mode():
-        parts = [teacher(inputs[s : s + batch_size]) for s in range(0, inputs.shape[0], batch_size)]
-    return torch.cat(parts).float()
-
-
-def recovery_teacher(
-    model: nn.Module, params: Mapping[str, Any], ctx: CompressContext
-) -> torch.Tensor | None:
-    """Check recovery's training data up front; the teacher's logits when distilling.
-
-    Called before the model is changed: ``model`` (the method's private copy of the base
-    model) is then the teacher.
-    """
-    if int(params["recovery_epochs"]) <= 0:
-        return None
-    x, _ = require_training_data(ctx, what="recovery_epochs > 0", fix="set recovery_epochs to 0")
-    if float(params["distill"]) <= 0:
-        return None
-    return teacher_logits(copy.deepcopy(model), x)
-
-
-def recover(
-    model: nn.Module,
-    ctx: CompressContext,
-    *,
-    epochs: int,
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    teacher: torch.Tensor | None = None,
-    distill: float = 0.0,
-) -> None:
-    """Fine-tune a compressed model on the task's training data (recovers lost accuracy).
-
-    Args:
-        model: the model, trained in place.
-        ctx: supplies the training data and the seed.
-        epochs: passes over the training data.
-        lr: Adam's learning rate.
-        batch_size: examples per step.
-        teacher: the unpruned model's logits for every training example, to distil from.
-        distill: weight of the distillation loss (KL divergence to the teacher's softened
-            outputs at temperature :data:`DISTILL_TEMPERATURE`); ``1 - distill`` weighs the
-            cross-entropy on the labels.
-
-    Raises:
-        VariantError: the task provides no training data.
-    """
-    x, y = require_training_data(ctx, what="recovery_epochs > 0", fix="set recovery_epochs to 0")
-    gen = torch.Generator().manual_seed(ctx.seed)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    temp = DISTILL_TEMPERATURE
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        torch.manual_seed(ctx.seed)  # dropout masks are reproducible
-        model.train()
-        for _ in range(epochs):
-            perm = torch.randperm(x.shape[0], generator=gen)
-            for start in range(0, x.shape[0], batch_size):
-                batch = perm[start : start + batch_size]
-                opt.zero_grad()
-                logits = model(x[batch])
-                loss = F.cross_entropy(logits, y[batch])
-                if teacher is not None and distill > 0:
-                    kd = F.kl_div(
-                        F.log_softmax(logits / temp, dim=-1),
-                        F.log_softmax(teacher[batch] / temp, dim=-1),
-                        reduction="batchmean",
-                        log_target=True,
-                    )
-                    loss = (1 - distill) * loss + distill * kd * temp * temp
-                loss.backward()
-                opt.step()
-    model.eval()
-    model.zero_grad(set_to_none=True)
 
 
 @functools.cache
@@ -312,25 +184,9 @@ def _torch_pruning_available() -> Availability:
         return Availability(False, f"torch-pruning cannot prune with this torch ({e})")
     if model[0].out_channels != 4 or out.shape != (1, 2):
         return Availability(False, "torch-pruning did not prune a tiny model as expected")
-    try:  # the distribution's version: torch-pruning 1.6.1 still says 1.6.0 in __version__
-        version = importlib.metadata.version("torch-pruning")
-    except importlib.metadata.PackageNotFoundError:
-        version = tp.__version__
+    # The distribution's version: torch-pruning 1.6.1 still says 1.6.0 in __version__.
+    version = version_of("torch-pruning") or tp.__version__
     return Availability(True, f"torch-pruning {version} pruned a tiny model here")
-
-
-RECOVERY_PARAMS: dict[str, ParamDef] = {
-    "recovery_epochs": ParamDef(
-        "int", 0, low=0, high=50, doc="fine-tuning epochs on the task's training data afterwards"
-    ),
-    "distill": ParamDef(
-        "float",
-        0.0,
-        low=0.0,
-        high=1.0,
-        doc="weight of distillation from the unpruned model during recovery (0: labels only)",
-    ),
-}
 
 
 class _StructuredPruning(CompressionMethod):

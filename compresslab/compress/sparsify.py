@@ -20,13 +20,8 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from compresslab.compress.base import CompressContext, CompressionMethod, ParamDef
-from compresslab.compress.prune import (
-    RECOVERY_PARAMS,
-    named_keep_modules,
-    output_layers,
-    recover,
-    recovery_teacher,
-)
+from compresslab.compress.layers import named_keep_modules, output_layers
+from compresslab.compress.recovery import RECOVERY_PARAMS, recover, recovery_teacher
 from compresslab.errors import VariantError
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
