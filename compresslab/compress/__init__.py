@@ -213,7 +213,3 @@ def _build(
         trace.float_model = model
     return model
 
-
-def notes_of(model: nn.Module) -> list[str]:
-    """Notes the build left on a variant (placeholder until the notes mechanism lands)."""
-    return list(getattr(model, "_compresslab_notes", []))
