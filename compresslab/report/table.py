@@ -45,6 +45,7 @@ COLUMNS = [
     "host",
     "duration_s",
     "error",
+    "notes",
 ]
 
 
@@ -87,6 +88,7 @@ def _row(
         "host": r.host,
         "duration_s": r.duration_s,
         "error": r.error,
+        "notes": "; ".join(r.notes),
         **{f"param.{k}": v for k, v in sorted(r.params.items())},
     }
 
