@@ -17,6 +17,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from compresslab._version import __version__
+from compresslab.machine import prefer_passive_omp_wait
+
+# Before anything imports torch: OpenMP threads that wait sleep instead of spinning.
+prefer_passive_omp_wait()
 
 if TYPE_CHECKING:
     from compresslab import lab

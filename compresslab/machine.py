@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -79,3 +80,37 @@ def fingerprint() -> dict[str, str]:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+#: What :func:`prefer_passive_omp_wait` found when the package was imported.
+_OMP_STATE = {"set_by_compresslab": False, "torch_loaded_first": False}
+
+
+def prefer_passive_omp_wait() -> None:
+    """Ask OpenMP to let waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``) unless set.
+
+    With the default active policy a thread that waits for a descheduled partner spins, and
+    the spin is billed as busy CPU time: on a shared machine estimated energy then varies by
+    tens of percent between runs. OpenMP reads the variable when torch loads it, so this only
+    works before ``import torch``; :func:`omp_wait_policy` says whether it did.
+    """
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    if "torch" in sys.modules:
+        _OMP_STATE["torch_loaded_first"] = True
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    _OMP_STATE["set_by_compresslab"] = True
+
+
+def omp_wait_policy() -> str:
+    """How OpenMP threads wait in this process, in words (recorded with every measurement)."""
+    value = os.environ.get("OMP_WAIT_POLICY")
+    if _OMP_STATE["set_by_compresslab"]:
+        return f"{value} (set by compresslab before torch loaded)"
+    if _OMP_STATE["torch_loaded_first"]:
+        return (
+            "OpenMP default, probably active (torch was imported before compresslab: set "
+            "OMP_WAIT_POLICY=PASSIVE before importing torch for steadier estimates)"
+        )
+    return f"{value} (set in the environment)" if value else "OpenMP default"

@@ -168,6 +168,18 @@ class RaplOptions(_Strict):
         return self
 
 
+class ContentionSpec(_Strict):
+    """What a measurement does when other processes use the machine (see the protocol)."""
+
+    #: ``flag``: measure and flag the result; ``wait``: wait up to ``wait_s`` for a quieter
+    #: machine before each window; ``reject``: drop a contended window and measure another
+    #: (at most ``max_rejected``, then measure on, flagged).
+    policy: Literal["flag", "wait", "reject"] = "flag"
+    max_foreign_cpus: float = Field(default=0.5, ge=0, le=4096)
+    wait_s: float = Field(default=60.0, ge=0, le=86400)
+    max_rejected: int = Field(default=10, ge=0, le=10000)
+
+
 class EnergySpec(_Strict):
     """How energy per inference is measured."""
 
@@ -183,6 +195,7 @@ class EnergySpec(_Strict):
     target_ci_rel: float = Field(default=0.05, gt=0, lt=1)
     estimate: EstimateOptions = Field(default_factory=EstimateOptions)
     rapl: RaplOptions = Field(default_factory=RaplOptions)
+    contention: ContentionSpec = Field(default_factory=ContentionSpec)
 
     @model_validator(mode="after")
     def _windows(self) -> EnergySpec:

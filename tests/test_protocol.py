@@ -93,7 +93,7 @@ def test_stops_once_the_ci_is_tight() -> None:
     assert result.n_inferences == 4 * (sampler.calls - 1)  # one warm-up call
     assert result.provenance == Provenance.MEASURED
     assert result.component_provenance == {"cpu-package-0": "measured"}
-    assert result.metadata == {"covers": "a script"}
+    assert result.metadata["covers"] == "a script" and "omp_wait_policy" in result.metadata
 
 
 def test_noisy_windows_repeat_up_to_the_maximum() -> None:
@@ -158,7 +158,7 @@ def test_workload_below_idle_noise_is_an_error() -> None:
         time.sleep(0.001)
 
     protocol = Protocol(warmup_s=0.0, window_s=0.02, min_windows=2, max_windows=2, idle_s=0.02)
-    with pytest.raises(MeasurementError, match="indistinguishable from idle"):
+    with pytest.raises(MeasurementError, match="below resolution"):
         measure_callable(work, sampler=sampler, inferences_per_call=1, protocol=protocol)
 
 

@@ -43,6 +43,8 @@ class EstimateSampler:
     name = "estimate"
     provenance = Provenance.ESTIMATED
     scope = "process"
+    #: Systematic uncertainty of absolute joules (coefficients), stated with every figure.
+    systematic_rel = DEFAULT_SYSTEMATIC_REL
 
     def __init__(
         self,
