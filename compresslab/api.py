@@ -107,15 +107,23 @@ def rebuild_report(
     *,
     storage: str | None = None,
     base_dir: Path | None = None,
+    confirm: bool = False,
 ) -> SearchResult:
-    """Rebuild a recipe's report from its study storage alone (no model is loaded or run)."""
+    """Rebuild a recipe's report from its study storage alone.
+
+    With ``confirm``, the frontier is first measured again paired with the baseline (the task
+    is loaded and variants are rebuilt); without it no model is loaded or run.
+    """
     from compresslab.report import write_report as _write
-    from compresslab.study import load_result
+    from compresslab.study import confirm_study, load_result
 
     _check_storage(storage)
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    result = load_result(recipe, storage=storage, base_dir=base_dir)
+    if confirm:
+        result = confirm_study(recipe, storage=storage, base_dir=base_dir)
+    else:
+        result = load_result(recipe, storage=storage, base_dir=base_dir)
     _write(result, recipe.output_dir(base_dir))
     return result
 

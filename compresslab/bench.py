@@ -27,6 +27,7 @@ from compresslab.compress import (
     get_method,
     notes_of,
 )
+from compresslab.hostlock import host_lock
 from compresslab.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from compresslab.energy import Selection
-    from compresslab.protocol import EnergyResult
+    from compresslab.protocol import EnergyResult, PairedResult
     from compresslab.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 MEASURED_ATTRS = (
     "accuracy_ci95",
     "energy",
+    "reference_energy",
+    "vs_baseline",
     "modeled_j_per_inference",
     "n_params",
     "macs_per_inference",
@@ -141,6 +144,7 @@ class VariantBench:
         self.protocol = Protocol.from_spec(recipe.energy)
         self._reuse_float = reuse_float
         self._float: tuple[str, nn.Module] | None = None
+        self._reference: nn.Module | None = None
 
     # --- building ---------------------------------------------------------------------------
 
@@ -235,6 +239,58 @@ class VariantBench:
                 threads=runtime.threads or self.recipe.energy.threads,
             )
 
+    @property
+    def reference(self) -> nn.Module:
+        """The uncompressed baseline, built once: what every variant is measured against."""
+        if self._reference is None:
+            self._reference = self.build(VariantSpec())
+        return self._reference
+
+    def measure_paired(
+        self,
+        model: nn.Module,
+        *,
+        runtime: Runtime | None = None,
+        reference: nn.Module | None = None,
+        pairs: int | None = None,
+    ) -> PairedResult:
+        """``model`` measured against the baseline, their windows interleaved (ABBA).
+
+        The baseline runs at the recipe's own settings, the variant at ``runtime``'s; the
+        ratio (variant / baseline) and its interval come from the pairs.
+
+        Args:
+            model: the variant.
+            runtime: how the variant runs (threads, batch size, power limit).
+            reference: the model to compare with (default: the uncompressed baseline).
+            pairs: at least this many pairs (default: the recipe's ``min_windows``), e.g. more
+                to confirm a claim.
+        """
+        from compresslab.protocol import measure_models_paired
+
+        runtime = runtime or Runtime()
+        protocol = self.protocol
+        if pairs is not None:
+            protocol = dataclasses.replace(
+                protocol,
+                min_windows=max(pairs, protocol.min_windows),
+                max_windows=max(pairs, protocol.max_windows),
+            )
+        base = (
+            reference if reference is not None else self.reference,
+            self.inference_batch(),
+            self.recipe.energy.threads,
+        )
+        mine = (model, self.inference_batch(runtime), runtime.threads or self.recipe.energy.threads)
+        with contextlib.ExitStack() as stack:
+            if runtime.power_limit_w is not None:
+                from compresslab.energy import power_limit
+
+                stack.enter_context(power_limit(runtime.power_limit_w))
+            return measure_models_paired(
+                base, mine, sampler=self.selection.sampler, protocol=protocol
+            )
+
     # --- the whole evaluation of one variant ------------------------------------------------
 
     def evaluate(
@@ -258,29 +314,45 @@ class VariantBench:
         from compresslab.energy.model import modeled_j_per_inference
         from compresslab.ops import count_ops
 
-        model = self.build(spec)
-        screening = min_accuracy is not None and not spec.is_baseline
-        if screening:
-            assert min_accuracy is not None
-            self.screen(model, min_accuracy)
-        metric, interval = self.accuracy(model)
-        if screening and interval[1] < min_accuracy:  # type: ignore[operator]
-            raise Screened(
-                f"screened out: accuracy {metric:.4f} (95% CI up to {interval[1]:.4f}) is "
-                f"clearly below the minimum {min_accuracy:.4f}; energy not measured",
-                accuracy=metric,
+        runtime = runtime or Runtime()
+        # Building, fine-tuning and evaluating share the host; a measurement excludes them.
+        with host_lock(exclusive=False):
+            model = self.build(spec)
+            screening = min_accuracy is not None and not spec.is_baseline
+            if screening:
+                assert min_accuracy is not None
+                self.screen(model, min_accuracy)
+            metric, interval = self.accuracy(model)
+            if screening and interval[1] < min_accuracy:  # type: ignore[operator]
+                raise Screened(
+                    f"screened out: accuracy {metric:.4f} (95% CI up to {interval[1]:.4f}) is "
+                    f"clearly below the minimum {min_accuracy:.4f}; energy not measured",
+                    accuracy=metric,
+                )
+            prof = profile_model(model, self.ctx.example_inputs)
+            batch = self.inference_batch(runtime)
+            # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
+            modeled = modeled_j_per_inference(
+                count_ops(model, batch), batch_size=int(batch.shape[0])
             )
-        prof = profile_model(model, self.ctx.example_inputs)
+            is_reference = spec.is_baseline and runtime == Runtime()
+            if not is_reference:
+                _ = self.reference  # built here, not inside the measurement
         if before_measure is not None:
             before_measure()
-        runtime = runtime or Runtime()
-        batch = self.inference_batch(runtime)
-        energy = self.measure(model, runtime=runtime, inputs=batch)
-        # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
-        modeled = modeled_j_per_inference(count_ops(model, batch), batch_size=int(batch.shape[0]))
+        if is_reference:
+            energy = self.measure(model, runtime=runtime, inputs=batch)
+            reference = None
+            vs: dict[str, Any] = {"ratio": 1.0, "ci95_low": 1.0, "ci95_high": 1.0, "pairs": 0}
+            vs["order"] = "the baseline itself"
+        else:
+            paired = self.measure_paired(model, runtime=runtime)
+            energy, reference, vs = paired.candidate, paired.reference, paired.vs_reference()
         return metric, {
             "accuracy_ci95": list(interval),
             "energy": energy.to_dict(),
+            "reference_energy": reference.to_dict() if reference is not None else None,
+            "vs_baseline": vs,
             "modeled_j_per_inference": sum(modeled.values()),
             "n_params": prof.params,
             "macs_per_inference": prof.macs_per_inference,

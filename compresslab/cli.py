@@ -82,6 +82,14 @@ def search(
     )
 
 
+def _ratio(value: object, baseline: bool) -> str:
+    if baseline:
+        return "1x"
+    if isinstance(value, float) and value == value:  # not NaN
+        return f"{value:.2f}x"
+    return "-"
+
+
 def _print_frontier(result: SearchResult) -> None:
     from compresslab.report import frontier_frame
 
@@ -106,7 +114,7 @@ def _print_frontier(result: SearchResult) -> None:
             f"{row['accuracy']:.4f}",
             f"{row['energy_j_per_inference']:.3e} ± {row['ci95_j_per_inference']:.1e}",
             f"{row['kwh_per_1k']:.3e}",
-            f"{row['energy_ratio_vs_baseline']:.2f}x",
+            _ratio(row["energy_ratio_vs_baseline"], bool(row["baseline"])),
             str(row["provenance"]),
         )
     out.print(table)
@@ -118,13 +126,20 @@ def report(
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: the recipe's).")
     ] = None,
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            "--confirm",
+            help="Re-measure the frontier paired with the baseline first (runs the models).",
+        ),
+    ] = False,
 ) -> None:
-    """Rebuild reports/<name>/ from the study's storage alone (no model is run)."""
+    """Rebuild reports/<name>/ from the study's storage (no model is run unless --confirm)."""
     from compresslab.api import rebuild_report
 
-    result = rebuild_report(recipe, storage=storage)
+    result = rebuild_report(recipe, storage=storage, confirm=confirm)
     _print_frontier(result)
-    out.print(f"{len(result.trials)} trials; report rebuilt from {result.storage}")
+    out.print(f"{len(result.trials)} trials; report rebuilt from {result.storage}", markup=False)
 
 
 @app.command()

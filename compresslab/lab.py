@@ -373,6 +373,19 @@ class Study:
             base_dir=self.base_dir,
         )
 
+    def confirm(self) -> Study:
+        """Measure the frontier again, paired with the baseline, and return the updated study.
+
+        The report's headline then states the confirmed ratio with its interval.
+        """
+        from compresslab import api
+
+        with _process_state_kept():
+            result = api.rebuild_report(
+                self.recipe, storage=self.storage, base_dir=self.base_dir, confirm=True
+            )
+        return Study(self.recipe, result, base_dir=self.base_dir)
+
     def reload(self) -> Study:
         """The same study read again from its storage (trials added since included)."""
         return open(self.recipe, storage=self.storage, base_dir=self.base_dir)
@@ -413,12 +426,15 @@ class Study:
         if best is None:
             return None
         ratio = ""
-        if base is not None and base is not best and base.energy_j_per_inference > 0:
-            times = best.energy_j_per_inference / base.energy_j_per_inference
-            ratio = f", {times:.2f}x the baseline's energy"
-            gap = base.energy_j_per_inference - best.energy_j_per_inference
-            if gap <= _ci(best) + _ci(base):
-                ratio += " (within the confidence intervals: not a clear saving)"
+        if base is not None and best is not base and best.ratio_vs_baseline is not None:
+            vs = best.confirmed or best.vs_baseline or {}
+            what = "confirmed" if best.confirmed else "paired, in the search"
+            ratio = (
+                f", {float(vs['ratio']):.2f}x the baseline's energy ({what}; 95% CI "
+                f"{float(vs['ci95_low']):.2f} to {float(vs['ci95_high']):.2f})"
+            )
+            if float(vs["ci95_high"]) >= 1:
+                ratio += " (the interval reaches 1: not a clear saving)"
         return (
             f"trial {best.number} {best.variant}: accuracy {_fmt(best.accuracy)}, "
             f"{_fmt(best.energy_j_per_inference)} J/inference ({best.provenance}){ratio}"
@@ -439,7 +455,7 @@ class Study:
         lines = [f"<b>Study {e(self.name)}</b>{about}"]
         lines.append(e(self.records.counts()) + f"; storage <code>{e(res.storage)}</code>")
         if base is not None:
-            ci = (base.energy or {}).get("ci95_j_per_inference")
+            ci = base.ci95_j_per_inference
             lines.append(
                 f"baseline: {e(res.info.get('metric', 'accuracy'))} {_fmt(base.accuracy)}, "
                 f"{_fmt(base.energy_j_per_inference)} &plusmn; {_fmt(ci)} J/inference "
@@ -457,10 +473,6 @@ class Study:
             else "<p>No feasible variant yet.</p>"
         )
         return "<div>" + "<br>".join(lines) + "<br>Frontier:" + table + "</div>"
-
-
-def _ci(record: TrialRecord) -> float:
-    return float((record.energy or {}).get("ci95_j_per_inference") or 0.0)
 
 
 def _fmt(value: Any) -> str:

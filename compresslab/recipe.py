@@ -249,6 +249,9 @@ class SearchSpec(_Strict):
     #: Accuracy is first computed on this many held-out examples; a variant whose 95%
     #: interval lies wholly below the tolerance is not measured for energy (0 disables).
     screen_examples: int = Field(default=200, ge=0)
+    #: After the search, the frontier (and so the best variant within the tolerance) is
+    #: measured again paired with the baseline, this many pairs each (0: no confirmation).
+    confirm_pairs: int = Field(default=6, ge=0, le=1000)
 
     @field_validator("storage")
     @classmethod

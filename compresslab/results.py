@@ -46,6 +46,15 @@ class TrialRecord:
     host: str | None = None
     #: What the build said about the variant (e.g. layers a quantizer kept in float).
     notes: tuple[str, ...] = ()
+    #: The ratio to the baseline measured paired in this trial (windows interleaved ABBA):
+    #: ``ratio``, ``ci95_low``, ``ci95_high``, ``pairs`` (None for unpaired, older studies).
+    vs_baseline: dict[str, Any] | None = None
+    #: The baseline's absolute figure from the same span of time (the pairs' other side).
+    reference_energy: dict[str, Any] | None = None
+    #: A re-measurement after the search, paired with the baseline with more pairs.
+    confirmed: dict[str, Any] | None = None
+    #: The baseline trial's own measured joules per inference: the scale of paired figures.
+    baseline_j: float | None = None
 
     @property
     def evaluated(self) -> bool:
@@ -58,9 +67,42 @@ class TrialRecord:
         return self.state == "COMPLETE" and self.accuracy is not None and self.energy is not None
 
     @property
-    def energy_j_per_inference(self) -> float:
-        """Mean joules per inference (``nan`` when not measured)."""
+    def measured_j_per_inference(self) -> float:
+        """Joules per inference as measured in this trial's own windows (``nan``: none)."""
         return float(self.energy["energy_j_per_inference"]) if self.energy else math.nan
+
+    @property
+    def ratio_vs_baseline(self) -> float | None:
+        """Energy relative to the baseline, from paired windows (None: not paired)."""
+        if self.vs_baseline is None or not self.complete:
+            return None
+        return float(self.vs_baseline["ratio"])
+
+    @property
+    def energy_j_per_inference(self) -> float:
+        """Joules per inference on the study's common scale (``nan`` when not measured).
+
+        For a paired trial: its ratio to the baseline (windows interleaved in one span of
+        time) times the baseline trial's own figure, so every variant of a study is compared
+        with the same baseline measurement. Unpaired trials (older studies): as measured.
+        """
+        ratio = self.ratio_vs_baseline
+        if ratio is not None and self.baseline_j is not None:
+            return ratio * self.baseline_j
+        return self.measured_j_per_inference
+
+    @property
+    def ci95_j_per_inference(self) -> float:
+        """Half-width of the 95% interval of :attr:`energy_j_per_inference` (``nan``: none).
+
+        A paired variant's interval is its ratio's, on the baseline's scale; the baseline's
+        own interval is its measured one (a common scale factor for every variant).
+        """
+        base_j = self.baseline_j
+        if self.ratio_vs_baseline is not None and base_j is not None and not self.is_baseline:
+            vs = self.vs_baseline or {}
+            return (float(vs["ci95_high"]) - float(vs["ci95_low"])) / 2 * base_j
+        return float((self.energy or {}).get("ci95_j_per_inference", math.nan))
 
     @property
     def kwh_per_1k(self) -> float:

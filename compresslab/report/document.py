@@ -96,8 +96,17 @@ def fmt_j(j: float) -> str:
 
 
 def _energy_cell(r: TrialRecord) -> str:
-    e = r.energy or {}
-    return f"{fmt_j(r.energy_j_per_inference)} ± {fmt_j(e.get('ci95_j_per_inference', math.nan))}"
+    return f"{fmt_j(r.energy_j_per_inference)} ± {fmt_j(r.ci95_j_per_inference)}"
+
+
+def ratio_cell(r: TrialRecord) -> str:
+    """``0.42x [0.40, 0.44]`` from the trial's pairs; the baseline is the reference."""
+    if r.is_baseline and r.complete:
+        return "1x (reference)"
+    vs = r.vs_baseline if r.ratio_vs_baseline is not None else None
+    if vs is None:
+        return "-"  # unpaired (an older study): a ratio across sessions is never shown
+    return f"{vs['ratio']:.2f}x [{vs['ci95_low']:.2f}, {vs['ci95_high']:.2f}]"
 
 
 def _acc_cell(r: TrialRecord) -> str:
@@ -126,13 +135,10 @@ def _stars(n: int | None) -> str:
 
 
 def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlock:
-    base = result.baseline
-    base_j = base.energy_j_per_inference if base else math.nan
     carbon = _carbon(result)
     stars = energy_stars(result)
     rows = []
     for r in records:
-        ratio = r.energy_j_per_inference / base_j if math.isfinite(base_j) else math.nan
         rows.append(
             [
                 str(r.number),
@@ -140,7 +146,7 @@ def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlo
                 _acc_cell(r),
                 _energy_cell(r),
                 f"{r.kwh_per_1k:.3e}",
-                f"{ratio:.2f}x",
+                ratio_cell(r),
                 _stars(stars.get(r.number)),
                 r.provenance,
                 f"{carbon.gco2e(r.kwh_per_1k):.3g}" if carbon else "-",
@@ -155,7 +161,7 @@ def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlo
             "accuracy [95% CI]",
             "energy / inference (95% CI)",
             "kWh / 1000",
-            "vs baseline",
+            "vs baseline (paired, 95% CI)",
             "label",
             "provenance",
             "gCO2e / 1000",
@@ -164,6 +170,45 @@ def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlo
         ],
         rows,
         "rllllrrllrr",
+    )
+
+
+def _ratio_high(r: TrialRecord) -> float:
+    confirmed = r.confirmed or r.vs_baseline or {}
+    return float(confirmed.get("ci95_high", math.inf))
+
+
+def _saving_sentence(result: SearchResult, best: TrialRecord, base: TrialRecord) -> str:
+    """The headline: the confirmed paired ratio when there is one, else the search's."""
+    carbon = _carbon(result)
+    drop = (base.accuracy or 0) - (best.accuracy or 0)
+    ratio = best.ratio_vs_baseline
+    confirmed = best.confirmed
+    shown = float(confirmed["ratio"]) if confirmed else ratio
+    if shown is None:
+        return (
+            f"(trial {best.number}): {fmt_j(best.energy_j_per_inference)} per inference, "
+            f"accuracy {best.accuracy:.4f} ({_points(drop)})."
+        )
+    per_million = units.kwh_per_million(base.energy_j_per_inference * (1 - shown))
+    carbon_note = f" ({carbon.gco2e(per_million):.3g} gCO2e)" if carbon else ""
+    if confirmed:
+        how = (
+            f"confirmed after the search: {1 / shown:.2f}x less energy per inference than the "
+            f"baseline (ratio {shown:.3f}, 95% CI {confirmed['ci95_low']:.3f} to "
+            f"{confirmed['ci95_high']:.3f}, {confirmed['pairs']} interleaved pairs); the search "
+            f"itself measured {ratio:.3f}"
+        )
+    else:
+        vs = best.vs_baseline or {}
+        how = (
+            f"{1 / shown:.2f}x less energy per inference than the baseline as measured in the "
+            f"search (ratio {shown:.3f}, 95% CI {vs.get('ci95_low', math.nan):.3f} to "
+            f"{vs.get('ci95_high', math.nan):.3f}, paired with the baseline), not confirmed"
+        )
+    return (
+        f"(trial {best.number}): {how}; accuracy {best.accuracy:.4f} ({_points(drop)}); saves "
+        f"about {per_million:.3g} kWh per million inferences{carbon_note}."
     )
 
 
@@ -214,32 +259,19 @@ def build_document(result: SearchResult) -> Document:
         doc.add(Para("The baseline trial did not complete: see the failed trials below."))
 
     doc.add(Heading("Best saving within the tolerance"))
-    carbon = _carbon(result)
     if best is not None and base is not None and best.number != base.number:
-        saving = 1 - best.energy_j_per_inference / base.energy_j_per_inference
-        drop = (base.accuracy or 0) - (best.accuracy or 0)
-        per_million = units.kwh_per_million(
-            base.energy_j_per_inference - best.energy_j_per_inference
-        )
-        carbon_note = f" ({carbon.gco2e(per_million):.3g} gCO2e)" if carbon else ""
-        doc.add(
-            Para(
-                f"(trial {best.number}): {saving:.0%} less energy per inference than the "
-                f"baseline ({fmt_j(best.energy_j_per_inference)} vs "
-                f"{fmt_j(base.energy_j_per_inference)}), accuracy {best.accuracy:.4f} "
-                f"({_points(drop)}); saves {per_million:.3g} kWh per million "
-                f"inferences{carbon_note}.",
-                strong=best.variant,
-            )
-        )
-        ci_sum = (best.energy or {}).get("ci95_j_per_inference", 0) + (base.energy or {}).get(
-            "ci95_j_per_inference", 0
-        )
-        if base.energy_j_per_inference - best.energy_j_per_inference <= ci_sum:
+        doc.add(Para(_saving_sentence(result, best, base), strong=best.variant))
+        if best.ratio_vs_baseline is None:
+            doc.add(Para("This trial was not paired with the baseline (an older study): no ratio."))
+        elif _ratio_high(best) >= 1:
             doc.add(
                 Para(
-                    "The difference is within the two figures' confidence intervals: "
-                    "it may be noise."
+                    "The ratio's 95% interval reaches 1: the saving may be noise. "
+                    + (
+                        ""
+                        if best.confirmed
+                        else "Run `compresslab report --confirm` to re-measure it with more pairs."
+                    )
                 )
             )
     elif base is not None:
@@ -349,6 +381,44 @@ def _search_cost(doc: Document, result: SearchResult) -> None:
     doc.add(Para(text))
 
 
+def _comparison_notes(result: SearchResult) -> list[str]:
+    """How variants were compared, and what disturbed the measurements."""
+    done = [r for r in result.completed if r.reused_from is None]
+    paired = [r for r in done if r.ratio_vs_baseline is not None and not r.is_baseline]
+    notes = []
+    if paired:
+        notes.append(
+            "every variant was measured paired with the baseline: their windows interleaved "
+            "(ABBA) in the same span of time, the ratio's interval from the pairs; energy per "
+            "inference of a variant = its ratio x the baseline's own figure, so all are on one "
+            "scale (each trial's own absolute figure is measured_j_per_inference in trials.csv)"
+        )
+    contended = [r for r in done if ((r.energy or {}).get("contention") or {}).get("contended")]
+    if contended:
+        limit = (contended[0].energy or {})["contention"].get("max_foreign_cpus")
+        notes.append(
+            f"contended: {len(contended)} of {len(done)} trials were measured while other "
+            f"processes kept more than {limit} CPUs busy (trials "
+            f"{', '.join(str(r.number) for r in contended[:12])}); paired ratios are robust to "
+            "this, absolute figures less so"
+        )
+    missed = [r for r in done if (r.energy or {}).get("ci_target_met") is False]
+    if missed:
+        notes.append(
+            f"the CI target was missed in {len(missed)} of {len(done)} trials "
+            "(ci_target_met in trials.csv)"
+        )
+    systematic = [
+        float(v) for r in done if (v := (r.energy or {}).get("systematic_rel")) is not None
+    ]
+    if systematic:
+        notes.append(
+            f"systematic uncertainty of absolute joules: ±{max(systematic):.0%} (the sampler's "
+            "coefficients); it cancels in ratios measured on one machine"
+        )
+    return notes
+
+
 def _how(doc: Document, result: SearchResult) -> None:
     info = result.info
     doc.add(
@@ -361,6 +431,7 @@ def _how(doc: Document, result: SearchResult) -> None:
         "over repeated windows with a 95% confidence interval, net of idle power where the "
         "sampler sees the whole machine (trials.csv has the gross figure and the idle power)"
     )
+    items += _comparison_notes(result)
     items.append(
         "modeled_j_per_inference in trials.csv: the deterministic analytic figure (MACs and "
         "bytes x energy per operation), a ranking and a floor, not a measurement"

@@ -42,7 +42,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
         ax.errorbar(
             [units.kwh_per_1k(r.energy_j_per_inference) for r in pts],
             ys,
-            xerr=[units.kwh_per_1k(float((r.energy or {})["ci95_j_per_inference"])) for r in pts],
+            xerr=[units.kwh_per_1k(r.ci95_j_per_inference) for r in pts],
             yerr=[
                 [max(0.0, y - lo) for y, lo in zip(ys, lows, strict=True)],
                 [max(0.0, hi - y) for y, hi in zip(ys, highs, strict=True)],
@@ -145,10 +145,7 @@ def pareto_html(result: SearchResult, path: Path) -> Path:
                 y=[_acc(r) for r in pts],
                 error_x={
                     "type": "data",
-                    "array": [
-                        units.kwh_per_1k(float((r.energy or {})["ci95_j_per_inference"]))
-                        for r in pts
-                    ],
+                    "array": [units.kwh_per_1k(r.ci95_j_per_inference) for r in pts],
                 },
                 mode="markers",
                 marker={

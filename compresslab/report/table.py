@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from compresslab import units
@@ -23,6 +21,22 @@ COLUMNS = [
     "pareto",
     "energy_j_per_inference",
     "ci95_j_per_inference",
+    "energy_ratio_vs_baseline",
+    "ratio_ci95_low",
+    "ratio_ci95_high",
+    "ratio_pairs",
+    "confirmed_ratio",
+    "confirmed_ci95_low",
+    "confirmed_ci95_high",
+    "confirmed_pairs",
+    "measured_j_per_inference",
+    "measured_ci95_j_per_inference",
+    "reference_j_per_inference",
+    "ci_target_met",
+    "systematic_rel",
+    "contended",
+    "foreign_cpus_mean",
+    "threads",
     "kwh_per_1k",
     "gco2e_per_1k",
     "provenance",
@@ -39,7 +53,6 @@ COLUMNS = [
     "size_bytes",
     "memory_bytes",
     "sparsity",
-    "energy_ratio_vs_baseline",
     "screened",
     "reused_from",
     "host",
@@ -49,11 +62,12 @@ COLUMNS = [
 ]
 
 
-def _row(
-    r: TrialRecord, baseline_j: float, front_ids: set[int], carbon: CarbonSettings | None
-) -> dict[str, object]:
+def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> dict[str, object]:
     e = r.energy or {}
     j = r.energy_j_per_inference
+    vs = r.vs_baseline if r.ratio_vs_baseline is not None else {}
+    confirmed = r.confirmed or {}
+    contention = e.get("contention") or {}
     return {
         "trial": r.number,
         "state": r.state,
@@ -65,7 +79,24 @@ def _row(
         "feasible": r.feasible,
         "pareto": r.number in front_ids,
         "energy_j_per_inference": j if e else None,
-        "ci95_j_per_inference": e.get("ci95_j_per_inference"),
+        "ci95_j_per_inference": r.ci95_j_per_inference if e else None,
+        # Paired with the baseline in this trial's span (never two sessions' figures divided).
+        "energy_ratio_vs_baseline": r.ratio_vs_baseline,
+        "ratio_ci95_low": (vs or {}).get("ci95_low"),
+        "ratio_ci95_high": (vs or {}).get("ci95_high"),
+        "ratio_pairs": (vs or {}).get("pairs"),
+        "confirmed_ratio": confirmed.get("ratio"),
+        "confirmed_ci95_low": confirmed.get("ci95_low"),
+        "confirmed_ci95_high": confirmed.get("ci95_high"),
+        "confirmed_pairs": confirmed.get("pairs"),
+        "measured_j_per_inference": e.get("energy_j_per_inference"),
+        "measured_ci95_j_per_inference": e.get("ci95_j_per_inference"),
+        "reference_j_per_inference": (r.reference_energy or {}).get("energy_j_per_inference"),
+        "ci_target_met": e.get("ci_target_met"),
+        "systematic_rel": e.get("systematic_rel"),
+        "contended": contention.get("contended"),
+        "foreign_cpus_mean": contention.get("foreign_cpus_mean"),
+        "threads": e.get("threads"),
         "kwh_per_1k": units.kwh_per_1k(j) if e else None,
         "gco2e_per_1k": carbon.gco2e(units.kwh_per_1k(j)) if e and carbon else None,
         "provenance": e.get("provenance"),
@@ -82,7 +113,6 @@ def _row(
         "size_bytes": r.size_bytes,
         "memory_bytes": r.memory_bytes,
         "sparsity": r.sparsity,
-        "energy_ratio_vs_baseline": (j / baseline_j) if e and math.isfinite(baseline_j) else None,
         "screened": r.screened,
         "reused_from": r.reused_from,
         "host": r.host,
@@ -95,11 +125,9 @@ def _row(
 
 def trials_frame(result: SearchResult) -> pd.DataFrame:
     """One row per trial: parameters, accuracy, energy with provenance and CI, cost, status."""
-    base = result.baseline
-    baseline_j = base.energy_j_per_inference if base else math.nan
     front_ids = {r.number for r in result.frontier}
     carbon = CarbonSettings(**result.info["carbon"]) if result.info.get("carbon") else None
-    rows = [_row(r, baseline_j, front_ids, carbon) for r in result.trials]
+    rows = [_row(r, front_ids, carbon) for r in result.trials]
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)

@@ -15,7 +15,8 @@ Modules, each with one job:
 - :mod:`.objective`: one trial, and the boundary that turns any error into a failed trial;
 - :mod:`.records`: reading a study back as plain records;
 - :mod:`.run`: the search loop;
-- :mod:`.commands`: re-measuring or exporting one trial of a stored study.
+- :mod:`.confirm`: the frontier measured again, paired with the baseline, after the search;
+- :mod:`.commands`: re-measuring, confirming or exporting trials of a stored study.
 
 Building and measuring a variant is :mod:`compresslab.bench`'s job, not this package's.
 """
@@ -23,6 +24,7 @@ Building and measuring a variant is :mod:`compresslab.bench`'s job, not this pac
 from __future__ import annotations
 
 from compresslab.study.commands import (
+    confirm_study,
     export_trial,
     load_result,
     measure_trial,
@@ -49,6 +51,7 @@ from compresslab.study.storage import (
 
 __all__ = [
     "Objective",
+    "confirm_study",
     "SearchSpace",
     "counts_towards_budget",
     "default_storage",

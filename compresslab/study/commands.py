@@ -103,3 +103,33 @@ def export_trial(
         out_dir=out_dir,
         measured=measured,
     )
+
+
+def confirm_study(
+    recipe: Recipe,
+    *,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+    pairs: int | None = None,
+) -> SearchResult:
+    """Re-measure a stored study's frontier paired with the baseline (see :mod:`.confirm`).
+
+    Every frontier variant is measured again, also those confirmed before (a later session
+    may run on a quieter or busier machine: the newest confirmation is the one shown).
+    """
+    from compresslab.hostlock import host_lock
+    from compresslab.study.confirm import confirm_claims
+
+    result = load_result(recipe, storage=storage, base_dir=base_dir)
+    storage_url = result.storage
+    study = open_study(recipe, storage=storage_url)
+    with host_lock(exclusive=False):
+        bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
+    confirm_claims(
+        study,
+        bench,
+        min_accuracy=result.min_accuracy,
+        pairs=pairs or max(recipe.search.confirm_pairs, recipe.energy.min_windows),
+        again=True,
+    )
+    return result_from_study(recipe, study, storage_url)

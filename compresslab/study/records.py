@@ -34,8 +34,26 @@ def counts_towards_budget(trial: Any, *, include_running: bool = False) -> bool:
     return include_running and state == "RUNNING"
 
 
-def trial_record(trial: Any, *, min_accuracy: float) -> TrialRecord:
-    """The plain record of one frozen Optuna trial (the report's only input)."""
+#: Study attribute prefix of a confirmed claim (``confirmed:<trial number>``): finished trials
+#: cannot take new attributes, the study can.
+CONFIRMED_PREFIX = "confirmed:"
+
+
+def trial_record(
+    trial: Any,
+    *,
+    min_accuracy: float,
+    baseline_j: float | None = None,
+    confirmed: dict[str, Any] | None = None,
+) -> TrialRecord:
+    """The plain record of one frozen Optuna trial (the report's only input).
+
+    Args:
+        trial: the frozen trial.
+        min_accuracy: the accuracy a variant needs to be feasible.
+        baseline_j: the baseline trial's measured joules per inference (the paired scale).
+        confirmed: the trial's confirmed re-measurement, if any.
+    """
     ua = trial.user_attrs
     complete = trial.state.name == "COMPLETE" and trial.values is not None
     accuracy = trial.values[0] if complete else None
@@ -63,12 +81,43 @@ def trial_record(trial: Any, *, min_accuracy: float) -> TrialRecord:
         reused_from=ua.get("reused_from"),
         host=ua.get("host"),
         notes=tuple(ua.get("notes") or ()),
+        vs_baseline=ua.get("vs_baseline") if complete else None,
+        reference_energy=ua.get("reference_energy") if complete else None,
+        confirmed=confirmed,
+        baseline_j=baseline_j,
     )
 
 
+def baseline_j_of(trials: list[Any]) -> float | None:
+    """The first completed baseline trial's measured joules per inference (None: none yet)."""
+    for t in trials:
+        if t.state.name == "COMPLETE" and t.user_attrs.get(BASELINE_ATTR):
+            energy = t.user_attrs.get("energy") or {}
+            if energy.get("energy_j_per_inference"):
+                return float(energy["energy_j_per_inference"])
+    return None
+
+
+def confirmations(study: Any) -> dict[int, dict[str, Any]]:
+    """Confirmed claims of ``study`` by trial number."""
+    return {
+        int(key.removeprefix(CONFIRMED_PREFIX)): value
+        for key, value in study.user_attrs.items()
+        if key.startswith(CONFIRMED_PREFIX)
+    }
+
+
 def records_from_study(study: Any, *, min_accuracy: float) -> list[TrialRecord]:
-    """Plain records of every trial in ``study``."""
-    return [trial_record(t, min_accuracy=min_accuracy) for t in study.get_trials(deepcopy=False)]
+    """Plain records of every trial in ``study``, paired figures on the baseline's scale."""
+    trials = study.get_trials(deepcopy=False)
+    base_j = baseline_j_of(trials)
+    confirmed = confirmations(study)
+    return [
+        trial_record(
+            t, min_accuracy=min_accuracy, baseline_j=base_j, confirmed=confirmed.get(t.number)
+        )
+        for t in trials
+    ]
 
 
 def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchResult:

@@ -20,6 +20,7 @@ from compresslab.protocol import energy_options, select_for
 from compresslab.recipe import Recipe, recipe_hash
 from compresslab.results import SearchResult, TrialRecord
 from compresslab.study._optuna import TrialFailed
+from compresslab.study.confirm import confirm_claims
 from compresslab.study.objective import Objective
 from compresslab.study.records import (
     BASELINE_ATTR,
@@ -147,6 +148,14 @@ def run_search(
                 attempts,
                 completed(),
                 target,
+            )
+        if recipe.search.confirm_pairs > 0:
+            # Part of the search's cost: the claims a report states are measured again.
+            confirm_claims(
+                study,
+                objective.bench,
+                min_accuracy=min_accuracy,
+                pairs=recipe.search.confirm_pairs,
             )
     except BaseException:
         with contextlib.suppress(Exception):

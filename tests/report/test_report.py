@@ -21,7 +21,11 @@ def test_trials_frame_has_every_column_and_marks_the_frontier() -> None:
     assert df.loc[df.trial == 1, "pareto"].item()
     assert df.loc[df.trial == 0, "pareto"].item()
     assert not df.loc[df.trial == 2, "pareto"].item()  # infeasible: below the tolerance
-    assert df.loc[df.trial == 1, "energy_ratio_vs_baseline"].item() == 0.4
+    assert df.loc[df.trial == 1, "energy_ratio_vs_baseline"].item() == pytest.approx(0.4)
+    assert df.loc[df.trial == 1, "ratio_ci95_low"].item() == pytest.approx(0.38)
+    # On the baseline's scale: the ratio's interval times the baseline's 1 mJ.
+    assert df.loc[df.trial == 1, "ci95_j_per_inference"].item() == pytest.approx(0.02e-3)
+    assert df.loc[df.trial == 0, "ci95_j_per_inference"].item() == pytest.approx(1e-5)
     assert df.loc[df.trial == 1, "kwh_per_1k"].item() == 4e-4 * 1000 / 3.6e6
     assert df.loc[df.trial == 3, "error"].item() == "VariantError: boom"
     assert df.loc[df.trial == 1, "modeled_j_per_inference"].item() == 4e-5
@@ -32,7 +36,10 @@ def test_trials_frame_has_every_column_and_marks_the_frontier() -> None:
 def test_markdown_names_best_saving_baseline_and_provenance() -> None:
     text = render_markdown(sample_result())
     assert "## Baseline" in text
-    assert "**prune_channels(ratio=0.5)** (trial 1): 60% less energy" in text
+    assert "**prune_channels(ratio=0.5)** (trial 1): 2.50x less energy per inference" in text
+    assert "as measured in the search (ratio 0.400, 95% CI 0.380 to 0.420" in text
+    assert "not confirmed" in text
+    assert "| 0.40x [0.38, 0.42] |" in text and "1x (reference)" in text
     assert "0.50 points below the baseline" in text
     assert "| 1 | prune_channels(ratio=0.5) |" in text
     assert "estimated" in text
@@ -114,3 +121,23 @@ def test_write_report_writes_all_files_atomically(tmp_path: Path) -> None:
     assert paths["pareto.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     leftovers = [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_the_headline_states_the_confirmed_ratio_beside_the_search_figure() -> None:
+    result = sample_result()
+    confirmed = {"ratio": 0.5, "ci95_low": 0.49, "ci95_high": 0.51, "pairs": 8}
+    result.trials[1] = dataclasses.replace(result.trials[1], confirmed=confirmed)
+    text = render_markdown(result)
+    assert "confirmed after the search: 2.00x less energy per inference" in text
+    assert "95% CI 0.490 to 0.510, 8 interleaved pairs); the search itself measured 0.400" in text
+    df = trials_frame(result)
+    assert df.loc[df.trial == 1, "confirmed_ratio"].item() == 0.5
+
+
+def test_an_unpaired_trial_shows_no_ratio_across_sessions() -> None:
+    result = sample_result()
+    result.trials[1] = dataclasses.replace(result.trials[1], vs_baseline=None, baseline_j=None)
+    df = trials_frame(result)
+    assert pd.isna(df.loc[df.trial == 1, "energy_ratio_vs_baseline"].item())
+    assert "| 1 | prune_channels(ratio=0.5) |" in render_markdown(result)
+    assert "not paired with the baseline" in render_markdown(result)
