@@ -227,10 +227,15 @@ class Run:
 def check_resolution(mean: float, ci: float, *, gross_mean: float, idle_w: float, run: Run) -> None:
     """Refuse a net figure that cannot be told apart from idle (never a point value).
 
+    Only figures with idle power subtracted can fall below resolution; a process-scoped
+    figure (nothing subtracted) only has to be positive, however wide its interval.
+
     Raises:
-        MeasurementError: the mean is not positive, or its 95% interval reaches zero.
+        MeasurementError: the mean is not positive, or, net of idle, its 95% interval
+            reaches zero.
     """
-    if math.isfinite(mean) and mean > 0 and mean - ci > 0:
+    subtracted = bool(run.idle_w)
+    if math.isfinite(mean) and mean > 0 and (not subtracted or mean - ci > 0):
         return
     raise MeasurementError(
         f"below resolution: the workload adds {mean:.3g} ± {ci:.2g} J per inference net "
