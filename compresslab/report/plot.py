@@ -124,8 +124,15 @@ def hypervolume_plot(result: SearchResult, path: Path) -> Path:
     return path
 
 
-def pareto_html(result: SearchResult, path: Path) -> Path:
-    """Write ``pareto.html``: an interactive, self-contained plotly version of the Pareto plot."""
+def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = None) -> Path:
+    """Write ``pareto.html``: an interactive plotly version of the Pareto plot.
+
+    Args:
+        result: the search.
+        path: where to write it.
+        plotly_js: a path (relative to the page) of plotly's script to load; ``None`` inlines
+            the script (about 4.7 MB) to make the page self-contained.
+    """
     import plotly.graph_objects as go
 
     done = [r for r in result.completed if r.reused_from is None]
@@ -170,5 +177,5 @@ def pareto_html(result: SearchResult, path: Path) -> Path:
         yaxis_title=str(result.info.get("metric", "accuracy")),
         template="plotly_white",
     )
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    fig.write_html(path, include_plotlyjs=plotly_js if plotly_js else True, full_html=True)
     return path

@@ -112,6 +112,7 @@ def test_write_report_writes_all_files_atomically(tmp_path: Path) -> None:
         "hypervolume.png",
         "report.md",
         "report.html",
+        "plotly.min.js",  # the first time only
     }
     assert paths["report.md"].read_text().startswith("# compresslab report: unit")
     csv = pd.read_csv(paths["trials.csv"])
@@ -141,3 +142,37 @@ def test_an_unpaired_trial_shows_no_ratio_across_sessions() -> None:
     assert pd.isna(df.loc[df.trial == 1, "energy_ratio_vs_baseline"].item())
     assert "| 1 | prune_channels(ratio=0.5) |" in render_markdown(result)
     assert "not paired with the baseline" in render_markdown(result)
+
+
+def test_a_failure_while_writing_leaves_the_previous_report_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import compresslab.report as report
+
+    first = write_report(sample_result(), tmp_path)
+    before = {name: path.read_bytes() for name, path in first.items()}
+    grown = sample_result()
+    grown.trials.append(dataclasses.replace(grown.trials[1], number=4))
+
+    def disk_full(*_a: object, **_k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "hypervolume_plot", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(grown, tmp_path)
+    after = {name: (tmp_path / name).read_bytes() for name in before}
+    assert after == before  # every file still describes the same trials
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_the_interactive_plot_loads_plotly_written_once(tmp_path: Path) -> None:
+    paths = write_report(sample_result(), tmp_path)
+    page = paths["pareto.html"].read_text()
+    assert '<script src="plotly.min.js"' in page or "src=\"plotly.min.js\"" in page
+    assert paths["pareto.html"].stat().st_size < 100_000
+    js = tmp_path / "plotly.min.js"
+    stamp = js.stat().st_mtime_ns
+    again = write_report(sample_result(), tmp_path)
+    assert "plotly.min.js" not in again and js.stat().st_mtime_ns == stamp  # not rewritten
