@@ -276,13 +276,18 @@ def export_trial(
     out_dir: str | Path,
     storage: str | None = None,
     base_dir: Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Export trial ``trial``'s variant of a recipe's study as a reproducible artefact.
 
-    ``compresslab.export.load_variant(out_dir, task=...)`` rebuilds it with the same outputs.
+    ``compresslab.export.load_variant(out_dir, task=...)`` rebuilds it with the same outputs;
+    it checks every file against the artefact's manifest first. ``force`` replaces an existing
+    folder and exports a screened-out or failed trial.
     """
     from compresslab.study import export_trial as _export
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    return _export(recipe, trial=trial, out_dir=Path(out_dir), storage=storage, base_dir=base_dir)
+    return _export(
+        recipe, trial=trial, out_dir=Path(out_dir), storage=storage, base_dir=base_dir, force=force
+    )

@@ -246,11 +246,17 @@ def export(
     trial: Annotated[int, typer.Option(min=0, help="The trial whose variant to export.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the artefact to.")],
     storage: Annotated[str | None, typer.Option(help="Study storage URL.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace an existing folder; export a screened-out or failed trial."
+        ),
+    ] = False,
 ) -> None:
     """Write a trial's variant as a reproducible artefact (weights, history, recipe, versions)."""
     from compresslab.api import export_trial
 
-    path = export_trial(recipe, trial=trial, out_dir=out_dir, storage=storage)
+    path = export_trial(recipe, trial=trial, out_dir=out_dir, storage=storage, force=force)
     out.print(f"exported trial {trial} to {path} (reload: compresslab.export.load_variant)")
 
 

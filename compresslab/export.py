@@ -15,6 +15,11 @@ An artefact is a folder:
 - ``versions.json``: Python, torch, torch-pruning, bitsandbytes, torchao, transformers,
   safetensors and compresslab versions.
 - ``measured.json``: the figures measured for the variant, when given.
+- ``manifest.json``: the SHA-256 of every file above. Loading checks them all first, so
+  weights with added noise, an edited step or a truncated file are refused, never loaded.
+
+The folder is written as a whole: into a staging folder beside it, checked, then renamed into
+place. An existing folder is only replaced when asked (``overwrite``).
 
 Why float weights: quantized layers hold packed, library- and engine-specific objects
 (PyTorch's packed int8 params, bitsandbytes' quant states, torchao tensor subclasses) that
@@ -32,6 +37,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,13 +55,13 @@ from compresslab.compress import (
     build_variant,
     get_method,
 )
-from compresslab.errors import VariantError
+from compresslab.errors import UsageError, VariantError
 from compresslab.fsio import atomic_write, atomic_write_text
 from compresslab.tasks import Task
 from compresslab.versions import versions
 
 #: The artefact format this module writes and reads.
-FORMAT = "compresslab-variant/1"
+FORMAT = "compresslab-variant/2"
 
 FILES = {
     "recipe": "recipe.yaml",
@@ -63,6 +71,7 @@ FILES = {
     "versions": "versions.json",
     "measured": "measured.json",
 }
+MANIFEST = "manifest.json"
 
 
 def model_fingerprint(model: nn.Module) -> dict[str, Any]:
@@ -77,6 +86,49 @@ def model_fingerprint(model: nn.Module) -> dict[str, Any]:
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
         n += t.numel()
     return {"class": type(model).__name__, "numel": n, "sha256": digest.hexdigest()}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {
+        name: file_sha256(folder / name) for name in FILES.values() if (folder / name).exists()
+    }
+    atomic_write_text(folder / MANIFEST, _json({"format": FORMAT, "sha256": files}))
+
+
+def verify_artefact(folder: Path) -> dict[str, str]:
+    """Check every file of an artefact against its manifest; return the manifest's hashes.
+
+    Raises:
+        VariantError: the manifest is missing or unreadable, a file is missing, or a file's
+            content differs from what was exported.
+    """
+    manifest = _read_json(folder / MANIFEST)
+    hashes = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if not isinstance(hashes, dict) or FILES["variant"] not in hashes:
+        raise VariantError(
+            f"{folder / MANIFEST} lists no files: {folder} is not a complete compresslab "
+            "artefact; export the variant again"
+        )
+    for name, expected in sorted(hashes.items()):
+        path = folder / name
+        if not path.is_file():
+            raise VariantError(f"{path} is missing: export the variant again")
+        if file_sha256(path) != expected:
+            raise VariantError(
+                f"{path} is not the file that was exported (its SHA-256 differs from "
+                f"{MANIFEST}): the artefact was modified or damaged; export the variant again "
+                "or restore the original files"
+            )
+    return {str(k): str(v) for k, v in hashes.items()}
 
 
 def _json(value: Any) -> str:
@@ -104,6 +156,7 @@ def export_variant(
     out_dir: Path,
     measured: Mapping[str, Any] | None = None,
     measured_model: nn.Module | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Build ``spec`` on the task's model and write a reproducible artefact folder.
 
@@ -117,20 +170,52 @@ def export_variant(
         ctx: the context the variant was built with (seed, kept layers, training data).
         recipe_dict: the recipe as given, e.g. ``recipe.model_dump(mode="json")`` (written
             as ``recipe.yaml``; values YAML cannot hold are written as strings).
-        out_dir: the folder to write (created; files in it are replaced).
+        out_dir: the folder to write (created as a whole; an existing, non-empty one only
+            with ``overwrite``).
         measured: figures measured for this variant (written as ``measured.json``).
         measured_model: the model that was measured, if at hand: the reloaded artefact must
             also give its outputs.
+        overwrite: replace an existing folder.
 
     Returns:
         ``out_dir``.
 
     Raises:
+        UsageError: ``out_dir`` exists, is not empty, and ``overwrite`` is not set.
         VariantError: the variant cannot be built, or the reloaded artefact does not give
             the built (or measured) model's outputs.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise UsageError(
+            f"{out} exists and is not empty: choose another folder, or pass --force "
+            "(overwrite=True) to replace it"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        _export_into(staging, task, spec, ctx, recipe_dict, measured, measured_model)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _export_into(
+    out: Path,
+    task: Task,
+    spec: VariantSpec,
+    ctx: CompressContext,
+    recipe_dict: Mapping[str, Any],
+    measured: Mapping[str, Any] | None,
+    measured_model: nn.Module | None,
+) -> None:
     trace = BuildTrace()
     model = build_variant(task.model, spec, ctx, trace=trace)
     assert trace.float_model is not None
@@ -157,6 +242,7 @@ def export_variant(
         atomic_write_text(out / FILES["measured"], _json(dict(measured)))
     _save_weights(trace.float_model, out / FILES["weights"])
     atomic_write_text(out / FILES["variant"], _json(meta))
+    _write_manifest(out)
 
     loaded = load_variant(out, task=task)
     with torch.inference_mode():
@@ -171,6 +257,7 @@ def export_variant(
             check["measured"] = _compare(got, measured_model(x))
     meta["check"] = check
     atomic_write_text(out / FILES["variant"], _json(meta))
+    _write_manifest(out)
     for what in ("built", "measured"):
         if what in check and not check[what]["equal"]:
             raise VariantError(
@@ -178,7 +265,6 @@ def export_variant(
                 f"(largest difference {check[what]['max_abs_diff']:.3g}); the variant is not "
                 "deterministic here: report it with versions.json"
             )
-    return out
 
 
 def _save_weights(model: nn.Module, path: Path) -> None:
@@ -224,12 +310,19 @@ def load_variant(path: Path, *, task: Task) -> nn.Module:
     from safetensors.torch import load_model
 
     folder = Path(path)
+    if not folder.is_dir():
+        raise VariantError(
+            f"{folder} is not a folder, so not a complete compresslab artefact: pass the "
+            "folder `compresslab export` wrote"
+        )
     meta = _read_json(folder / FILES["variant"])
     if meta.get("format") != FORMAT:
         raise VariantError(
             f"{folder / FILES['variant']} has format {meta.get('format')!r}; this compresslab "
-            f"reads {FORMAT!r}: load it with the compresslab in versions.json"
+            f"reads {FORMAT!r}: load it with the compresslab in versions.json, or export the "
+            "variant again"
         )
+    verify_artefact(folder)
     history = _read_json(folder / FILES["history"])
     base = model_fingerprint(task.model)
     if base["sha256"] != meta["base_model"]["sha256"]:
@@ -259,10 +352,10 @@ def load_variant(path: Path, *, task: Task) -> nn.Module:
         raise VariantError(
             f"{folder / FILES['weights']} is missing: export the variant again"
         ) from None
-    except RuntimeError as e:
+    except Exception as e:  # safetensors raises its own error type for a damaged header
         raise VariantError(
-            f"the weights in {folder} do not fit the rebuilt model ({e}): the artefact and "
-            "the base model do not belong together; export the variant again"
+            f"the weights in {folder} do not fit the rebuilt model ({type(e).__name__}: {e}): "
+            "the artefact and the base model do not belong together; export the variant again"
         ) from e
     model.eval()
     for method, params in quantize:

@@ -348,14 +348,15 @@ class Study:
         log.info("measuring with %s", selection.explain())
         return self.bench.measure(model, runtime=runtime, inputs=inputs, selection=selection)
 
-    def export(self, trial: TrialRef, path: str | Path) -> Path:
+    def export(self, trial: TrialRef, path: str | Path, *, force: bool = False) -> Path:
         """Export a trial's variant as a reproducible artefact folder.
 
         ``compresslab.export.load_variant(path, task=study.task)`` rebuilds the same model.
 
         Args:
             trial: a trial number, a :class:`TrialRecord`, or a row of :attr:`trials`.
-            path: the folder to write (created).
+            path: the folder to write (created as a whole).
+            force: replace an existing folder; export a screened-out or failed trial.
 
         Returns:
             The folder.
@@ -371,6 +372,7 @@ class Study:
             out_dir=Path(path),
             storage=self.storage,
             base_dir=self.base_dir,
+            force=force,
         )
 
     def confirm(self) -> Study:

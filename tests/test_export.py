@@ -15,7 +15,7 @@ from torch import nn
 
 from compresslab.compress import CompressContext, Step, VariantSpec, build_variant, notes_of
 from compresslab.errors import VariantError
-from compresslab.export import FILES, FORMAT, export_variant, load_variant
+from compresslab.export import FILES, FORMAT, MANIFEST, export_variant, load_variant
 from compresslab.tasks import Task
 from compresslab.tasks.text import MeanPoolClassifier
 
@@ -58,7 +58,7 @@ def test_exported_variant_reloads_to_equal_outputs(  # type: ignore[no-untyped-d
         measured={"accuracy": 0.99, "energy_j_per_inference": 1e-5},
         measured_model=measured_model,
     )
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES.values())
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES.values(), MANIFEST])
     loaded = load_variant(out, task=digits_task)
     x = digits_task.eval_inputs
     with torch.inference_mode():
@@ -176,3 +176,103 @@ def test_loading_onto_another_base_model_is_refused(digits_task, ctx, tmp_path) 
         load_variant(out, task=digits_task)
     with pytest.raises(VariantError, match="not a complete compresslab artefact"):
         load_variant(tmp_path / "nowhere", task=digits_task)
+
+
+@pytest.fixture(scope="module")
+def exported(digits_task, ctx, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One clean artefact; each tampering test works on its own copy."""
+    spec = VariantSpec((Step("prune_channels", {"ratio": 0.4}), Step("dynamic_int8")))
+    return export_variant(
+        task=digits_task,
+        spec=spec,
+        ctx=ctx,
+        recipe_dict=RECIPE,
+        out_dir=tmp_path_factory.mktemp("clean") / "artefact",
+        measured={"accuracy": 0.99},
+    )
+
+
+def _copy(src: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _noisy_weights(path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    gen = torch.Generator().manual_seed(0)
+    noisy = {
+        k: v + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+        for k, v in tensors.items()
+    }
+    save_file(noisy, str(path), metadata={"format": FORMAT})
+
+
+def _zeroed_weights(path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: torch.zeros_like(v) for k, v in load_file(str(path)).items()}, str(path))
+
+
+def _edited_step(path: Path) -> None:
+    meta = json.loads(path.read_text())
+    meta["steps"][-1]["method"] = "bf16"
+    path.write_text(json.dumps(meta))
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _edited_measured(path: Path) -> None:
+    path.write_text(json.dumps({"accuracy": 0.5}))
+
+
+@pytest.mark.parametrize(
+    ("name", "tamper"),
+    [
+        ("weights.safetensors", _noisy_weights),
+        ("weights.safetensors", _zeroed_weights),
+        ("weights.safetensors", _truncated),
+        ("variant.json", _edited_step),
+        ("measured.json", _edited_measured),
+        ("pruning_history.json", _truncated),
+    ],
+)
+def test_a_tampered_or_damaged_artefact_is_refused(  # type: ignore[no-untyped-def]
+    digits_task, exported, tmp_path, name, tamper
+) -> None:
+    art = _copy(exported, tmp_path)
+    tamper(art / name)
+    with pytest.raises(VariantError, match=f"{name} is not the file that was exported"):
+        load_variant(art, task=digits_task)
+
+
+def test_a_missing_manifest_is_refused(digits_task, exported, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    art = _copy(exported, tmp_path)
+    (art / MANIFEST).unlink()
+    with pytest.raises(VariantError, match="manifest.json is missing"):
+        load_variant(art, task=digits_task)
+
+
+def test_an_existing_folder_is_replaced_only_when_asked(  # type: ignore[no-untyped-def]
+    digits_task, ctx, tmp_path
+) -> None:
+    from compresslab.errors import UsageError
+
+    out = tmp_path / "art"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    spec = VariantSpec((Step("bf16"),))
+    kwargs = {"task": digits_task, "spec": spec, "ctx": ctx, "recipe_dict": RECIPE}
+    with pytest.raises(UsageError, match="exists and is not empty.*--force"):
+        export_variant(out_dir=out, **kwargs)
+    assert (out / "keep.txt").read_text() == "mine"
+    export_variant(out_dir=out, overwrite=True, **kwargs)
+    assert not (out / "keep.txt").exists() and (out / MANIFEST).is_file()
+    assert (out / "weights.safetensors").stat().st_mode & 0o044  # readable by the team
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

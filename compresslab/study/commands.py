@@ -7,7 +7,7 @@ from typing import Any
 
 from compresslab.bench import MEASURED_ATTRS, Runtime, VariantBench
 from compresslab.compress import VariantSpec
-from compresslab.errors import StorageError
+from compresslab.errors import StorageError, UsageError
 from compresslab.recipe import Recipe
 from compresslab.results import SearchResult
 from compresslab.study.records import result_from_study, spec_of_trial
@@ -75,17 +75,26 @@ def export_trial(
     out_dir: Path,
     storage: str | None = None,
     base_dir: Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Write trial ``trial``'s variant as a reproducible artefact (see :mod:`compresslab.export`).
 
     The variant is rebuilt from the base model (building is deterministic), checked to reload
-    to the same outputs, and written with its measured figures.
+    to the same outputs, and written with its measured figures. A variant that was screened
+    out, or that failed, is exported only with ``force`` (which also replaces an existing
+    folder).
     """
     from compresslab.export import export_variant
 
     study = open_study(recipe, storage=storage_of(recipe, storage, base_dir))
     spec, _ = spec_of_trial(study, trial)
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
+    if frozen.state.name != "COMPLETE" and not force:
+        why = frozen.user_attrs.get("screened") or frozen.user_attrs.get("error") or "no result"
+        raise UsageError(
+            f"trial {trial} is {frozen.state.name.lower()} ({why}): it is not a measured "
+            "variant; export another trial, or pass --force to export it anyway"
+        )
     bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
     measured = {
         key: frozen.user_attrs.get(key)
@@ -102,6 +111,7 @@ def export_trial(
         recipe_dict=recipe.model_dump(mode="json"),
         out_dir=out_dir,
         measured=measured,
+        overwrite=force,
     )
 
 

@@ -170,7 +170,7 @@ def test_a_failure_while_writing_leaves_the_previous_report_whole(
 def test_the_interactive_plot_loads_plotly_written_once(tmp_path: Path) -> None:
     paths = write_report(sample_result(), tmp_path)
     page = paths["pareto.html"].read_text()
-    assert '<script src="plotly.min.js"' in page or "src=\"plotly.min.js\"" in page
+    assert '<script src="plotly.min.js"' in page or 'src="plotly.min.js"' in page
     assert paths["pareto.html"].stat().st_size < 100_000
     js = tmp_path / "plotly.min.js"
     stamp = js.stat().st_mtime_ns
