@@ -64,8 +64,19 @@ def search(
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: SQLite in the report folder).")
     ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Delete the recipe's study (every trial) and start over, e.g. after changing "
+            "the task, compression, energy or runtime settings.",
+        ),
+    ] = False,
 ) -> None:
-    """Search the recipe's compression space; write reports/<name>/ and print the frontier."""
+    """Search the recipe's compression space; write reports/<name>/ and print the frontier.
+
+    Running it again resumes the study; a recipe changed in what decides results is refused.
+    """
     from compresslab.api import load_recipe
     from compresslab.api import search as run
     from compresslab.progress import search_progress
@@ -73,7 +84,7 @@ def search(
     rec = load_recipe(recipe)
     target = trials or rec.search.trials
     with search_progress(f"search {rec.name}", target, console=err) as on_trial:
-        result = run(rec, trials=trials, storage=storage, on_trial=on_trial)
+        result = run(rec, trials=trials, storage=storage, on_trial=on_trial, fresh=fresh)
     _print_frontier(result)
     out.print(
         f"{result.counts()}; report: {rec.output_dir() / 'report.md'}",
