@@ -210,3 +210,31 @@ def test_a_killed_session_keeps_its_energy_and_the_report_counts_it(tmp_path: Pa
     # The same figures from the storage alone (what `compresslab report` reads).
     again = load_result(load_recipe(recipe))
     assert [s["session"] for s in again.info["search_energy"]] == [s["session"] for s in sessions]
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_journal_each_record_their_own_session(tmp_path: Path) -> None:
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(
+        yaml.safe_dump(small(tmp_path, search={"trials": 4, "sampler": "random", "seed": 1}))
+    )
+    journal = f"journal:{tmp_path / 'study.log'}"
+    env = {**os.environ, "COMPRESSLAB_LOCK_DIR": str(tmp_path), "COLUMNS": "200"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "compresslab", "search", str(recipe), "--storage", journal],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for w in workers:
+        _, stderr = w.communicate(timeout=TIMEOUT_S)
+        assert w.returncode == 0, stderr
+    sessions = load_result(load_recipe(recipe), storage=journal).info["search_energy"]
+    assert len(sessions) == 2 and len({s["session"] for s in sessions}) == 2
+    assert {s["pid"] for s in sessions} == {w.pid for w in workers}
+    assert all(s["state"] == "finished" and s["energy_j"] > 0 for s in sessions)
