@@ -212,3 +212,4 @@ def _build(
     if trace is not None and trace.float_model is None:
         trace.float_model = model
     return model
+
