@@ -73,10 +73,7 @@ def search(
         ),
     ] = False,
 ) -> None:
-    """Search the recipe's compression space; write reports/<name>/ and print the frontier.
-
-    Running it again resumes the study; a recipe changed in what decides results is refused.
-    """
+    """Search the recipe's compression space; write reports/<name>/ and print the frontier."""
     from compresslab.api import load_recipe
     from compresslab.api import search as run
     from compresslab.progress import search_progress
