@@ -48,8 +48,13 @@ def search(
     base_dir: Path | None = None,
     on_trial: Callable[[TrialRecord, int, int], None] | None = None,
     write_report: bool = True,
+    fresh: bool = False,
 ) -> SearchResult:
     """Run (or resume) a recipe's search and write its report.
+
+    A study is resumed only under the recipe it was created with, as far as the fields that
+    decide results go (:data:`compresslab.recipe.RESULT_FIELDS`); ``search.trials``, names,
+    storage, output and report settings may change.
 
     Args:
         recipe: a :class:`Recipe` or a path to its YAML.
@@ -58,6 +63,11 @@ def search(
         base_dir: folder the recipe's relative ``output`` is resolved against.
         on_trial: progress callback ``(record, completed, target)``.
         write_report: write ``trials.csv``, ``pareto.png`` and ``report.md``.
+        fresh: delete the recipe's study from its storage (every trial) and start over.
+
+    Raises:
+        RecipeError: the recipe is invalid, or (``RecipeChangedError``) its study was created
+            under other values of a field that decides results; nothing was run.
     """
     from compresslab.report import write_report as _write
     from compresslab.study import run_search
@@ -66,7 +76,7 @@ def search(
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     result = run_search(
-        recipe, trials=trials, storage=storage, base_dir=base_dir, on_trial=on_trial
+        recipe, trials=trials, storage=storage, base_dir=base_dir, on_trial=on_trial, fresh=fresh
     )
     if write_report:
         _write(result, recipe.output_dir(base_dir))

@@ -63,11 +63,14 @@ class Snapshot:
     created: str = ""
     compresslab_version: str = __version__
     format: int = BASELINE_FORMAT
+    #: The recipe's fields that decide results (:func:`compresslab.recipe.result_fields`), so
+    #: that a check under another recipe can say what changed; absent from older baselines.
+    recipe_fields: dict[str, Any] | None = None
 
     @classmethod
     def from_measurement(cls, recipe: Recipe, result: dict[str, Any]) -> Snapshot:
         """A snapshot from :func:`compresslab.study.measure_trial`'s result."""
-        from compresslab.recipe import recipe_hash
+        from compresslab.recipe import recipe_hash, result_fields
 
         return cls(
             recipe=recipe.name,
@@ -84,6 +87,7 @@ class Snapshot:
             batch_size=int(result["batch_size"]),
             machine=fingerprint(),
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            recipe_fields=result_fields(recipe.model_dump(mode="json")),
         )
 
 
@@ -203,12 +207,39 @@ class Verdict:
         return "\n".join(lines) + "\n"
 
 
+def _recipe_warning(baseline: Snapshot, current: Snapshot) -> str | None:
+    """Why the baseline's recipe is not this one (None when it is the same recipe)."""
+    from compresslab.recipe import recipe_changes
+
+    if baseline.recipe_hash == current.recipe_hash:
+        return None
+    text = (
+        f"the baseline was made with another recipe (hash {baseline.recipe_hash}, this one "
+        f"{current.recipe_hash})"
+    )
+    if baseline.recipe_fields is None or current.recipe_fields is None:
+        return text + (
+            ": the baseline file predates stored recipe fields, so what changed is unknown; "
+            "check that the comparison is meant, or recreate the baseline with --update"
+        )
+    changes = recipe_changes(baseline.recipe_fields, current.recipe_fields)
+    if not changes:
+        return text + ": no field that decides measured results changed"
+    shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+    return text + (
+        f": changed {shown}. If the change is meant, recreate the baseline with --update"
+    )
+
+
 def compare(
     baseline: Snapshot, current: Snapshot, recipe: Recipe, *, force: bool = False
 ) -> Verdict:
     """Decide whether ``current`` regressed against ``baseline`` under the recipe's thresholds."""
     cfg = recipe.check
     warnings: list[str] = []
+    recipe_warning = _recipe_warning(baseline, current)
+    if recipe_warning:
+        warnings.append(recipe_warning)
     machine_ok = same_machine(baseline.machine, current.machine)
     if not machine_ok:
         warnings.append(

@@ -64,6 +64,14 @@ def search(
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: SQLite in the report folder).")
     ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Delete the recipe's study (every trial) and start over, e.g. after changing "
+            "the task, compression, energy or runtime settings.",
+        ),
+    ] = False,
 ) -> None:
     """Search the recipe's compression space; write reports/<name>/ and print the frontier."""
     from compresslab.api import load_recipe
@@ -73,7 +81,7 @@ def search(
     rec = load_recipe(recipe)
     target = trials or rec.search.trials
     with search_progress(f"search {rec.name}", target, console=err) as on_trial:
-        result = run(rec, trials=trials, storage=storage, on_trial=on_trial)
+        result = run(rec, trials=trials, storage=storage, on_trial=on_trial, fresh=fresh)
     _print_frontier(result)
     out.print(
         f"{result.counts()}; report: {rec.output_dir() / 'report.md'}",

@@ -76,6 +76,7 @@ def search(
     base_dir: Path | None = None,
     progress: bool = True,
     write_report: bool = True,
+    fresh: bool = False,
 ) -> Study:
     """Run (or resume) a recipe's search and return it as a :class:`Study`.
 
@@ -89,13 +90,16 @@ def search(
         progress: show a progress bar (HTML in Jupyter, rich on stderr in a terminal);
             ``False`` prints nothing at all.
         write_report: also write the report files under ``<output>/<name>/``.
+        fresh: delete the recipe's study from its storage (every trial) and start over; needed
+            when a field that decides results changed since the study was created.
 
     Returns:
         The study, with every trial so far (a resumed search keeps the earlier ones).
 
     Raises:
         ValueError: ``trials`` is below 1.
-        RecipeError: the recipe is invalid (before any work starts).
+        RecipeError: the recipe is invalid, or it changed in a field that decides results
+            since its study was created (before any work starts; ``fresh=True`` starts over).
         CompressLabError: every trial failed (the message gives the most common reason).
     """
     from compresslab import api
@@ -115,6 +119,7 @@ def search(
             base_dir=base_dir,
             on_trial=on_trial,
             write_report=write_report,
+            fresh=fresh,
         )
     study = Study(rec, result, base_dir=base_dir)
     log.info("search %s: %s", rec.name, study.records.counts())

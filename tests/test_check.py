@@ -183,3 +183,56 @@ def test_run_check_update_then_compare_in_process(tmp_path: Path) -> None:
     again, verdict = run_check(recipe, baseline_path=path)
     assert verdict is not None and verdict.passed
     assert again.modeled_j_per_inference == pytest.approx(snap.modeled_j_per_inference, rel=1e-9)
+
+
+def test_a_baseline_from_another_recipe_warns_naming_what_changed(recipe_obj) -> None:  # type: ignore[no-untyped-def]
+    from compresslab.recipe import result_fields
+
+    fields = result_fields(recipe_obj.model_dump(mode="json"))
+    base = replace(_snap(BASE), recipe_hash="aaaa", recipe_fields=fields)
+    same = replace(_snap(BASE), recipe_hash="aaaa", recipe_fields=fields)
+    assert not any("another recipe" in w for w in compare(base, same, recipe_obj).warnings)
+
+    split = {**fields, "task": {**fields["task"], "options": {"test_fraction": 0.3}}}
+    moved = replace(_snap(BASE), recipe_hash="bbbb", recipe_fields=split)
+    verdict = compare(base, moved, recipe_obj)
+    assert verdict.passed  # the gate still runs: same figures, same verdict
+    [warning] = [w for w in verdict.warnings if "another recipe" in w]
+    assert "hash aaaa, this one bbbb" in warning
+    assert "task.options.test_fraction: (unset) -> 0.3" in warning and "--update" in warning
+
+    # Only a field that decides nothing measured (a threshold, a name) changed.
+    renamed = replace(_snap(BASE), recipe_hash="cccc", recipe_fields=fields)
+    [warning] = [w for w in compare(base, renamed, recipe_obj).warnings if "another" in w]
+    assert "no field that decides measured results changed" in warning
+
+    # A baseline written before recipe fields were stored: the hashes only.
+    old = replace(base, recipe_fields=None)
+    [warning] = [w for w in compare(old, moved, recipe_obj).warnings if "another" in w]
+    assert "hash aaaa, this one bbbb" in warning and "what changed is unknown" in warning
+
+
+def test_check_names_the_recipe_change_and_reads_an_older_baseline(tmp_path: Path) -> None:
+    path = _recipe_file(tmp_path, "r", test_fraction=0.2)
+    baseline = tmp_path / "baseline.json"
+    made = _cli("check", str(path), "--baseline", str(baseline), "--update")
+    assert made.returncode == 0, made.stderr
+    stored = json.loads(baseline.read_text())
+    assert stored["recipe_fields"]["task"]["options"] == {"epochs": 2, "test_fraction": 0.2}
+
+    # The evaluation split changes (the architecture does not): the gate passes, and says so.
+    changed = _recipe_file(tmp_path, "r", test_fraction=0.25)
+    proc = _cli("check", str(changed), "--baseline", str(baseline))
+    assert proc.returncode == 0, proc.stderr
+    warning = " ".join(proc.stderr.split())
+    assert "baseline was made with another recipe" in warning
+    assert "task.options.test_fraction: 0.2 -> 0.25" in warning
+
+    # A baseline of an older version (no recipe_fields key) is still read.
+    del stored["recipe_fields"]
+    baseline.write_text(json.dumps(stored))
+    assert read_baseline(baseline).recipe_fields is None
+    old = _cli("check", str(changed), "--baseline", str(baseline), "--json")
+    assert old.returncode == 0, old.stderr
+    [warning] = [w for w in json.loads(old.stdout)["warnings"] if "another recipe" in w]
+    assert "what changed is unknown" in warning

@@ -363,13 +363,25 @@ def _search_cost(doc: Document, result: SearchResult) -> None:
     cost = search_cost(result)
     doc.add(Heading("What the search itself cost"))
     if cost is None:
-        doc.add(Para("Not recorded (a search interrupted before its end records no total)."))
+        doc.add(Para("Not recorded (no session of this study recorded its energy)."))
         return
+    states = [str(s.get("state", "finished")) for s in result.info.get("search_energy") or []]
+    ended = [
+        f"{states.count(state)} {what}"
+        for state, what in (("killed", "ended by a kill"), ("running", "still running"))
+        if state in states
+    ]
     text = (
         f"{fmt_j(cost.energy_j)} ({units.j_to_kwh(cost.energy_j):.3g} kWh, {cost.provenance}) "
-        f"over {cost.sessions} session(s): setting up the task, building, evaluating and "
-        "measuring every variant."
+        f"over {cost.sessions} session(s)"
+        + (f" ({', '.join(ended)})" if ended else "")
+        + ": setting up the task, building, evaluating and measuring every variant."
     )
+    if ended:
+        text += (
+            " A session's energy is recorded after every trial: what a killed or still running "
+            "session spent after its last checkpoint (at most one trial) is not counted."
+        )
     if cost.break_even_inferences is not None:
         text += (
             " The best variant within the tolerance saves "

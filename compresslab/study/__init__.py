@@ -11,9 +11,11 @@ Modules, each with one job:
 
 - :mod:`.space`: the recipe's compression space as trial parameters (and its grid);
 - :mod:`.samplers`: which Optuna sampler a recipe gets;
-- :mod:`.storage`: opening a study in SQLite, a journal file or an RDB; dead trials;
+- :mod:`.storage`: opening a study in SQLite, a journal file or an RDB; dead trials; the
+  recipe a study was created with;
 - :mod:`.objective`: one trial, and the boundary that turns any error into a failed trial;
 - :mod:`.records`: reading a study back as plain records;
+- :mod:`.sessions`: the search's own energy, one checkpointed entry per session;
 - :mod:`.run`: the search loop;
 - :mod:`.confirm`: the frontier measured again, paired with the baseline, after the search;
 - :mod:`.commands`: re-measuring, confirming or exporting trials of a stored study.
@@ -41,23 +43,30 @@ from compresslab.study.records import (
 )
 from compresslab.study.run import run_search
 from compresslab.study.samplers import make_optuna_sampler, sampler_name
+from compresslab.study.sessions import sessions_of
 from compresslab.study.space import SearchSpace
 from compresslab.study.storage import (
+    RecipeChangedError,
     default_storage,
+    delete_study,
     fail_dead_local_trials,
+    guard_recipe,
     make_storage,
     open_study,
 )
 
 __all__ = [
     "Objective",
+    "RecipeChangedError",
     "confirm_study",
     "SearchSpace",
     "counts_towards_budget",
     "default_storage",
+    "delete_study",
     "export_trial",
     "fail_dead_local_trials",
     "failure_reason",
+    "guard_recipe",
     "load_result",
     "make_optuna_sampler",
     "make_storage",
@@ -67,6 +76,7 @@ __all__ = [
     "result_from_study",
     "run_search",
     "sampler_name",
+    "sessions_of",
     "spec_of_trial",
     "storage_of",
     "trial_record",

@@ -12,6 +12,7 @@ from compresslab.compress import Step, VariantSpec
 from compresslab.errors import StorageError
 from compresslab.recipe import Recipe
 from compresslab.results import SearchResult, TrialRecord
+from compresslab.study.sessions import sessions_of
 
 #: Trial attribute that marks the uncompressed baseline.
 BASELINE_ATTR = "is_baseline"
@@ -130,7 +131,8 @@ def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchRes
     baseline_accuracy = float(study.user_attrs["baseline_accuracy"])
     min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
     info = dict(study.user_attrs.get("report_info", {}))
-    info["search_energy"] = list(study.user_attrs.get("search_energy", []))
+    # One entry per session (a resumed or killed search, a fleet's workers), with its state.
+    info["search_energy"] = sessions_of(study.user_attrs)
     return SearchResult(
         recipe_name=recipe.name,
         study_name=study.study_name,

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,15 @@ from compresslab.study.records import (
     trial_record,
 )
 from compresslab.study.samplers import make_optuna_sampler, sampler_name
+from compresslab.study.sessions import Session
 from compresslab.study.space import SearchSpace
-from compresslab.study.storage import default_storage, fail_dead_local_trials, open_study
+from compresslab.study.storage import (
+    default_storage,
+    delete_study,
+    fail_dead_local_trials,
+    guard_recipe,
+    open_study,
+)
 from compresslab.tasks import Task, load_task
 from compresslab.tasks.metrics import METRICS, predict
 from compresslab.versions import versions
@@ -46,6 +52,7 @@ def run_search(
     trials: int | None = None,
     storage: str | None = None,
     on_trial: Callable[[TrialRecord, int, int], None] | None = None,
+    fresh: bool = False,
 ) -> SearchResult:
     """Run (or resume) the recipe's search until ``trials`` distinct variants are measured.
 
@@ -59,9 +66,14 @@ def run_search(
         storage: override of ``search.storage`` (an Optuna storage URL).
         on_trial: called after each trial with its record, the number of completed trials,
             and the target.
+        fresh: delete the recipe's study from the storage first and start over.
 
     Returns:
         Every trial of the study as records, with the frontier and the baseline.
+
+    Raises:
+        RecipeChangedError: the study was created under other values of a field that decides
+            results (:data:`compresslab.recipe.RESULT_FIELDS`); nothing was run.
     """
     target = trials if trials is not None else recipe.search.trials
     storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
@@ -77,14 +89,40 @@ def run_search(
     grid = space.grid() if sampler == "grid" else []
     selection = select_for(recipe.energy)
     log.info("energy sampler: %s", selection.explain())
+    if fresh:
+        deleted = delete_study(recipe, storage=storage_url)
+        if deleted is None:
+            log.info(
+                "--fresh: no study '%s' in %s yet; starting one", recipe.study_name, storage_url
+            )
+        else:
+            log.warning(
+                "--fresh: deleted study '%s' (%d trial(s)) from %s; starting over",
+                recipe.study_name,
+                deleted,
+                storage_url,
+            )
     # The search's own energy, all of it (task set-up, builds, evaluation, measurement), in a
     # window of its own; a modeled run has no counter for that, so the estimator takes it.
     cost_name = "estimate" if selection.sampler.name == "model" else selection.sampler.name
     cost = make_sampler(cost_name, energy_options(recipe.energy).get(cost_name))
     cost.start()
+    session: Session | None = None
     try:
         # The storage first: a wrong URL is reported before a model loads (minutes for MiniLM).
         study = open_study(recipe, storage=storage_url, sampler=sampler)
+        # Before any work: a changed recipe must not add trials to the old study.
+        guard_recipe(study, recipe, storage=storage_url)
+
+        def completed() -> int:
+            """Distinct variants evaluated (a repeated variant reuses the first result)."""
+            return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
+
+        if completed() >= target and "baseline_accuracy" in study.user_attrs:
+            with contextlib.suppress(Exception):
+                cost.stop()
+            return _nothing_to_do(recipe, study, storage_url, target, on_trial)
+        session = Session(study, cost)
         # A resumed single-process study would replay the first session's random stream and
         # re-propose the same variants: continue the seed instead (still reproducible).
         finished = len(study.get_trials(deepcopy=False))
@@ -120,10 +158,6 @@ def run_search(
             target=target,
         )
 
-        def completed() -> int:
-            """Distinct variants evaluated (a repeated variant reuses the first result)."""
-            return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
-
         # Bounded so that a small space (samplers repeat points) or one where every variant
         # breaks still ends.
         max_attempts = 3 * target + 10
@@ -132,6 +166,8 @@ def run_search(
             before = len(study.get_trials(deepcopy=False))
             study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
             attempts += 1
+            # A kill from here on loses at most the next trial's share of the search's energy.
+            session.checkpoint()
             new = study.get_trials(deepcopy=False)[before:]
             for t in new:
                 if on_trial is not None:
@@ -157,12 +193,40 @@ def run_search(
                 min_accuracy=min_accuracy,
                 pairs=recipe.search.confirm_pairs,
             )
-    except BaseException:
-        with contextlib.suppress(Exception):
-            cost.stop()
+    except BaseException as e:
+        if session is not None:
+            session.abandon(
+                "interrupted" if isinstance(e, KeyboardInterrupt) else f"error: {type(e).__name__}"
+            )
+        else:
+            with contextlib.suppress(Exception):
+                cost.stop()
         raise
-    _record_search_energy(study, cost.stop())
+    session.finish()
     return result_from_study(recipe, study, storage_url)
+
+
+def _nothing_to_do(
+    recipe: Recipe,
+    study: Any,
+    storage_url: str,
+    target: int,
+    on_trial: Callable[[TrialRecord, int, int], None] | None,
+) -> SearchResult:
+    """The budget is already reached: say so, change nothing, return what the study holds."""
+    result = result_from_study(recipe, study, storage_url)
+    evaluated = [t for t in result.trials if t.evaluated]
+    log.warning(
+        "nothing to do: %d of %d variants already evaluated in study '%s' (%s); raise "
+        "--trials (or search.trials) to evaluate more, or pass --fresh to start over",
+        len(evaluated),
+        target,
+        study.study_name,
+        storage_url,
+    )
+    if on_trial is not None and evaluated:
+        on_trial(evaluated[-1], len(evaluated), target)
+    return result
 
 
 def _enqueue_start(study: Any, space: SearchSpace, grid: list[dict[str, Any]]) -> None:
@@ -180,20 +244,6 @@ def _enqueue_start(study: Any, space: SearchSpace, grid: list[dict[str, Any]]) -
         for point in grid:
             if point != baseline and point not in seen:
                 study.enqueue_trial(point, skip_if_exists=True)
-
-
-def _record_search_energy(study: Any, reading: Any) -> None:
-    """Append this session's energy to the study (a resumed search has several sessions)."""
-    sessions = list(study.user_attrs.get("search_energy", []))
-    sessions.append(
-        {
-            "energy_j": reading.energy_j,
-            "duration_s": reading.duration_s,
-            "provenance": str(reading.provenance),
-            "host": socket.gethostname(),
-        }
-    )
-    study.set_user_attr("search_energy", sessions)
 
 
 def _report_info(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import os
+import logging
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from compresslab.errors import StorageError
-from compresslab.recipe import Recipe
+from compresslab.errors import RecipeError, StorageError
+from compresslab.recipe import Recipe, recipe_changes, recipe_hash
 from compresslab.study._optuna import load_optuna
 from compresslab.study.records import BASELINE_ATTR
 from compresslab.study.samplers import make_optuna_sampler
+from compresslab.study.sessions import pid_alive
+
+log = logging.getLogger(__name__)
 
 _HEARTBEAT_S = 20
 # SQLAlchemy errors of two workers creating the same tables at once (see open_study).
@@ -92,14 +95,90 @@ def open_study(recipe: Recipe, *, storage: str, sampler: str | None = None) -> A
     return study
 
 
-def _pid_alive(pid: int) -> bool:
+#: Study attributes: the JSON dump of the recipe the study was created with, and its hash.
+RECIPE_ATTR = "recipe"
+RECIPE_HASH_ATTR = "recipe_hash"
+
+
+class RecipeChangedError(RecipeError):
+    """The recipe changed, since its study was created, in a field that decides results.
+
+    Raised before any work starts (exit code 2); ``changes`` lists the changed fields as
+    :func:`compresslab.recipe.recipe_changes` writes them.
+    """
+
+    def __init__(self, message: str, *, changes: list[str]) -> None:
+        super().__init__(message)
+        self.changes = changes
+
+
+def guard_recipe(study: Any, recipe: Recipe, *, storage: str) -> None:
+    """Refuse to add trials to a study created under other result-deciding recipe fields.
+
+    A new study stores the recipe; a study of an older version (no stored recipe) is resumed
+    with a warning and stores it then.
+
+    Raises:
+        RecipeChangedError: a field of :data:`compresslab.recipe.RESULT_FIELDS` changed; the
+            message names the changes and the two ways out.
+    """
+    current = recipe.model_dump(mode="json")
+    stored = study.user_attrs.get(RECIPE_ATTR)
+    if not isinstance(stored, dict):
+        n = len(study.get_trials(deepcopy=False))
+        if n or "baseline_accuracy" in study.user_attrs:
+            log.warning(
+                "study '%s' in %s was made by an older compresslab that did not store its "
+                "recipe: whether its %d trial(s) were measured under this recipe cannot be "
+                "checked; resuming, and storing this recipe for the next runs (use --fresh to "
+                "start over if the recipe changed)",
+                study.study_name,
+                storage,
+                n,
+            )
+        study.set_user_attr(RECIPE_ATTR, current)
+        study.set_user_attr(RECIPE_HASH_ATTR, recipe_hash(recipe))
+        return
+    changes = recipe_changes(stored, current)
+    if not changes:
+        return
+    n = len(study.get_trials(deepcopy=False))
+    shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+    raise RecipeChangedError(
+        f"the recipe changed since study '{study.study_name}' in {storage} was started, in "
+        f"what decides measured results ({shown}): new trials would share one frontier with "
+        f"its {n} trial(s) measured the old way. Either pass --fresh (Python: fresh=True) to "
+        f"start the study over (its {n} trial(s) are deleted), or set a new "
+        "`search.study_name` (or `name`) in the recipe to keep the old study apart",
+        changes=changes,
+    )
+
+
+def delete_study(recipe: Recipe, *, storage: str) -> int | None:
+    """Delete the recipe's study from ``storage``: the number of trials it held, or None.
+
+    None means there was no such study (nothing to delete).
+    """
+    optuna = load_optuna()
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        store = make_storage(storage)
+        try:
+            study = optuna.load_study(study_name=recipe.study_name, storage=store)
+        except KeyError:
+            return None
+        n = len(study.get_trials(deepcopy=False))
+        optuna.delete_study(study_name=recipe.study_name, storage=store)
+    except ImportError as e:
+        raise StorageError(
+            f"cannot open the study storage '{storage}': its database driver is not installed "
+            f"({e}): see docs/fleet.md"
+        ) from e
+    except Exception as e:  # sqlalchemy/optuna raise many kinds for a bad storage
+        raise StorageError(
+            f"cannot delete study '{recipe.study_name}' from '{storage}' ({type(e).__name__}: "
+            f"{e}): check the URL and that the database is reachable"
+        ) from e
+    return n
 
 
 def fail_dead_local_trials(study: Any, *, single_process: bool) -> int:
@@ -115,7 +194,7 @@ def fail_dead_local_trials(study: Any, *, single_process: bool) -> int:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
         local_dead = (
-            t.user_attrs.get("host") == host and isinstance(pid, int) and not _pid_alive(pid)
+            t.user_attrs.get("host") == host and isinstance(pid, int) and not pid_alive(pid)
         )
         if not (single_process or local_dead):
             continue
