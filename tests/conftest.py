@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,8 +38,16 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 # ``powercap_env`` points the sampler at a fake powercap tree, ``fake_nvml`` patches in a fake
 # pynvml; both request the hiding fixture below and override it).
 
-#: Put first on a subprocess's PYTHONPATH: its ``pynvml`` behaves as without a driver.
-NO_NVIDIA_DRIVER = Path(__file__).resolve().parent / "no_nvidia_driver"
+#: Installed as ``pynvml.py`` first on a subprocess's PYTHONPATH: NVML as without a driver.
+PYNVML_WITHOUT_DRIVER = Path(__file__).resolve().parent / "pynvml_without_driver.py"
+
+
+@pytest.fixture(scope="session")
+def no_nvidia_driver_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder whose ``pynvml.py`` is :data:`PYNVML_WITHOUT_DRIVER`, for ``PYTHONPATH``."""
+    folder = tmp_path_factory.mktemp("no-nvidia-driver")
+    shutil.copyfile(PYNVML_WITHOUT_DRIVER, folder / "pynvml.py")
+    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -59,16 +68,16 @@ def _no_driver(*args: Any, **kwargs: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
-def hidden_nvml(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def hidden_nvml(no_nvidia_driver_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """NVML hidden: ``pynvml.nvmlInit`` fails as it does without an NVIDIA driver.
 
     ``compresslab.energy.nvml`` imports ``pynvml`` lazily and calls ``nvmlInit`` on it, so the
     real module is patched in place (its names and error classes stay real). Subprocesses
-    import the same behaviour from :data:`NO_NVIDIA_DRIVER` through ``PYTHONPATH``.
+    import the same behaviour from :data:`PYNVML_WITHOUT_DRIVER` through ``PYTHONPATH``.
     """
     before = os.environ.get("PYTHONPATH")
     monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(p for p in (str(NO_NVIDIA_DRIVER), before) if p)
+        "PYTHONPATH", os.pathsep.join(p for p in (str(no_nvidia_driver_path), before) if p)
     )
     try:
         import pynvml
