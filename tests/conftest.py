@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+
+from compresslab.energy import rapl as rapl_module
 
 REPO = Path(__file__).resolve().parents[1]
 # Shared helpers (tests_support.py) import as a plain module under --import-mode=importlib.
@@ -24,6 +29,64 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     cache = tmp_path_factory.mktemp("cache")
     os.environ["COMPRESSLAB_CACHE_DIR"] = str(cache)
     os.environ["COMPRESSLAB_LOCK_DIR"] = str(cache)
+
+
+# --- the host's hardware, hidden ---------------------------------------------------------------
+#
+# Every test runs as on a machine without RAPL and without an NVIDIA driver, whatever the host
+# has; a test sees RAPL or NVML only when it asks for a fake one (tests/energy/conftest.py:
+# ``powercap_env`` points the sampler at a fake powercap tree, ``fake_nvml`` patches in a fake
+# pynvml; both request the hiding fixture below and override it).
+
+#: Installed as ``pynvml.py`` first on a subprocess's PYTHONPATH: NVML as without a driver.
+PYNVML_WITHOUT_DRIVER = Path(__file__).resolve().parent / "pynvml_without_driver.py"
+
+
+@pytest.fixture(scope="session")
+def no_nvidia_driver_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder whose ``pynvml.py`` is :data:`PYNVML_WITHOUT_DRIVER`, for ``PYTHONPATH``."""
+    folder = tmp_path_factory.mktemp("no-nvidia-driver")
+    shutil.copyfile(PYNVML_WITHOUT_DRIVER, folder / "pynvml.py")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def hidden_rapl(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """RAPL hidden: ``COMPRESSLAB_POWERCAP_ROOT`` is an empty folder (no ``intel-rapl`` zone).
+
+    Set in the environment, so subprocesses (the CLI) see the same. Returns the empty folder.
+    """
+    root = tmp_path_factory.mktemp("no-powercap")
+    monkeypatch.setenv(rapl_module.ROOT_ENV, str(root))
+    return root
+
+
+def _no_driver(*args: Any, **kwargs: Any) -> None:
+    import pynvml
+
+    raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+
+@pytest.fixture(autouse=True)
+def hidden_nvml(no_nvidia_driver_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """NVML hidden: ``pynvml.nvmlInit`` fails as it does without an NVIDIA driver.
+
+    ``compresslab.energy.nvml`` imports ``pynvml`` lazily and calls ``nvmlInit`` on it, so the
+    real module is patched in place (its names and error classes stay real). Subprocesses
+    import the same behaviour from :data:`PYNVML_WITHOUT_DRIVER` through ``PYTHONPATH``.
+    """
+    before = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(no_nvidia_driver_path), before) if p)
+    )
+    try:
+        import pynvml
+    except ImportError:  # not installed: NVML cannot run anyway
+        yield
+        return
+    monkeypatch.setattr(pynvml, "nvmlInitWithFlags", _no_driver)
+    monkeypatch.setattr(pynvml, "nvmlInit", _no_driver)
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -38,11 +38,15 @@ def test_missing_recipe_and_bad_flags_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
-def test_samplers_json_lists_every_backend_with_a_reason() -> None:
+def test_samplers_json_lists_every_backend_with_a_reason(hidden_rapl: Path) -> None:
     proc = run_cli("samplers", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert set(rows) == {"rapl", "nvml", "estimate", "model"}
+    # The command runs in a subprocess, where the host's RAPL and NVML are hidden too.
+    assert rows["rapl"]["available"] is False and str(hidden_rapl) in rows["rapl"]["reason"]
+    assert rows["nvml"]["available"] is False
+    assert rows["nvml"]["reason"].startswith("NVML library not found")
     assert rows["model"]["provenance"] == "modeled" and rows["model"]["available"] is True
     assert rows["estimate"]["available"] is True
     assert rows["estimate"]["provenance"] == "estimated"

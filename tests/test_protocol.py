@@ -203,8 +203,49 @@ def test_measure_model_with_the_estimator_is_labelled_estimated() -> None:
     assert set(result.components_j_per_inference) == {"cpu", "memory"}
     assert result.batch_size == 32
     d = result.to_dict()
-    assert d["provenance"] == "estimated" and d["ci95_j_per_inference"] >= 0
-    assert torch.get_num_threads() >= 1
+    assert d["provenance"] == "estimated"
+    assert d["window_j_per_inference"] == list(result.window_j_per_inference)
+    assert d["ci95_j_per_inference"] == pytest.approx(ci95_halfwidth(d["window_j_per_inference"]))
+
+
+class ThreadsSeen(nn.Module):
+    """A small network that records the intra-op thread count each forward pass runs with."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+        self.fail = fail
+        self.seen: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.get_num_threads())
+        if self.fail:
+            raise RuntimeError("kaput")
+        return self.linear(x)
+
+
+def test_measure_model_runs_with_the_requested_threads_and_restores_them() -> None:
+    before = torch.get_num_threads()
+    wanted = before + 1  # differs from the current setting, so a no-op cannot pass
+    model = ThreadsSeen()
+    result = measure_model(
+        model, torch.randn(8, 64), sampler=EstimateSampler(), protocol=FAST, threads=wanted
+    )
+    assert result.windows >= FAST.min_windows
+    assert model.seen and set(model.seen) == {wanted}
+    assert torch.get_num_threads() == before
+
+    failing = ThreadsSeen(fail=True)
+    with pytest.raises(RuntimeError, match="kaput"):
+        measure_model(
+            failing, torch.randn(8, 64), sampler=EstimateSampler(), protocol=FAST, threads=wanted
+        )
+    assert failing.seen == [wanted]
+    assert torch.get_num_threads() == before  # restored when the workload raises, too
+
+    untouched = ThreadsSeen()
+    measure_model(untouched, torch.randn(8, 64), sampler=EstimateSampler(), protocol=FAST)
+    assert set(untouched.seen) == {before}  # threads=None leaves the setting alone
 
 
 def _hold_lock(seconds: float, started: multiprocessing.synchronize.Event) -> None:

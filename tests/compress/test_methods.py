@@ -67,8 +67,11 @@ def test_pruning_removes_channels_and_macs(digits_task, ctx, ratio) -> None:  # 
     assert prof.params < base.params
     out = pruned(digits_task.eval_inputs[:7])
     assert out.shape == (7, 10)  # the classifier keeps every class
-    acc = evaluate(pruned, digits_task.eval_inputs, digits_task.eval_labels)
-    assert 0.0 <= acc <= 1.0
+    assert not torch.allclose(out, digits_task.model(digits_task.eval_inputs[:7]))  # a new model
+    x, y = digits_task.eval_inputs, digits_task.eval_labels
+    # Without recovery, L1 pruning of this CNN costs about 0.07 accuracy at either ratio
+    # (0.99 -> 0.93); chance is 0.10, so a broken pruning cannot stay within 0.15.
+    assert evaluate(pruned, x, y) > evaluate(digits_task.model, x, y) - 0.15
     # The base model is untouched.
     for k, v in digits_task.model.state_dict().items():
         assert torch.equal(v, base_state[k]), k

@@ -33,7 +33,9 @@ def test_every_importance_prunes_the_configured_share(digits_task, digits_ctx, i
     prof = profile_model(pruned, digits_ctx.example_inputs)
     assert prof.macs_per_inference < base.macs_per_inference * 0.3
     assert pruned(digits_task.eval_inputs[:5]).shape == (5, 10)
-    assert 0.0 < evaluate(pruned, digits_task.eval_inputs, digits_task.eval_labels) <= 1.0
+    # Half the channels gone without recovery: 0.73 (taylor) to 0.88 (fpgm) measured, from
+    # 0.99; chance is 0.10, so a criterion that removed the wrong things would fall below.
+    assert evaluate(pruned, digits_task.eval_inputs, digits_task.eval_labels) > 0.6
 
 
 def test_taylor_ranks_differently_from_magnitude(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]

@@ -104,8 +104,13 @@ def intel_tree(powercap: PowercapTree) -> PowercapTree:
 
 
 @pytest.fixture
-def powercap_env(intel_tree: PowercapTree, monkeypatch: pytest.MonkeyPatch) -> PowercapTree:
-    """``intel_tree``, with ``COMPRESSLAB_POWERCAP_ROOT`` pointing at it."""
+def powercap_env(
+    hidden_rapl: Path, intel_tree: PowercapTree, monkeypatch: pytest.MonkeyPatch
+) -> PowercapTree:
+    """``intel_tree``, with ``COMPRESSLAB_POWERCAP_ROOT`` pointing at it.
+
+    Requests ``hidden_rapl`` so that it runs after it and overrides it.
+    """
     monkeypatch.setenv(rapl_module.ROOT_ENV, str(intel_tree.root))
     return intel_tree
 
@@ -250,8 +255,11 @@ class FakeNvml:
 
 
 @pytest.fixture
-def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A factory: ``fake_nvml(**kwargs)`` builds a :class:`FakeNvml` and patches it in."""
+def fake_nvml(hidden_nvml: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A factory: ``fake_nvml(**kwargs)`` builds a :class:`FakeNvml` and patches it in.
+
+    Requests ``hidden_nvml`` so that the fake, patched in later, overrides the hidden host.
+    """
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     made: list[FakeNvml] = []
 

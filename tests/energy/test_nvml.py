@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -164,6 +165,33 @@ def test_other_init_failure_is_unavailable(fake_nvml: Any) -> None:
     avail = NvmlSampler().available()
     assert not avail
     assert "Driver Not Loaded" in avail.reason
+
+
+def test_host_nvml_is_hidden_unless_a_test_asks_for_a_fake(fake_nvml: Any) -> None:
+    import pynvml
+
+    # The real module, as on a machine without an NVIDIA driver (tests/conftest.py).
+    with pytest.raises(pynvml.NVMLError_LibraryNotFound):
+        pynvml.nvmlInit()
+    avail = NvmlSampler().available()
+    assert not avail
+    assert avail.reason.startswith("NVML library not found: no NVIDIA driver on this machine")
+    fake_nvml(count=2)
+    avail = NvmlSampler().available()
+    assert avail and "gpu-1 NVIDIA Fake V100" in avail.reason
+
+
+def test_subprocesses_see_nvml_hidden_too() -> None:
+    probe = (
+        "import pynvml\n"
+        "try:\n    pynvml.nvmlInit()\nexcept pynvml.NVMLError_LibraryNotFound:\n"
+        "    print('no driver', pynvml.HIDDEN_BY_COMPRESSLAB_TESTS)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "no driver True"
 
 
 def test_pynvml_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -191,6 +191,20 @@ def test_root_from_environment_and_from_the_registry(powercap_env: PowercapTree)
     assert not explicit.available()
 
 
+def test_host_rapl_is_hidden_unless_a_test_asks_for_a_fake_tree(
+    hidden_rapl: Path, monkeypatch: pytest.MonkeyPatch, intel_tree: PowercapTree
+) -> None:
+    assert hidden_rapl != rapl_module.DEFAULT_ROOT and not any(hidden_rapl.iterdir())
+    for sampler in (RaplSampler(), make_sampler("rapl")):
+        avail = sampler.available()
+        assert not avail
+        assert f"no RAPL package zone (intel-rapl:N named package-N) under {hidden_rapl}" in (
+            avail.reason
+        )
+    monkeypatch.setenv(rapl_module.ROOT_ENV, str(intel_tree.root))  # what powercap_env does
+    assert RaplSampler().available(), RaplSampler().available().reason
+
+
 # --- windows and wraparound -------------------------------------------------------------------
 
 

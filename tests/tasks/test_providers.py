@@ -19,7 +19,7 @@ def test_builtin_providers_are_registered() -> None:
 @pytest.mark.parametrize("name", ["minilm-wordnet.yaml", "fashion-mnist.yaml"])
 def test_shipped_recipes_are_valid(repo: Path, name: str) -> None:
     recipe = load_recipe(repo / "recipes" / name)
-    assert recipe.task.name is not None
+    assert recipe.task.name == name.removesuffix(".yaml")
     assert resolve_provider(recipe.task) is PROVIDERS[recipe.task.name]
     # Options are checked by the provider itself: every key the recipe sets must be known.
     from compresslab.tasks import fashion_mnist, minilm

@@ -35,7 +35,12 @@ def test_digits_task_is_trained_and_cached(digits_task) -> None:  # type: ignore
     ):
         assert torch.equal(v, w), k
     assert digits_task.num_classes == 10
-    assert digits_task.train_inputs is not None
+    # Trained on the split's training part, which recovery fine-tuning reuses.
+    x_tr, y_tr, x_te, y_te = load_digits_split(seed=0)
+    assert digits_task.train_inputs is not None and digits_task.train_labels is not None
+    assert torch.equal(digits_task.train_inputs, x_tr)
+    assert torch.equal(digits_task.train_labels, y_tr)
+    assert torch.equal(digits_task.eval_inputs, x_te)
 
 
 def digits_task_fn_fast() -> Task:
