@@ -80,8 +80,39 @@ def search(
     )
     if write_report:
         _write(result, recipe.output_dir(base_dir))
+    _record_search(recipe, result, base_dir)
     _raise_if_all_failed(result, recipe.output_dir(base_dir) / "report.md")
     return result
+
+
+def _record_search(recipe: Recipe, result: SearchResult, base_dir: Path | None) -> None:
+    """One history line: the search's own energy and the best variant it found."""
+    from compresslab import history
+
+    sessions = result.info.get("search_energy") or []
+    best = result.best_saving()
+    figures: dict[str, Any] = {"trials": len(result.trials), "measured": len(result.measured)}
+    if best is not None:
+        figures.update(
+            {
+                "best_trial": best.number,
+                "energy_j_per_inference": best.energy_j_per_inference,
+                "ci95_j_per_inference": best.ci95_j_per_inference,
+                "ratio_vs_baseline": best.ratio_vs_baseline,
+                "confirmed": best.confirmed,
+                "accuracy": best.accuracy,
+            }
+        )
+    history.record(
+        recipe,
+        command="search",
+        variant=best.variant if best is not None else "none",
+        energy_j=sum(float(s.get("energy_j") or 0.0) for s in sessions),
+        duration_s=sum(float(s.get("duration_s") or 0.0) for s in sessions),
+        provenance=str(sessions[-1].get("provenance")) if sessions else "estimated",
+        figures=figures,
+        base_dir=base_dir,
+    )
 
 
 def _check_storage(storage: str | None) -> None:
@@ -276,7 +307,74 @@ def measure_recipe(
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    return measure_trial(recipe, trial=trial, storage=storage, base_dir=base_dir)
+    result = measure_trial(recipe, trial=trial, storage=storage, base_dir=base_dir)
+    record_measurement(recipe, result, command="measure", base_dir=base_dir)
+    return result
+
+
+def record_measurement(
+    recipe: Recipe, result: dict[str, Any], *, command: str, base_dir: Path | None = None
+) -> None:
+    """One history line for a measurement (what ``measure --json`` prints)."""
+    from compresslab import history
+
+    n = int(result["n_inferences"])
+    keys = (
+        "energy_j_per_inference",
+        "ci95_j_per_inference",
+        "sampler",
+        "windows",
+        "trial",
+        "vs_baseline",
+        recipe.task.metric,
+        "ci_target_met",
+        "systematic_rel",
+    )
+    history.record(
+        recipe,
+        command=command,
+        variant=str(result["variant"]),
+        energy_j=float(result["energy_j_per_inference"]) * n,
+        duration_s=float(result["duration_s"]),
+        provenance=str(result["provenance"]),
+        ci95_j=float(result["ci95_j_per_inference"]) * n,
+        components_j={k: v * n for k, v in result["components_j_per_inference"].items()},
+        figures={
+            **{k: result.get(k) for k in keys},
+            "contended": (result.get("contention") or {}).get("contended"),
+        },
+        base_dir=base_dir,
+    )
+
+
+def compare(
+    a: str | Path,
+    b: str | Path,
+    *,
+    study_a: str | None = None,
+    study_b: str | None = None,
+    force: bool = False,
+) -> Any:
+    """Two stored studies side by side (see :mod:`compresslab.compare`).
+
+    Args:
+        a: a report folder holding ``study.db``, a ``.db`` file or a storage URL.
+        b: the same for the second study.
+        study_a: the study's name in ``a`` when it holds several.
+        study_b: likewise for ``b``.
+        force: divide absolute figures of different provenance anyway (said so).
+
+    Returns:
+        A :class:`compresslab.compare.Comparison` (``.frame()``, ``.markdown()``).
+    """
+    from compresslab.compare import compare_results
+    from compresslab.study import load_stored_result
+
+    return compare_results(
+        load_stored_result(a, study_name=study_a),
+        load_stored_result(b, study_name=study_b),
+        force=force,
+    )
 
 
 def export_trial(

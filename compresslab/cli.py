@@ -269,6 +269,65 @@ def export(
 
 
 @app.command()
+def compare(
+    study_a: Annotated[str, typer.Argument(help="Report folder (with study.db), .db file or URL.")],
+    study_b: Annotated[str, typer.Argument(help="The second study, likewise.")],
+    name_a: Annotated[
+        str | None, typer.Option("--study-a", help="Study name in A if it holds several.")
+    ] = None,
+    name_b: Annotated[
+        str | None, typer.Option("--study-b", help="Study name in B if it holds several.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write compare.md, compare.csv and compare.png here."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Divide figures of different provenance anyway.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Two studies side by side: variants in both, with their energies, accuracies and ratios."""
+    from compresslab.api import compare as run_compare
+
+    comparison = run_compare(study_a, study_b, study_a=name_a, study_b=name_b, force=force)
+    if out_dir is not None:
+        from compresslab.compare import write_comparison
+
+        write_comparison(comparison, out_dir)
+    if as_json:
+        frame = comparison.frame()
+        print(frame.to_json(orient="records", indent=2))
+        return
+    table = Table(title=escape(f"{comparison.a.study_name} (A) vs {comparison.b.study_name} (B)"))
+    for col in ("variant", "acc A", "acc B", "J/inf A", "J/inf B", "B/A", "vs base A", "vs base B"):
+        table.add_column(col)
+
+    def num(value: object, spec: str, suffix: str = "") -> str:
+        return f"{value:{spec}}{suffix}" if isinstance(value, float) and value == value else "-"
+
+    for r in comparison.rows:
+        table.add_row(
+            escape(str(r["variant"])),
+            num(r["accuracy_a"], ".4f"),
+            num(r["accuracy_b"], ".4f"),
+            num(r["energy_j_per_inference_a"], ".3g") + f" ({r['provenance_a']})",
+            num(r["energy_j_per_inference_b"], ".3g") + f" ({r['provenance_b']})",
+            num(r["energy_b_over_a"], ".2f", "x"),
+            num(r["ratio_vs_baseline_a"], ".2f", "x"),
+            num(r["ratio_vs_baseline_b"], ".2f", "x"),
+        )
+    out.print(table)
+    for warning in comparison.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    if comparison.only_a or comparison.only_b:
+        out.print(
+            f"{len(comparison.only_a)} variants only in A, {len(comparison.only_b)} only in B",
+            markup=False,
+        )
+
+
+@app.command()
 def samplers(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     #: (anything with a ``"trial"`` key, such as what :meth:`Study.best` returns).
     TrialRef: TypeAlias = int | TrialRecord | pd.Series | Mapping[str, Any]
 
-__all__ = ["Study", "open", "search"]
+__all__ = ["Study", "compare", "open", "search"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,26 @@ def open(
     with _process_state_kept():
         result = load_result(rec, storage=storage, base_dir=base_dir)
     return Study(rec, result, base_dir=base_dir)
+
+
+def compare(a: Study | str | Path, b: Study | str | Path, *, force: bool = False) -> pd.DataFrame:
+    """Two studies side by side (variants in both): a DataFrame of their figures and ratios.
+
+    Args:
+        a: a :class:`Study`, or a report folder holding ``study.db`` (or a storage URL).
+        b: likewise.
+        force: divide absolute figures of different provenance anyway.
+
+    The comparison's warnings (other machines, other recipes, mixed provenance) are logged.
+    """
+    from compresslab.compare import compare_results
+    from compresslab.study import load_stored_result
+
+    results = [s.records if isinstance(s, Study) else load_stored_result(s) for s in (a, b)]
+    comparison = compare_results(results[0], results[1], force=force)
+    for warning in comparison.warnings:
+        log.warning("compare: %s", warning)
+    return comparison.frame()
 
 
 class Study:

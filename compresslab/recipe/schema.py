@@ -277,6 +277,9 @@ class ReportSpec(_Strict):
     requests_per_s: float = Field(default=10.0, gt=0, le=1e9)
     price_per_kwh: float = Field(default=0.15, ge=0, le=100)
     currency: str = Field(default="USD", min_length=1, max_length=8)
+    #: The folder of the run history (history.jsonl, history-codecarbon.csv) that every
+    #: measure, check and search appends to; "" (the default): the output folder; null: off.
+    history: str | None = Field(default="", max_length=4096)
 
 
 class RuntimeSpec(_Strict):
