@@ -622,9 +622,10 @@ def _why_missed(d: dict[str, Any]) -> list[str]:
             "the two torch threads run on; per batch the baseline went from "
             f"{q['latency_ms']['reference']:.0f} to {b['latency_ms']['reference']:.0f} ms and "
             f"the variant from {q['latency_ms']['candidate']:.0f} to "
-            f"{b['latency_ms']['candidate']:.0f} ms: the two models are slowed unequally, which "
-            "pairing cannot cancel. The flag is the protocol's answer: such a ratio is marked "
-            "contended (policy `reject` or `wait` avoids it)."
+            f"{b['latency_ms']['candidate']:.0f} ms: the two sides of the pairs were not slowed "
+            "alike, which pairing cannot cancel. The flag is the protocol's answer (policy "
+            "`reject` or `wait` avoids such windows), but here it was raised in the quiet arm "
+            "too."
         )
     if checks["busy_flagged"] is False:
         out.append(
