@@ -5,7 +5,7 @@ From the repository root::
     make bench                                   # every figure (about 30 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --only overhead,repeatability
     .venv/bin/python benchmarks/run.py --only outcome --reuse-reports
-    .venv/bin/python benchmarks/run.py --only trust     # figure 7 alone (about 5 minutes)
+    .venv/bin/python benchmarks/run.py --only trust     # figure 7 (~6 min alone, 1.5 after 4)
     .venv/bin/python benchmarks/run.py --quick   # smoke run (meaningless numbers, written
                                                  # under benchmarks/out/quick/)
 
