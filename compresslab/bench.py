@@ -263,19 +263,15 @@ class VariantBench:
             model: the variant.
             runtime: how the variant runs (threads, batch size, power limit).
             reference: the model to compare with (default: the uncompressed baseline).
-            pairs: at least this many pairs (default: the recipe's ``min_windows``), e.g. more
-                to confirm a claim.
+            pairs: exactly this many pairs (default: the recipe's ``min_windows`` to
+                ``max_windows``, until the ratio's interval is tight).
         """
         from compresslab.protocol import measure_models_paired
 
         runtime = runtime or Runtime()
         protocol = self.protocol
         if pairs is not None:
-            protocol = dataclasses.replace(
-                protocol,
-                min_windows=max(pairs, protocol.min_windows),
-                max_windows=max(pairs, protocol.max_windows),
-            )
+            protocol = dataclasses.replace(protocol, min_windows=pairs, max_windows=pairs)
         base = (
             reference if reference is not None else self.reference,
             self.inference_batch(),

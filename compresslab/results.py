@@ -55,6 +55,9 @@ class TrialRecord:
     confirmed: dict[str, Any] | None = None
     #: The baseline trial's own measured joules per inference: the scale of paired figures.
     baseline_j: float | None = None
+    #: Relative 95% half-width of one absolute measurement's spread between measurements,
+    #: from the baseline measured again beside every variant of the study (None: unknown).
+    repeatability_rel: float | None = None
 
     @property
     def evaluated(self) -> bool:
@@ -102,7 +105,11 @@ class TrialRecord:
         if self.ratio_vs_baseline is not None and base_j is not None and not self.is_baseline:
             vs = self.vs_baseline or {}
             return (float(vs["ci95_high"]) - float(vs["ci95_low"])) / 2 * base_j
-        return float((self.energy or {}).get("ci95_j_per_inference", math.nan))
+        within = float((self.energy or {}).get("ci95_j_per_inference", math.nan))
+        if self.repeatability_rel is None:
+            return within
+        # An absolute figure also moves between measurements (the machine's load changes).
+        return math.hypot(within, self.repeatability_rel * self.measured_j_per_inference)
 
     @property
     def kwh_per_1k(self) -> float:

@@ -405,6 +405,13 @@ def _comparison_notes(result: SearchResult) -> list[str]:
             "inference of a variant = its ratio x the baseline's own figure, so all are on one "
             "scale (each trial's own absolute figure is measured_j_per_inference in trials.csv)"
         )
+    repeat = result.info.get("repeatability")
+    if repeat:
+        notes.append(
+            f"between measurements, the baseline's absolute figure varied by {repeat['cv']:.1%} "
+            f"(CV over the {repeat['n']} times it was measured beside a variant); absolute "
+            "intervals include this spread, paired ratios are measured side by side and need not"
+        )
     contended = [r for r in done if ((r.energy or {}).get("contention") or {}).get("contended")]
     if contended:
         limit = (contended[0].energy or {})["contention"].get("max_foreign_cpus")

@@ -27,7 +27,7 @@ def test_the_frontier_is_confirmed_and_the_headline_says_so(
     front = [r for r in result.frontier if not r.is_baseline]
     assert front, "a pruned or int8 variant should beat the baseline's energy"
     for r in front:
-        assert r.confirmed is not None and r.confirmed["pairs"] >= 3
+        assert r.confirmed is not None and r.confirmed["pairs"] >= 3 and r.confirmed["rounds"] == 3
         assert r.confirmed["ci95_low"] <= r.confirmed["ratio"] <= r.confirmed["ci95_high"]
         assert r.confirmed["search_ratio"] == r.ratio_vs_baseline
     off_front = [r for r in result.completed if r.number not in {f.number for f in front}]
@@ -48,6 +48,6 @@ def test_confirmation_can_be_turned_off(tmp_path: Path, digits_task: Any) -> Non
     )
     result = search(recipe)
     assert all(r.confirmed is None for r in result.trials)
-    assert "not confirmed" in (recipe.output_dir() / "report.md").read_text() or not [
-        r for r in result.frontier if not r.is_baseline
-    ]
+    best = result.best_saving()
+    if best is not None and not best.is_baseline:
+        assert "not confirmed" in (recipe.output_dir() / "report.md").read_text()
