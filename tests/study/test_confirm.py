@@ -51,3 +51,38 @@ def test_confirmation_can_be_turned_off(tmp_path: Path, digits_task: Any) -> Non
     best = result.best_saving()
     if best is not None and not best.is_baseline:
         assert "not confirmed" in (recipe.output_dir() / "report.md").read_text()
+
+
+def test_rounds_combine_into_an_interval_from_their_spread() -> None:
+    from types import SimpleNamespace
+
+    from compresslab.study.confirm import _combine
+
+    def paired(ratio: float) -> SimpleNamespace:
+        side = SimpleNamespace(energy_j_per_inference=1.0, contended=False)
+        return SimpleNamespace(
+            ratio=SimpleNamespace(ratio=ratio, pairs=2), candidate=side, reference=side
+        )
+
+    steady = _combine([paired(0.5), paired(0.5), paired(0.5)], search_ratio=0.4)
+    assert (steady["ratio"], steady["ci95_low"], steady["ci95_high"]) == (0.5, 0.5, 0.5)
+    drifting = _combine([paired(0.45), paired(0.5), paired(0.56)], search_ratio=0.4)
+    assert drifting["ci95_low"] < 0.45 and drifting["ci95_high"] > 0.56  # wider than the rounds
+    assert drifting["rounds"] == 3 and drifting["pairs"] == 6
+
+
+def test_repeatability_comes_from_the_baseline_measured_beside_each_variant() -> None:
+    from types import SimpleNamespace
+
+    from compresslab.study.records import repeatability
+
+    def trial(j: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            state=SimpleNamespace(name="COMPLETE"),
+            user_attrs={"reference_energy": {"energy_j_per_inference": j}},
+        )
+
+    assert repeatability([trial(1.0), trial(1.1)]) is None  # too few to say
+    rep = repeatability([trial(1.0), trial(1.1), trial(0.9), trial(1.0)])
+    assert rep is not None and rep["n"] == 4 and 0.07 < rep["cv"] < 0.09
+    assert rep["ci95_rel"] > 2 * rep["cv"]  # a prediction interval for one more measurement
