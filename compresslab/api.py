@@ -16,9 +16,15 @@ from compresslab.results import SearchResult, TrialRecord
 def _validated(source: RecipeSource) -> Recipe:
     # The registries of methods and tasks import torch: loaded here, not with the package.
     from compresslab.compress import check_space
+    from compresslab.energy.cuda import device_problem
     from compresslab.tasks import check_task
 
     recipe = parse_recipe(source)
+    # A GPU torch cannot reach is refused here, before a task loads (a CPU-only torch build,
+    # no device N): otherwise the model would run on the CPU while an idle GPU is measured.
+    device = device_problem(recipe.energy.device)
+    if device is not None:
+        raise source.error(("energy", "device"), device)
     problems = check_space(recipe.compression) + check_task(recipe.task)
     if problems:
         loc, message = problems[0]
