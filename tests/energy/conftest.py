@@ -163,6 +163,14 @@ class ClockCounter:
             total_uj = self.power_w * (t - reset) * 1e6
         return int(total_uj) % self.range_uj
 
+    def set_power(self, power_w: float) -> None:
+        """From now on, draw ``power_w`` (the energy so far is kept)."""
+        now = self.clock()
+        self.start_uj = self.value_uj(now)
+        self.t0 = now
+        self.power_w = power_w
+        self.resets_at_s = []
+
     def read(self) -> int:
         value = self.value_uj()
         self.reads += 1
