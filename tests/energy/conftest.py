@@ -117,7 +117,9 @@ class PowercapTree:
 class ClockCounter:
     """A RAPL counter driven by the clock: ``power_w`` since it started, wrapped at its range.
 
-    Like the hardware, it changes once per ``period_s`` (about 1 ms for RAPL). Faults on
+    Like the hardware, it changes once per ``period_s`` (about 1 ms for RAPL). With ``busy_w``
+    it also gains that many watts per CPU-second this process uses (a package draws more
+    while it computes), so a workload stands out from idle. Faults on
     request: ``resets_at_s`` (seconds after start at which it restarts from 0), ``frozen``
     (never changes; settable mid-run), ``torn_at_s`` (the first read at or after each time
     returns a garbled value: ``"short"`` drops the last digit, ``"long"`` appends one).
@@ -134,6 +136,7 @@ class ClockCounter:
         frozen: bool = False,
         torn_at_s: dict[float, str] | None = None,
         clock: Any = time.perf_counter,
+        busy_w: float = 0.0,
     ) -> None:
         self.power_w = power_w
         self.range_uj = range_uj
@@ -145,6 +148,8 @@ class ClockCounter:
         self.reads = 0
         self.clock = clock
         self.t0 = clock()
+        self.busy_w = busy_w
+        self.cpu0 = time.process_time()
         self._frozen_at_uj: int | None = None
         self._last_uj = start_uj
 
@@ -161,6 +166,9 @@ class ClockCounter:
             total_uj = self.start_uj + self.power_w * t * 1e6
         else:
             total_uj = self.power_w * (t - reset) * 1e6
+        if self.busy_w:
+            busy_s = time.process_time() - self.cpu0
+            total_uj += self.busy_w * math.floor(busy_s / self.period_s) * self.period_s * 1e6
         return int(total_uj) % self.range_uj
 
     def set_power(self, power_w: float) -> None:
