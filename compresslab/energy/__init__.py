@@ -165,7 +165,9 @@ def _options_for(candidate: str, options: dict[str, dict[str, Any]], device: str
     if candidate == "nvml":
         if opts.get("device_indices") is None:
             opts.pop("device_indices", None)
-            opts["torch_device"] = device
+        # The model's device is synchronised at the window edges; it also picks the GPU that
+        # is read, unless ``device_indices`` names NVML devices explicitly.
+        opts["torch_device"] = device
         opts.setdefault("host", "auto")
         opts["host_options"] = {
             "rapl": dict(options.get("rapl") or {}),

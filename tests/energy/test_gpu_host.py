@@ -110,6 +110,7 @@ def test_recipe_options_reach_nvml(gpu_machine: FakeNvml) -> None:
     sampler = _select(spec).sampler
     assert isinstance(sampler, GpuHostSampler)
     assert sampler.gpu.device_indices == (1,) and sampler.gpu.poll_interval_s == 0.02
+    assert sampler.gpu.torch_device == "cuda"  # still synchronised at the window edges
 
 
 def test_the_protocol_reports_each_component_with_its_provenance(gpu_machine: Any) -> None:
