@@ -8,11 +8,17 @@ layers kept whole, seed and training data).
 
 This layer takes plain values (a spec, a runtime) and never an Optuna trial: turning a trial
 into a spec stays in :mod:`compresslab.study`.
+
+Where a variant runs is the recipe's ``energy.device``: variants are built on the CPU (methods
+whose layers quantize on a device, bitsandbytes, quantize on that one), then
+:meth:`VariantBench.place` moves the built model to the device, and the inference batch, the
+accuracy evaluation and the profile's forward pass follow it there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -27,6 +33,7 @@ from compresslab.compress import (
     get_method,
     notes_of,
 )
+from compresslab.errors import VariantError
 from compresslab.hostlock import host_lock
 from compresslab.recipe import Recipe
 
@@ -112,6 +119,7 @@ def compress_context(recipe: Recipe, task: Task) -> CompressContext:
         seed=recipe.search.seed,
         train_inputs=task.train_inputs,
         train_labels=task.train_labels,
+        device=recipe.energy.device,
     )
 
 
@@ -142,6 +150,8 @@ class VariantBench:
         self.selection = selection if selection is not None else select_for(recipe.energy)
         self.ctx = compress_context(recipe, task)
         self.protocol = Protocol.from_spec(recipe.energy)
+        #: Where variants run and are measured (``energy.device``): ``cpu``, ``cuda[:N]``.
+        self.device: str = recipe.energy.device
         self._reuse_float = reuse_float
         self._float: tuple[str, nn.Module] | None = None
         self._reference: nn.Module | None = None
@@ -162,10 +172,56 @@ class VariantBench:
             self._float = (head.label(), build_variant(self.task.model, head, self.ctx))
         return build_variant(self._float[1], tail, self.ctx) if tail.steps else self._float[1]
 
+    # --- the device -------------------------------------------------------------------------
+
+    def place(self, model: nn.Module) -> nn.Module:
+        """``model`` on the recipe's device (moved in place, as ``nn.Module.to`` does).
+
+        On the CPU nothing moves. The float model kept for ``reuse_float`` is copied first, so
+        the next variant is still quantized from a CPU model.
+
+        Raises:
+            VariantError: the model holds layers that run on the CPU only (torch's dynamic
+                int8), or it cannot be moved.
+        """
+        if self.device == "cpu":
+            return model
+        cpu_only = sorted(
+            {
+                type(m).__name__
+                for m in model.modules()
+                if type(m).__module__.startswith("torch.ao.nn.quantized")
+            }
+        )
+        if cpu_only:
+            raise VariantError(
+                f"the variant has {', '.join(cpu_only)} layers, which torch runs on the CPU "
+                f"only, and `energy.device` is {self.device}: leave dynamic_int8 out of the "
+                "recipe's compression for a GPU (bnb_int8, bnb_4bit, fp16 and bf16 run there)"
+            )
+        if self._float is not None and model is self._float[1]:
+            model = copy.deepcopy(model)
+        try:
+            return model.to(self.device)
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            raise VariantError(
+                f"the variant cannot be moved to {self.device} ({type(e).__name__}: {e})"
+            ) from e
+
+    def on_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` on the recipe's device (a copy there, or itself on the CPU)."""
+        return tensor if self.device == "cpu" else tensor.to(self.device)
+
+    def _power_limit_device(self) -> str | None:
+        return None if self.device == "cpu" else self.device
+
     # --- accuracy ---------------------------------------------------------------------------
 
     def accuracy(self, model: nn.Module) -> tuple[float, tuple[float, float]]:
-        """The recipe's metric on the whole held-out split, and the 95% (Wilson) interval."""
+        """The recipe's metric on the whole held-out split, and the 95% (Wilson) interval.
+
+        The inputs go to ``model``'s device, batch by batch (:func:`.tasks.metrics.predict`).
+        """
         from compresslab.tasks.metrics import METRICS, predict, wilson_interval
 
         labels = self.task.eval_labels
@@ -203,9 +259,13 @@ class VariantBench:
     # --- energy -----------------------------------------------------------------------------
 
     def inference_batch(self, runtime: Runtime | None = None) -> torch.Tensor:
-        """The batch a variant is measured on (the runtime's batch size, else the recipe's)."""
+        """The batch a variant is measured on, on the recipe's device.
+
+        Its size is the runtime's batch size, else the recipe's ``energy.batch_size``.
+        """
         runtime = runtime or Runtime()
-        return self.task.inference_batch(runtime.batch_size or self.recipe.energy.batch_size)
+        batch = self.task.inference_batch(runtime.batch_size or self.recipe.energy.batch_size)
+        return self.on_device(batch)
 
     def measure(
         self,
@@ -217,6 +277,8 @@ class VariantBench:
     ) -> EnergyResult:
         """Energy per inference of ``model`` under the recipe's protocol and ``runtime``.
 
+        ``model`` and the batch are moved to the recipe's device first (:meth:`place`).
+
         Raises:
             MeasurementError: the reading is implausible (the message says what to change).
             BackendUnavailableError: a runtime knob (the GPU power limit) cannot be set here.
@@ -224,13 +286,16 @@ class VariantBench:
         from compresslab.protocol import measure_model
 
         runtime = runtime or Runtime()
-        batch = inputs if inputs is not None else self.inference_batch(runtime)
+        model = self.place(model)
+        batch = self.on_device(inputs) if inputs is not None else self.inference_batch(runtime)
         sampler = (selection or self.selection).sampler
         with contextlib.ExitStack() as stack:
             if runtime.power_limit_w is not None:
                 from compresslab.energy import power_limit
 
-                stack.enter_context(power_limit(runtime.power_limit_w))
+                stack.enter_context(
+                    power_limit(runtime.power_limit_w, torch_device=self._power_limit_device())
+                )
             return measure_model(
                 model,
                 batch,
@@ -241,9 +306,12 @@ class VariantBench:
 
     @property
     def reference(self) -> nn.Module:
-        """The uncompressed baseline, built once: what every variant is measured against."""
+        """The uncompressed baseline, built once, on the recipe's device.
+
+        It is what every variant is measured against.
+        """
         if self._reference is None:
-            self._reference = self.build(VariantSpec())
+            self._reference = self.place(self.build(VariantSpec()))
         return self._reference
 
     def measure_paired(
@@ -273,16 +341,22 @@ class VariantBench:
         if pairs is not None:
             protocol = dataclasses.replace(protocol, min_windows=pairs, max_windows=pairs)
         base = (
-            reference if reference is not None else self.reference,
+            self.place(reference) if reference is not None else self.reference,
             self.inference_batch(),
             self.recipe.energy.threads,
         )
-        mine = (model, self.inference_batch(runtime), runtime.threads or self.recipe.energy.threads)
+        mine = (
+            self.place(model),
+            self.inference_batch(runtime),
+            runtime.threads or self.recipe.energy.threads,
+        )
         with contextlib.ExitStack() as stack:
             if runtime.power_limit_w is not None:
                 from compresslab.energy import power_limit
 
-                stack.enter_context(power_limit(runtime.power_limit_w))
+                stack.enter_context(
+                    power_limit(runtime.power_limit_w, torch_device=self._power_limit_device())
+                )
             return measure_models_paired(
                 base, mine, sampler=self.selection.sampler, protocol=protocol
             )
@@ -313,7 +387,7 @@ class VariantBench:
         runtime = runtime or Runtime()
         # Building, fine-tuning and evaluating share the host; a measurement excludes them.
         with host_lock(exclusive=False):
-            model = self.build(spec)
+            model = self.place(self.build(spec))
             screening = min_accuracy is not None and not spec.is_baseline
             if screening:
                 assert min_accuracy is not None
@@ -325,7 +399,7 @@ class VariantBench:
                     f"clearly below the minimum {min_accuracy:.4f}; energy not measured",
                     accuracy=metric,
                 )
-            prof = profile_model(model, self.ctx.example_inputs)
+            prof = profile_model(model, self.on_device(self.ctx.example_inputs))
             batch = self.inference_batch(runtime)
             # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
             modeled = modeled_j_per_inference(

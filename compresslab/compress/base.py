@@ -83,6 +83,10 @@ class CompressContext:
     seed: int = 0
     train_inputs: torch.Tensor | None = None
     train_labels: torch.Tensor | None = None
+    #: Where the variant will run (``energy.device``). Building happens on the CPU; only
+    #: methods whose layers quantize when moved to a device (bitsandbytes) use it, so that
+    #: they quantize there, with that device's kernels and layout.
+    device: str = "cpu"
 
 
 @dataclass

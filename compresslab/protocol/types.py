@@ -145,6 +145,7 @@ def energy_options(spec: EnergySpec) -> dict[str, dict[str, object]]:
     return {
         "estimate": spec.estimate.model_dump(exclude_none=True),
         "rapl": spec.rapl.model_dump(exclude_none=True),
+        "nvml": spec.nvml.model_dump(exclude_none=True),
     }
 
 

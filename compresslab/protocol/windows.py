@@ -13,11 +13,15 @@ from typing import Any
 import torch
 
 from compresslab import contention
-from compresslab.energy import Provenance, Reading, Sampler
+from compresslab.energy import CounterFaultError, Provenance, Reading, Sampler
 from compresslab.errors import MeasurementError
 from compresslab.machine import logical_cpus, omp_wait_policy
 from compresslab.protocol.types import CONTENTION_POLICIES, EnergyResult, Protocol, Workload
 from compresslab.stats import ci95_halfwidth
+
+#: How many times in a row a window whose counter faulted (a reset, a torn read, a late poll:
+#: :class:`CounterFaultError`) is measured again before the measurement fails.
+MAX_FAULT_RETRIES = 3
 
 
 def effective_threads(threads: int | None) -> int:
@@ -100,15 +104,34 @@ class Run:
         self.idle_w: list[float] = []
         self.rejected = 0
         self.waited_s = 0.0
+        self.faults: list[str] = []  # why windows were measured again
+
+    def _retrying(self, measure: Callable[[], Any]) -> Any:
+        """``measure()``, repeated when the sampler says its counter faulted (bounded).
+
+        A faulted window's figure is wrong, not the workload's: it is dropped, its reason kept
+        for the result's metadata, and the window measured again.
+        """
+        for attempt in range(MAX_FAULT_RETRIES + 1):
+            try:
+                return measure()
+            except CounterFaultError as e:
+                self.faults.append(e.reason)
+                if attempt == MAX_FAULT_RETRIES:
+                    raise MeasurementError(
+                        f"{MAX_FAULT_RETRIES + 1} windows in a row were rejected because the "
+                        f"energy counter faulted; the last: {e}. Check the counter with "
+                        "`compresslab samplers`, or use `sampler: estimate`"
+                    ) from e
+        raise AssertionError("unreachable")
 
     # --- idle power -------------------------------------------------------------------------
 
     def measure_idle(self) -> None:
         """Read idle power once more (machine-level samplers with ``idle_s`` > 0 only)."""
         if self.machine and self.protocol.idle_s > 0:
-            self.idle_w.append(
-                idle_power_w(self.sampler, max(self.protocol.idle_s, 10 * self.period_s))
-            )
+            idle_s = max(self.protocol.idle_s, 10 * self.period_s)
+            self.idle_w.append(self._retrying(lambda: idle_power_w(self.sampler, idle_s)))
 
     @property
     def idle(self) -> float:
@@ -147,7 +170,11 @@ class Run:
             bind(workload.model, workload.inputs)
         with torch_threads(workload.threads):
             before = contention.snapshot()
-            reading, calls, elapsed = _window(workload.fn, self.sampler, self.window_s)
+            # A counter fault (RAPL reset, torn read, late poll) rejects this window only: it
+            # is measured again, at most MAX_FAULT_RETRIES times, and the reason is recorded.
+            reading, calls, elapsed = self._retrying(
+                lambda: _window(workload.fn, self.sampler, self.window_s)
+            )
             seen = contention.between(before, contention.snapshot(), cpus=self.cpus)
         return reading, calls, elapsed, seen
 
@@ -169,6 +196,12 @@ class Run:
                 workload.fn()
 
     # --- results ----------------------------------------------------------------------------
+
+    def fault_metadata(self) -> dict[str, str]:
+        """Windows measured again because the counter faulted, and why (empty when none)."""
+        if not self.faults:
+            return {}
+        return {"windows_repeated": str(len(self.faults)), "window_faults": "; ".join(self.faults)}
 
     def summary(self, series: Series) -> dict[str, Any]:
         """The contention seen over a series of windows, and what the policy did about it."""
@@ -216,7 +249,11 @@ class Run:
             idle_measured=bool(self.idle_w),
             update_period_s=self.period_s,
             window_s=self.window_s,
-            metadata={**self.sampler.metadata(), "omp_wait_policy": omp_wait_policy()},
+            metadata={
+                **self.sampler.metadata(),
+                "omp_wait_policy": omp_wait_policy(),
+                **self.fault_metadata(),
+            },
             ci_target_met=ci <= self.protocol.target_ci_rel * mean,
             systematic_rel=getattr(self.sampler, "systematic_rel", None),
             threads=threads,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -132,18 +133,79 @@ class EstimateOptions(_Strict):
     watts_per_gb: float | None = Field(default=None, ge=0, le=100)
 
 
-class RaplOptions(_Strict):
-    """Which RAPL domains to count (package always; DRAM and psys on request)."""
+RaplDomain = Literal["package", "dram", "psys"]
 
-    domains: list[Literal["package", "dram", "psys"]] = Field(
-        default_factory=lambda: list[Literal["package", "dram", "psys"]](["package"])
+
+class RaplOptions(_Strict):
+    """RAPL counters: which domains, where the tree is, how often it is polled.
+
+    ``psys`` (the platform domain of laptops and some desktops) covers the whole SoC, the
+    package and DRAM included: it is an alternative to ``[package]`` or ``[package, dram]``,
+    never added on top of them.
+    """
+
+    domains: list[RaplDomain] = Field(
+        default_factory=lambda: list[RaplDomain](["package"]), min_length=1
     )
-    root: str | None = None
+    #: The powercap tree; default ``$COMPRESSLAB_POWERCAP_ROOT``, else ``/sys/class/powercap``.
+    root: str | None = Field(default=None, min_length=1)
+    #: Seconds between reads of the counters; default: derived from each counter's range
+    #: and maximum power so that no wrap can be missed (refused when it could miss one).
+    poll_interval_s: float | None = Field(default=None, ge=0.001, le=1.0)
+    #: The most one zone can draw, in watts; default: twice the zone's largest
+    #: ``constraint_*_max_power_uw``, else 1000 W. Implied power above it marks a counter
+    #: reset or a torn read (the window is repeated); it also sizes the poll interval.
+    max_power_w: float | None = Field(default=None, gt=0, le=100000)
 
     @model_validator(mode="after")
-    def _package_first(self) -> RaplOptions:
-        if "package" not in self.domains:
-            raise ValueError("`domains` must include `package` (the CPU package counter)")
+    def _domains(self) -> RaplOptions:
+        problem = rapl_domains_problem(self.domains)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def rapl_domains_problem(domains: Sequence[str]) -> str | None:
+    """Why a list of RAPL domains cannot be counted together (None when it can)."""
+    if len(set(domains)) != len(domains):
+        return f"`domains` {list(domains)} repeats a domain: list each once"
+    if "psys" in domains and len(domains) > 1:
+        others = " and ".join(d for d in domains if d != "psys")
+        return (
+            f"`domains` {list(domains)} asks for psys together with {others}: psys (the "
+            "platform domain) covers the whole SoC, the CPU package and DRAM included, so "
+            "adding them would count them twice; use [psys] alone, or [package] / "
+            "[package, dram]"
+        )
+    if "dram" in domains and "package" not in domains:
+        return (
+            f"`domains` {list(domains)} counts DRAM without the CPU package: "
+            "use [package, dram] (or [package] alone)"
+        )
+    return None
+
+
+class NvmlOptions(_Strict):
+    """NVIDIA GPUs through NVML, and the host CPU energy reported beside them."""
+
+    #: NVML indices (as `nvidia-smi` lists them) to count; default: the GPU torch runs the
+    #: model on (``energy.device``), found by its UUID or PCI bus id.
+    device_indices: list[Annotated[int, Field(ge=0, le=1023)]] | None = Field(
+        default=None, min_length=1
+    )
+    #: Seconds between power readings on GPUs without an energy counter (integrated).
+    poll_interval_s: float = Field(default=0.05, ge=0.001, le=10.0)
+    #: The host CPU's energy over the same windows, reported as a component of its own:
+    #: ``auto`` (RAPL if readable, else the estimate), ``rapl``, ``estimate``, or ``none``
+    #: (the GPU alone).
+    host: Literal["auto", "rapl", "estimate", "none"] = "auto"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> NvmlOptions:
+        if self.device_indices is not None and len(set(self.device_indices)) != len(
+            self.device_indices
+        ):
+            raise ValueError(f"`device_indices` {self.device_indices} repeats an index")
         return self
 
 
@@ -174,6 +236,7 @@ class EnergySpec(_Strict):
     target_ci_rel: float = Field(default=0.05, gt=0, lt=1)
     estimate: EstimateOptions = Field(default_factory=EstimateOptions)
     rapl: RaplOptions = Field(default_factory=RaplOptions)
+    nvml: NvmlOptions = Field(default_factory=NvmlOptions)
     contention: ContentionSpec = Field(default_factory=ContentionSpec)
 
     @model_validator(mode="after")
@@ -181,6 +244,12 @@ class EnergySpec(_Strict):
         if self.max_windows < self.min_windows:
             raise ValueError(
                 f"max_windows ({self.max_windows}) is below min_windows ({self.min_windows})"
+            )
+        if self.sampler == "nvml" and not self.device.startswith("cuda"):
+            raise ValueError(
+                "`sampler: nvml` measures a GPU, but `device` is cpu: the model would run on "
+                "the CPU while an idle GPU is measured; set `device: cuda` (or cuda:N), or "
+                "pick `sampler: rapl` / `sampler: estimate` for a CPU model"
             )
         return self
 
