@@ -15,7 +15,7 @@ import torch
 from compresslab import contention
 from compresslab.energy import CounterFaultError, Provenance, Reading, Sampler
 from compresslab.errors import MeasurementError
-from compresslab.machine import logical_cpus, omp_wait_policy
+from compresslab.machine import logical_cpus, omp_wait_policy, rss_bytes
 from compresslab.protocol.types import CONTENTION_POLICIES, EnergyResult, Protocol, Workload
 from compresslab.stats import ci95_halfwidth
 
@@ -48,6 +48,10 @@ def torch_threads(threads: int | None) -> Iterator[int]:
             torch.set_num_threads(before)
 
 
+#: Per-call latencies kept for the percentiles (a bounded sample).
+_MAX_LATENCIES = 20_000
+
+
 @dataclass
 class Series:
     """The windows of one workload, as they are measured."""
@@ -60,9 +64,14 @@ class Series:
     contention: list[contention.Contention] = field(default_factory=list)
     busy_s: float = 0.0
     calls: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds per call
+    peak_rss_bytes: int = 0
 
-    def add(self, reading: Reading, calls: int, elapsed: float, inferences_per_call: int) -> None:
-        """Record one window's reading (``calls`` calls of the workload over ``elapsed`` s)."""
+    def add(
+        self, reading: Reading, latencies: list[float], elapsed: float, inferences_per_call: int
+    ) -> None:
+        """Record one window's reading, its calls' seconds and the window's seconds."""
+        calls = len(latencies)
         n = calls * inferences_per_call
         self.gross.append(reading.energy_j / n)
         self.durations.append(reading.duration_s)
@@ -72,6 +81,9 @@ class Series:
             self.provenance[c.component] = str(c.provenance)
         self.busy_s += elapsed
         self.calls += calls
+        if len(self.latencies) < _MAX_LATENCIES:
+            self.latencies.extend(latencies[: _MAX_LATENCIES - len(self.latencies)])
+        self.peak_rss_bytes = max(self.peak_rss_bytes, rss_bytes())
 
     def net(self, idle_w: float) -> list[float]:
         """Net joules per inference of each window, with ``idle_w`` subtracted."""
@@ -163,8 +175,8 @@ class Run:
 
     def window(
         self, workload: Workload
-    ) -> tuple[Reading, int, float, contention.Contention | None]:
-        """One window of ``workload``: reading, calls, seconds, and what others used meanwhile."""
+    ) -> tuple[Reading, list[float], float, contention.Contention | None]:
+        """One window: reading, each call's seconds, seconds, and what others used meanwhile."""
         bind = getattr(self.sampler, "bind", None)  # the modeled tier counts the model's calls
         if bind is not None and workload.model is not None:
             bind(workload.model, workload.inputs)
@@ -172,11 +184,11 @@ class Run:
             before = contention.snapshot()
             # A counter fault (RAPL reset, torn read, late poll) rejects this window only: it
             # is measured again, at most MAX_FAULT_RETRIES times, and the reason is recorded.
-            reading, calls, elapsed = self._retrying(
+            reading, latencies, elapsed = self._retrying(
                 lambda: _window(workload.fn, self.sampler, self.window_s)
             )
             seen = contention.between(before, contention.snapshot(), cpus=self.cpus)
-        return reading, calls, elapsed, seen
+        return reading, latencies, elapsed, seen
 
     def keep(self, seen: list[contention.Contention | None]) -> bool:
         """Whether windows measured under ``seen`` count (the ``reject`` policy drops them)."""
@@ -238,6 +250,10 @@ class Run:
             n_inferences=sum(series.inferences),
             batch_size=workload.inferences_per_call,
             latency_s_per_batch=series.busy_s / series.calls,
+            latency_p50_s_per_batch=_quantile(series.latencies, 0.50),
+            latency_p95_s_per_batch=_quantile(series.latencies, 0.95),
+            throughput_per_s=sum(series.inferences) / series.busy_s,
+            peak_rss_bytes=series.peak_rss_bytes,
             duration_s=series.busy_s,
             window_j_per_inference=tuple(per_inf),
             components_j_per_inference={
@@ -283,15 +299,31 @@ def check_resolution(mean: float, ci: float, *, gross_mean: float, idle_w: float
     )
 
 
-def _window(fn: Callable[[], object], sampler: Sampler, min_s: float) -> tuple[Reading, int, float]:
-    calls = 0
+def _quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (linear interpolation); nan for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _window(
+    fn: Callable[[], object], sampler: Sampler, min_s: float
+) -> tuple[Reading, list[float], float]:
+    """One window: the reading, each call's seconds, and the window's seconds."""
+    latencies: list[float] = []
     sampler.start()
-    t0 = time.perf_counter()
+    t0 = last = time.perf_counter()
     try:
         while True:
             fn()
-            calls += 1
-            elapsed = time.perf_counter() - t0
+            now = time.perf_counter()
+            latencies.append(now - last)
+            last = now
+            elapsed = now - t0
             if elapsed >= min_s:
                 break
     except BaseException:
@@ -299,7 +331,7 @@ def _window(fn: Callable[[], object], sampler: Sampler, min_s: float) -> tuple[R
             sampler.stop()
         raise
     reading = sampler.stop()
-    return reading, calls, elapsed
+    return reading, latencies, elapsed
 
 
 def counter_period_s(sampler: Sampler) -> float:
