@@ -299,11 +299,34 @@ def build_document(result: SearchResult) -> Document:
         Link("pareto.html", "interactive Pareto plot"),
         Image("hypervolume.png", "hypervolume over trials"),
     )
+    _what_mattered(doc, result)
 
     _projections(doc, result)
     _search_cost(doc, result)
     _how(doc, result)
     return doc
+
+
+def _what_mattered(doc: Document, result: SearchResult) -> None:
+    """One sentence on the parameters that drove energy and accuracy, and the parallel view."""
+    importance = result.info.get("importance")
+    doc.add(Heading("What mattered"))
+    if not importance:
+        doc.add(Para("Too few measured variants to say which parameters mattered (fANOVA)."))
+        return
+
+    def top(objective: str) -> str:
+        ranked = sorted(importance[objective].items(), key=lambda kv: -kv[1])[:2]
+        return " and ".join(f"{name} ({share:.0%})" for name, share in ranked)
+
+    doc.add(
+        Para(
+            f"Energy was driven most by {top('energy')}; accuracy by {top('accuracy')} "
+            "(share of the variance each parameter explains, fANOVA over the measured "
+            "variants; a guide, not a proof, on a search's few trials)."
+        ),
+        Image("parallel.png", "parameters, accuracy and energy of every measured variant"),
+    )
 
 
 def _projections(doc: Document, result: SearchResult) -> None:

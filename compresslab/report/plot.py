@@ -179,3 +179,54 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
     )
     fig.write_html(path, include_plotlyjs=plotly_js if plotly_js else True, full_html=True)
     return path
+
+
+def parallel_plot(result: SearchResult, path: Path) -> Path:
+    """Write ``parallel.png``: every measured variant as a line across its parameters.
+
+    Each axis is one searched parameter (categories in their order of appearance, numbers
+    scaled to their range), then accuracy and energy relative to the baseline; lines are
+    coloured by energy, the frontier drawn thick.
+    """
+    from matplotlib import cm
+    from matplotlib.figure import Figure
+
+    done = [r for r in result.completed if r.reused_from is None]
+    keys = sorted({k for r in done for k in r.params})
+    front = {r.number for r in result.frontier}
+    fig = Figure(figsize=(max(6.0, 1.3 * (len(keys) + 2)), 4.2))
+    ax = fig.add_subplot()
+    columns: list[list[float]] = []
+    labels: list[str] = []
+    for key in keys:
+        values = [r.params.get(key, "-") for r in done]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            nums = [float(v) for v in values]
+            lo, hi = min(nums), max(nums)
+            columns.append([(v - lo) / (hi - lo) if hi > lo else 0.5 for v in nums])
+        else:
+            order = list(dict.fromkeys(str(v) for v in values))
+            columns.append([order.index(str(v)) / max(len(order) - 1, 1) for v in values])
+        labels.append(key)
+    energy = [r.ratio_vs_baseline or r.energy_j_per_inference for r in done]
+    for name, values in (("accuracy", [r.accuracy or 0.0 for r in done]), ("energy", energy)):
+        lo, hi = min(values, default=0.0), max(values, default=1.0)
+        columns.append([(v - lo) / (hi - lo) if hi > lo else 0.5 for v in values])
+        labels.append(name)
+    e_lo, e_hi = min(energy, default=0.0), max(energy, default=1.0)
+    xs = list(range(len(labels)))
+    for i, r in enumerate(done):
+        shade = (energy[i] - e_lo) / (e_hi - e_lo) if e_hi > e_lo else 0.5
+        ax.plot(
+            xs,
+            [col[i] for col in columns],
+            color=cm.viridis(shade),
+            linewidth=2.2 if r.number in front else 0.8,
+            alpha=0.9 if r.number in front else 0.5,
+        )
+    ax.set_xticks(xs, labels, rotation=20, ha="right", fontsize=8)
+    ax.set_yticks([0, 1], ["low / first", "high / last"], fontsize=8)
+    ax.set_title(f"{result.recipe_name}: parameters of every measured variant (thick: frontier)")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

@@ -167,6 +167,9 @@ def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchRes
     # One entry per session (a resumed or killed search, a fleet's workers), with its state.
     info["search_energy"] = sessions_of(study.user_attrs)
     info["repeatability"] = repeatability(study.get_trials(deepcopy=False))
+    from compresslab.study.importance import param_importances
+
+    info["importance"] = param_importances(study)
     return SearchResult(
         recipe_name=recipe.name,
         study_name=study.study_name,
