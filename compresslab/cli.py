@@ -99,9 +99,11 @@ def _ratio(value: object, baseline: bool) -> str:
 
 
 def _print_frontier(result: SearchResult) -> None:
+    from compresslab import units
     from compresslab.report import frontier_frame
 
     front = frontier_frame(result)
+    factor, unit = units.energy_unit(list(front["energy_j_per_inference"]))
     table = Table(
         title=escape(f"Pareto frontier of {result.recipe_name} (within {result.tolerance})")
     )
@@ -109,9 +111,9 @@ def _print_frontier(result: SearchResult) -> None:
         "trial",
         "variant",
         "accuracy",
-        "J / inference (95% CI)",
-        "kWh / 1000",
-        "vs base",
+        f"{unit} / inference (95% CI)",
+        "Wh / million",
+        "vs base (paired)",
         "provenance",
     ):
         table.add_column(col)
@@ -120,8 +122,9 @@ def _print_frontier(result: SearchResult) -> None:
             str(row["trial"]),
             escape(str(row["variant"])),
             f"{row['accuracy']:.4f}",
-            f"{row['energy_j_per_inference']:.3e} ± {row['ci95_j_per_inference']:.1e}",
-            f"{row['kwh_per_1k']:.3e}",
+            f"{row['energy_j_per_inference'] * factor:.3g} ± "
+            f"{row['ci95_j_per_inference'] * factor:.2g}",
+            f"{units.wh_per_million(row['energy_j_per_inference']):.3g}",
             _ratio(row["energy_ratio_vs_baseline"], bool(row["baseline"])),
             str(row["provenance"]),
         )
@@ -168,28 +171,60 @@ def measure(
     if as_json:
         print(json.dumps(result, indent=2, default=str))
         return
-    table = Table(title=f"{result['recipe']}: {result['variant']}", show_header=False)
+    from compresslab import units
+
+    unit = units.energy_unit([result["energy_j_per_inference"]])
+    factor = unit[0]
+    table = Table(title=escape(f"{result['recipe']}: {result['variant']}"), show_header=False)
     table.add_column("figure")
     table.add_column("value")
+    contention = result.get("contention") or {}
+    vs = result.get("vs_baseline") or {}
     rows = [
         (
             "energy / inference",
-            f"{result['energy_j_per_inference']:.4g} J "
-            f"± {result['ci95_j_per_inference']:.2g} (95% CI, {result['windows']} windows)",
+            f"{result['energy_j_per_inference'] * factor:.4g} "
+            f"± {result['ci95_j_per_inference'] * factor:.2g} {unit[1]} (95% CI, "
+            f"{result['windows']} windows"
+            + ("" if result.get("ci_target_met", True) else "; CI target missed")
+            + ")",
         ),
-        ("kWh / 1000 inferences", f"{result['kwh_per_1k']:.4g}"),
+        (
+            "Wh / million inferences",
+            f"{units.wh_per_million(result['energy_j_per_inference']):.4g}",
+        ),
         ("provenance", f"{result['provenance']} ({result['sampler']})"),
         (
             "gross / idle",
-            f"{result['gross_j_per_inference']:.4g} J / {result['idle_power_w']:.3g} W",
+            f"{units.format_energy(result['gross_j_per_inference'])} / "
+            f"{result['idle_power_w']:.3g} W",
         ),
-        ("modeled", f"{result['modeled_j_per_inference']:.4g} J (modeled)"),
+        ("modeled", f"{units.format_energy(result['modeled_j_per_inference'])} (modeled)"),
         ("inferences measured", f"{result['n_inferences']} in batches of {result['batch_size']}"),
-        ("latency", f"{result['latency_s_per_batch'] * 1e3:.3g} ms per batch"),
+        (
+            "latency / batch",
+            f"{result['latency_s_per_batch'] * 1e3:.3g} ms mean, "
+            f"p50 {result.get('latency_p50_s_per_batch', float('nan')) * 1e3:.3g}, "
+            f"p95 {result.get('latency_p95_s_per_batch', float('nan')) * 1e3:.3g} ms",
+        ),
+        (
+            "contention",
+            f"others kept {contention.get('foreign_cpus_mean') or 0:.2f} CPUs busy"
+            + (" (contended)" if contention.get("contended") else ""),
+        ),
         ("sampler selection", result["selection"]),
     ]
+    if vs.get("pairs"):
+        rows.insert(
+            1,
+            (
+                "vs baseline (paired)",
+                f"{vs['ratio']:.3f} [{vs['ci95_low']:.3f}, {vs['ci95_high']:.3f}], "
+                f"{vs['pairs']} pairs",
+            ),
+        )
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, escape(str(value)))
     out.print(table)
 
 

@@ -65,6 +65,9 @@ _SUMMARY_COLUMNS = [
     "ci95_j_per_inference",
     "provenance",
     "energy_ratio_vs_baseline",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "size_bytes",
 ]
 
 
@@ -493,13 +496,32 @@ class Study:
         lines.append("best within the tolerance: " + (e(best) if best else "none"))
         front = self.frontier
         table = (
-            front[_SUMMARY_COLUMNS].to_html(
+            _in_units(front[_SUMMARY_COLUMNS]).to_html(
                 index=False, escape=True, float_format=_fmt, na_rep="-", border=0
             )
             if len(front)
             else "<p>No feasible variant yet.</p>"
         )
         return "<div>" + "<br>".join(lines) + "<br>Frontier:" + table + "</div>"
+
+
+def _in_units(frame: pd.DataFrame) -> pd.DataFrame:
+    """Energy columns in one SI prefix (as the report's tables), size in MB, for reading."""
+    from compresslab import units
+
+    factor, unit = units.energy_unit(list(frame["energy_j_per_inference"]))
+    out = frame.copy()
+    out["energy_j_per_inference"] = out["energy_j_per_inference"] * factor
+    out["ci95_j_per_inference"] = out["ci95_j_per_inference"] * factor
+    out["size_bytes"] = out["size_bytes"] / 1e6
+    return out.rename(
+        columns={
+            "energy_j_per_inference": f"energy / inference [{unit}]",
+            "ci95_j_per_inference": f"95% CI [{unit}]",
+            "energy_ratio_vs_baseline": "vs baseline (paired)",
+            "size_bytes": "size [MB]",
+        }
+    )
 
 
 def _fmt(value: Any) -> str:

@@ -86,17 +86,15 @@ class Document:
 
 def fmt_j(j: float) -> str:
     """Joules with a readable prefix."""
-    if not math.isfinite(j):
+    return units.format_energy(j)
+
+
+def _energy_cell(r: TrialRecord, unit: tuple[float, str]) -> str:
+    """``1.23 ± 0.04 mJ`` in the table's unit."""
+    if not math.isfinite(r.energy_j_per_inference):
         return "-"
-    if j >= 1:
-        return f"{j:.3g} J"
-    if j >= 1e-3:
-        return f"{j * 1e3:.3g} mJ"
-    return f"{j * 1e6:.3g} µJ"
-
-
-def _energy_cell(r: TrialRecord) -> str:
-    return f"{fmt_j(r.energy_j_per_inference)} ± {fmt_j(r.ci95_j_per_inference)}"
+    factor, name = unit
+    return f"{r.energy_j_per_inference * factor:.3g} ± {r.ci95_j_per_inference * factor:.2g} {name}"
 
 
 def ratio_cell(r: TrialRecord) -> str:
@@ -137,6 +135,7 @@ def _stars(n: int | None) -> str:
 def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlock:
     carbon = _carbon(result)
     stars = energy_stars(result)
+    unit = units.energy_unit([r.energy_j_per_inference for r in records])
     rows = []
     for r in records:
         rows.append(
@@ -144,12 +143,16 @@ def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlo
                 str(r.number),
                 r.variant,
                 _acc_cell(r),
-                _energy_cell(r),
-                f"{r.kwh_per_1k:.3e}",
+                _energy_cell(r, unit),
+                f"{units.wh_per_million(r.energy_j_per_inference):.3g}",
+                _latency_cell(r),
+                _size_cell(r),
                 ratio_cell(r),
                 _stars(stars.get(r.number)),
                 r.provenance,
-                f"{carbon.gco2e(r.kwh_per_1k):.3g}" if carbon else "-",
+                f"{carbon.gco2e(units.kwh_per_million(r.energy_j_per_inference)):.3g}"
+                if carbon
+                else "-",
                 f"{(r.macs_per_inference or 0):,.0f}",
                 f"{(r.n_params or 0):,}",
             ]
@@ -159,18 +162,32 @@ def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlo
             "trial",
             "variant",
             "accuracy [95% CI]",
-            "energy / inference (95% CI)",
-            "kWh / 1000",
+            f"energy / inference [{unit[1]}] (95% CI)",
+            "Wh / million",
+            "latency / batch p50, p95 [ms]",
+            "size [MB]",
             "vs baseline (paired, 95% CI)",
             "label",
             "provenance",
-            "gCO2e / 1000",
+            "gCO2e / million",
             "MACs / inference",
             "params",
         ],
         rows,
-        "rllllrrllrr",
+        "rlllrrrlllrrr",
     )
+
+
+def _latency_cell(r: TrialRecord) -> str:
+    e = r.energy or {}
+    p50, p95 = e.get("latency_p50_s_per_batch"), e.get("latency_p95_s_per_batch")
+    if not isinstance(p50, int | float) or not isinstance(p95, int | float):
+        return "-"
+    return f"{p50 * 1e3:.3g}, {p95 * 1e3:.3g}"
+
+
+def _size_cell(r: TrialRecord) -> str:
+    return f"{r.size_bytes / 1e6:.3g}" if r.size_bytes else "-"
 
 
 def _ratio_high(r: TrialRecord) -> float:
@@ -241,8 +258,10 @@ def build_document(result: SearchResult) -> Document:
         doc.add(
             Para(
                 f"Uncompressed model (trial {base.number}): accuracy {_acc_cell(base)}, "
-                f"{_energy_cell(base)} per inference ({base.provenance}), "
-                f"{base.kwh_per_1k:.3e} kWh per 1000 inferences."
+                f"{_energy_cell(base, units.energy_unit([base.energy_j_per_inference]))} per "
+                f"inference ({base.provenance}), "
+                f"{units.wh_per_million(base.energy_j_per_inference):.3g} Wh per million "
+                "inferences."
             )
         )
         n_eval = info.get("eval_examples")

@@ -1,4 +1,4 @@
-"""The Pareto plot: accuracy against kWh per 1000 inferences, frontier highlighted."""
+"""The Pareto plot: accuracy against energy per inference (one SI prefix), frontier highlighted."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
     (trial numbers beside it), the baseline and the accuracy tolerance.
     """
     done = [r for r in result.completed if r.reused_from is None]
+    factor, unit = units.energy_unit([r.energy_j_per_inference for r in done])
 
     def acc(r: TrialRecord) -> float:
         return math.nan if r.accuracy is None else r.accuracy
@@ -40,9 +41,9 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
         lows = [r.accuracy_ci95[0] if r.accuracy_ci95 else y for r, y in zip(pts, ys, strict=True)]
         highs = [r.accuracy_ci95[1] if r.accuracy_ci95 else y for r, y in zip(pts, ys, strict=True)]
         ax.errorbar(
-            [units.kwh_per_1k(r.energy_j_per_inference) for r in pts],
+            [r.energy_j_per_inference * factor for r in pts],
             ys,
-            xerr=[units.kwh_per_1k(r.ci95_j_per_inference) for r in pts],
+            xerr=[r.ci95_j_per_inference * factor for r in pts],
             yerr=[
                 [max(0.0, y - lo) for y, lo in zip(ys, lows, strict=True)],
                 [max(0.0, hi - y) for y, hi in zip(ys, highs, strict=True)],
@@ -55,7 +56,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
         )
     front = result.frontier
     if front:
-        xs = [units.kwh_per_1k(r.energy_j_per_inference) for r in front]
+        xs = [r.energy_j_per_inference * factor for r in front]
         ys = [acc(r) for r in front]
         ax.step(xs, ys, where="post", color="tab:green", linewidth=1.5)
         ax.scatter(xs, ys, color="tab:green", zorder=3, s=36, label=_FRONTIER_LABEL)
@@ -66,7 +67,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
     base = result.baseline
     if base is not None:
         ax.scatter(
-            [units.kwh_per_1k(base.energy_j_per_inference)],
+            [base.energy_j_per_inference * factor],
             [acc(base)],
             marker="*",
             s=180,
@@ -82,7 +83,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
         label=f"accuracy tolerance ({result.tolerance})",
     )
     provs = ", ".join(sorted({r.provenance for r in done})) or "-"
-    ax.set_xlabel(f"energy per 1000 inferences [kWh] ({provs})")
+    ax.set_xlabel(f"energy per inference [{unit}] ({provs})")
     ax.set_ylabel(f"{result.info.get('metric', 'accuracy')} (held-out split)")
     ax.set_title(f"{result.recipe_name}: accuracy vs energy")
     ax.grid(True, alpha=0.3)
@@ -143,16 +144,17 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
         "estimated": "triangle-up",
         "modeled": "diamond",
     }
+    factor, unit = units.energy_unit([r.energy_j_per_inference for r in done])
     fig = go.Figure()
     for prov in sorted({r.provenance for r in done}):
         pts = [r for r in done if r.provenance == prov]
         fig.add_trace(
             go.Scatter(
-                x=[units.kwh_per_1k(r.energy_j_per_inference) for r in pts],
+                x=[r.energy_j_per_inference * factor for r in pts],
                 y=[_acc(r) for r in pts],
                 error_x={
                     "type": "data",
-                    "array": [units.kwh_per_1k(r.ci95_j_per_inference) for r in pts],
+                    "array": [r.ci95_j_per_inference * factor for r in pts],
                 },
                 mode="markers",
                 marker={
@@ -162,7 +164,9 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
                 },
                 name=f"{prov}",
                 text=[f"trial {r.number}: {r.variant}" for r in pts],
-                hovertemplate="%{text}<br>accuracy %{y:.4f}<br>%{x:.3e} kWh/1000<extra></extra>",
+                hovertemplate="%{text}<br>accuracy %{y:.4f}<br>%{x:.3g} "
+                + unit
+                + "<extra></extra>",
             )
         )
     fig.add_hline(
@@ -173,7 +177,7 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
     )
     fig.update_layout(
         title=f"{result.recipe_name}: accuracy vs energy (green: feasible frontier)",
-        xaxis_title="energy per 1000 inferences [kWh]",
+        xaxis_title=f"energy per inference [{unit}]",
         yaxis_title=str(result.info.get("metric", "accuracy")),
         template="plotly_white",
     )
