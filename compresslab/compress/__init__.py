@@ -18,6 +18,7 @@ Methods by stage:
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -110,7 +111,7 @@ def check_space(methods: Iterable[MethodSpec]) -> list[tuple[tuple[Any, ...], st
         method = METHODS.get(spec.method)
         if method is None:
             problems.append(
-                (loc, f"unknown method '{spec.method}': use one of {', '.join(METHODS)}")
+                (loc, f"unknown method '{spec.method}': {_suggest(spec.method, METHODS)}")
             )
             continue
         if spec.method in seen:
@@ -121,8 +122,14 @@ def check_space(methods: Iterable[MethodSpec]) -> list[tuple[tuple[Any, ...], st
             pdef = method.params.get(pname)
             if pdef is None:
                 valid = ", ".join(method.params) or "none"
+                close = difflib.get_close_matches(pname, list(method.params), n=1, cutoff=0.6)
                 problems.append(
-                    (ploc, f"'{spec.method}' has no parameter '{pname}' (its parameters: {valid})")
+                    (
+                        ploc,
+                        f"'{spec.method}' has no parameter '{pname}'"
+                        + (f": did you mean '{close[0]}'?" if close else "")
+                        + f" (its parameters: {valid})",
+                    )
                 )
                 continue
             if isinstance(pspec, ParamRange):
@@ -144,6 +151,14 @@ def check_space(methods: Iterable[MethodSpec]) -> list[tuple[tuple[Any, ...], st
                     problems.append((ploc, f"{why}; valid: {pdef.describe()}"))
                     break
     return problems
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    """``did you mean 'x'? (...)`` for a misspelt name, else the list to pick from."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    listed = f"use one of {', '.join(known)}"
+    return f"did you mean '{close[0]}'? ({listed})" if close else listed
 
 
 def probe_methods(names: Iterable[str]) -> dict[str, Availability]:

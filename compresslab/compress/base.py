@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class ParamDef:
             return f"{value!r} is not one of {', '.join(map(str, self.choices))}"
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"expected a number, got {value!r}"
+        if not math.isfinite(value):
+            return f"{value!r} is not a finite number"
         if self.kind == "int" and not float(value).is_integer():
             return f"expected an integer, got {value!r}"
         if self.low is not None and value < self.low:
