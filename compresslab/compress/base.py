@@ -120,6 +120,19 @@ class CompressionMethod(ABC):
         """Whether this method can run on this machine (probed before the search)."""
         return Availability(True, "no special requirement")
 
+    def applicable(
+        self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext
+    ) -> Availability:
+        """Whether this method can apply to ``model`` and the task's data, and why not.
+
+        ``params`` are concrete values with the defaults filled in. Checked once the task is
+        loaded, before the first trial, for the values the recipe's space holds: a method that
+        cannot apply at all is a bad recipe, values that cannot apply are left out of the
+        search. It must be cheap: look at the model's structure and the context, never build
+        a variant. By default every method applies.
+        """
+        return Availability(True, "applies to any model")
+
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults filled in for every declared parameter not in ``given``."""
         out = {k: d.default for k, d in self.params.items()}

@@ -10,8 +10,18 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from torch import nn
+
 from compresslab.bench import RUNTIME_KNOBS, Runtime, knob_availability
-from compresslab.compress import STAGES, Step, VariantSpec, get_method, probe_methods
+from compresslab.compress import (
+    STAGES,
+    CompressContext,
+    Step,
+    VariantSpec,
+    fit_method,
+    get_method,
+    probe_methods,
+)
 from compresslab.errors import RecipeError
 from compresslab.recipe import MethodSpec, ParamChoices, ParamRange, RuntimeSpec
 
@@ -26,6 +36,9 @@ class SearchSpace:
     by_stage: dict[str, list[MethodSpec]]
     skipped: dict[str, str]
     runtime: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Values (``method.param=value``) left out because they cannot apply to the task's model
+    #: and data, and why (see :meth:`fitted`).
+    left_out: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_recipe(
@@ -51,6 +64,43 @@ class SearchSpace:
             else:
                 skipped[f"runtime.{name}"] = here.reason
         return cls({s: v for s, v in by_stage.items() if v}, skipped, knobs)
+
+    def fitted(
+        self, model: nn.Module, ctx: CompressContext, methods: Sequence[MethodSpec]
+    ) -> SearchSpace:
+        """This space with what cannot apply to ``model`` and its data left out.
+
+        Called once the task is loaded, before the first trial (``methods`` is the recipe's
+        ``compression``, for the field of an error).
+
+        Raises:
+            RecipeError: a method cannot apply at all (one line per such method, naming it,
+                why and the fix).
+        """
+        by_stage: dict[str, list[MethodSpec]] = {}
+        left_out = dict(self.left_out)
+        problems = []
+        for stage, specs in self.by_stage.items():
+            by_stage[stage] = []
+            for spec in specs:
+                fit = fit_method(spec, model, ctx)
+                if fit.spec is None:
+                    index = next(i for i, m in enumerate(methods) if m.method == spec.method)
+                    problems.append(
+                        RecipeError(
+                            f"{spec.method} cannot apply to this task's model and data: "
+                            f"{fit.left_out[spec.method]}; or remove it from `compression`",
+                            field=f"compression.{index}.method",
+                        )
+                    )
+                    continue
+                by_stage[stage].append(fit.spec)
+                left_out.update(fit.left_out)
+        if problems:
+            raise RecipeError.combine(problems)
+        return dataclasses.replace(
+            self, by_stage={s: v for s, v in by_stage.items() if v}, left_out=left_out
+        )
 
     def suggest_runtime(self, trial: Any) -> Runtime:
         """Ask the trial for each searched runtime knob."""
