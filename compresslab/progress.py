@@ -136,8 +136,10 @@ def search_progress(
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    # Transient: the bar goes when the search ends, so what follows (the frontier, or an
-    # error's one line) stands alone.
+    # Transient: the bar goes when the search ends; one line then says how it ended, or an
+    # error's one line stands alone.
+    state = {"completed": 0, "total": total}
+    t0 = time.monotonic()
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -152,6 +154,7 @@ def search_progress(
         task_id = progress.add_task(escape(title), total=total, last="", eta="ETA -")
 
         def on_terminal_trial(record: TrialRecord, completed: int, target: int) -> None:
+            state.update(completed=completed, total=target)
             progress.update(
                 task_id,
                 completed=completed,
@@ -161,3 +164,10 @@ def search_progress(
             )
 
         yield on_terminal_trial
+    s = int(time.monotonic() - t0)
+    console.print(
+        f"{title}: {state['completed']}/{state['total']} variants in "
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}",
+        markup=False,
+        highlight=False,
+    )
