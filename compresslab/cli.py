@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from compresslab._version import __version__
-from compresslab.errors import CompressLabError
+from compresslab.errors import CompressLabError, RecipeError
 
 if TYPE_CHECKING:
     from compresslab.results import SearchResult
@@ -361,13 +361,17 @@ def _print_error(error: BaseException, *, internal: bool = False) -> None:
         import traceback
 
         err.print("".join(traceback.format_exception(error)), markup=False, highlight=False)
-    text = str(error).strip() or type(error).__name__
+    problems = getattr(error, "problems", None)
+    if isinstance(error, RecipeError) and problems and len(problems) > 1:
+        lines = [str(p) for p in problems]  # one line per problem of a recipe
+    else:  # one line, whatever a library put in its message
+        lines = [" ".join(str(error).split()) or type(error).__name__]
     if internal:
-        text = (
-            f"{type(error).__name__}: {text} (an unexpected error: run with --verbose for the "
-            "traceback, and please report it)"
-        )
-    for line in text.splitlines():
+        lines = [
+            f"{type(error).__name__}: {lines[0]} (an unexpected error: run with --verbose for "
+            "the traceback, and please report it)"
+        ]
+    for line in lines:
         err.print(
             "[bold red]error:[/] " + escape(line), highlight=False, soft_wrap=True, emoji=False
         )

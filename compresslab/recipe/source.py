@@ -60,6 +60,9 @@ MAX_RECIPE_BYTES = 1_000_000
 MAX_DEPTH = 32
 #: The most characters a number may have (the longest recipe value, a seed, has 10 digits).
 MAX_NUMBER_CHARS = 100
+#: The most values (scalars, lists and mappings) a recipe may hold. The shipped ones hold
+#: about 60; long lists belong in files that ``task.options`` point at.
+MAX_VALUES = 10_000
 
 # The C parser when PyYAML has libyaml (same results, many times faster on big files).
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -113,7 +116,8 @@ def source_from_text(text: str, *, path: str = "<recipe>") -> RecipeSource:
     Before anything is built from it, the document is read as a stream of events and refused
     when it uses an alias (``*name``: the way to make a small file expand to gigabytes, or
     refer to itself), an explicit tag, a duplicate key, more than :data:`MAX_DEPTH` levels of
-    nesting or a number longer than :data:`MAX_NUMBER_CHARS` characters.
+    nesting, more than :data:`MAX_VALUES` values or a number longer than
+    :data:`MAX_NUMBER_CHARS` characters.
     """
     if len(text) > MAX_RECIPE_BYTES or len(text.encode("utf-8")) > MAX_RECIPE_BYTES:
         raise _too_big(len(text.encode("utf-8")), path)
@@ -198,8 +202,18 @@ class _Collection:
 def _check_events(text: str, path: str) -> None:
     """Refuse aliases, tags, duplicate keys, deep nesting and huge numbers (see above)."""
     open_: list[_Collection] = []
+    values = 0
     for event in yaml.parse(text, Loader=_LOADER):
         line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.NodeEvent):
+            values += 1
+            if values > MAX_VALUES:
+                raise RecipeError(
+                    f"the recipe holds more than {MAX_VALUES} values: a recipe is a page of "
+                    "settings; keep data in files that `task.options` point at",
+                    path=path,
+                    line=line,
+                )
         if isinstance(event, yaml.AliasEvent):
             raise RecipeError(
                 f"YAML aliases (*{event.anchor}) are not allowed in a recipe: write the value "

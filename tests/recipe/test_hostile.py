@@ -84,6 +84,12 @@ CASES: list[Case] = [
         4,
     ),
     Case(
+        "half-a-million-values",
+        OK + "description: [" + "1," * 490_000 + "1]\n",
+        ("more than 10000 values", "files"),
+        4,
+    ),
+    Case(
         "python-object-tag",
         "name: !!python/object/apply:os.system ['true']\n",
         ("tag", "python/object/apply:os.system", "plain data"),
@@ -336,6 +342,7 @@ BLOW_UPS = (
     "recursive-alias",
     "file-over-1mb",
     "nested-lists-5000-deep",
+    "half-a-million-values",
     "huge-integer",
     "grid-step-denormal",
     "entrypoint-subprocess-run",

@@ -111,3 +111,26 @@ def test_plain_tags_anchors_without_aliases_and_quoted_long_numbers_are_fine(
     )
     assert source.data == {"a": "1", "b": 2, "c": "9" * 200, "d": [[[[1]]]]}
     assert source.line_of(("d",)) == 4
+
+
+def test_the_command_line_prints_one_line_per_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from compresslab.cli import main
+
+    path = write(
+        tmp_path,
+        "name: x\ntask: {name: digits}\ncompresion: [{method: bf16}]\nsearch: {seed: -1}\n",
+    )
+    monkeypatch.setattr(sys, "argv", ["compresslab", "search", str(path)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {path}:3: field 'compresion': unknown key 'compresion': did you mean "
+        "'compression'?",
+        f"error: {path}:4: field 'search.seed': -1 is below the minimum 0; valid: integer in "
+        "[0, 4294967295]",
+    ]
