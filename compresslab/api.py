@@ -7,42 +7,130 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from compresslab.errors import CompressLabError, UsageError
+import yaml
+
+from compresslab.errors import CompressLabError, RecipeError, UsageError
 from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source, storage_problem
 from compresslab.recipe import source_from_text as _source_from_text
 from compresslab.results import SearchResult, TrialRecord
 
 
 def _validated(source: RecipeSource) -> Recipe:
+    """The recipe, checked in full before any work; every problem found is raised at once."""
+    recipe = parse_recipe(source)  # the form first: a malformed recipe never imports torch
     # The registries of methods and tasks import torch: loaded here, not with the package.
     from compresslab.compress import check_space
     from compresslab.energy.cuda import device_problem
-    from compresslab.tasks import check_task
+    from compresslab.errors import TaskError
+    from compresslab.tasks import check_task, resolve_entrypoint
 
-    recipe = parse_recipe(source)
     # A GPU torch cannot reach is refused here, before a task loads (a CPU-only torch build,
     # no device N): otherwise the model would run on the CPU while an idle GPU is measured.
     device = device_problem(recipe.energy.device)
     if device is not None:
         raise source.error(("energy", "device"), device)
-    problems = check_space(recipe.compression) + check_task(recipe.task)
+    space = check_space(recipe.compression)
+    problems = space + check_task(recipe.task) + _thread_problems(recipe)
+    if not space:
+        problems += _grid_problems(recipe)
     if problems:
-        loc, message = problems[0]
-        more = f" ({len(problems) - 1} more problem(s) after this one)" if len(problems) > 1 else ""
-        raise source.error(loc, message + more)
+        errors = [source.error(loc, message) for loc, message in problems]
+        raise RecipeError.combine(sorted(errors, key=lambda e: e.line or 0))
+    if recipe.task.entrypoint is not None:
+        # Only now, with nothing else wrong: the user's module is imported (its top level
+        # runs) and its function found; the function runs when the search starts.
+        try:
+            resolve_entrypoint(recipe.task.entrypoint)
+        except TaskError as e:
+            raise source.error(("task", "entrypoint"), str(e)) from e
     return recipe
+
+
+def _thread_problems(recipe: Recipe) -> list[tuple[tuple[Any, ...], str]]:
+    """Thread counts above the CPUs this process may use.
+
+    Refused rather than warned about: a measurement never runs more threads than those CPUs,
+    so such a variant would be labelled with one thread count and measured with another.
+    """
+    from compresslab.machine import logical_cpus
+    from compresslab.recipe import ParamChoices, ParamRange
+
+    cpus = logical_cpus()
+    found: list[tuple[tuple[Any, ...], Any]] = []
+    if recipe.energy.threads is not None:
+        found.append((("energy", "threads"), [recipe.energy.threads]))
+    spec = recipe.runtime.threads
+    if spec is not None:
+        values = (
+            [spec.low, spec.high]
+            if isinstance(spec, ParamRange)
+            else list(spec.choices)
+            if isinstance(spec, ParamChoices)
+            else [spec]
+        )
+        found.append((("runtime", "threads"), values))
+    problems = []
+    for loc, values in found:
+        over = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > cpus]
+        if over:
+            problems.append(
+                (
+                    loc,
+                    f"{max(over)} threads is more than the {cpus} CPUs this process may use: a "
+                    f"measurement runs at most {cpus} threads, so the result would be labelled "
+                    f"with a thread count it was not measured with; valid on this machine: "
+                    f"integer in [1, {cpus}]",
+                )
+            )
+    return problems
+
+
+def _grid_problems(recipe: Recipe) -> list[tuple[tuple[Any, ...], str]]:
+    """An exhaustive grid that cannot be listed (no step, or too many variants)."""
+    if recipe.search.sampler != "grid":
+        return []  # the other samplers never list the space (auto counts it first)
+    from compresslab.study.space import MAX_GRID, grid_too_big, recipe_grid_size
+
+    loc = ("search", "sampler")
+    try:
+        size = recipe_grid_size(recipe.compression, recipe.runtime)
+    except RecipeError as e:
+        return [(loc, str(e).removeprefix("field 'search.sampler': "))]
+    return [(loc, grid_too_big(size))] if size > MAX_GRID else []
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes an object shared by two places twice: a recipe has no aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _dict_text(source: Mapping[str, Any]) -> str:
+    try:
+        return yaml.dump(dict(source), Dumper=_NoAliasDumper)
+    except RecursionError:
+        raise RecipeError(
+            "the recipe dict refers to itself: give each section its own value",
+            path="<dict>",
+        ) from None
+    except yaml.YAMLError as e:
+        raise RecipeError(
+            f"the recipe dict holds a value YAML cannot write ({e}): use plain text, numbers, "
+            "true/false, None, lists and dicts",
+            path="<dict>",
+        ) from e
 
 
 def load_recipe(source: str | Path | Mapping[str, Any]) -> Recipe:
     """Load and fully validate a recipe from a YAML file path or a dict.
 
     Raises:
-        RecipeError: the recipe is invalid; the message names the file, line, field and fix.
+        RecipeError: the recipe is invalid; the message names the file, line, field and fix
+            of every problem, one per line.
     """
     if isinstance(source, Mapping):
-        import yaml
-
-        return _validated(_source_from_text(yaml.safe_dump(dict(source)), path="<dict>"))
+        return _validated(_source_from_text(_dict_text(source), path="<dict>"))
     return _validated(read_source(source))
 
 
@@ -79,6 +167,7 @@ def search(
     from compresslab.study import run_search
 
     _check_storage(storage)
+    _check_trials(trials)
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     result = run_search(
@@ -125,6 +214,16 @@ def _check_storage(storage: str | None) -> None:
     problem = storage_problem(storage) if storage is not None else None
     if problem:
         raise UsageError(f"--storage: {problem}; see docs/fleet.md")
+
+
+def _check_trials(trials: int | None) -> None:
+    from compresslab.recipe import SearchSpec
+
+    high = next(m.le for m in SearchSpec.model_fields["trials"].metadata if hasattr(m, "le"))
+    if trials is not None and (isinstance(trials, bool) or not 1 <= trials <= high):
+        raise UsageError(
+            f"--trials: {trials!r} is outside [1, {high}]: give a budget in that range"
+        )
 
 
 def _raise_if_all_failed(result: SearchResult, report: Path) -> None:

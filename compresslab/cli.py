@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from compresslab._version import __version__
-from compresslab.errors import CompressLabError
+from compresslab.errors import CompressLabError, RecipeError
 
 if TYPE_CHECKING:
     from compresslab.results import SearchResult
@@ -40,16 +40,70 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Log progress details, libraries' warnings, and the traceback of an error.",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
+    global _verbose
+    _verbose = verbose
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # Libraries (optuna) set their own logger levels; the handler decides what is shown.
     for handler in logging.getLogger().handlers:
         handler.setLevel(level)
+    if not verbose:
+        _quiet_known_noise()
+
+
+#: Set by ``--verbose``: errors then show their traceback too.
+_verbose = False
+
+#: Libraries' messages that do not apply to how compresslab uses them, by logger: shown only
+#: with --verbose. Each names what it is about.
+_KNOWN_NOISE: dict[str, tuple[str, ...]] = {
+    # torchao's CUDA-only kernels (mxfp8, cutlass) and triton: compresslab runs its CPU paths.
+    "torchao": ("Failed to load",),
+    "torchao.kernel.intmm": ("Detected no triton",),
+    # torch deprecating a registration torchao performs at import.
+    "torch.utils._pytree": ("is an Enum subclass",),
+    # bitsandbytes: an optional accelerated 4-bit CPU kernel package, and LLM.int8's documented
+    # fp16 cast of its inputs (what bnb_int8 measures).
+    "bitsandbytes.backends.cpu.ops": ("kernels-community",),
+    "bitsandbytes.autograd._functions": ("inputs will be cast from",),
+}
+
+
+class _DropKnownNoise(logging.Filter):
+    def __init__(self, fragments: tuple[str, ...]) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(f in message for f in self.fragments)
+
+
+def _quiet_known_noise() -> None:
+    """Hide libraries' warnings that do not apply here (``--verbose`` shows them)."""
+    import warnings
+
+    for name, fragments in _KNOWN_NOISE.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropKnownNoise) for f in logger.filters):
+            logger.addFilter(_DropKnownNoise(fragments))
+    # Deprecations inside torch and torchao (torch.ao.quantization, quantized tensors) are
+    # theirs to fix; the methods that use these APIs are probed before every search.
+    for module in (r"torch(\..*)?", r"torchao(\..*)?", r"bitsandbytes(\..*)?"):
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
 
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/digits.yaml.")]
@@ -59,7 +113,10 @@ RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/digit
 def search(
     recipe: RecipeArg,
     trials: Annotated[
-        int | None, typer.Option(min=1, help="Completed trials to reach (default: the recipe's).")
+        int | None,
+        typer.Option(
+            min=1, max=100_000, help="Distinct variants to reach (default: the recipe's)."
+        ),
     ] = None,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: SQLite in the report folder).")
@@ -265,7 +322,7 @@ def check(
         if as_json:
             print(json.dumps({"updated": str(baseline), "baseline": snap.__dict__}, default=str))
         else:
-            out.print(msg)
+            out.print(msg, markup=False, highlight=False)
         return
     target = summary or (Path(p) if (p := os.environ.get("GITHUB_STEP_SUMMARY")) else None)
     if target is not None:
@@ -277,9 +334,9 @@ def check(
         status = "[green]pass[/]" if verdict.passed else "[bold red]REGRESSION[/]"
         out.print(f"energy gate {status} ({verdict.tier} tier): {verdict.ratio:.4f}x the baseline")
         for reason in verdict.reasons:
-            out.print(f"  - {reason}")
+            out.print(f"  - {escape(reason)}")
         for warning in verdict.warnings:
-            err.print(f"  [yellow]warning:[/] {warning}")
+            err.print(f"  [yellow]warning:[/] {escape(warning)}")
     raise typer.Exit(verdict.exit_code)
 
 
@@ -300,7 +357,11 @@ def export(
     from compresslab.api import export_trial
 
     path = export_trial(recipe, trial=trial, out_dir=out_dir, storage=storage, force=force)
-    out.print(f"exported trial {trial} to {path} (reload: compresslab.export.load_variant)")
+    out.print(
+        f"exported trial {trial} to {path} (reload: compresslab.export.load_variant)",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()
@@ -384,21 +445,47 @@ def samplers(
     for col in ("sampler", "provenance", "available", "why"):
         table.add_column(col)
     for n, p, a in rows:
-        table.add_row(n, str(p), "yes" if a.available else "no", a.reason)
+        table.add_row(n, str(p), "yes" if a.available else "no", escape(a.reason))
     out.print(table)
+
+
+def _print_error(error: BaseException, *, internal: bool = False) -> None:
+    """Each line of an error as ``error: ...``, its text never read as markup."""
+    if _verbose:
+        import traceback
+
+        err.print("".join(traceback.format_exception(error)), markup=False, highlight=False)
+    problems = getattr(error, "problems", None)
+    if isinstance(error, RecipeError) and problems and len(problems) > 1:
+        lines = [str(p) for p in problems]  # one line per problem of a recipe
+    else:  # one line, whatever a library put in its message
+        lines = [" ".join(str(error).split()) or type(error).__name__]
+    if internal:
+        lines = [
+            f"{type(error).__name__}: {lines[0]} (an unexpected error: run with --verbose for "
+            "the traceback, and please report it)"
+        ]
+    for line in lines:
+        err.print(
+            "[bold red]error:[/] " + escape(line), highlight=False, soft_wrap=True, emoji=False
+        )
 
 
 def main() -> None:
     """Entry point of the ``compresslab`` command: errors become messages and exit codes.
 
     Typer handles usage errors itself (exit code 2); a :class:`CompressLabError` becomes one
-    line on stderr and its exit code (2 for a bad recipe), never a traceback.
+    line on stderr per problem and its exit code (2 for a bad recipe), and any other error one
+    line and exit code 1; ``--verbose`` adds the traceback.
     """
     try:
         app()
     except CompressLabError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _print_error(e)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted: completed trials are kept in the study; run again to resume")
         sys.exit(130)
+    except Exception as e:  # a bug or a library's error that nothing translated: still one line
+        _print_error(e, internal=True)
+        sys.exit(1)

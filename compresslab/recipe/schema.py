@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -21,8 +23,12 @@ from compresslab.carbon import INTENSITY_G_PER_KWH
 
 Scalar = bool | int | float | str
 
+#: The largest ``search.seed`` (numpy's and Optuna's samplers take 32-bit seeds).
+MAX_SEED = 2**32 - 1
 
-_STORAGE_URL = re.compile(r"^(sqlite:///.+|(postgresql|mysql)(\+\w+)?://.+|journal:.+)$")
+
+# The storages docs/fleet.md documents (and the tests run): SQLite, a journal file, PostgreSQL.
+_STORAGE_URL = re.compile(r"^(sqlite:///.+|postgresql(\+\w+)?://.+|journal:.+)$")
 
 
 def storage_problem(url: str) -> str | None:
@@ -290,13 +296,16 @@ class SearchSpec(_Strict):
     trials: int = Field(default=30, ge=1, le=100000)
     #: ``auto``: an exhaustive grid when the whole space fits in ``trials``, else NSGA-II.
     sampler: Literal["auto", "nsga2", "tpe", "gp", "random", "grid"] = "auto"
-    seed: int = 0
+    #: numpy's and Optuna's samplers take 32-bit seeds.
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, strict=True)
     storage: str | None = None
-    study_name: str | None = Field(default=None, min_length=1)
+    study_name: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
     tolerance: Tolerance = Field(default_factory=lambda: Tolerance(absolute=0.01))
     #: Accuracy is first computed on this many held-out examples; a variant whose 95%
     #: interval lies wholly below the tolerance is not measured for energy (0 disables).
-    screen_examples: int = Field(default=200, ge=0)
+    screen_examples: int = Field(default=200, ge=0, le=1_000_000)
     #: After the search, the frontier (and so the best variant within the tolerance) is
     #: measured again paired with the baseline, this many pairs each (0: no confirmation).
     confirm_pairs: int = Field(default=6, ge=0, le=1000)
@@ -345,10 +354,20 @@ class ReportSpec(_Strict):
 
     requests_per_s: float = Field(default=10.0, gt=0, le=1e9)
     price_per_kwh: float = Field(default=0.15, ge=0, le=100)
-    currency: str = Field(default="USD", min_length=1, max_length=8)
+    #: A currency code or symbol (USD, EUR, €): shown in the report beside every cost.
+    currency: str = Field(default="USD", pattern=r"^[A-Za-z\p{Sc}]{1,8}$")
     #: The folder of the run history (history.jsonl, history-codecarbon.csv) that every
     #: measure, check and search appends to; "" (the default): the output folder; null: off.
     history: str | None = Field(default="", max_length=4096)
+
+
+#: The valid range of each runtime knob (threads as energy.threads, batch sizes as
+#: energy.batch_size, a GPU's power limit in watts).
+RUNTIME_BOUNDS: dict[str, tuple[int, int]] = {
+    "threads": (1, 1024),
+    "batch_size": (1, 65536),
+    "power_limit_w": (0, 5000),
+}
 
 
 class RuntimeSpec(_Strict):
@@ -363,37 +382,37 @@ class RuntimeSpec(_Strict):
     #: NVIDIA GPUs only: the power limit (W) set through NVML while measuring, then restored.
     power_limit_w: ParamSpec | None = None
 
-    @model_validator(mode="after")
-    def _positive_ints(self) -> RuntimeSpec:
-        limit = self.power_limit_w
-        if limit is not None:
-            bounds = (
-                [limit.low, limit.high]
-                if isinstance(limit, ParamRange)
-                else list(limit.choices)
-                if isinstance(limit, ParamChoices)
-                else [limit]
-            )
-            for v in bounds:
-                if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+    @field_validator("threads", "batch_size", "power_limit_w")
+    @classmethod
+    def _in_bounds(cls, spec: Any, info: ValidationInfo) -> Any:
+        name = str(info.field_name)
+        if spec is None:
+            return spec
+        if isinstance(spec, ParamRange):
+            if name != "power_limit_w" and not spec.is_int:
+                raise ValueError(f"`{name}` is an integer: use integer bounds")
+            values: list[Any] = [spec.low, spec.high]
+        elif isinstance(spec, ParamChoices):
+            values = list(spec.choices)
+        else:
+            values = [spec]
+        low, high = RUNTIME_BOUNDS[name]
+        for v in values:
+            if name == "power_limit_w":
+                if isinstance(v, bool) or not isinstance(v, int | float):
                     raise ValueError(f"`power_limit_w` values must be watts > 0, not {v!r}")
-        for name in ("threads", "batch_size"):
-            spec = getattr(self, name)
-            values: list[Any]
-            if spec is None:
+                if not math.isfinite(v):
+                    raise ValueError(f"{v} is not a finite number; valid: watts in (0, {high}]")
+                if not 0 < v <= high:
+                    raise ValueError(f"{v!r} is outside (0, {high}]; valid: watts in (0, {high}]")
                 continue
-            if isinstance(spec, ParamRange):
-                if not spec.is_int:
-                    raise ValueError(f"`{name}` is an integer: use integer bounds")
-                values = [spec.low, spec.high]
-            elif isinstance(spec, ParamChoices):
-                values = list(spec.choices)
-            else:
-                values = [spec]
-            for v in values:
-                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                    raise ValueError(f"`{name}` values must be integers >= 1, not {v!r}")
-        return self
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"`{name}` values must be integers >= 1, not {v!r}")
+            if v > high:
+                raise ValueError(
+                    f"{v!r} is above the maximum {high}; valid: integer in [{low}, {high}]"
+                )
+        return spec
 
 
 class Recipe(_Strict):

@@ -1,13 +1,13 @@
 """The report as a list of blocks, rendered to markdown (``report.md``) and HTML (``report.html``).
 
 One builder decides what the report says; two small renderers decide how it looks. Every string
-that reaches HTML goes through :func:`html.escape`, recipe-given names included.
+that reaches HTML goes through :func:`html.escape`, recipe-given names included; in markdown,
+text given by the recipe or the user's code is escaped (marked with :func:`.text.given`).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,7 @@ from pathlib import Path
 from compresslab import units
 from compresslab.carbon import CarbonSettings
 from compresslab.report.figures import energy_stars, least_violating, project, search_cost
+from compresslab.report.text import given, html_text, md
 from compresslab.results import SearchResult, TrialRecord
 
 
@@ -141,7 +142,7 @@ def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlo
         rows.append(
             [
                 str(r.number),
-                r.variant,
+                given(r.variant),
                 _acc_cell(r),
                 _energy_cell(r, unit),
                 f"{units.wh_per_million(r.energy_j_per_inference):.3g}",
@@ -240,15 +241,16 @@ def frontier_table(result: SearchResult) -> TableBlock:
 def build_document(result: SearchResult) -> Document:
     """Everything the report says, in order."""
     info = result.info
-    doc = Document(f"compresslab report: {result.recipe_name}")
+    doc = Document(f"compresslab report: {given(result.recipe_name)}")
     base = result.baseline
     best = result.best_saving()
     doc.add(
-        Para(f"Task: {info.get('task', '-')}"),
+        Para(f"Task: {given(info.get('task') or '-')}"),
         Para(
             f"Trials: {len(result.trials)}: {result.counts()} (screened: not measured for "
             f"energy; reused: a repeat of an earlier variant). Optuna sampler "
-            f"`{info.get('optuna_sampler')}`, seed {info.get('seed')}; study `{result.study_name}`."
+            f"`{info.get('optuna_sampler')}`, seed {info.get('seed')}; "
+            f"study {given(result.study_name)}."
         ),
         Para(f"Accuracy tolerance: {result.tolerance} (minimum {result.min_accuracy:.4f})."),
     )
@@ -279,7 +281,7 @@ def build_document(result: SearchResult) -> Document:
 
     doc.add(Heading("Best saving within the tolerance"))
     if best is not None and base is not None and best.number != base.number:
-        doc.add(Para(_saving_sentence(result, best, base), strong=best.variant))
+        doc.add(Para(_saving_sentence(result, best, base), strong=given(best.variant)))
         if best.ratio_vs_baseline is None:
             doc.add(Para("This trial was not paired with the baseline (an older study): no ratio."))
         elif _ratio_high(best) >= 1:
@@ -352,7 +354,7 @@ def _projections(doc: Document, result: SearchResult) -> None:
     proj = result.info.get("projection") or {}
     rate = float(proj.get("requests_per_s", 10.0))
     price = float(proj.get("price_per_kwh", 0.15))
-    cur = str(proj.get("currency", "USD"))
+    cur = given(proj.get("currency", "USD"))
     carbon = _carbon(result)
     rows = []
     shown = list(result.frontier)
@@ -365,7 +367,7 @@ def _projections(doc: Document, result: SearchResult) -> None:
         rows.append(
             [
                 str(r.number),
-                r.variant,
+                given(r.variant),
                 f"{p.kwh_per_million:.3g}",
                 f"{p.gco2e_per_million:.3g}",
                 f"{p.cost_per_million:.3g}",
@@ -480,13 +482,17 @@ def _comparison_notes(result: SearchResult) -> list[str]:
     return notes
 
 
+def _why(r: TrialRecord, reason: object) -> str:
+    return f"trial {r.number} ({given(r.variant)}): {given(reason)}"
+
+
 def _how(doc: Document, result: SearchResult) -> None:
     info = result.info
     doc.add(
         Heading("How energy was obtained"),
         Para(f"Sampler selection: {info.get('sampler_selection', '-')}"),
     )
-    items = [f"{k}: {v}" for k, v in (info.get("sampler_metadata") or {}).items()]
+    items = [f"{k}: {given(v)}" for k, v in (info.get("sampler_metadata") or {}).items()]
     items.append(
         f"batch size {info.get('batch_size')}; figures are per inference (one example), the mean "
         "over repeated windows with a 95% confidence interval, net of idle power where the "
@@ -512,17 +518,20 @@ def _how(doc: Document, result: SearchResult) -> None:
             Heading("Methods left out on this machine"),
             Bullets([f"{n}: {w}" for n, w in info["skipped_methods"].items()]),
         )
+    if info.get("left_out"):
+        doc.add(
+            Heading("Left out for this model and data (found before the first trial)"),
+            Bullets([f"{given(n)}: {given(w)}" for n, w in info["left_out"].items()]),
+        )
     if result.screened:
         doc.add(
             Heading("Screened out (energy not measured)"),
-            Bullets([f"trial {r.number} ({r.variant}): {r.screened}" for r in result.screened]),
+            Bullets([_why(r, r.screened) for r in result.screened]),
         )
     if result.failed:
         doc.add(
             Heading("Failed trials"),
-            Bullets(
-                [f"trial {r.number} ({r.variant}): {r.error or 'no reason'}" for r in result.failed]
-            ),
+            Bullets([_why(r, r.error or "no reason") for r in result.failed]),
         )
     caps = info.get("capabilities") or {}
     if caps:
@@ -543,14 +552,14 @@ def _how(doc: Document, result: SearchResult) -> None:
             if isinstance(lib, dict)
         ]
         doc.add(Heading("What this machine can run"), Bullets(items))
-    machine = [f"{k}: {v}" for k, v in (info.get("machine") or {}).items()]
+    machine = [f"{k}: {given(v)}" for k, v in (info.get("machine") or {}).items()]
     versions = [f"{k} {v}" for k, v in (info.get("versions") or {}).items()]
     doc.add(
         Heading("Machine and versions"),
         Bullets(
             machine
             + [", ".join(versions)]
-            + [f"recipe hash: {info.get('recipe_hash')}", f"storage: {result.storage}"]
+            + [f"recipe hash: {info.get('recipe_hash')}", f"storage: {given(result.storage)}"]
         ),
         Link("trials.csv", "Full per-trial data: trials.csv (also trials.parquet)"),
     )
@@ -559,25 +568,21 @@ def _how(doc: Document, result: SearchResult) -> None:
 # --- renderers ----------------------------------------------------------------------------------
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def to_markdown(doc: Document) -> str:
-    """``report.md``."""
-    out = [f"# {doc.title}", ""]
+    """``report.md``: text from the recipe escaped, so a renderer shows it as it was written."""
+    out = [f"# {md(doc.title)}", ""]
     for b in doc.blocks:
         if isinstance(b, Heading):
-            out += ["#" * b.level + " " + b.text, ""]
+            out += ["#" * b.level + " " + md(b.text), ""]
         elif isinstance(b, Para):
-            out += [(f"**{b.strong}** " if b.strong else "") + b.text, ""]
+            out += [(f"**{md(b.strong)}** " if b.strong else "") + md(b.text), ""]
         elif isinstance(b, Bullets):
-            out += [f"- {i}" for i in b.items] + [""]
+            out += [f"- {md(i)}" for i in b.items] + [""]
         elif isinstance(b, TableBlock):
             align = b.align or "l" * len(b.headers)
-            out.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
+            out.append("| " + " | ".join(md(h, cell=True) for h in b.headers) + " |")
             out.append("|" + "|".join("---:" if a == "r" else "---" for a in align) + "|")
-            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+            out += ["| " + " | ".join(md(c, cell=True) for c in row) + " |" for row in b.rows]
             out.append("")
         elif isinstance(b, Image):
             out += [f"![{b.alt}]({b.path})", ""]
@@ -598,7 +603,7 @@ img{max-width:100%;border:1px solid #eee}code{background:#f3f3f3;padding:0 .2em}
 
 def to_html(doc: Document, *, base_dir: Path) -> str:
     """``report.html``: self-contained (images inlined), every string escaped."""
-    e = html.escape
+    e = html_text
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from compresslab.bench import compress_context
 from compresslab.carbon import carbon_settings
 from compresslab.compress import capabilities
 from compresslab.energy import Selection, make_sampler
@@ -28,7 +29,7 @@ from compresslab.study.records import (
     result_from_study,
     trial_record,
 )
-from compresslab.study.samplers import make_optuna_sampler, sampler_name
+from compresslab.study.samplers import budget_warnings, make_optuna_sampler, sampler_name
 from compresslab.study.sessions import Session
 from compresslab.study.space import SearchSpace
 from compresslab.study.storage import (
@@ -123,12 +124,21 @@ def run_search(
                 cost.stop()
             return _nothing_to_do(recipe, study, storage_url, target, on_trial)
         session = Session(study, cost)
+        for warning in budget_warnings(recipe, space, sampler, target):
+            log.warning(warning)
         # A resumed single-process study would replay the first session's random stream and
         # re-propose the same variants: continue the seed instead (still reproducible).
         finished = len(study.get_trials(deepcopy=False))
         if finished and storage_url.startswith("sqlite"):
             study.sampler = make_optuna_sampler(recipe, sampler, seed_offset=finished)
         task = load_task(recipe.task)
+        # Before the first trial: a method that cannot apply to this model and data is a bad
+        # recipe; values that cannot apply are left out, said here and in the report.
+        space = space.fitted(task.model, compress_context(recipe, task), recipe.compression)
+        for what, why in space.left_out.items():
+            log.warning("left out of the search for this model: %s: %s", what, why)
+        if sampler == "grid":
+            grid = space.grid()
         try:
             baseline_accuracy = METRICS[recipe.task.metric](
                 predict(task.model, task.eval_inputs), task.eval_labels
@@ -256,7 +266,10 @@ def _report_info(
 ) -> dict[str, Any]:
     """Everything the report states about how the study was run (stored with the study)."""
     return {
-        "task": task.description,
+        # A user's Task often has no description: its name and the entrypoint say what ran.
+        "task": task.description
+        or (f"{task.name} (entrypoint {recipe.task.entrypoint})" if recipe.task.entrypoint else "")
+        or task.name,
         "metric": recipe.task.metric,
         "eval_examples": int(len(task.eval_labels)),
         "sampler_selection": selection.explain(),
@@ -267,6 +280,7 @@ def _report_info(
         "recipe_hash": recipe_hash(recipe),
         "machine": fingerprint(),
         "skipped_methods": space.skipped,
+        "left_out": space.left_out,
         "batch_size": recipe.energy.batch_size,
         "tolerance": recipe.search.tolerance.describe(),
         "carbon": dataclasses.asdict(
