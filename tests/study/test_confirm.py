@@ -48,6 +48,8 @@ def test_confirmation_can_be_turned_off(tmp_path: Path, digits_task: Any) -> Non
     )
     result = search(recipe)
     assert all(r.confirmed is None for r in result.trials)
-    assert "not confirmed" in (recipe.output_dir() / "report.md").read_text() or not [
-        r for r in result.frontier if not r.is_baseline
-    ]
+    # The headline says so when it names a variant (the best saving may be the baseline
+    # itself, with a more accurate, dearer variant on the frontier: then there is no claim).
+    best = result.best_saving()
+    if best is not None and not best.is_baseline:
+        assert "not confirmed" in (recipe.output_dir() / "report.md").read_text()
