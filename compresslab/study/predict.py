@@ -88,7 +88,7 @@ def study_samples(trials: list[Any], *, machine: str | None = None) -> list[Samp
         if machine is not None and ua.get(MACHINE_ATTR) != machine:
             continue
         ratio = (ua.get("vs_baseline") or {}).get("ratio")
-        if not ua.get("op_counts") or not ratio:
+        if not ua.get("op_counts") or not ratio or not math.isfinite(ratio) or ratio <= 0:
             continue
         out.append(
             Sample(ua["op_counts"], float(ratio) * float(base_j), ua.get("variant", ""), t.number)
@@ -158,7 +158,12 @@ class Predictor:
         Returns quietly when it is not, or when no trustworthy prediction exists (too few
         variants measured here, or a held-out error above ``max_error``): then it is measured.
         """
-        cal = self.calibration(study)
+        try:
+            cal = self.calibration(study)
+        except Exception as e:  # a prediction never fails a trial: the variant is measured
+            self.status = f"no prediction: the calibration failed ({type(e).__name__}: {e})"
+            log.warning("%s", self.status)
+            return
         if cal is None:
             return
         err = cal.error_rel
