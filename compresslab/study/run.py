@@ -130,8 +130,11 @@ def run_search(
         # A resumed single-process study would replay the first session's random stream and
         # re-propose the same variants: continue the seed instead (still reproducible).
         finished = len(study.get_trials(deepcopy=False))
-        if finished and storage_url.startswith("sqlite"):
-            study.sampler = make_optuna_sampler(recipe, sampler, seed_offset=finished)
+        shared = not storage_url.startswith("sqlite")
+        # The space too: in a finite grid the sampler proposes variants not yet evaluated.
+        study.sampler = make_optuna_sampler(
+            recipe, sampler, shared=shared, seed_offset=0 if shared else finished, space=space
+        )
         task = load_task(recipe.task)
         try:
             baseline_accuracy = METRICS[recipe.task.metric](

@@ -90,3 +90,34 @@ def test_a_continuous_space_uses_the_smallest_budget_share_replayed(tmp_path: Pa
 def test_a_named_sampler_is_kept_and_said_so(tmp_path: Path) -> None:
     choice = choose_sampler(_recipe(tmp_path, trials=30, sampler="nsga2"))
     assert choice.name == "nsga2" and "named in the recipe" in choice.reason
+
+
+def test_proposals_are_distinct_until_the_grid_is_exhausted(tmp_path: Path) -> None:
+    import optuna
+
+    from compresslab.study.samplers import DistinctProposals, make_optuna_sampler
+
+    recipe = _recipe(
+        tmp_path,
+        trials=4,
+        compression=[
+            {"method": "prune_channels", "params": {"ratio": {"choices": [0.2, 0.4, 0.6]}}},
+            {"method": "dynamic_int8"},
+        ],
+    )
+    space = SearchSpace.from_recipe(recipe.compression)
+    grid = space.grid()
+    assert len(grid) == 8
+    for name in ("tpe", "nsga2", "random"):
+        sampler = make_optuna_sampler(recipe, name, space=space)
+        assert isinstance(sampler, DistinctProposals)
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        labels = []
+        for i in range(len(grid)):
+            trial = study.ask()
+            labels.append(space.suggest(trial).label())
+            study.tell(trial, [0.9 + 0.001 * i, 1.0 - 0.01 * i])
+        assert len(set(labels)) == len(grid), (name, labels)
+    # without the space (nothing to check proposals against): Optuna's own sampler
+    plain = make_optuna_sampler(recipe, "tpe")
+    assert isinstance(plain, optuna.samplers.TPESampler)
