@@ -77,8 +77,10 @@ def prediction_blocks(result: SearchResult) -> list[Block]:
     calibrations = result.info.get("calibrations") or {}
     if not predicted and not calibrations and not status:
         return blocks
-    blocks.append(Heading("Predicted instead of measured"))
-    if predicted:
+    blocks.append(Heading("Prediction: variants not measured"))
+    if not predicted:
+        blocks.append(Para("No variant was predicted dominated: every feasible one was measured."))
+    else:
         blocks.append(
             Para(
                 f"{len(predicted)} variant(s) were not measured for energy: the energy model "
@@ -120,11 +122,30 @@ def _calibration_text(cal: dict[str, Any]) -> str:
         else "too few variants to test it on held-out ones"
     )
     coef = cal.get("coefficients") or {}
+    units = {
+        "mac_fp32": "fp32 MAC",
+        "mac_fp16": "fp16 MAC",
+        "mac_bf16": "bf16 MAC",
+        "mac_int8": "int8 MAC",
+        "byte_dram": "byte from DRAM",
+        "byte_sram": "byte through SRAM",
+        "call": "forward call",
+    }
     shown = ", ".join(
-        f"{k} {v * 1e12:.3g} pJ" for k, v in coef.items() if k in (cal.get("identified") or [])
+        f"{_per_unit(v)} per {units.get(k, k)}"
+        for k, v in coef.items()
+        if k in (cal.get("identified") or [])
     )
     return (
         f"Energy model calibrated on {machine.get('host', '?')} "
         f"({machine.get('cpu_model', '?')}): {cal.get('n')} measured variants; {held_out}. "
         f"Fitted costs (non-negative least squares on the operation counts): {shown}."
     )
+
+
+def _per_unit(j: float) -> str:
+    """Joules per unit with a prefix down to picojoules (``139 pJ``, ``5.56 mJ``)."""
+    for scale, unit in ((1.0, "J"), (1e-3, "mJ"), (1e-6, "µJ"), (1e-9, "nJ")):
+        if j >= scale:
+            return f"{j / scale:.3g} {unit}"
+    return f"{j / 1e-12:.3g} pJ"

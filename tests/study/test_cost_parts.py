@@ -143,10 +143,10 @@ def test_the_report_lists_predicted_variants_and_the_calibration() -> None:
     assert [r.number for r in result.predicted] == [2]
     text = render_markdown(result)
     assert "1 predicted dominated" in text
-    assert "## Predicted instead of measured" in text
+    assert "## Prediction: variants not measured" in text
     assert "trial 2 (prune_channels(ratio=0.9)): accuracy 0.9850, predicted 900 µJ" in text
     assert "dominated by trial 1 (0.9850, 400 µJ)" in text
-    assert "Spearman 0.93" in text and "mac_fp32 200 pJ" in text
+    assert "Spearman 0.93" in text and "200 pJ per fp32 MAC" in text
 
 
 def test_a_predicted_variant_can_be_measured_to_check_it(tmp_path: Path, digits_task: Any) -> None:
