@@ -21,6 +21,8 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,7 @@ from compresslab.compress import (
 )
 from compresslab.errors import VariantError
 from compresslab.hostlock import host_lock
+from compresslab.machine import rss_bytes
 from compresslab.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -61,6 +64,7 @@ MEASURED_ATTRS = (
     "memory_bytes",
     "sparsity",
     "notes",
+    "op_counts",
 )
 
 #: Runtime knobs a recipe can search (``runtime.<name>``).
@@ -100,6 +104,82 @@ def knob_availability(name: str) -> Availability:
             return Availability(False, f"needs an NVIDIA GPU: {gpu.reason}")
         return gpu
     return Availability(True, "set through torch")
+
+
+#: The parts of one variant's evaluation whose time :meth:`VariantBench.evaluate` records
+#: (``parts``): building it (pruning, quantizing), recovery fine-tuning, evaluating it
+#: (screening, accuracy, profile, operation counts) and measuring its energy.
+PARTS = ("build", "finetune", "evaluate", "measure")
+
+
+class PartTimer:
+    """Wall seconds and process CPU seconds per part of an evaluation (see :data:`PARTS`).
+
+    :meth:`lap` charges the time since the previous lap (or :meth:`mark`) to a part. Each part
+    also keeps the largest resident memory seen at its laps (``rss_gb``), so that a caller can
+    price it as the ``estimate`` sampler prices a window (CPU-seconds x watts per core plus
+    resident GB x watts per GB x wall seconds).
+    """
+
+    def __init__(self) -> None:
+        self.parts: dict[str, dict[str, float]] = {}
+        self.mark()
+
+    def mark(self) -> None:
+        """Start the next lap now (time before it is charged to no part)."""
+        self._mark = (time.perf_counter(), time.process_time())
+
+    def add(self, name: str, *, wall_s: float, cpu_s: float) -> None:
+        """Add seconds to part ``name`` (negative amounts move time out of it)."""
+        part = self.parts.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "rss_gb": 0.0})
+        part["wall_s"] = max(0.0, part["wall_s"] + wall_s)
+        part["cpu_s"] = max(0.0, part["cpu_s"] + cpu_s)
+        part["rss_gb"] = max(part["rss_gb"], rss_bytes() / 1e9)
+
+    def lap(self, name: str) -> None:
+        """Charge the time since the last lap to part ``name``."""
+        wall0, cpu0 = self._mark
+        self.mark()
+        self.add(name, wall_s=self._mark[0] - wall0, cpu_s=self._mark[1] - cpu0)
+
+    def build(self, build: Callable[[VariantSpec], nn.Module], spec: VariantSpec) -> nn.Module:
+        """``build(spec)`` as part ``build``, its recovery fine-tuning as part ``finetune``.
+
+        The compression methods have no timing hook, and recovery is the only part of a build
+        that steps an optimizer, so torch's global optimizer-step hook delimits it: for each
+        optimizer, the span from its first step to its last, scaled by n / (n - 1) for the
+        iteration before the first step (a single step is too short to tell).
+        """
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        spans: list[list[Any]] = []  # [optimizer (weak), first (wall, cpu), last, steps]
+
+        def on_step(optimizer: Any, _args: Any, _kwargs: Any) -> None:
+            now = (time.perf_counter(), time.process_time())
+            if not spans or spans[-1][0]() is not optimizer:
+                spans.append([weakref.ref(optimizer), now, now, 0])
+            spans[-1][2] = now
+            spans[-1][3] += 1
+
+        self.mark()
+        handle = register_optimizer_step_post_hook(on_step)
+        try:
+            return build(spec)
+        finally:
+            handle.remove()
+            self.lap("build")
+            wall = cpu = 0.0
+            for _, first, last, steps in spans:
+                if steps > 1:
+                    wall += (last[0] - first[0]) * steps / (steps - 1)
+                    cpu += (last[1] - first[1]) * steps / (steps - 1)
+            if wall > 0:
+                self.add("build", wall_s=-wall, cpu_s=-cpu)
+                self.add("finetune", wall_s=wall, cpu_s=cpu)
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """JSON-able copy (what a trial stores as ``parts``)."""
+        return {k: dict(v) for k, v in self.parts.items()}
 
 
 class Screened(Exception):
@@ -155,6 +235,8 @@ class VariantBench:
         self._reuse_float = reuse_float
         self._float: tuple[str, nn.Module] | None = None
         self._reference: nn.Module | None = None
+        #: The time of the last :meth:`evaluate` per part, also when it raised (screening).
+        self.last_parts = PartTimer()
 
     # --- building ---------------------------------------------------------------------------
 
@@ -370,6 +452,7 @@ class VariantBench:
         min_accuracy: float | None = None,
         runtime: Runtime | None = None,
         before_measure: Callable[[], None] | None = None,
+        gate: Callable[[float, dict[str, Any]], None] | None = None,
     ) -> tuple[float, dict[str, Any]]:
         """Build the variant, then its metric and figures (JSON-able, as a trial stores them).
 
@@ -377,17 +460,23 @@ class VariantBench:
         interval, on a subset first, then on the whole split) is not measured for energy:
         :class:`Screened` is raised instead. The baseline is never screened.
 
+        ``gate``, when given, is called before the energy measurement with the metric and what
+        is known by then (``accuracy_ci95``, ``op_counts``, ``parts`` ...); it may raise to skip
+        the measurement (the search's prediction does: :mod:`compresslab.study.predict`).
+
         Returns:
-            The metric, and a dict with every key of :data:`MEASURED_ATTRS`.
+            The metric, and a dict with every key of :data:`MEASURED_ATTRS` and ``parts`` (wall
+            and CPU seconds per part of :data:`PARTS`; also in :attr:`last_parts`).
         """
         from compresslab.compress.profile import profile_model
         from compresslab.energy.model import modeled_j_per_inference
         from compresslab.ops import count_ops
 
         runtime = runtime or Runtime()
+        self.last_parts = timer = PartTimer()
         # Building, fine-tuning and evaluating share the host; a measurement excludes them.
         with host_lock(exclusive=False):
-            model = self.place(self.build(spec))
+            model = self.place(timer.build(self.build, spec))
             screening = min_accuracy is not None and not spec.is_baseline
             if screening:
                 assert min_accuracy is not None
@@ -402,14 +491,21 @@ class VariantBench:
             prof = profile_model(model, self.on_device(self.ctx.example_inputs))
             batch = self.inference_batch(runtime)
             # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
-            modeled = modeled_j_per_inference(
-                count_ops(model, batch), batch_size=int(batch.shape[0])
-            )
+            counts = count_ops(model, batch)
+            modeled = modeled_j_per_inference(counts, batch_size=int(batch.shape[0]))
+            # The counts themselves too: a study calibrates the modeled tier on them.
+            op_counts = {**dataclasses.asdict(counts), "batch_size": int(batch.shape[0])}
+            timer.lap("evaluate")
             is_reference = spec.is_baseline and runtime == Runtime()
             if not is_reference:
                 _ = self.reference  # built here, not inside the measurement
+                timer.lap("build")
+        if gate is not None:
+            known = {"accuracy_ci95": list(interval), "op_counts": op_counts}
+            gate(metric, {**known, "macs_per_inference": prof.macs_per_inference})
         if before_measure is not None:
             before_measure()
+        timer.mark()
         if is_reference:
             energy = self.measure(model, runtime=runtime, inputs=batch)
             reference = None
@@ -418,6 +514,7 @@ class VariantBench:
         else:
             paired = self.measure_paired(model, runtime=runtime)
             energy, reference, vs = paired.candidate, paired.reference, paired.vs_reference()
+        timer.lap("measure")
         return metric, {
             "accuracy_ci95": list(interval),
             "energy": energy.to_dict(),
@@ -430,4 +527,6 @@ class VariantBench:
             "memory_bytes": prof.memory_bytes,
             "sparsity": prof.sparsity,
             "notes": notes_of(model),
+            "op_counts": op_counts,
+            "parts": timer.to_dict(),
         }

@@ -294,7 +294,8 @@ class SearchSpec(_Strict):
     """The Optuna search: budget, sampler, seed, storage, accuracy tolerance."""
 
     trials: int = Field(default=30, ge=1, le=100000)
-    #: ``auto``: an exhaustive grid when the whole space fits in ``trials``, else NSGA-II.
+    #: ``auto``: an exhaustive grid when the whole space fits in ``trials``, else the sampler
+    #: the replay benchmark found best at this budget and space size (compresslab.study.samplers).
     sampler: Literal["auto", "nsga2", "tpe", "gp", "random", "grid"] = "auto"
     #: numpy's and Optuna's samplers take 32-bit seeds.
     seed: int = Field(default=0, ge=0, le=MAX_SEED, strict=True)
@@ -309,6 +310,15 @@ class SearchSpec(_Strict):
     #: After the search, the frontier (and so the best variant within the tolerance) is
     #: measured again paired with the baseline, this many pairs each (0: no confirmation).
     confirm_pairs: int = Field(default=6, ge=0, le=1000)
+    #: Skip the energy measurement of a variant that the modeled tier, calibrated on the
+    #: variants this study measured on this machine, predicts (with its held-out error) to be
+    #: dominated by the frontier (compresslab.study.predict). false: measure every variant.
+    predict: bool = True
+    #: Variants measured on this machine before a calibration is fitted and used.
+    predict_min_measured: int = Field(default=8, ge=3, le=100000)
+    #: The largest held-out relative error (90th percentile, leave-one-out) at which
+    #: predictions are used.
+    predict_max_error: float = Field(default=0.5, gt=0.0, le=1.0)
 
     @field_validator("storage")
     @classmethod

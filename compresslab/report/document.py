@@ -14,6 +14,7 @@ from pathlib import Path
 
 from compresslab import units
 from compresslab.carbon import CarbonSettings
+from compresslab.report.costs import cost_part_blocks, prediction_blocks
 from compresslab.report.figures import energy_stars, least_violating, project, search_cost
 from compresslab.report.text import given, html_text, md
 from compresslab.results import SearchResult, TrialRecord
@@ -249,8 +250,8 @@ def build_document(result: SearchResult) -> Document:
         Para(
             f"Trials: {len(result.trials)}: {result.counts()} (screened: not measured for "
             f"energy; reused: a repeat of an earlier variant). Optuna sampler "
-            f"`{info.get('optuna_sampler')}`, seed {info.get('seed')}; "
-            f"study {given(result.study_name)}."
+            f"`{info.get('optuna_sampler')}` ({given(info.get('optuna_sampler_reason', '-'))}), "
+            f"seed {info.get('seed')}; study {given(result.study_name)}."
         ),
         Para(f"Accuracy tolerance: {result.tolerance} (minimum {result.min_accuracy:.4f})."),
     )
@@ -430,11 +431,11 @@ def _search_cost(doc: Document, result: SearchResult) -> None:
         text += (
             " The best variant within the tolerance saves "
             f"{fmt_j(cost.saving_j_per_inference or 0)} per inference: it pays the search "
-            f"back after {cost.break_even_inferences:,.0f} inferences."
+            f"back after {cost.break_even_text()}."
         )
     else:
         text += " No variant within the tolerance saves energy, so the search is not paid back."
-    doc.add(Para(text))
+    doc.add(Para(text), *cost_part_blocks(result), *prediction_blocks(result))
 
 
 def _comparison_notes(result: SearchResult) -> list[str]:

@@ -50,10 +50,19 @@ def measure_trial(
     storage: str | None = None,
     base_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Measure the recipe's baseline (or the variant of ``trial`` in its study) once more."""
+    """Measure the recipe's baseline (or the variant of ``trial`` in its study) once more.
+
+    A trial that was predicted dominated instead of measured is measured like any other; its
+    prediction is returned beside the measurement (``prediction``: ``ratio`` predicted, to
+    compare with the measured ``vs_baseline``), so the prediction can be checked.
+    """
     spec, runtime = VariantSpec(), Runtime()
+    prediction = None
     if trial is not None:
-        spec, runtime = trial_variant(recipe, trial, storage=storage, base_dir=base_dir)
+        study = open_study(recipe, storage=storage_of(recipe, storage, base_dir))
+        spec, runtime = spec_of_trial(study, trial)
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
+        prediction = frozen.user_attrs.get("predicted")
     bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
     metric, attrs = bench.evaluate(spec, runtime=runtime)
     energy = attrs.pop("energy")
@@ -65,6 +74,7 @@ def measure_trial(
         recipe.task.metric: metric,
         "selection": bench.selection.explain(),
         **attrs,
+        **({"prediction": prediction} if prediction is not None else {}),
     }
 
 

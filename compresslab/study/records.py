@@ -14,6 +14,7 @@ from compresslab.errors import StorageError
 from compresslab.recipe import Recipe
 from compresslab.results import SearchResult, TrialRecord
 from compresslab.stats import cv, t95
+from compresslab.study.predict import PREDICTION_ATTR, stored_calibrations
 from compresslab.study.sessions import sessions_of
 
 #: Trial attribute that marks the uncompressed baseline.
@@ -25,7 +26,10 @@ BUDGET_SKIP = "the budget"
 
 
 def counts_towards_budget(trial: Any, *, include_running: bool = False) -> bool:
-    """A distinct variant evaluated: measured, or screened out (not a reuse, skip or failure)."""
+    """A distinct variant evaluated: measured, screened out or predicted dominated.
+
+    Not a reuse, a skip or a failure.
+    """
     ua = trial.user_attrs
     if ua.get("reused_from") is not None or ua.get("skipped"):
         return False
@@ -33,7 +37,7 @@ def counts_towards_budget(trial: Any, *, include_running: bool = False) -> bool:
     if state == "COMPLETE":
         return True
     if state == "PRUNED":
-        return "screened" in ua
+        return "screened" in ua or "predicted" in ua
     return include_running and state == "RUNNING"
 
 
@@ -91,6 +95,8 @@ def trial_record(
         confirmed=confirmed,
         baseline_j=baseline_j,
         repeatability_rel=repeatability_rel,
+        predicted=ua.get("predicted"),
+        parts=ua.get("parts"),
     )
 
 
@@ -170,6 +176,9 @@ def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchRes
     from compresslab.study.importance import param_importances
 
     info["importance"] = param_importances(study)
+    # The energy model calibrated on the study's variants, per machine, and whether it was used.
+    info["calibrations"] = stored_calibrations(study.user_attrs)
+    info["prediction"] = study.user_attrs.get(PREDICTION_ATTR)
     return SearchResult(
         recipe_name=recipe.name,
         study_name=study.study_name,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compresslab.bench import compress_context
+from compresslab.bench import PartTimer, compress_context
 from compresslab.carbon import carbon_settings
 from compresslab.compress import capabilities
 from compresslab.energy import Selection, make_sampler
@@ -22,6 +22,7 @@ from compresslab.results import SearchResult, TrialRecord
 from compresslab.study._optuna import TrialFailed
 from compresslab.study.confirm import confirm_claims
 from compresslab.study.objective import Objective
+from compresslab.study.predict import PREDICTION_ATTR, Predictor, prediction_blocker
 from compresslab.study.records import (
     BASELINE_ATTR,
     BUDGET_SKIP,
@@ -29,7 +30,7 @@ from compresslab.study.records import (
     result_from_study,
     trial_record,
 )
-from compresslab.study.samplers import budget_warnings, make_optuna_sampler, sampler_name
+from compresslab.study.samplers import budget_warnings, choose_sampler, make_optuna_sampler
 from compresslab.study.sessions import Session
 from compresslab.study.space import SearchSpace
 from compresslab.study.storage import (
@@ -86,7 +87,8 @@ def run_search(
             "no compression method of the recipe can run on this machine: "
             + "; ".join(f"{n}: {w}" for n, w in space.skipped.items())
         )
-    sampler = sampler_name(recipe, space)
+    choice = choose_sampler(recipe, space)
+    sampler = choice.name
     grid = space.grid() if sampler == "grid" else []
     selection = select_for(recipe.energy)
     log.info("energy sampler: %s", selection.explain())
@@ -108,6 +110,7 @@ def run_search(
     cost_name = "estimate" if selection.sampler.name == "model" else selection.sampler.name
     cost = make_sampler(cost_name, energy_options(recipe.energy).get(cost_name))
     cost.start()
+    parts = PartTimer()  # the session's own parts: set-up and confirmation
     session: Session | None = None
     try:
         # The storage first: a wrong URL is reported before a model loads (minutes for MiniLM).
@@ -129,8 +132,11 @@ def run_search(
         # A resumed single-process study would replay the first session's random stream and
         # re-propose the same variants: continue the seed instead (still reproducible).
         finished = len(study.get_trials(deepcopy=False))
-        if finished and storage_url.startswith("sqlite"):
-            study.sampler = make_optuna_sampler(recipe, sampler, seed_offset=finished)
+        shared = not storage_url.startswith("sqlite")
+        # The space too: in a finite grid the sampler proposes variants not yet evaluated.
+        study.sampler = make_optuna_sampler(
+            recipe, sampler, shared=shared, seed_offset=0 if shared else finished, space=space
+        )
         task = load_task(recipe.task)
         # Before the first trial: a method that cannot apply to this model and data is a bad
         # recipe; values that cannot apply are left out, said here and in the report.
@@ -155,9 +161,18 @@ def run_search(
             log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
         _enqueue_start(study, space, grid)
         study.set_user_attr("baseline_accuracy", baseline_accuracy)
-        study.set_user_attr(
-            "report_info", _report_info(recipe, task, selection, space, sampler, target)
-        )
+        info = _report_info(recipe, task, selection, space, sampler, target)
+        study.set_user_attr("report_info", {**info, "optuna_sampler_reason": choice.reason})
+        predictor = None
+        blocker = prediction_blocker(recipe, space)
+        if blocker is None:
+            predictor = Predictor(
+                min_accuracy=min_accuracy,
+                min_measured=recipe.search.predict_min_measured,
+                max_error=recipe.search.predict_max_error,
+            )
+        else:
+            log.info("no prediction: %s", blocker)
 
         objective = Objective(
             recipe=recipe,
@@ -166,7 +181,10 @@ def run_search(
             selection=selection,
             min_accuracy=min_accuracy,
             target=target,
+            predictor=predictor,
         )
+        parts.lap("setup")
+        session.add_parts(parts.to_dict())
 
         # Bounded so that a small space (samplers repeat points) or one where every variant
         # breaks still ends.
@@ -195,14 +213,18 @@ def run_search(
                 completed(),
                 target,
             )
+        study.set_user_attr(PREDICTION_ATTR, {"status": predictor.status if predictor else blocker})
         if recipe.search.confirm_pairs > 0:
             # Part of the search's cost: the claims a report states are measured again.
+            confirm = PartTimer()
             confirm_claims(
                 study,
                 objective.bench,
                 min_accuracy=min_accuracy,
                 pairs=recipe.search.confirm_pairs,
             )
+            confirm.lap("confirm")
+            session.add_parts(confirm.to_dict())
     except BaseException as e:
         if session is not None:
             session.abandon(
@@ -291,6 +313,10 @@ def _report_info(
             )
         ),
         "projection": recipe.report.model_dump(),
+        # What one "inference" is to the task's users (a task may declare it: `unit`, e.g.
+        # "requests", and `tokens_per_inference` for generative ones); break-even uses it.
+        "unit": str(getattr(task, "unit", None) or "inferences"),
+        "tokens_per_inference": getattr(task, "tokens_per_inference", None),
         "versions": versions(),
         # Which libraries are installed, not imported: the methods' own probes already
         # proved what runs, and importing bitsandbytes costs seconds per worker.
