@@ -6,32 +6,25 @@
   each with its prediction, stated error and the trial that dominates it;
 - the calibration itself: how well it predicts held-out variants, and its fitted costs.
 
-The blocks are :mod:`compresslab.report.document`'s (imported when called: that module
-imports this one).
+The blocks are :mod:`compresslab.report.blocks`'.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from compresslab.report.blocks import Block, Bullets, Heading, Para, TableBlock, fmt_j
 from compresslab.report.figures import search_cost_parts
 from compresslab.results import SearchResult
 
-if TYPE_CHECKING:
-    from compresslab.report.document import Block
-
 
 def _j(j: float) -> str:
-    from compresslab.report.document import fmt_j
-
     return fmt_j(j)
 
 
 def cost_part_blocks(result: SearchResult) -> list[Block]:
     """A table of the search's cost per part, largest first (nothing when not recorded)."""
-    from compresslab.report.document import Para, TableBlock
-
     parts = search_cost_parts(result)
     if not parts:
         return []
@@ -69,8 +62,6 @@ def cost_part_blocks(result: SearchResult) -> list[Block]:
 
 def prediction_blocks(result: SearchResult) -> list[Block]:
     """The variants predicted dominated, and the calibration behind the predictions."""
-    from compresslab.report.document import Bullets, Heading, Para
-
     blocks: list[Block] = []
     predicted = result.predicted
     status = (result.info.get("prediction") or {}).get("status")
