@@ -76,7 +76,11 @@ def _export(model: nn.Module, batch: torch.Tensor) -> Captured:
 
 
 def _trace(model: nn.Module, batch: torch.Tensor) -> Captured:
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # Deprecated in recent torch in favour of export, which was tried first.
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(model, (batch,), check_trace=False)
     return Captured("jit", traced, traced, False)
 
