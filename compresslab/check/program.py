@@ -136,7 +136,7 @@ def load(path: Path, kind: str) -> Any:
     if kind == "export":
         return torch.export.load(str(path)).module()
     if kind == "jit":
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        return torch.jit.load(str(path)).eval()
     raise ValueError(f"unknown program kind {kind!r}: one of {', '.join(SUFFIX)}")
 
 
