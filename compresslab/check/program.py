@@ -195,13 +195,13 @@ def main(argv: list[str]) -> int:
     """Build the task's model (the code on ``sys.path``), capture it, write ``out.json``."""
     args = json.loads(argv[0])
     root, out = Path(args["root"]), Path(args["out"])
-    import compresslab
     from compresslab.recipe import TaskSpec
     from compresslab.tasks import load_task
 
     spec = TaskSpec.model_validate(args["task"])
     task = load_task(spec)
-    info: dict[str, Any] = {"compresslab": getattr(compresslab, "__file__", None)}
+    # Which compresslab built it (that revision's, when the repository is compresslab's own).
+    info: dict[str, Any] = {"compresslab": getattr(sys.modules["compresslab"], "__file__", None)}
     if spec.entrypoint is not None:
         module = sys.modules[spec.entrypoint.split(":")[0]]
         info["module"] = getattr(module, "__file__", None)
