@@ -410,3 +410,60 @@ def export_trial(
     return _export(
         recipe, trial=trial, out_dir=Path(out_dir), storage=storage, base_dir=base_dir, force=force
     )
+
+
+def energy_gate(
+    recipe: Recipe | str | Path,
+    *,
+    baseline: str | Path | None = None,
+    reference: str | Path | None = None,
+    reference_rev: str | None = None,
+    update: bool = False,
+    trial: int | None = None,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+    pairs: int | None = None,
+) -> Any:
+    """The CI gate (``compresslab check``): the candidate against a reference measured now.
+
+    Args:
+        recipe: the recipe (its path lets ``reference_rev`` read the task as it was there).
+        baseline: the baseline JSON; its program beside it is the reference. With ``update``,
+            both are (re)written from the current model instead.
+        reference: a ``compresslab export`` folder to compare with instead.
+        reference_rev: a git revision whose code builds the reference instead.
+        update: write the baseline (and its program) rather than gate.
+        trial: gate this trial's variant of the recipe's study (default: the baseline model).
+        storage: the study's storage URL (with ``trial``).
+        base_dir: folder the recipe's relative ``output`` is resolved against.
+        pairs: pairs of interleaved windows (default: ``check.pairs``).
+
+    Returns:
+        A :class:`compresslab.check.Verdict` (``exit_code``: 0 pass, 1 regression), or with
+        ``update`` the :class:`compresslab.check.Snapshot` written.
+
+    Raises:
+        GateInputError: no reference or an unusable one (exit code 2).
+    """
+    from compresslab.check import GateInputError, run_check, update_baseline
+
+    recipe_path = None if isinstance(recipe, Recipe) else Path(recipe)
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    if update:
+        if baseline is None or reference is not None or reference_rev is not None:
+            raise GateInputError("--update writes a baseline: give --baseline FILE, and only it")
+        return update_baseline(
+            recipe, baseline_path=Path(baseline), trial=trial, storage=storage, base_dir=base_dir
+        )
+    return run_check(
+        recipe,
+        baseline_path=Path(baseline) if baseline is not None else None,
+        reference_dir=Path(reference) if reference is not None else None,
+        reference_rev=reference_rev,
+        recipe_path=recipe_path,
+        trial=trial,
+        storage=storage,
+        base_dir=base_dir,
+        pairs=pairs,
+    )

@@ -288,11 +288,30 @@ def measure(
 @app.command()
 def check(
     recipe: RecipeArg,
-    baseline: Annotated[Path, typer.Option(help="Baseline JSON file (committed with the code).")],
-    update: Annotated[bool, typer.Option("--update", help="Write a new baseline.")] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Compare measured figures across machines.")
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="Baseline JSON; the reference is the program beside it (written by --update)."
+        ),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Compare with this `compresslab export` folder instead (eager)."),
+    ] = None,
+    reference_rev: Annotated[
+        str | None,
+        typer.Option(
+            "--reference-rev",
+            help="Compare with the model as this git revision's code builds it instead.",
+        ),
+    ] = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Write the baseline and its program; no gating.")
     ] = False,
+    pairs: Annotated[
+        int | None,
+        typer.Option(min=2, help="Interleaved pairs of windows (default: check.pairs, 6)."),
+    ] = None,
     trial: Annotated[
         int | None, typer.Option(min=0, help="Gate this trial's variant (default: baseline).")
     ] = None,
@@ -302,37 +321,80 @@ def check(
         Path | None,
         typer.Option(help="Append a markdown summary here (default: $GITHUB_STEP_SUMMARY)."),
     ] = None,
+    print_requirements: Annotated[
+        bool,
+        typer.Option(
+            "--print-requirements",
+            help="Print the pip requirements of the extras the recipe needs (one a line; "
+            "nothing when none) and exit; nothing is built or measured.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", hidden=True, help="No effect (kept for old scripts).")
+    ] = False,
 ) -> None:
-    """Gate energy per inference against a baseline: exit 0 pass, 1 regression, 2 bad input."""
+    """Gate energy per inference against a reference measured in the same job.
+
+    Exit 0 pass (or inconclusive with check.on_inconclusive: pass), 1 regression (or
+    inconclusive with on_inconclusive: fail), 2 bad input.
+    """
     import os
 
-    from compresslab.api import load_recipe
-    from compresslab.check import run_check
+    if print_requirements:
+        from compresslab.check.extras import extra_requirements, recipe_extras
 
-    rec = load_recipe(recipe)
-    snap, verdict = run_check(
-        rec, baseline_path=baseline, update=update, force=force, trial=trial, storage=storage
-    )
-    if verdict is None:
-        msg = (
-            f"wrote baseline {baseline}: {snap.energy_j_per_inference:.4g} J per inference "
-            f"({snap.provenance}), modeled {snap.modeled_j_per_inference:.4g} J, "
-            f"{snap.metric} {snap.accuracy:.4f}"
-        )
-        if as_json:
-            print(json.dumps({"updated": str(baseline), "baseline": snap.__dict__}, default=str))
-        else:
-            out.print(msg, markup=False, highlight=False)
+        if not recipe.is_file():
+            raise typer.BadParameter(f"no recipe file at {recipe}", param_hint="RECIPE")
+        for line in extra_requirements(recipe_extras(recipe)):
+            print(line)
         return
+
+    from compresslab.api import energy_gate
+
+    if force:
+        err.print(
+            "[yellow]warning:[/] --force has no effect: the gate measures its reference in "
+            "the same job, on this machine"
+        )
+    result = energy_gate(
+        recipe,
+        baseline=baseline,
+        reference=reference,
+        reference_rev=reference_rev,
+        update=update,
+        trial=trial,
+        storage=storage,
+        pairs=pairs,
+    )
+    if update:
+        snap = result
+        ref = snap.reference or {}
+        if as_json:
+            print(json.dumps({"updated": str(baseline), "baseline": snap.to_dict()}, default=str))
+        else:
+            out.print(
+                f"wrote baseline {baseline} and its reference program {ref.get('file')} "
+                f"({ref.get('kind')}); commit both. Recorded: {snap.energy_j_per_inference:.4g} J "
+                f"per inference ({snap.provenance}), modeled {snap.modeled_j_per_inference:.4g} "
+                f"J, {snap.metric} {snap.accuracy:.4f}",
+                markup=False,
+                highlight=False,
+            )
+        return
+    verdict = result
     target = summary or (Path(p) if (p := os.environ.get("GITHUB_STEP_SUMMARY")) else None)
     if target is not None:
         with open(target, "a", encoding="utf-8") as fh:
-            fh.write(verdict.markdown(rec.name))
+            fh.write(verdict.markdown())
     if as_json:
-        print(json.dumps(verdict.to_dict(), indent=2))
+        print(json.dumps(verdict.to_dict(), indent=2, default=str))
     else:
-        status = "[green]pass[/]" if verdict.passed else "[bold red]REGRESSION[/]"
-        out.print(f"energy gate {status} ({verdict.tier} tier): {verdict.ratio:.4f}x the baseline")
+        style = {"pass": "green", "regression": "bold red", "inconclusive": "yellow"}
+        out.print(
+            f"energy gate [{style[verdict.outcome]}]{verdict.outcome.upper()}[/] "
+            f"(exit {verdict.exit_code}) against {escape(verdict.reference)}; measured as "
+            f"{escape(verdict.measured_as)}"
+        )
         for reason in verdict.reasons:
             out.print(f"  - {escape(reason)}")
         for warning in verdict.warnings:

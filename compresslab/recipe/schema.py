@@ -347,16 +347,35 @@ class CarbonSpec(_Strict):
 
 
 class CheckSpec(_Strict):
-    """The CI regression gate's thresholds (``compresslab check``)."""
+    """The CI regression gate's thresholds and measurement (``compresslab check``).
 
-    #: Measured/integrated tier: fail when energy per inference rose by more than this
-    #: fraction *and* the rise is statistically significant (Welch's t-test at ``alpha``).
+    The candidate is measured against a reference model in the same job, their windows
+    interleaved (ABBA), and the gate decides on the ratio's confidence interval.
+    """
+
+    #: Fail when the candidate / reference ratio of energy per inference lies wholly above
+    #: ``1 + max_increase``; pass when its interval's upper end is at or below it.
     max_increase: float = Field(default=0.05, ge=0, le=10)
+    #: The ratio's interval is two-sided at level ``1 - alpha``.
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
-    #: Modeled tier (deterministic): fail on any rise beyond this fraction (0 = exact).
+    #: The structural check (deterministic modeled tier): fail on a rise beyond this fraction.
     modeled_max_increase: float = Field(default=0.0, ge=0, le=10)
     #: Fail when accuracy fell by more than this (absolute); null = accuracy not gated.
     max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
+    #: Pairs of interleaved windows of the first measurement.
+    pairs: int = Field(default=6, ge=2, le=500)
+    #: When the first interval straddles the limit, measure once more with this many pairs
+    #: and decide on that (0: no second measurement).
+    retry_pairs: int = Field(default=12, ge=0, le=1000)
+    #: What an interval that still straddles the limit does: ``pass`` (exit 0, with a
+    #: warning) or ``fail`` (exit 1).
+    on_inconclusive: Literal["pass", "fail"] = "pass"
+
+    @model_validator(mode="after")
+    def _retry_is_more(self) -> CheckSpec:
+        if self.retry_pairs == 1:
+            raise ValueError("retry_pairs must be 0 (no second measurement) or at least 2")
+        return self
 
 
 class ReportSpec(_Strict):
