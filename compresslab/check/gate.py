@@ -383,7 +383,8 @@ def _decide(
             first = _measure(cand, candidate_model, ref.model, pairs=pairs, **kw)
             energy.measurements.append(first)
             if first.outcome == "inconclusive" and cfg.retry_pairs >= 2:
-                retry = max(cfg.retry_pairs, pairs)
+                # More pairs than the first time (twice as many when --pairs exceeds them).
+                retry = cfg.retry_pairs if cfg.retry_pairs > pairs else 2 * pairs
                 energy.measurements.append(
                     _measure(cand, candidate_model, ref.model, pairs=retry, **kw)
                 )

@@ -365,7 +365,7 @@ class CheckSpec(_Strict):
     #: Pairs of interleaved windows of the first measurement.
     pairs: int = Field(default=6, ge=2, le=500)
     #: When the first interval straddles the limit, measure once more with this many pairs
-    #: and decide on that (0: no second measurement).
+    #: (twice ``pairs`` when that is more) and decide on that (0: no second measurement).
     retry_pairs: int = Field(default=12, ge=0, le=1000)
     #: What an interval that still straddles the limit does: ``pass`` (exit 0, with a
     #: warning) or ``fail`` (exit 1).

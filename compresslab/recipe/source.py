@@ -272,6 +272,8 @@ _PATTERN_HINTS = {
     "name": "use letters, digits, '.', '_' and '-' only (it names the report folder)",
     "task.entrypoint": "write it as `package.module:function`",
     "energy.device": "use cpu, cuda or cuda:N",
+    "report.currency": "use a currency code or symbol: up to 8 letters or symbols (USD, EUR, €)",
+    "search.study_name": "use one line of text, without control characters",
 }
 
 
@@ -378,6 +380,8 @@ def _message(err: Mapping[str, Any], loc: tuple[Any, ...], source: RecipeSource)
         shown = f"{bound:g}" if isinstance(bound, float) else bound
         return f"{value!r} {_BOUND_WORDS[kind]} {shown}{_valid_range(info)}"
     msg = re.sub(r"^Value error, ", "", str(err["msg"]))
+    if kind == "value_error":
+        return msg  # the schema's own checks say how to fix what they find
     if kind == "string_pattern_mismatch":
         msg = f"{value!r} is not of the expected form"
     return f"{msg}: {_fix_hint(err)}"
