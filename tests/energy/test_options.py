@@ -34,12 +34,28 @@ def _resolves(model: type[BaseModel], path: list[str]) -> bool:
     return False
 
 
+def _string_text(source: str) -> str:
+    """The text of a module's string literals, f-string expressions left out (code is not
+    a message: ``f"{energy.provenance}"`` reads an attribute of a variable)."""
+    import io
+    import re
+    import tokenize
+
+    parts = []
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.STRING:
+            parts.append(re.sub(r"\{[^{}]*\}", " ", tok.string))
+    return "\n".join(parts)
+
+
 def _named_fields() -> dict[str, list[str]]:
     """Every ``energy.*`` field named in the package's sources and the README, with where."""
     found: dict[str, list[str]] = {}
     files = [*sorted((REPO / "compresslab").rglob("*.py")), REPO / "README.md"]
     for path in files:
         text = path.read_text(encoding="utf-8")
+        if path.suffix == ".py":
+            text = _string_text(text)
         for match in _FIELD_RE.finditer(text):
             if _NOT_FIELDS.match(text, match.start()):
                 continue
@@ -80,15 +96,15 @@ def test_nvml_and_rapl_options_are_recipe_fields() -> None:
 @pytest.mark.parametrize(
     ("yaml_energy", "field", "says"),
     [
-        ("  nvml: {device_indices: [-1]}\n", "energy.nvml.device_indices.0", "greater than"),
+        ("  nvml: {device_indices: [-1]}\n", "energy.nvml.device_indices.0", "below the minimum 0"),
         ("  nvml: {device_indices: []}\n", "energy.nvml.device_indices", "at least 1"),
         ("  nvml: {device_indices: [0, 0]}\n", "energy.nvml", "repeats"),
         ("  nvml: {poll_interval_s: 0}\n", "energy.nvml.poll_interval_s", "0.001"),
         ("  nvml: {host: gpu}\n", "energy.nvml.host", "'auto', 'rapl', 'estimate' or 'none'"),
         ("  nvml: {indices: [0]}\n", "energy.nvml.indices", "unknown key"),
-        ("  rapl: {poll_interval_s: 5}\n", "energy.rapl.poll_interval_s", "or equal to 1"),
+        ("  rapl: {poll_interval_s: 5}\n", "energy.rapl.poll_interval_s", "above the maximum 1"),
         ("  rapl: {poll_interval_s: 0.0001}\n", "energy.rapl.poll_interval_s", "0.001"),
-        ("  rapl: {max_power_w: 0}\n", "energy.rapl.max_power_w", "greater than 0"),
+        ("  rapl: {max_power_w: 0}\n", "energy.rapl.max_power_w", "must be above 0"),
         ("  rapl: {domains: [package, psys]}\n", "energy.rapl", "covers the whole SoC"),
         ("  rapl: {domains: [dram]}\n", "energy.rapl", "without the CPU package"),
         ("  rapl: {domains: [core]}\n", "energy.rapl.domains.0", "'package', 'dram' or 'psys'"),
