@@ -113,15 +113,8 @@ def _calibration_text(cal: dict[str, Any]) -> str:
         else "too few variants to test it on held-out ones"
     )
     coef = cal.get("coefficients") or {}
-    units = {
-        "mac_fp32": "fp32 MAC",
-        "mac_fp16": "fp16 MAC",
-        "mac_bf16": "bf16 MAC",
-        "mac_int8": "int8 MAC",
-        "byte_dram": "byte from DRAM",
-        "byte_sram": "byte through SRAM",
-        "call": "forward call",
-    }
+    from compresslab.calibration import UNITS as units
+
     shown = ", ".join(
         f"{_per_unit(v)} per {units.get(k, k)}"
         for k, v in coef.items()
