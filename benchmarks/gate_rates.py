@@ -40,6 +40,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -332,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         for s in spinners:
             s.join(timeout=5)
+        shutil.rmtree(folder, ignore_errors=True)
     protocol = load_recipe(same).energy
     res: dict[str, Any] = {
         "command": command,
