@@ -70,9 +70,12 @@ def start(arm: str, code: Path, recipe: Path, out: Path) -> tuple[subprocess.Pop
     env = {**os.environ, "PYTHONPATH": str(code)}
     log(f"frugal: start {arm} ({recipe.name}) in {out}")
     handle = open(out / "search.log", "wb")  # noqa: SIM115 - closed by finish()
+    # cwd: the output folder, never this checkout (`python -m` puts the working directory
+    # first on the path, which would shadow the base revision's package).
     proc = subprocess.Popen(
         [_python(), "-m", "compresslab", "search", str(mine), "--fresh"],
         env=env,
+        cwd=out,
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
@@ -141,13 +144,15 @@ def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) 
     }
 
 
-def run_pair(rep: int, code: dict[str, Path], parallel: bool, root: Path) -> list[dict[str, Any]]:
+def run_pair(
+    rep: int, code: dict[str, Path], parallel: bool, root: Path, tag: str = ""
+) -> list[dict[str, Any]]:
     """One repetition: both arms, side by side or one after the other."""
     order = ["before", "after"] if rep % 2 == 0 else ["after", "before"]
     runs = []
     out = []
     for arm in order:
-        where = root / f"rep{rep}-{arm}"
+        where = root / f"{tag}rep{rep}-{arm}"
         runs.append(
             (arm, where, start(arm, code[arm], code[arm] / "recipes" / "digits.yaml", where))
         )
@@ -258,13 +263,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sequential", action="store_true", help="one arm at a time")
     p.add_argument("--flagship", action="store_true", help="also the MiniLM recipe (after)")
     p.add_argument("--only-flagship", action="store_true")
+    p.add_argument("--tag", default="", help="prefix of this run's folders")
     args = p.parse_args(argv)
     root = OUT / "frugal"
     code = {"before": extract(args.base_rev, root / f"base-{args.base_rev}"), "after": REPO}
     rows: list[dict[str, Any]] = []
     if not args.only_flagship:
         for rep in range(args.repeats):
-            rows += run_pair(rep, code, not args.sequential, root)
+            rows += run_pair(rep, code, not args.sequential, root, args.tag)
     flagship = None
     if args.flagship or args.only_flagship:
         where = root / "flagship-after"
@@ -275,7 +281,9 @@ def main(argv: list[str] | None = None) -> None:
         if rc != 0:
             raise SystemExit(f"frugal: the flagship search failed: see {where}/search.log")
         flagship = summarize("after", where, recipe, time.perf_counter() - info[1], info[2])
-    (root / "frugal.json").write_text(json.dumps({"runs": rows, "flagship": flagship}, indent=1))
+    (root / f"{args.tag}frugal.json").write_text(
+        json.dumps({"runs": rows, "flagship": flagship}, indent=1)
+    )
     print(render(rows, flagship))
 
 

@@ -237,11 +237,19 @@ class DistinctProposals:
         self.grid = [{k: _key(v) for k, v in point.items()} for point in grid]
         self._keys = [_frozen(point) for point in self.grid]
         self._rng = random.Random(seed)
+        # what the study had evaluated when this trial's first parameter was drawn
+        self._cache: tuple[int, set[tuple[tuple[str, Any], ...]]] | None = None
 
     def __str__(self) -> str:
         return f"{type(self.sampler).__name__} (distinct proposals)"
 
     def _seen(self, study: Any, trial: Any) -> set[tuple[tuple[str, Any], ...]]:
+        """Variants of other trials (read once per trial: reading a study costs)."""
+        if self._cache is None or self._cache[0] != trial.number:
+            self._cache = (trial.number, self._read_seen(study, trial))
+        return self._cache[1]
+
+    def _read_seen(self, study: Any, trial: Any) -> set[tuple[tuple[str, Any], ...]]:
         optuna = load_optuna()
         states = (
             optuna.trial.TrialState.COMPLETE,
