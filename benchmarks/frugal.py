@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -61,10 +62,14 @@ def extract(rev: str, into: Path) -> Path:
     return into
 
 
-def start(arm: str, code: Path, recipe: Path, out: Path) -> tuple[subprocess.Popen[bytes], Any]:
+def start(
+    arm: str, code: Path, recipe: Path, out: Path, trials: int | None = None
+) -> tuple[subprocess.Popen[bytes], Any]:
     """Start one search (fresh) with ``code`` first on the path; its output under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     text = recipe.read_text().replace("output: reports", f"output: {out / 'reports'}")
+    if trials is not None:
+        text = re.sub(r"(?m)^  trials: \d+", f"  trials: {trials}", text)
     mine = out / recipe.name
     mine.write_text(text)
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -145,17 +150,23 @@ def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) 
 
 
 def run_pair(
-    rep: int, code: dict[str, Path], parallel: bool, root: Path, tag: str = ""
+    rep: int,
+    code: dict[str, Path],
+    parallel: bool,
+    root: Path,
+    tag: str = "",
+    arms: tuple[str, ...] = ("before", "after"),
+    trials: dict[str, int | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One repetition: both arms, side by side or one after the other."""
-    order = ["before", "after"] if rep % 2 == 0 else ["after", "before"]
+    order = list(arms) if rep % 2 == 0 else list(reversed(arms))
     runs = []
     out = []
     for arm in order:
         where = root / f"{tag}rep{rep}-{arm}"
-        runs.append(
-            (arm, where, start(arm, code[arm], code[arm] / "recipes" / "digits.yaml", where))
-        )
+        recipe = code[arm] / "recipes" / "digits.yaml"
+        budget = (trials or {}).get(arm)
+        runs.append((arm, where, start(arm, code[arm], recipe, where, budget)))
         if not parallel:
             out.append(_finish(*runs.pop()))
     out += [_finish(*r) for r in runs]
@@ -264,13 +275,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--flagship", action="store_true", help="also the MiniLM recipe (after)")
     p.add_argument("--only-flagship", action="store_true")
     p.add_argument("--tag", default="", help="prefix of this run's folders")
+    p.add_argument("--arms", default="before,after", help="which arms (before, after)")
+    p.add_argument("--after-trials", type=int, default=None, help="the after arm's budget")
     args = p.parse_args(argv)
     root = OUT / "frugal"
     code = {"before": extract(args.base_rev, root / f"base-{args.base_rev}"), "after": REPO}
     rows: list[dict[str, Any]] = []
     if not args.only_flagship:
         for rep in range(args.repeats):
-            rows += run_pair(rep, code, not args.sequential, root, args.tag)
+            rows += run_pair(
+                rep,
+                code,
+                not args.sequential,
+                root,
+                args.tag,
+                tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+                {"after": args.after_trials},
+            )
     flagship = None
     if args.flagship or args.only_flagship:
         where = root / "flagship-after"
