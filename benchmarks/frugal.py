@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import OUT, REPO, log, md_table
+from benchlib import COMMAND, OUT, REPO, Figure, Settings, log, md_table
 
 #: The commit before issue 20's work: today's default search.
 BASE_REV = "5516b7a"
@@ -264,6 +264,46 @@ def render(rows: list[dict[str, Any]], flagship: dict[str, Any] | None) -> str:
             f"(target ≤ 100,000)."
         )
     return "\n\n".join(lines)
+
+
+def run(settings: Settings, *, repeats: int = 2, flagship: bool = True) -> Figure:
+    """The comparison as a benchmark figure (for ``benchmarks/run.py``; key ``frugal``)."""
+    root = settings.out / "frugal"
+    code = {"before": extract(BASE_REV, root / f"base-{BASE_REV}"), "after": REPO}
+    rows: list[dict[str, Any]] = []
+    for rep in range(1 if settings.quick else repeats):
+        rows += run_pair(rep, code, True, root)
+    flag = None
+    if flagship and not settings.quick:
+        where = root / "flagship-after"
+        proc, info = start("after", REPO, REPO / "recipes" / "minilm-wordnet.yaml", where)
+        proc.wait()
+        info[0].close()
+        flag = summarize("after", where, Path("minilm-wordnet.yaml"), 0.0, info[2])
+    before = [r["energy_j"] for r in rows if r["arm"] == "before"]
+    after = [r["energy_j"] for r in rows if r["arm"] == "after"]
+    hv_b = [r["hv_ratio"] for r in rows if r["arm"] == "before"]
+    hv_a = [r["hv_ratio"] for r in rows if r["arm"] == "after"]
+    e = statistics.median(after) / statistics.median(before)
+    h = statistics.median(hv_a) / statistics.median(hv_b)
+    met = e <= 0.5 and h >= 0.95 and bool(flag and (flag["break_even"] or 1e99) <= 100_000)
+    return Figure(
+        key="frugal",
+        number=7,
+        title="A search that costs less than it saves: today's default digits search vs the new",
+        target="half of today's energy for 95% of its frontier hypervolume; flagship break-even "
+        "at most 100,000 inferences",
+        met=met,
+        headline=f"energy after / before {e:.2f}, frontier hypervolume after / before {h:.2f}"
+        + (
+            f"; flagship break-even {flag['break_even']:,.0f} inferences"
+            if flag and flag["break_even"]
+            else ""
+        ),
+        body=render(rows, flag),
+        data={"runs": rows, "flagship": flag},
+        command=f"{COMMAND} --only frugal",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
