@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import OUT, REPO, log, md_table
+from benchlib import COMMAND, OUT, REPO, Figure, Settings, log, md_table
 
 #: The commit before issue 20's work: today's default search.
 BASE_REV = "5516b7a"
@@ -61,18 +62,25 @@ def extract(rev: str, into: Path) -> Path:
     return into
 
 
-def start(arm: str, code: Path, recipe: Path, out: Path) -> tuple[subprocess.Popen[bytes], Any]:
+def start(
+    arm: str, code: Path, recipe: Path, out: Path, trials: int | None = None
+) -> tuple[subprocess.Popen[bytes], Any]:
     """Start one search (fresh) with ``code`` first on the path; its output under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     text = recipe.read_text().replace("output: reports", f"output: {out / 'reports'}")
+    if trials is not None:
+        text = re.sub(r"(?m)^  trials: \d+", f"  trials: {trials}", text)
     mine = out / recipe.name
     mine.write_text(text)
     env = {**os.environ, "PYTHONPATH": str(code)}
     log(f"frugal: start {arm} ({recipe.name}) in {out}")
     handle = open(out / "search.log", "wb")  # noqa: SIM115 - closed by finish()
+    # cwd: the output folder, never this checkout (`python -m` puts the working directory
+    # first on the path, which would shadow the base revision's package).
     proc = subprocess.Popen(
         [_python(), "-m", "compresslab", "search", str(mine), "--fresh"],
         env=env,
+        cwd=out,
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
@@ -141,16 +149,24 @@ def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) 
     }
 
 
-def run_pair(rep: int, code: dict[str, Path], parallel: bool, root: Path) -> list[dict[str, Any]]:
+def run_pair(
+    rep: int,
+    code: dict[str, Path],
+    parallel: bool,
+    root: Path,
+    tag: str = "",
+    arms: tuple[str, ...] = ("before", "after"),
+    trials: dict[str, int | None] | None = None,
+) -> list[dict[str, Any]]:
     """One repetition: both arms, side by side or one after the other."""
-    order = ["before", "after"] if rep % 2 == 0 else ["after", "before"]
+    order = list(arms) if rep % 2 == 0 else list(reversed(arms))
     runs = []
     out = []
     for arm in order:
-        where = root / f"rep{rep}-{arm}"
-        runs.append(
-            (arm, where, start(arm, code[arm], code[arm] / "recipes" / "digits.yaml", where))
-        )
+        where = root / f"{tag}rep{rep}-{arm}"
+        recipe = code[arm] / "recipes" / "digits.yaml"
+        budget = (trials or {}).get(arm)
+        runs.append((arm, where, start(arm, code[arm], recipe, where, budget)))
         if not parallel:
             out.append(_finish(*runs.pop()))
     out += [_finish(*r) for r in runs]
@@ -250,6 +266,46 @@ def render(rows: list[dict[str, Any]], flagship: dict[str, Any] | None) -> str:
     return "\n\n".join(lines)
 
 
+def run(settings: Settings, *, repeats: int = 2, flagship: bool = True) -> Figure:
+    """The comparison as a benchmark figure (for ``benchmarks/run.py``; key ``frugal``)."""
+    root = settings.out / "frugal"
+    code = {"before": extract(BASE_REV, root / f"base-{BASE_REV}"), "after": REPO}
+    rows: list[dict[str, Any]] = []
+    for rep in range(1 if settings.quick else repeats):
+        rows += run_pair(rep, code, True, root)
+    flag = None
+    if flagship and not settings.quick:
+        where = root / "flagship-after"
+        proc, info = start("after", REPO, REPO / "recipes" / "minilm-wordnet.yaml", where)
+        proc.wait()
+        info[0].close()
+        flag = summarize("after", where, Path("minilm-wordnet.yaml"), 0.0, info[2])
+    before = [r["energy_j"] for r in rows if r["arm"] == "before"]
+    after = [r["energy_j"] for r in rows if r["arm"] == "after"]
+    hv_b = [r["hv_ratio"] for r in rows if r["arm"] == "before"]
+    hv_a = [r["hv_ratio"] for r in rows if r["arm"] == "after"]
+    e = statistics.median(after) / statistics.median(before)
+    h = statistics.median(hv_a) / statistics.median(hv_b)
+    met = e <= 0.5 and h >= 0.95 and bool(flag and (flag["break_even"] or 1e99) <= 100_000)
+    return Figure(
+        key="frugal",
+        number=7,
+        title="A search that costs less than it saves: today's default digits search vs the new",
+        target="half of today's energy for 95% of its frontier hypervolume; flagship break-even "
+        "at most 100,000 inferences",
+        met=met,
+        headline=f"energy after / before {e:.2f}, frontier hypervolume after / before {h:.2f}"
+        + (
+            f"; flagship break-even {flag['break_even']:,.0f} inferences"
+            if flag and flag["break_even"]
+            else ""
+        ),
+        body=render(rows, flag),
+        data={"runs": rows, "flagship": flag},
+        command=f"{COMMAND} --only frugal",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the arms, write ``benchmarks/out/frugal/frugal.json`` and print the summary."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -258,13 +314,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sequential", action="store_true", help="one arm at a time")
     p.add_argument("--flagship", action="store_true", help="also the MiniLM recipe (after)")
     p.add_argument("--only-flagship", action="store_true")
+    p.add_argument("--tag", default="", help="prefix of this run's folders")
+    p.add_argument("--arms", default="before,after", help="which arms (before, after)")
+    p.add_argument("--after-trials", type=int, default=None, help="the after arm's budget")
     args = p.parse_args(argv)
     root = OUT / "frugal"
     code = {"before": extract(args.base_rev, root / f"base-{args.base_rev}"), "after": REPO}
     rows: list[dict[str, Any]] = []
     if not args.only_flagship:
         for rep in range(args.repeats):
-            rows += run_pair(rep, code, not args.sequential, root)
+            rows += run_pair(
+                rep,
+                code,
+                not args.sequential,
+                root,
+                args.tag,
+                tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+                {"after": args.after_trials},
+            )
     flagship = None
     if args.flagship or args.only_flagship:
         where = root / "flagship-after"
@@ -275,7 +342,9 @@ def main(argv: list[str] | None = None) -> None:
         if rc != 0:
             raise SystemExit(f"frugal: the flagship search failed: see {where}/search.log")
         flagship = summarize("after", where, recipe, time.perf_counter() - info[1], info[2])
-    (root / "frugal.json").write_text(json.dumps({"runs": rows, "flagship": flagship}, indent=1))
+    (root / f"{args.tag}frugal.json").write_text(
+        json.dumps({"runs": rows, "flagship": flagship}, indent=1)
+    )
     print(render(rows, flagship))
 
 

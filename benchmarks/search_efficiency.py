@@ -438,18 +438,28 @@ def _space_section(
 
 
 def evidence_of(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The modeled-table medians in the form of ``compresslab.study.samplers.EVIDENCE``."""
+    """Both tables' medians in the form of ``compresslab.study.samplers.EVIDENCE``."""
+    from compresslab.machine import cpu_flags
+
+    flags = cpu_flags() or {}
+    cpu = "AMX" if flags.get("amx_bf16") else "bf16" if flags.get("avx512_bf16") else "no bf16"
     out = []
     for name, res in results.items():
-        grid = res["grid_size"]
-        for budget in res["budgets"]:
-            medians = {
-                s: round(
-                    res["results"]["modeled_j"]["arms"][f"{s}@{budget}"]["fraction"]["median"], 3
+        for energy, table in (("modeled_j", "modeled"), ("estimated_j", f"estimated, {cpu}")):
+            for budget in res["budgets"]:
+                arms = res["results"][energy]["arms"]
+                medians = {
+                    s: round(arms[f"{s}@{budget}"]["fraction"]["median"], 3) for s in SAMPLERS
+                }
+                out.append(
+                    {
+                        "space": name,
+                        "grid": res["grid_size"],
+                        "budget": budget,
+                        "table": table,
+                        "medians": medians,
+                    }
                 )
-                for s in SAMPLERS
-            }
-            out.append({"space": name, "grid": grid, "budget": budget, "medians": medians})
     return out
 
 
@@ -516,9 +526,9 @@ def run(settings: Settings) -> Figure:
         )
     evidence_md = (
         "The evidence `auto` decides by, in the form of `compresslab.study.samplers.EVIDENCE` "
-        "(modeled tables, medians):\n\n```\n"
+        "(medians of both tables):\n\n```\n"
         + "\n".join(
-            f"Evidence({e['space']!r}, {e['grid']}, {e['budget']}, {e['medians']}),"
+            f"Evidence({e['space']!r}, {e['grid']}, {e['budget']}, {e['table']!r}, {e['medians']}),"
             for e in evidence
         )
         + "\n```"

@@ -135,9 +135,9 @@ class Predictor:
         self._fitted: tuple[tuple[int, ...], Calibration] | None = None
         self.status = "not enough variants measured yet"
 
-    def calibration(self, study: Any) -> Calibration | None:
+    def calibration(self, study: Any, trials: list[Any] | None = None) -> Calibration | None:
         """The calibration on this study's variants measured here (refitted when they change)."""
-        trials = study.get_trials(deepcopy=False)
+        trials = trials if trials is not None else study.get_trials(deepcopy=False)
         samples = study_samples(trials, machine=self.machine_id)
         if len(samples) < max(3, self.min_measured):
             self.status = (
@@ -158,8 +158,9 @@ class Predictor:
         Returns quietly when it is not, or when no trustworthy prediction exists (too few
         variants measured here, or a held-out error above ``max_error``): then it is measured.
         """
+        trials = study.get_trials(deepcopy=False)
         try:
-            cal = self.calibration(study)
+            cal = self.calibration(study, trials)
         except Exception as e:  # a prediction never fails a trial: the variant is measured
             self.status = f"no prediction: the calibration failed ({type(e).__name__}: {e})"
             log.warning("%s", self.status)
@@ -175,7 +176,6 @@ class Predictor:
             )
             return
         self.status = f"predicting: {cal.describe()}"
-        trials = study.get_trials(deepcopy=False)
         base_j = _baseline_j(trials)
         if base_j is None:
             return

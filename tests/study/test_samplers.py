@@ -53,24 +53,29 @@ def test_auto_follows_the_replay_evidence_at_the_default_budget(tmp_path: Path) 
     # The evidence so far: TPE leads at every replayed budget (NSGA-II spends a third of a
     # small budget on a random first generation).
     assert choice.name == "tpe" == sampler_name(recipe, space)
-    # The reason names the evidence: this budget's share, and the nearest replay's medians.
+    # The reason names the evidence: this budget's share, the replays used, their means.
     assert "30 of 543 variants, 6%" in choice.reason
-    nearest = min((e for e in EVIDENCE if e.space == "digits"), key=lambda e: e.budget)
-    assert f"digits grid, {nearest.budget} of {nearest.grid}" in choice.reason
-    assert f"tpe {100 * nearest.medians['tpe']:.1f}%" in choice.reason
+    nearest = [e for e in EVIDENCE if e.budget == 14]  # the smallest share replayed: 14%
+    mean = sum(e.medians["tpe"] for e in nearest) / len(nearest)
+    assert f"tpe {100 * mean:.1f}%" in choice.reason
+    assert "digits 14 of 99 (modeled)" in choice.reason
+    assert "fashion-mnist 14 of 99 (estimated, AMX)" in choice.reason
 
 
 def test_auto_picks_whatever_the_evidence_shows_best_at_the_nearest_budget(tmp_path: Path) -> None:
     evidence = (
-        Evidence("toy", 100, 10, {"tpe": 0.95, "nsga2": 0.80, "random": 0.85}),
-        Evidence("toy", 100, 60, {"tpe": 0.90, "nsga2": 0.99, "random": 0.95}),
+        Evidence("toy", 100, 10, "modeled", {"tpe": 0.95, "nsga2": 0.80, "random": 0.85}),
+        Evidence("toy", 100, 60, "modeled", {"tpe": 0.90, "nsga2": 0.99, "random": 0.95}),
+        Evidence("toy", 100, 60, "estimated", {"tpe": 0.90, "nsga2": 0.97, "random": 0.97}),
     )
     space = SearchSpace.from_recipe(_recipe(tmp_path, trials=30).compression)
     small_budget = choose_sampler(_recipe(tmp_path, trials=30), space, evidence=evidence)
     large_budget = choose_sampler(_recipe(tmp_path, trials=400), space, evidence=evidence)
     assert small_budget.name == "tpe"  # 6% of the space: nearest to the 10% replay
     assert large_budget.name == "nsga2"  # 74%: nearest to the 60% replay
-    assert "toy grid, 60 of 100: nsga2 99.0%, random 95.0%, tpe 90.0%" in large_budget.reason
+    # averaged over the tables' nearest replays: nsga2 98.0%, random 96.0%, tpe 90.0%
+    assert "nsga2 98.0%, random 96.0%, tpe 90.0%" in large_budget.reason
+    assert "toy 60 of 100 (estimated); toy 60 of 100 (modeled)" in large_budget.reason
 
 
 def test_a_continuous_space_uses_the_smallest_budget_share_replayed(tmp_path: Path) -> None:
@@ -80,8 +85,8 @@ def test_a_continuous_space_uses_the_smallest_budget_share_replayed(tmp_path: Pa
         compression=[{"method": "prune_channels", "params": {"ratio": {"low": 0.1, "high": 0.6}}}],
     )
     evidence = (
-        Evidence("toy", 100, 10, {"tpe": 0.80, "nsga2": 0.70, "random": 0.90}),
-        Evidence("toy", 100, 60, {"tpe": 0.99, "nsga2": 0.70, "random": 0.90}),
+        Evidence("toy", 100, 10, "modeled", {"tpe": 0.80, "nsga2": 0.70, "random": 0.90}),
+        Evidence("toy", 100, 60, "modeled", {"tpe": 0.99, "nsga2": 0.70, "random": 0.90}),
     )
     choice = choose_sampler(recipe, evidence=evidence)
     assert choice.name == "random" and "continuous range" in choice.reason
