@@ -11,7 +11,7 @@ from tests_support import small
 
 from compresslab.api import load_recipe
 from compresslab.study import SearchSpace, sampler_name
-from compresslab.study.samplers import budget_warnings
+from compresslab.study.samplers import budget_warnings, nsga2_population
 from compresslab.study.space import grid_size
 
 
@@ -80,12 +80,13 @@ def test_auto_never_lists_a_space_of_millions(
 def test_a_budget_too_small_for_the_space_is_warned_about(tmp_path: Path) -> None:
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "digits.yaml")
     space = space_of(recipe)
-    assert budget_warnings(recipe, space, "nsga2", 30) == []  # the shipped default is fine
+    assert budget_warnings(recipe, space, "nsga2", 30) == []  # a budget of 30 is fine
     (only,) = budget_warnings(recipe, space, "nsga2", 1)
     assert only.startswith("a budget of 1 variant evaluates only the uncompressed baseline")
     two = budget_warnings(recipe, space, "nsga2", 2)
     assert any("12 categorical choices" in w and "at least 24" in w for w in two), two
-    assert any("NSGA-II's first generation is 10 random variants" in w for w in two), two
+    pop = nsga2_population(recipe.search.trials)
+    assert any(f"NSGA-II's first generation is {pop} random variants" in w for w in two), two
     assert any("tpe draws its first 10" in w for w in budget_warnings(recipe, space, "tpe", 8))
     # A space that fits the budget needs no warning, however small.
     tiny = load_recipe(small(tmp_path, compression=[{"method": "bf16"}]))
