@@ -144,9 +144,9 @@ def synchronize(device: str | None) -> None:
     Raises:
         MeasurementError: the queued work failed on the GPU.
     """
-    torch = sys.modules.get("torch")
-    if torch is None:
+    if "torch" not in sys.modules:
         return
+    torch = _torch()
     try:
         if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
             return

@@ -11,6 +11,7 @@ tests check the per-layer decision and the note, and skip only running the packe
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Any
 
 import pytest
@@ -201,3 +202,19 @@ def test_state_dict_leaves_a_packed_layer_as_it_was(packed) -> None:  # type: ig
     assert state["0.weight.absmax"].shape == (64 * 128 // 64,)  # bitsandbytes' flat order
     with torch.inference_mode():
         assert torch.equal(q(x), first)
+
+
+def test_llm_int8s_per_call_cast_line_is_dropped_and_other_lines_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a GPU, LLM.int8() logs its float16 cast on every call (thousands per window)."""
+    from compresslab.compress.bnb import INT8_CAST_LOG
+
+    bitsandbytes()
+    bitsandbytes()  # the filter is installed once
+    logger = logging.getLogger(INT8_CAST_LOG[0])
+    assert len(logger.filters) == len({type(f) for f in logger.filters})
+    with caplog.at_level(logging.WARNING, logger=INT8_CAST_LOG[0]):
+        logger.warning("MatMul8bitLt: inputs will be cast from %s to float16", torch.float32)
+        logger.warning("something else from bitsandbytes")
+    assert [r.getMessage() for r in caplog.records] == ["something else from bitsandbytes"]

@@ -492,6 +492,8 @@ class FakeCudaTorch:
         self.cuda = types.SimpleNamespace(
             is_available=lambda: devices > 0 and build is not None,
             device_count=lambda: devices,
+            # The models run on the real CPU torch: no CUDA work is ever queued to wait for.
+            is_initialized=lambda: False,
         )
 
 
@@ -499,8 +501,9 @@ class FakeCudaTorch:
 def fake_cuda_torch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A factory: ``fake_cuda_torch(devices=2)`` makes torch look like a CUDA build with GPUs.
 
-    Only the device check sees it (``compresslab.energy.cuda._torch``); the models still run on
-    the real (CPU) torch.
+    Only :mod:`compresslab.energy.cuda` sees it (its ``_torch`` seam: the device check and the
+    window edges' synchronize); the models still run on the real torch, on the CPU, also on a
+    machine with a real GPU.
     """
 
     def make(**kwargs: Any) -> FakeCudaTorch:
