@@ -19,7 +19,7 @@ The after arm also reports its calibration's leave-one-out Spearman and the cost
 ``--flagship`` also runs the after arm's default search on ``recipes/minilm-wordnet.yaml``
 (minutes to tens of minutes here) for the flagship's break-even.
 
-Standalone (not wired into ``benchmarks/run.py``)::
+As figure 8 of ``benchmarks/run.py`` (``--only frugal``), or standalone::
 
     .venv/bin/python benchmarks/frugal.py --repeats 2 [--flagship] [--base-rev REV]
 """
@@ -289,7 +289,7 @@ def run(settings: Settings, *, repeats: int = 2, flagship: bool = True) -> Figur
     met = e <= 0.5 and h >= 0.95 and bool(flag and (flag["break_even"] or 1e99) <= 100_000)
     return Figure(
         key="frugal",
-        number=7,
+        number=8,
         title="A search that costs less than it saves: today's default digits search vs the new",
         target="half of today's energy for 95% of its frontier hypervolume; flagship break-even "
         "at most 100,000 inferences",

@@ -21,6 +21,10 @@ Figures (issue 10), by ``--only`` key:
 Figure 7 (issue 14), ``trust``: repeatability and coverage of paired ratios and absolute
 figures, a quiet against a busy machine, and search against confirmed ratios.
 
+Figure 8 (issue 20), ``frugal``: today's default digits search against the one before issue
+20 (energy, frontier hypervolume), the calibration's held-out ranking, the cost per part, and
+the MiniLM flagship's break-even (``benchmarks/frugal.py``; about 20 minutes).
+
 A subset run keeps the other figures of the previous ``results.json`` (each figure says when
 and under what load it ran). The benchmarks are not part of the test run.
 """
@@ -51,7 +55,7 @@ from benchlib import (
     verdict,
 )
 
-KEYS = ("overhead", "repeatability", "search", "outcome", "cost", "prediction", "trust")
+KEYS = ("overhead", "repeatability", "search", "outcome", "cost", "prediction", "trust", "frugal")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -285,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
 
         stamp = run_stamp()
         record(trust.run(settings, searches), stamp)
+    if "frugal" in wanted:
+        import frugal
+
+        stamp = run_stamp()
+        record(frugal.run(settings), stamp)
 
     meta = {
         "command": " ".join([COMMAND, *sys.argv[1:]]) if argv is None else COMMAND,
