@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from compresslab.energy import Selection
     from compresslab.protocol import EnergyResult, PairedResult
-    from compresslab.tasks import Task
+    from compresslab.tasks import Task, TaskWorkload
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,15 @@ MEASURED_ATTRS = (
     "memory_bytes",
     "sparsity",
     "notes",
+    # What a task reports besides its metric (a language model: perplexity, sample answers,
+    # the energy of each phase of a generation); empty for classifiers.
+    "quality",
+    "answers",
+    "phases",
 )
 
 #: Runtime knobs a recipe can search (``runtime.<name>``).
-RUNTIME_KNOBS = ("threads", "batch_size", "power_limit_w")
+RUNTIME_KNOBS = ("threads", "batch_size", "power_limit_w", "kv_cache")
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class Runtime:
     threads: int | None = None
     batch_size: int | None = None
     power_limit_w: float | None = None
+    #: Generative tasks: keep the KV cache while generating (``None``: the task's default, on).
+    kv_cache: bool | None = None
 
     def label(self) -> str:
         """E.g. `` @ threads=1, batch_size=32`` (empty when nothing is set)."""
@@ -92,13 +100,18 @@ def knob_availability(name: str) -> Availability:
         if not gpu:
             return Availability(False, f"needs an NVIDIA GPU: {gpu.reason}")
         return gpu
+    if name == "kv_cache":
+        return Availability(True, "set in the generation workload of generative tasks")
     return Availability(True, "set through torch")
 
 
 class Screened(Exception):
-    """A variant clearly outside the accuracy tolerance: not measured for energy."""
+    """A variant clearly outside the tolerance (accuracy, or perplexity): not measured for energy.
 
-    def __init__(self, reason: str, *, accuracy: float) -> None:
+    ``accuracy`` is what screening saw (None when the perplexity ruled the variant out first).
+    """
+
+    def __init__(self, reason: str, *, accuracy: float | None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.accuracy = accuracy
@@ -166,10 +179,10 @@ class VariantBench:
 
     def accuracy(self, model: nn.Module) -> tuple[float, tuple[float, float]]:
         """The recipe's metric on the whole held-out split, and the 95% (Wilson) interval."""
-        from compresslab.tasks.metrics import METRICS, predict, wilson_interval
+        from compresslab.tasks.metrics import METRICS, wilson_interval
 
         labels = self.task.eval_labels
-        preds = predict(model, self.task.eval_inputs)
+        preds = self.task.predictions(model)
         metric = METRICS[self.recipe.task.metric](preds, labels)
         correct = int((preds == labels).sum())
         return metric, wilson_interval(correct, len(labels))
@@ -182,7 +195,7 @@ class VariantBench:
         """
         import torch
 
-        from compresslab.tasks.metrics import predict, wilson_interval
+        from compresslab.tasks.metrics import wilson_interval
 
         labels = self.task.eval_labels
         n = min(self.recipe.search.screen_examples, len(labels))
@@ -190,7 +203,7 @@ class VariantBench:
             return
         gen = torch.Generator().manual_seed(self.recipe.search.seed)
         idx = torch.randperm(len(labels), generator=gen)[:n]
-        preds = predict(model, self.task.eval_inputs[idx])
+        preds = self.task.predictions(model, idx)
         correct = int((preds == labels[idx]).sum())
         _, high = wilson_interval(correct, n)
         if high < min_accuracy:
@@ -226,14 +239,15 @@ class VariantBench:
         runtime = runtime or Runtime()
         batch = inputs if inputs is not None else self.inference_batch(runtime)
         sampler = (selection or self.selection).sampler
+        work = self.task.workload(model, batch, kv_cache=runtime.kv_cache)
         with contextlib.ExitStack() as stack:
             if runtime.power_limit_w is not None:
                 from compresslab.energy import power_limit
 
                 stack.enter_context(power_limit(runtime.power_limit_w))
             return measure_model(
-                model,
-                batch,
+                work.runner,
+                work.inputs,
                 sampler=sampler,
                 protocol=self.protocol,
                 threads=runtime.threads or self.recipe.energy.threads,
@@ -276,12 +290,12 @@ class VariantBench:
                 min_windows=max(pairs, protocol.min_windows),
                 max_windows=max(pairs, protocol.max_windows),
             )
-        base = (
-            reference if reference is not None else self.reference,
-            self.inference_batch(),
-            self.recipe.energy.threads,
+        ref = self.task.workload(
+            reference if reference is not None else self.reference, self.inference_batch()
         )
-        mine = (model, self.inference_batch(runtime), runtime.threads or self.recipe.energy.threads)
+        work = self.task.workload(model, self.inference_batch(runtime), kv_cache=runtime.kv_cache)
+        base = (ref.runner, ref.inputs, self.recipe.energy.threads)
+        mine = (work.runner, work.inputs, runtime.threads or self.recipe.energy.threads)
         with contextlib.ExitStack() as stack:
             if runtime.power_limit_w is not None:
                 from compresslab.energy import power_limit
@@ -300,12 +314,15 @@ class VariantBench:
         min_accuracy: float | None = None,
         runtime: Runtime | None = None,
         before_measure: Callable[[], None] | None = None,
+        quality_gate: bool = False,
     ) -> tuple[float, dict[str, Any]]:
         """Build the variant, then its metric and figures (JSON-able, as a trial stores them).
 
         With ``min_accuracy``, a variant clearly below it (the upper end of its accuracy's 95%
         interval, on a subset first, then on the whole split) is not measured for energy:
-        :class:`Screened` is raised instead. The baseline is never screened.
+        :class:`Screened` is raised instead. The baseline is never screened. With
+        ``quality_gate`` (the search), a variant outside ``search.tolerance.perplexity`` is
+        not measured either (:class:`Screened`), so every measured variant is within both.
 
         Returns:
             The metric, and a dict with every key of :data:`MEASURED_ATTRS`.
@@ -319,6 +336,9 @@ class VariantBench:
         with host_lock(exclusive=False):
             model = self.build(spec)
             screening = min_accuracy is not None and not spec.is_baseline
+            quality = self.task.quality(model)
+            if quality_gate and not spec.is_baseline:
+                self._check_quality(quality)
             if screening:
                 assert min_accuracy is not None
                 self.screen(model, min_accuracy)
@@ -329,12 +349,15 @@ class VariantBench:
                     f"clearly below the minimum {min_accuracy:.4f}; energy not measured",
                     accuracy=metric,
                 )
+            answers = self.task.answers(model)
             prof = profile_model(model, self.ctx.example_inputs)
             batch = self.inference_batch(runtime)
+            work = self.task.workload(model, batch, kv_cache=runtime.kv_cache)
+            counts = count_ops(work.runner, work.inputs)
             # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
-            modeled = modeled_j_per_inference(
-                count_ops(model, batch), batch_size=int(batch.shape[0])
-            )
+            modeled = modeled_j_per_inference(counts, batch_size=int(batch.shape[0]))
+            # MACs per unit of the workload (a generated token) when it is not the model's own.
+            macs = prof.macs_per_inference if work.runner is model else sum(counts.macs.values())
             is_reference = spec.is_baseline and runtime == Runtime()
             if not is_reference:
                 _ = self.reference  # built here, not inside the measurement
@@ -348,6 +371,9 @@ class VariantBench:
         else:
             paired = self.measure_paired(model, runtime=runtime)
             energy, reference, vs = paired.candidate, paired.reference, paired.vs_reference()
+        phases = {
+            name: self._measure_phase(w, runtime).to_dict() for name, w in work.phases.items()
+        }
         return metric, {
             "accuracy_ci95": list(interval),
             "energy": energy.to_dict(),
@@ -355,9 +381,59 @@ class VariantBench:
             "vs_baseline": vs,
             "modeled_j_per_inference": sum(modeled.values()),
             "n_params": prof.params,
-            "macs_per_inference": prof.macs_per_inference,
+            "macs_per_inference": macs,
             "size_bytes": prof.size_bytes,
             "memory_bytes": prof.memory_bytes,
             "sparsity": prof.sparsity,
             "notes": notes_of(model),
+            "quality": quality,
+            "answers": answers,
+            "phases": phases,
         }
+
+    # --- what generative tasks add ----------------------------------------------------------
+
+    def _check_quality(self, quality: Mapping[str, Any]) -> None:
+        """Raise :class:`Screened` when the perplexity is outside ``search.tolerance``.
+
+        The limit is on the variant's perplexity relative to the baseline's on the same
+        tokens (a point estimate, like accuracy's minimum); its interval is recorded.
+        """
+        limit = self.recipe.search.tolerance.perplexity
+        if limit is None:
+            return
+        ratio = quality.get("perplexity_ratio")
+        if ratio is None:
+            from compresslab.errors import TaskError
+
+            raise TaskError(
+                f"search.tolerance.perplexity needs a task with a perplexity (a causal language "
+                f"model); task '{self.task.name}' has none: remove it from the recipe"
+            )
+        if ratio > 1 + limit:
+            low, high = quality.get("perplexity_ratio_ci95") or (ratio, ratio)
+            base = quality.get("baseline_perplexity", math.nan)
+            raise Screened(
+                f"outside the tolerance: perplexity {quality['perplexity']:.4g} is "
+                f"{(ratio - 1) * 100:+.1f}% from the baseline's {base:.4g}"
+                f" (95% CI {(low - 1) * 100:+.1f}% to {(high - 1) * 100:+.1f}%), above the "
+                f"+{limit * 100:g}% allowed; energy not measured",
+                accuracy=None,
+            )
+
+    def _measure_phase(self, work: TaskWorkload, runtime: Runtime) -> EnergyResult:
+        """One phase of a workload (e.g. a generation's prefill) measured on its own."""
+        from compresslab.protocol import measure_model
+
+        with contextlib.ExitStack() as stack:
+            if runtime.power_limit_w is not None:
+                from compresslab.energy import power_limit
+
+                stack.enter_context(power_limit(runtime.power_limit_w))
+            return measure_model(
+                work.runner,
+                work.inputs,
+                sampler=self.selection.sampler,
+                protocol=self.protocol,
+                threads=runtime.threads or self.recipe.energy.threads,
+            )

@@ -11,8 +11,10 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     Tag,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -185,11 +187,37 @@ class EnergySpec(_Strict):
         return self
 
 
+def _without_unset(
+    handler: SerializerFunctionWrapHandler, value: Any, names: tuple[str, ...]
+) -> Any:
+    """``value`` dumped by ``handler``, without the fields ``names`` where they are unset.
+
+    For fields added after recipes were first hashed: a recipe that does not use one dumps,
+    and so hashes, as it did before the field existed.
+    """
+    out = handler(value)
+    if isinstance(out, dict):
+        for name in names:
+            if out.get(name) is None:
+                out.pop(name, None)
+    return out
+
+
 class Tolerance(_Strict):
-    """The accuracy drop from the baseline that a variant may have: absolute or relative."""
+    """The accuracy drop from the baseline that a variant may have: absolute or relative.
+
+    ``perplexity`` (tasks with a perplexity: causal language models) also bounds the rise of
+    the variant's perplexity over the baseline's on the same text, relative (0.05: at most 5%
+    higher); a variant above it is not measured for energy.
+    """
 
     absolute: float | None = Field(default=None, ge=0, le=1)
     relative: float | None = Field(default=None, ge=0, le=1)
+    perplexity: float | None = Field(default=None, ge=0, le=100)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _without_unset(handler, self, ("perplexity",))
 
     @model_validator(mode="after")
     def _one_kind(self) -> Tolerance:
@@ -209,10 +237,11 @@ class Tolerance(_Strict):
 
     def describe(self) -> str:
         """Human wording, e.g. ``1 point absolute``."""
+        ppl = "" if self.perplexity is None else f"; perplexity at most +{self.perplexity * 100:g}%"
         if self.absolute is not None:
-            return f"{self.absolute * 100:g} points absolute"
+            return f"{self.absolute * 100:g} points absolute{ppl}"
         assert self.relative is not None
-        return f"{self.relative * 100:g}% relative"
+        return f"{self.relative * 100:g}% relative{ppl}"
 
 
 class SearchSpec(_Strict):
@@ -290,6 +319,12 @@ class RuntimeSpec(_Strict):
     batch_size: ParamSpec | None = None
     #: NVIDIA GPUs only: the power limit (W) set through NVML while measuring, then restored.
     power_limit_w: ParamSpec | None = None
+    #: Generative tasks only: keep the KV cache while generating (true, false, or choices).
+    kv_cache: ParamSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _without_unset(handler, self, ("kv_cache",))
 
     @model_validator(mode="after")
     def _positive_ints(self) -> RuntimeSpec:
@@ -321,6 +356,11 @@ class RuntimeSpec(_Strict):
             for v in values:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     raise ValueError(f"`{name}` values must be integers >= 1, not {v!r}")
+        cache = self.kv_cache
+        if cache is not None:
+            choices = list(cache.choices) if isinstance(cache, ParamChoices) else [cache]
+            if isinstance(cache, ParamRange) or not all(isinstance(v, bool) for v in choices):
+                raise ValueError("`kv_cache` is true, false or {choices: [true, false]}")
         return self
 
 

@@ -178,7 +178,11 @@ class Objective:
     ) -> tuple[float, float]:
         screen = self.min_accuracy if self.bench.recipe.search.screen_examples > 0 else None
         metric, attrs = self.bench.evaluate(
-            spec, min_accuracy=screen, runtime=runtime, before_measure=before_measure
+            spec,
+            min_accuracy=screen,
+            runtime=runtime,
+            before_measure=before_measure,
+            quality_gate=True,
         )
         for key, value in attrs.items():
             trial.set_user_attr(key, value)

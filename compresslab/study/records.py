@@ -86,6 +86,9 @@ def trial_record(
         reference_energy=ua.get("reference_energy") if complete else None,
         confirmed=confirmed,
         baseline_j=baseline_j,
+        quality=dict(ua.get("quality") or {}),
+        answers=tuple(ua.get("answers") or ()),
+        phases=dict(ua.get("phases") or {}) if complete else {},
     )
 
 

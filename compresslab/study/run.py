@@ -39,7 +39,7 @@ from compresslab.study.storage import (
     open_study,
 )
 from compresslab.tasks import Task, load_task
-from compresslab.tasks.metrics import METRICS, predict
+from compresslab.tasks.metrics import METRICS
 from compresslab.versions import versions
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def run_search(
         task = load_task(recipe.task)
         try:
             baseline_accuracy = METRICS[recipe.task.metric](
-                predict(task.model, task.eval_inputs), task.eval_labels
+                task.predictions(task.model), task.eval_labels
             )
         except Exception as e:  # the user's model: any error; none is a trial's fault
             raise TaskError(
@@ -268,6 +268,9 @@ def _report_info(
         "machine": fingerprint(),
         "skipped_methods": space.skipped,
         "batch_size": recipe.energy.batch_size,
+        # What one inference is (a causal task: a generated token), and the task's settings.
+        "unit": task.unit,
+        "task_info": dict(task.info),
         "tolerance": recipe.search.tolerance.describe(),
         "carbon": dataclasses.asdict(
             carbon_settings(
