@@ -150,6 +150,13 @@ class VariantBench:
     ) -> None:
         from compresslab.protocol import Protocol, select_for
 
+        if recipe.search.tolerance.perplexity is not None and not task.has_perplexity:
+            from compresslab.errors import TaskError
+
+            raise TaskError(
+                f"search.tolerance.perplexity needs a task with a perplexity (a causal language "
+                f"model); task '{task.name}' has none: remove it from the recipe"
+            )
         self.recipe = recipe
         self.task = task
         self.selection = selection if selection is not None else select_for(recipe.energy)
@@ -402,14 +409,7 @@ class VariantBench:
         limit = self.recipe.search.tolerance.perplexity
         if limit is None:
             return
-        ratio = quality.get("perplexity_ratio")
-        if ratio is None:
-            from compresslab.errors import TaskError
-
-            raise TaskError(
-                f"search.tolerance.perplexity needs a task with a perplexity (a causal language "
-                f"model); task '{self.task.name}' has none: remove it from the recipe"
-            )
+        ratio = float(quality["perplexity_ratio"])
         if ratio > 1 + limit:
             low, high = quality.get("perplexity_ratio_ci95") or (ratio, ratio)
             base = quality.get("baseline_perplexity", math.nan)

@@ -65,6 +65,8 @@ class Task:
 
     #: What one unit of energy is, for reports (a generative task: ``generated token``).
     unit: ClassVar[str] = "inference"
+    #: Whether :meth:`quality` gives a perplexity (``search.tolerance.perplexity`` needs one).
+    has_perplexity: ClassVar[bool] = False
 
     name: str
     model: nn.Module

@@ -189,6 +189,7 @@ class CausalLMTask(Task):
     """
 
     unit: ClassVar[str] = "generated token"
+    has_perplexity: ClassVar[bool] = True
 
     choices: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.long))
     text: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.long))
