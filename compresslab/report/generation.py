@@ -210,7 +210,7 @@ def generation_blocks(result: SearchResult) -> list[Block]:
     text = (
         f"One inference here is one generated token: each request gets {n} new tokens "
         f"(greedy decoding, the end of sequence held back so every variant generates as "
-        f"many), {batch} requests per batch at the baseline's settings. Energy per request = "
+        f"many), {batch} request(s) per batch at the baseline's settings. Energy per request = "
         f"per token x {n}. The prefill (one forward over the prompts, KV cache filled) was "
         f"measured on its own after each trial's paired measurement; decode per token = "
         f"(own generation per request - prefill per request) / {max(n - 1, 1)}, intervals "
