@@ -110,7 +110,7 @@ def _best(result: Any) -> dict[str, Any]:
     }
 
 
-def _contrasts(recipe: Any, pairs: int, kv: bool) -> list[dict[str, Any]]:
+def _contrasts(recipe: Any, pairs: int, kv: bool, only: str | None) -> list[dict[str, Any]]:
     from compresslab.bench import Runtime, VariantBench
     from compresslab.compress import Step, VariantSpec
     from compresslab.tasks import load_task
@@ -120,7 +120,7 @@ def _contrasts(recipe: Any, pairs: int, kv: bool) -> list[dict[str, Any]]:
     base_acc, _ = bench.accuracy(bench.reference)
     rows = []
     for label, steps, runtime in CONTRASTS:
-        if not kv and "kv_cache" in runtime:
+        if (not kv and "kv_cache" in runtime) or (only and only not in label):
             continue
         stamp = run_stamp()
         spec = VariantSpec(tuple(Step(m, p) for m, p in steps))
@@ -216,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--no-kv", action="store_true", help="skip the KV-cache-off contrast")
     parser.add_argument("--no-contrasts", action="store_true")
+    parser.add_argument("--only", default=None, help="contrasts whose label contains this")
+    parser.add_argument("--out", type=Path, default=OUT / "llm", help="where results go")
     args = parser.parse_args(argv)
-    out = OUT / "llm"
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     recipe, result, run = _search(out, args.reuse_reports)
@@ -230,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     base = result.baseline
     data["provenance"] = base.provenance if base is not None else "-"
     (out / "results.json").write_text(json.dumps(data, indent=2, default=str))
-    data["contrasts"] = [] if args.no_contrasts else _contrasts(recipe, args.pairs, not args.no_kv)
+    data["contrasts"] = (
+        [] if args.no_contrasts else _contrasts(recipe, args.pairs, not args.no_kv, args.only)
+    )
     data["duration_s"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(data, indent=2, default=str))
     snippet = _markdown(data)
