@@ -225,7 +225,8 @@ def test_smollm2_loads_offline_and_answers(tmp_path: Path) -> None:
     from compresslab.recipe import TaskSpec
     from compresslab.tasks import load_task
 
-    options = {**TINY_OPTIONS, "prompts": ["What is the capital of France?"], "answer_prompts": 1}
+    options = {**TINY_OPTIONS, "prompts": ["What is the capital of France?"], "chat": True}
+    options["answer_prompts"] = 1
     options.update(questions=40, perplexity_texts=12, calibration_texts=4, answer_tokens=12)
     task = load_task(TaskSpec(name="smollm2", options=options))
     assert isinstance(task, CausalLMTask)
