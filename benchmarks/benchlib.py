@@ -17,6 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Before anything imports torch (machine_info does): compresslab asks OpenMP to let waiting
+# threads sleep (OMP_WAIT_POLICY=PASSIVE), which only works before torch loads.
+import compresslab  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 #: Searches and scratch files of the benchmark (ignored by git, see benchmarks/.gitignore).
@@ -82,6 +86,15 @@ class Figure:
     def from_dict(cls, d: dict[str, Any]) -> Figure:
         """Inverse of :meth:`to_dict` (for merging a subset run into earlier results)."""
         return cls(**d)
+
+
+def quick_recipe(recipe: Any) -> Any:
+    """``recipe`` with tiny windows and few pairs, for ``--quick`` (its numbers mean nothing)."""
+    energy = recipe.energy.model_copy(
+        update={"warmup_s": 0.05, "window_s": 0.05, "min_windows": 2, "max_windows": 3}
+    )
+    search = recipe.search.model_copy(update={"confirm_pairs": 2})
+    return recipe.model_copy(update={"energy": energy, "search": search})
 
 
 def log(message: str) -> None:

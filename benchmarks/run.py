@@ -5,6 +5,7 @@ From the repository root::
     make bench                                   # every figure (about 30 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --only overhead,repeatability
     .venv/bin/python benchmarks/run.py --only outcome --reuse-reports
+    .venv/bin/python benchmarks/run.py --only trust     # figure 7 (~6 min alone, 1.5 after 4)
     .venv/bin/python benchmarks/run.py --quick   # smoke run (meaningless numbers, written
                                                  # under benchmarks/out/quick/)
 
@@ -16,6 +17,9 @@ Figures (issue 10), by ``--only`` key:
 4. ``outcome``: best energy saving within 1 accuracy point for each shipped recipe.
 5. ``cost``: the energy of a default digits search against its best variant's saving.
 6. ``prediction``: Spearman correlation of the modeled and the estimated energy.
+
+Figure 7 (issue 14), ``trust``: repeatability and coverage of paired ratios and absolute
+figures, a quiet against a busy machine, and search against confirmed ratios.
 
 A subset run keeps the other figures of the previous ``results.json`` (each figure says when
 and under what load it ran). The benchmarks are not part of the test run.
@@ -47,7 +51,7 @@ from benchlib import (
     verdict,
 )
 
-KEYS = ("overhead", "repeatability", "search", "outcome", "cost", "prediction")
+KEYS = ("overhead", "repeatability", "search", "outcome", "cost", "prediction", "trust")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,12 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default="",
-        help=f"comma-separated figures to run (keys or numbers 1-6): {', '.join(KEYS)}",
+        help=f"comma-separated figures to run (keys or numbers 1-{len(KEYS)}): {', '.join(KEYS)}",
     )
     p.add_argument(
         "--reuse-reports",
         action="store_true",
-        help="figures 4-6 read reports/<name>/trials.csv (and study.db) of earlier "
+        help="figures 4-7 read reports/<name>/trials.csv (and study.db) of earlier "
         "`compresslab search` runs instead of searching (a missing one is searched)",
     )
     p.add_argument(
@@ -266,15 +270,21 @@ def main(argv: list[str] | None = None) -> int:
         stamp = run_stamp()
         record(search_efficiency.run(settings), stamp)
     later = {"outcome", "cost", "prediction"} & set(wanted)
+    searches: dict[str, Any] = {}
     if later:
         import outcome
 
         grid = figures["search"].data.get("grid_spearman") if "search" in figures else None
         stamp = run_stamp()
-        produced = outcome.run(settings, later, grid)
+        produced, searches = outcome.run(settings, later, grid)
         # The searches are shared: each figure is stamped with the whole step.
         for fig in produced:
             record(fig, dict(stamp))
+    if "trust" in wanted:
+        import trust
+
+        stamp = run_stamp()
+        record(trust.run(settings, searches), stamp)
 
     meta = {
         "command": " ".join([COMMAND, *sys.argv[1:]]) if argv is None else COMMAND,

@@ -25,24 +25,23 @@ prefer_passive_omp_wait()
 if TYPE_CHECKING:
     from compresslab import lab
     from compresslab.api import (
-        BlockMeasurement,
         export_trial,
         load_recipe,
-        measure,
         measure_model,
         measure_recipe,
         rebuild_report,
         search,
     )
+    from compresslab.block import BlockMeasurement, measure
     from compresslab.errors import CompressLabError, RecipeError
     from compresslab.lab import Study
 
 # Public name -> the module that defines it.
 _PUBLIC = {
-    "BlockMeasurement": "compresslab.api",
+    "BlockMeasurement": "compresslab.block",
     "export_trial": "compresslab.api",
     "load_recipe": "compresslab.api",
-    "measure": "compresslab.api",
+    "measure": "compresslab.block",
     "measure_model": "compresslab.api",
     "measure_recipe": "compresslab.api",
     "rebuild_report": "compresslab.api",

@@ -2,41 +2,134 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from compresslab.errors import CompressLabError, UsageError
+import yaml
+
+from compresslab.errors import CompressLabError, RecipeError, UsageError
 from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source, storage_problem
 from compresslab.recipe import source_from_text as _source_from_text
 from compresslab.results import SearchResult, TrialRecord
 
 
 def _validated(source: RecipeSource) -> Recipe:
+    """The recipe, checked in full before any work; every problem found is raised at once."""
+    recipe = parse_recipe(source)  # the form first: a malformed recipe never imports torch
     # The registries of methods and tasks import torch: loaded here, not with the package.
     from compresslab.compress import check_space
-    from compresslab.tasks import check_task
+    from compresslab.energy.cuda import device_problem
+    from compresslab.errors import TaskError
+    from compresslab.tasks import check_task, resolve_entrypoint
 
-    recipe = parse_recipe(source)
-    problems = check_space(recipe.compression) + check_task(recipe.task)
+    # A GPU torch cannot reach is refused here, before a task loads (a CPU-only torch build,
+    # no device N): otherwise the model would run on the CPU while an idle GPU is measured.
+    device = device_problem(recipe.energy.device)
+    if device is not None:
+        raise source.error(("energy", "device"), device)
+    space = check_space(recipe.compression)
+    problems = space + check_task(recipe.task) + _thread_problems(recipe)
+    if not space:
+        problems += _grid_problems(recipe)
     if problems:
-        loc, message = problems[0]
-        more = f" ({len(problems) - 1} more problem(s) after this one)" if len(problems) > 1 else ""
-        raise source.error(loc, message + more)
+        errors = [source.error(loc, message) for loc, message in problems]
+        raise RecipeError.combine(sorted(errors, key=lambda e: e.line or 0))
+    if recipe.task.entrypoint is not None:
+        # Only now, with nothing else wrong: the user's module is imported (its top level
+        # runs) and its function found; the function runs when the search starts.
+        try:
+            resolve_entrypoint(recipe.task.entrypoint)
+        except TaskError as e:
+            raise source.error(("task", "entrypoint"), str(e)) from e
     return recipe
+
+
+def _thread_problems(recipe: Recipe) -> list[tuple[tuple[Any, ...], str]]:
+    """Thread counts above the CPUs this process may use.
+
+    Refused rather than warned about: a measurement never runs more threads than those CPUs,
+    so such a variant would be labelled with one thread count and measured with another.
+    """
+    from compresslab.machine import logical_cpus
+    from compresslab.recipe import ParamChoices, ParamRange
+
+    cpus = logical_cpus()
+    found: list[tuple[tuple[Any, ...], Any]] = []
+    if recipe.energy.threads is not None:
+        found.append((("energy", "threads"), [recipe.energy.threads]))
+    spec = recipe.runtime.threads
+    if spec is not None:
+        values = (
+            [spec.low, spec.high]
+            if isinstance(spec, ParamRange)
+            else list(spec.choices)
+            if isinstance(spec, ParamChoices)
+            else [spec]
+        )
+        found.append((("runtime", "threads"), values))
+    problems = []
+    for loc, values in found:
+        over = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > cpus]
+        if over:
+            problems.append(
+                (
+                    loc,
+                    f"{max(over)} threads is more than the {cpus} CPUs this process may use: a "
+                    f"measurement runs at most {cpus} threads, so the result would be labelled "
+                    f"with a thread count it was not measured with; valid on this machine: "
+                    f"integer in [1, {cpus}]",
+                )
+            )
+    return problems
+
+
+def _grid_problems(recipe: Recipe) -> list[tuple[tuple[Any, ...], str]]:
+    """An exhaustive grid that cannot be listed (no step, or too many variants)."""
+    if recipe.search.sampler != "grid":
+        return []  # the other samplers never list the space (auto counts it first)
+    from compresslab.study.space import MAX_GRID, grid_too_big, recipe_grid_size
+
+    loc = ("search", "sampler")
+    try:
+        size = recipe_grid_size(recipe.compression, recipe.runtime)
+    except RecipeError as e:
+        return [(loc, str(e).removeprefix("field 'search.sampler': "))]
+    return [(loc, grid_too_big(size))] if size > MAX_GRID else []
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes an object shared by two places twice: a recipe has no aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _dict_text(source: Mapping[str, Any]) -> str:
+    try:
+        return yaml.dump(dict(source), Dumper=_NoAliasDumper)
+    except RecursionError:
+        raise RecipeError(
+            "the recipe dict refers to itself: give each section its own value",
+            path="<dict>",
+        ) from None
+    except yaml.YAMLError as e:
+        raise RecipeError(
+            f"the recipe dict holds a value YAML cannot write ({e}): use plain text, numbers, "
+            "true/false, None, lists and dicts",
+            path="<dict>",
+        ) from e
 
 
 def load_recipe(source: str | Path | Mapping[str, Any]) -> Recipe:
     """Load and fully validate a recipe from a YAML file path or a dict.
 
     Raises:
-        RecipeError: the recipe is invalid; the message names the file, line, field and fix.
+        RecipeError: the recipe is invalid; the message names the file, line, field and fix
+            of every problem, one per line.
     """
     if isinstance(source, Mapping):
-        import yaml
-
-        return _validated(_source_from_text(yaml.safe_dump(dict(source)), path="<dict>"))
+        return _validated(_source_from_text(_dict_text(source), path="<dict>"))
     return _validated(read_source(source))
 
 
@@ -73,6 +166,7 @@ def search(
     from compresslab.study import run_search
 
     _check_storage(storage)
+    _check_trials(trials)
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     result = run_search(
@@ -80,14 +174,55 @@ def search(
     )
     if write_report:
         _write(result, recipe.output_dir(base_dir))
+    _record_search(recipe, result, base_dir)
     _raise_if_all_failed(result, recipe.output_dir(base_dir) / "report.md")
     return result
+
+
+def _record_search(recipe: Recipe, result: SearchResult, base_dir: Path | None) -> None:
+    """One history line: the search's own energy and the best variant it found."""
+    from compresslab import history
+
+    sessions = result.info.get("search_energy") or []
+    best = result.best_saving()
+    figures: dict[str, Any] = {"trials": len(result.trials), "measured": len(result.measured)}
+    if best is not None:
+        figures.update(
+            {
+                "best_trial": best.number,
+                "energy_j_per_inference": best.energy_j_per_inference,
+                "ci95_j_per_inference": best.ci95_j_per_inference,
+                "ratio_vs_baseline": best.ratio_vs_baseline,
+                "confirmed": best.confirmed,
+                "accuracy": best.accuracy,
+            }
+        )
+    history.record(
+        recipe,
+        command="search",
+        variant=best.variant if best is not None else "none",
+        energy_j=sum(float(s.get("energy_j") or 0.0) for s in sessions),
+        duration_s=sum(float(s.get("duration_s") or 0.0) for s in sessions),
+        provenance=str(sessions[-1].get("provenance")) if sessions else "estimated",
+        figures=figures,
+        base_dir=base_dir,
+    )
 
 
 def _check_storage(storage: str | None) -> None:
     problem = storage_problem(storage) if storage is not None else None
     if problem:
         raise UsageError(f"--storage: {problem}; see docs/fleet.md")
+
+
+def _check_trials(trials: int | None) -> None:
+    from compresslab.recipe import SearchSpec
+
+    high = next(m.le for m in SearchSpec.model_fields["trials"].metadata if hasattr(m, "le"))
+    if trials is not None and (isinstance(trials, bool) or not 1 <= trials <= high):
+        raise UsageError(
+            f"--trials: {trials!r} is outside [1, {high}]: give a budget in that range"
+        )
 
 
 def _raise_if_all_failed(result: SearchResult, report: Path) -> None:
@@ -167,99 +302,6 @@ def measure_model(
     return _measure(model, inputs, sampler=selection.sampler, protocol=protocol, threads=threads)
 
 
-class BlockMeasurement:
-    """The energy of one ``with compresslab.measure(...)`` block, filled in when it exits.
-
-    One window gives no confidence interval: use :func:`measure_model` for repeated windows.
-    """
-
-    def __init__(self, *, sampler: str, selection: str, inferences: int) -> None:
-        self.sampler = sampler
-        self.selection = selection
-        self.inferences = inferences
-        self.reading: Any = None
-
-    @property
-    def energy_j(self) -> float:
-        """Joules over the block (all components)."""
-        if self.reading is None:
-            raise RuntimeError("the block has not finished: read the figures after the `with`")
-        return float(self.reading.energy_j)
-
-    @property
-    def energy_j_per_inference(self) -> float:
-        """Joules per inference (``energy_j / inferences``)."""
-        return self.energy_j / self.inferences
-
-    @property
-    def duration_s(self) -> float:
-        """Wall time of the block."""
-        return float(self.reading.duration_s)
-
-    @property
-    def provenance(self) -> str:
-        """How the figure was obtained (the weakest component's label)."""
-        return str(self.reading.provenance)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary with per-component provenance."""
-        return {
-            "sampler": self.sampler,
-            "selection": self.selection,
-            "energy_j": self.energy_j,
-            "energy_j_per_inference": self.energy_j_per_inference,
-            "inferences": self.inferences,
-            "duration_s": self.duration_s,
-            "provenance": self.provenance,
-            "components": {
-                c.component: {"energy_j": c.energy_j, "provenance": str(c.provenance)}
-                for c in self.reading.components
-            },
-        }
-
-
-@contextlib.contextmanager
-def measure(
-    *, sampler: str = "auto", inferences: int = 1, device: str = "cpu"
-) -> Iterator[BlockMeasurement]:
-    """Measure the energy of the code in a ``with`` block (one window).
-
-    Example::
-
-        with compresslab.measure(inferences=len(batch)) as m:
-            model(batch)
-        print(m.energy_j_per_inference, m.provenance)
-
-    Raises:
-        MeasurementError: the reading is implausible (e.g. the block was shorter than the
-            counter's update period: run more work inside it).
-    """
-    from compresslab.energy import select_sampler
-    from compresslab.errors import MeasurementError
-    from compresslab.protocol import host_lock
-
-    if sampler == "model":
-        raise MeasurementError(
-            "the modeled tier counts a model's calls and cannot measure a code block: "
-            "use compresslab.measure_model(model, inputs, sampler='model')"
-        )
-    if inferences < 1:
-        raise ValueError("inferences must be at least 1")
-    selection = select_sampler(sampler, device=device)
-    result = BlockMeasurement(
-        sampler=selection.sampler.name, selection=selection.explain(), inferences=inferences
-    )
-    with host_lock():
-        selection.sampler.start()
-        try:
-            yield result
-        except BaseException:
-            with contextlib.suppress(Exception):
-                selection.sampler.stop()
-            raise
-        result.reading = selection.sampler.stop()
-
-
 def measure_recipe(
     recipe: Recipe | str | Path,
     *,
@@ -276,7 +318,74 @@ def measure_recipe(
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    return measure_trial(recipe, trial=trial, storage=storage, base_dir=base_dir)
+    result = measure_trial(recipe, trial=trial, storage=storage, base_dir=base_dir)
+    record_measurement(recipe, result, command="measure", base_dir=base_dir)
+    return result
+
+
+def record_measurement(
+    recipe: Recipe, result: dict[str, Any], *, command: str, base_dir: Path | None = None
+) -> None:
+    """One history line for a measurement (what ``measure --json`` prints)."""
+    from compresslab import history
+
+    n = int(result["n_inferences"])
+    keys = (
+        "energy_j_per_inference",
+        "ci95_j_per_inference",
+        "sampler",
+        "windows",
+        "trial",
+        "vs_baseline",
+        recipe.task.metric,
+        "ci_target_met",
+        "systematic_rel",
+    )
+    history.record(
+        recipe,
+        command=command,
+        variant=str(result["variant"]),
+        energy_j=float(result["energy_j_per_inference"]) * n,
+        duration_s=float(result["duration_s"]),
+        provenance=str(result["provenance"]),
+        ci95_j=float(result["ci95_j_per_inference"]) * n,
+        components_j={k: v * n for k, v in result["components_j_per_inference"].items()},
+        figures={
+            **{k: result.get(k) for k in keys},
+            "contended": (result.get("contention") or {}).get("contended"),
+        },
+        base_dir=base_dir,
+    )
+
+
+def compare(
+    a: str | Path,
+    b: str | Path,
+    *,
+    study_a: str | None = None,
+    study_b: str | None = None,
+    force: bool = False,
+) -> Any:
+    """Two stored studies side by side (see :mod:`compresslab.compare`).
+
+    Args:
+        a: a report folder holding ``study.db``, a ``.db`` file or a storage URL.
+        b: the same for the second study.
+        study_a: the study's name in ``a`` when it holds several.
+        study_b: likewise for ``b``.
+        force: divide absolute figures of different provenance anyway (said so).
+
+    Returns:
+        A :class:`compresslab.compare.Comparison` (``.frame()``, ``.markdown()``).
+    """
+    from compresslab.compare import compare_results
+    from compresslab.study import load_stored_result
+
+    return compare_results(
+        load_stored_result(a, study_name=study_a),
+        load_stored_result(b, study_name=study_b),
+        force=force,
+    )
 
 
 def export_trial(
@@ -300,4 +409,61 @@ def export_trial(
         recipe = load_recipe(recipe)
     return _export(
         recipe, trial=trial, out_dir=Path(out_dir), storage=storage, base_dir=base_dir, force=force
+    )
+
+
+def energy_gate(
+    recipe: Recipe | str | Path,
+    *,
+    baseline: str | Path | None = None,
+    reference: str | Path | None = None,
+    reference_rev: str | None = None,
+    update: bool = False,
+    trial: int | None = None,
+    storage: str | None = None,
+    base_dir: Path | None = None,
+    pairs: int | None = None,
+) -> Any:
+    """The CI gate (``compresslab check``): the candidate against a reference measured now.
+
+    Args:
+        recipe: the recipe (its path lets ``reference_rev`` read the task as it was there).
+        baseline: the baseline JSON; its program beside it is the reference. With ``update``,
+            both are (re)written from the current model instead.
+        reference: a ``compresslab export`` folder to compare with instead.
+        reference_rev: a git revision whose code builds the reference instead.
+        update: write the baseline (and its program) rather than gate.
+        trial: gate this trial's variant of the recipe's study (default: the baseline model).
+        storage: the study's storage URL (with ``trial``).
+        base_dir: folder the recipe's relative ``output`` is resolved against.
+        pairs: pairs of interleaved windows (default: ``check.pairs``).
+
+    Returns:
+        A :class:`compresslab.check.Verdict` (``exit_code``: 0 pass, 1 regression), or with
+        ``update`` the :class:`compresslab.check.Snapshot` written.
+
+    Raises:
+        GateInputError: no reference or an unusable one (exit code 2).
+    """
+    from compresslab.check import GateInputError, run_check, update_baseline
+
+    recipe_path = None if isinstance(recipe, Recipe) else Path(recipe)
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    if update:
+        if baseline is None or reference is not None or reference_rev is not None:
+            raise GateInputError("--update writes a baseline: give --baseline FILE, and only it")
+        return update_baseline(
+            recipe, baseline_path=Path(baseline), trial=trial, storage=storage, base_dir=base_dir
+        )
+    return run_check(
+        recipe,
+        baseline_path=Path(baseline) if baseline is not None else None,
+        reference_dir=Path(reference) if reference is not None else None,
+        reference_rev=reference_rev,
+        recipe_path=recipe_path,
+        trial=trial,
+        storage=storage,
+        base_dir=base_dir,
+        pairs=pairs,
     )

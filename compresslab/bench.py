@@ -8,11 +8,17 @@ layers kept whole, seed and training data).
 
 This layer takes plain values (a spec, a runtime) and never an Optuna trial: turning a trial
 into a spec stays in :mod:`compresslab.study`.
+
+Where a variant runs is the recipe's ``energy.device``: variants are built on the CPU (methods
+whose layers quantize on a device, bitsandbytes, quantize on that one), then
+:meth:`VariantBench.place` moves the built model to the device, and the inference batch, the
+accuracy evaluation and the profile's forward pass follow it there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import math
@@ -28,8 +34,10 @@ from compresslab.compress import (
     get_method,
     notes_of,
 )
+from compresslab.errors import VariantError
 from compresslab.hostlock import host_lock
 from compresslab.recipe import Recipe
+from compresslab.timing import PartTimer
 
 if TYPE_CHECKING:
     import torch
@@ -55,6 +63,7 @@ MEASURED_ATTRS = (
     "memory_bytes",
     "sparsity",
     "notes",
+    "op_counts",
     # What a task reports besides its metric (a language model: perplexity, sample answers,
     # the energy of each phase of a generation); empty for classifiers.
     "quality",
@@ -125,6 +134,7 @@ def compress_context(recipe: Recipe, task: Task) -> CompressContext:
         seed=recipe.search.seed,
         train_inputs=task.train_inputs,
         train_labels=task.train_labels,
+        device=recipe.energy.device,
     )
 
 
@@ -162,9 +172,13 @@ class VariantBench:
         self.selection = selection if selection is not None else select_for(recipe.energy)
         self.ctx = compress_context(recipe, task)
         self.protocol = Protocol.from_spec(recipe.energy)
+        #: Where variants run and are measured (``energy.device``): ``cpu``, ``cuda[:N]``.
+        self.device: str = recipe.energy.device
         self._reuse_float = reuse_float
         self._float: tuple[str, nn.Module] | None = None
         self._reference: nn.Module | None = None
+        #: The time of the last :meth:`evaluate` per part, also when it raised (screening).
+        self.last_parts = PartTimer()
 
     # --- building ---------------------------------------------------------------------------
 
@@ -182,10 +196,56 @@ class VariantBench:
             self._float = (head.label(), build_variant(self.task.model, head, self.ctx))
         return build_variant(self._float[1], tail, self.ctx) if tail.steps else self._float[1]
 
+    # --- the device -------------------------------------------------------------------------
+
+    def place(self, model: nn.Module) -> nn.Module:
+        """``model`` on the recipe's device (moved in place, as ``nn.Module.to`` does).
+
+        On the CPU nothing moves. The float model kept for ``reuse_float`` is copied first, so
+        the next variant is still quantized from a CPU model.
+
+        Raises:
+            VariantError: the model holds layers that run on the CPU only (torch's dynamic
+                int8), or it cannot be moved.
+        """
+        if self.device == "cpu":
+            return model
+        cpu_only = sorted(
+            {
+                type(m).__name__
+                for m in model.modules()
+                if type(m).__module__.startswith("torch.ao.nn.quantized")
+            }
+        )
+        if cpu_only:
+            raise VariantError(
+                f"the variant has {', '.join(cpu_only)} layers, which torch runs on the CPU "
+                f"only, and `energy.device` is {self.device}: leave dynamic_int8 out of the "
+                "recipe's compression for a GPU (bnb_int8, bnb_4bit, fp16 and bf16 run there)"
+            )
+        if self._float is not None and model is self._float[1]:
+            model = copy.deepcopy(model)
+        try:
+            return model.to(self.device)
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            raise VariantError(
+                f"the variant cannot be moved to {self.device} ({type(e).__name__}: {e})"
+            ) from e
+
+    def on_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` on the recipe's device (a copy there, or itself on the CPU)."""
+        return tensor if self.device == "cpu" else tensor.to(self.device)
+
+    def _power_limit_device(self) -> str | None:
+        return None if self.device == "cpu" else self.device
+
     # --- accuracy ---------------------------------------------------------------------------
 
     def accuracy(self, model: nn.Module) -> tuple[float, tuple[float, float]]:
-        """The recipe's metric on the whole held-out split, and the 95% (Wilson) interval."""
+        """The recipe's metric on the whole held-out split, and the 95% (Wilson) interval.
+
+        The inputs go to ``model``'s device (:meth:`.tasks.Task.predictions`).
+        """
         from compresslab.tasks.metrics import METRICS, wilson_interval
 
         labels = self.task.eval_labels
@@ -223,9 +283,13 @@ class VariantBench:
     # --- energy -----------------------------------------------------------------------------
 
     def inference_batch(self, runtime: Runtime | None = None) -> torch.Tensor:
-        """The batch a variant is measured on (the runtime's batch size, else the recipe's)."""
+        """The batch a variant is measured on, on the recipe's device.
+
+        Its size is the runtime's batch size, else the recipe's ``energy.batch_size``.
+        """
         runtime = runtime or Runtime()
-        return self.task.inference_batch(runtime.batch_size or self.recipe.energy.batch_size)
+        batch = self.task.inference_batch(runtime.batch_size or self.recipe.energy.batch_size)
+        return self.on_device(batch)
 
     def measure(
         self,
@@ -237,34 +301,54 @@ class VariantBench:
     ) -> EnergyResult:
         """Energy per inference of ``model`` under the recipe's protocol and ``runtime``.
 
+        ``model`` and the batch are moved to the recipe's device first (:meth:`place`); what
+        is measured is the task's workload of them (:meth:`workload`).
+
         Raises:
             MeasurementError: the reading is implausible (the message says what to change).
             BackendUnavailableError: a runtime knob (the GPU power limit) cannot be set here.
         """
+        runtime = runtime or Runtime()
+        model = self.place(model)
+        batch = self.on_device(inputs) if inputs is not None else self.inference_batch(runtime)
+        return self._measure_work(self.workload(model, batch, runtime), runtime, selection)
+
+    def workload(self, model: nn.Module, batch: torch.Tensor, runtime: Runtime) -> TaskWorkload:
+        """What measuring ``model`` on ``batch`` runs (:meth:`.tasks.Task.workload`).
+
+        ``model`` is the placed variant; the workload's inputs, and the prompts a generative
+        task's runner holds, are on the model's device (the task moves them there).
+        """
+        return self.task.workload(model, batch, kv_cache=runtime.kv_cache)
+
+    def _measure_work(
+        self, work: TaskWorkload, runtime: Runtime, selection: Selection | None = None
+    ) -> EnergyResult:
         from compresslab.protocol import measure_model
 
-        runtime = runtime or Runtime()
-        batch = inputs if inputs is not None else self.inference_batch(runtime)
-        sampler = (selection or self.selection).sampler
-        work = self.task.workload(model, batch, kv_cache=runtime.kv_cache)
         with contextlib.ExitStack() as stack:
             if runtime.power_limit_w is not None:
                 from compresslab.energy import power_limit
 
-                stack.enter_context(power_limit(runtime.power_limit_w))
+                stack.enter_context(
+                    power_limit(runtime.power_limit_w, torch_device=self._power_limit_device())
+                )
             return measure_model(
                 work.runner,
                 work.inputs,
-                sampler=sampler,
+                sampler=(selection or self.selection).sampler,
                 protocol=self.protocol,
                 threads=runtime.threads or self.recipe.energy.threads,
             )
 
     @property
     def reference(self) -> nn.Module:
-        """The uncompressed baseline, built once: what every variant is measured against."""
+        """The uncompressed baseline, built once, on the recipe's device.
+
+        It is what every variant is measured against.
+        """
         if self._reference is None:
-            self._reference = self.build(VariantSpec())
+            self._reference = self.place(self.build(VariantSpec()))
         return self._reference
 
     def measure_paired(
@@ -284,30 +368,30 @@ class VariantBench:
             model: the variant.
             runtime: how the variant runs (threads, batch size, power limit).
             reference: the model to compare with (default: the uncompressed baseline).
-            pairs: at least this many pairs (default: the recipe's ``min_windows``), e.g. more
-                to confirm a claim.
+            pairs: exactly this many pairs (default: the recipe's ``min_windows`` to
+                ``max_windows``, until the ratio's interval is tight).
         """
         from compresslab.protocol import measure_models_paired
 
         runtime = runtime or Runtime()
         protocol = self.protocol
         if pairs is not None:
-            protocol = dataclasses.replace(
-                protocol,
-                min_windows=max(pairs, protocol.min_windows),
-                max_windows=max(pairs, protocol.max_windows),
-            )
-        ref = self.task.workload(
-            reference if reference is not None else self.reference, self.inference_batch()
+            protocol = dataclasses.replace(protocol, min_windows=pairs, max_windows=pairs)
+        ref = self.workload(
+            self.place(reference) if reference is not None else self.reference,
+            self.inference_batch(),
+            Runtime(),
         )
-        work = self.task.workload(model, self.inference_batch(runtime), kv_cache=runtime.kv_cache)
+        work = self.workload(self.place(model), self.inference_batch(runtime), runtime)
         base = (ref.runner, ref.inputs, self.recipe.energy.threads)
         mine = (work.runner, work.inputs, runtime.threads or self.recipe.energy.threads)
         with contextlib.ExitStack() as stack:
             if runtime.power_limit_w is not None:
                 from compresslab.energy import power_limit
 
-                stack.enter_context(power_limit(runtime.power_limit_w))
+                stack.enter_context(
+                    power_limit(runtime.power_limit_w, torch_device=self._power_limit_device())
+                )
             return measure_models_paired(
                 base, mine, sampler=self.selection.sampler, protocol=protocol
             )
@@ -321,6 +405,7 @@ class VariantBench:
         min_accuracy: float | None = None,
         runtime: Runtime | None = None,
         before_measure: Callable[[], None] | None = None,
+        gate: Callable[[float, dict[str, Any]], None] | None = None,
         quality_gate: bool = False,
     ) -> tuple[float, dict[str, Any]]:
         """Build the variant, then its metric and figures (JSON-able, as a trial stores them).
@@ -331,17 +416,23 @@ class VariantBench:
         ``quality_gate`` (the search), a variant outside ``search.tolerance.perplexity`` is
         not measured either (:class:`Screened`), so every measured variant is within both.
 
+        ``gate``, when given, is called before the energy measurement with the metric and what
+        is known by then (``accuracy_ci95``, ``op_counts``, ``parts`` ...); it may raise to skip
+        the measurement (the search's prediction does: :mod:`compresslab.study.predict`).
+
         Returns:
-            The metric, and a dict with every key of :data:`MEASURED_ATTRS`.
+            The metric, and a dict with every key of :data:`MEASURED_ATTRS` and ``parts`` (wall
+            and CPU seconds per part of :data:`.timing.PARTS`; also in :attr:`last_parts`).
         """
         from compresslab.compress.profile import profile_model
         from compresslab.energy.model import modeled_j_per_inference
         from compresslab.ops import count_ops
 
         runtime = runtime or Runtime()
+        self.last_parts = timer = PartTimer()
         # Building, fine-tuning and evaluating share the host; a measurement excludes them.
         with host_lock(exclusive=False):
-            model = self.build(spec)
+            model = self.place(timer.build(self.build, spec))
             screening = min_accuracy is not None and not spec.is_baseline
             quality = self.task.quality(model)
             if quality_gate and not spec.is_baseline:
@@ -357,19 +448,28 @@ class VariantBench:
                     accuracy=metric,
                 )
             answers = self.task.answers(model)
-            prof = profile_model(model, self.ctx.example_inputs)
+            prof = profile_model(model, self.on_device(self.ctx.example_inputs))
             batch = self.inference_batch(runtime)
-            work = self.task.workload(model, batch, kv_cache=runtime.kv_cache)
+            work = self.workload(model, batch, runtime)
+            # The deterministic modeled tier, recorded beside the measurement (ranks and gates),
+            # per unit of the workload (a classifier's inference, a generated token).
             counts = count_ops(work.runner, work.inputs)
-            # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
             modeled = modeled_j_per_inference(counts, batch_size=int(batch.shape[0]))
             # MACs per unit of the workload (a generated token) when it is not the model's own.
             macs = prof.macs_per_inference if work.runner is model else sum(counts.macs.values())
+            # The counts themselves too: a study calibrates the modeled tier on them.
+            op_counts = {**dataclasses.asdict(counts), "batch_size": int(batch.shape[0])}
+            timer.lap("evaluate")
             is_reference = spec.is_baseline and runtime == Runtime()
             if not is_reference:
                 _ = self.reference  # built here, not inside the measurement
+                timer.lap("build")
+        if gate is not None:
+            known = {"accuracy_ci95": list(interval), "op_counts": op_counts}
+            gate(metric, {**known, "macs_per_inference": macs})
         if before_measure is not None:
             before_measure()
+        timer.mark()
         if is_reference:
             energy = self.measure(model, runtime=runtime, inputs=batch)
             reference = None
@@ -378,9 +478,8 @@ class VariantBench:
         else:
             paired = self.measure_paired(model, runtime=runtime)
             energy, reference, vs = paired.candidate, paired.reference, paired.vs_reference()
-        phases = {
-            name: self._measure_phase(w, runtime).to_dict() for name, w in work.phases.items()
-        }
+        phases = {name: self._measure_work(w, runtime).to_dict() for name, w in work.phases.items()}
+        timer.lap("measure")
         return metric, {
             "accuracy_ci95": list(interval),
             "energy": energy.to_dict(),
@@ -393,9 +492,11 @@ class VariantBench:
             "memory_bytes": prof.memory_bytes,
             "sparsity": prof.sparsity,
             "notes": notes_of(model),
+            "op_counts": op_counts,
             "quality": quality,
             "answers": answers,
             "phases": phases,
+            "parts": timer.to_dict(),
         }
 
     # --- what generative tasks add ----------------------------------------------------------
@@ -419,21 +520,4 @@ class VariantBench:
                 f" (95% CI {(low - 1) * 100:+.1f}% to {(high - 1) * 100:+.1f}%), above the "
                 f"+{limit * 100:g}% allowed; energy not measured",
                 accuracy=None,
-            )
-
-    def _measure_phase(self, work: TaskWorkload, runtime: Runtime) -> EnergyResult:
-        """One phase of a workload (e.g. a generation's prefill) measured on its own."""
-        from compresslab.protocol import measure_model
-
-        with contextlib.ExitStack() as stack:
-            if runtime.power_limit_w is not None:
-                from compresslab.energy import power_limit
-
-                stack.enter_context(power_limit(runtime.power_limit_w))
-            return measure_model(
-                work.runner,
-                work.inputs,
-                sampler=self.selection.sampler,
-                protocol=self.protocol,
-                threads=runtime.threads or self.recipe.energy.threads,
             )

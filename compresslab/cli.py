@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from compresslab._version import __version__
-from compresslab.errors import CompressLabError
+from compresslab.errors import CompressLabError, RecipeError
 
 if TYPE_CHECKING:
     from compresslab.results import SearchResult
@@ -40,16 +40,70 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Log progress details, libraries' warnings, and the traceback of an error.",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
+    global _verbose
+    _verbose = verbose
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # Libraries (optuna) set their own logger levels; the handler decides what is shown.
     for handler in logging.getLogger().handlers:
         handler.setLevel(level)
+    if not verbose:
+        _quiet_known_noise()
+
+
+#: Set by ``--verbose``: errors then show their traceback too.
+_verbose = False
+
+#: Libraries' messages that do not apply to how compresslab uses them, by logger: shown only
+#: with --verbose. Each names what it is about.
+_KNOWN_NOISE: dict[str, tuple[str, ...]] = {
+    # torchao's CUDA-only kernels (mxfp8, cutlass) and triton: compresslab runs its CPU paths.
+    "torchao": ("Failed to load",),
+    "torchao.kernel.intmm": ("Detected no triton",),
+    # torch deprecating a registration torchao performs at import.
+    "torch.utils._pytree": ("is an Enum subclass",),
+    # bitsandbytes: an optional accelerated 4-bit CPU kernel package, and LLM.int8's documented
+    # fp16 cast of its inputs (what bnb_int8 measures).
+    "bitsandbytes.backends.cpu.ops": ("kernels-community",),
+    "bitsandbytes.autograd._functions": ("inputs will be cast from",),
+}
+
+
+class _DropKnownNoise(logging.Filter):
+    def __init__(self, fragments: tuple[str, ...]) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(f in message for f in self.fragments)
+
+
+def _quiet_known_noise() -> None:
+    """Hide libraries' warnings that do not apply here (``--verbose`` shows them)."""
+    import warnings
+
+    for name, fragments in _KNOWN_NOISE.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropKnownNoise) for f in logger.filters):
+            logger.addFilter(_DropKnownNoise(fragments))
+    # Deprecations inside torch and torchao (torch.ao.quantization, quantized tensors) are
+    # theirs to fix; the methods that use these APIs are probed before every search.
+    for module in (r"torch(\..*)?", r"torchao(\..*)?", r"bitsandbytes(\..*)?"):
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
 
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/digits.yaml.")]
@@ -59,7 +113,10 @@ RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/digit
 def search(
     recipe: RecipeArg,
     trials: Annotated[
-        int | None, typer.Option(min=1, help="Completed trials to reach (default: the recipe's).")
+        int | None,
+        typer.Option(
+            min=1, max=100_000, help="Distinct variants to reach (default: the recipe's)."
+        ),
     ] = None,
     storage: Annotated[
         str | None, typer.Option(help="Optuna storage URL (default: SQLite in the report folder).")
@@ -99,9 +156,11 @@ def _ratio(value: object, baseline: bool) -> str:
 
 
 def _print_frontier(result: SearchResult) -> None:
+    from compresslab import units
     from compresslab.report import frontier_frame
 
     front = frontier_frame(result)
+    factor, unit = units.energy_unit(list(front["energy_j_per_inference"]))
     table = Table(
         title=escape(f"Pareto frontier of {result.recipe_name} (within {result.tolerance})")
     )
@@ -109,9 +168,9 @@ def _print_frontier(result: SearchResult) -> None:
         "trial",
         "variant",
         "accuracy",
-        "J / inference (95% CI)",
-        "kWh / 1000",
-        "vs base",
+        f"{unit} / inference (95% CI)",
+        "Wh / million",
+        "vs base (paired)",
         "provenance",
     ):
         table.add_column(col)
@@ -120,8 +179,9 @@ def _print_frontier(result: SearchResult) -> None:
             str(row["trial"]),
             escape(str(row["variant"])),
             f"{row['accuracy']:.4f}",
-            f"{row['energy_j_per_inference']:.3e} ± {row['ci95_j_per_inference']:.1e}",
-            f"{row['kwh_per_1k']:.3e}",
+            f"{row['energy_j_per_inference'] * factor:.3g} ± "
+            f"{row['ci95_j_per_inference'] * factor:.2g}",
+            f"{units.wh_per_million(row['energy_j_per_inference']):.3g}",
             _ratio(row["energy_ratio_vs_baseline"], bool(row["baseline"])),
             str(row["provenance"]),
         )
@@ -168,39 +228,90 @@ def measure(
     if as_json:
         print(json.dumps(result, indent=2, default=str))
         return
-    table = Table(title=f"{result['recipe']}: {result['variant']}", show_header=False)
+    from compresslab import units
+
+    unit = units.energy_unit([result["energy_j_per_inference"]])
+    factor = unit[0]
+    table = Table(title=escape(f"{result['recipe']}: {result['variant']}"), show_header=False)
     table.add_column("figure")
     table.add_column("value")
+    contention = result.get("contention") or {}
+    vs = result.get("vs_baseline") or {}
     rows = [
         (
             "energy / inference",
-            f"{result['energy_j_per_inference']:.4g} J "
-            f"± {result['ci95_j_per_inference']:.2g} (95% CI, {result['windows']} windows)",
+            f"{result['energy_j_per_inference'] * factor:.4g} "
+            f"± {result['ci95_j_per_inference'] * factor:.2g} {unit[1]} (95% CI, "
+            f"{result['windows']} windows"
+            + ("" if result.get("ci_target_met", True) else "; CI target missed")
+            + ")",
         ),
-        ("kWh / 1000 inferences", f"{result['kwh_per_1k']:.4g}"),
+        (
+            "Wh / million inferences",
+            f"{units.wh_per_million(result['energy_j_per_inference']):.4g}",
+        ),
         ("provenance", f"{result['provenance']} ({result['sampler']})"),
         (
             "gross / idle",
-            f"{result['gross_j_per_inference']:.4g} J / {result['idle_power_w']:.3g} W",
+            f"{units.format_energy(result['gross_j_per_inference'])} / "
+            f"{result['idle_power_w']:.3g} W",
         ),
-        ("modeled", f"{result['modeled_j_per_inference']:.4g} J (modeled)"),
+        ("modeled", f"{units.format_energy(result['modeled_j_per_inference'])} (modeled)"),
         ("inferences measured", f"{result['n_inferences']} in batches of {result['batch_size']}"),
-        ("latency", f"{result['latency_s_per_batch'] * 1e3:.3g} ms per batch"),
+        (
+            "latency / batch",
+            f"{result['latency_s_per_batch'] * 1e3:.3g} ms mean, "
+            f"p50 {result.get('latency_p50_s_per_batch', float('nan')) * 1e3:.3g}, "
+            f"p95 {result.get('latency_p95_s_per_batch', float('nan')) * 1e3:.3g} ms",
+        ),
+        (
+            "contention",
+            f"others kept {contention.get('foreign_cpus_mean') or 0:.2f} CPUs busy"
+            + (" (contended)" if contention.get("contended") else ""),
+        ),
         ("sampler selection", result["selection"]),
     ]
+    if vs.get("pairs"):
+        rows.insert(
+            1,
+            (
+                "vs baseline (paired)",
+                f"{vs['ratio']:.3f} [{vs['ci95_low']:.3f}, {vs['ci95_high']:.3f}], "
+                f"{vs['pairs']} pairs",
+            ),
+        )
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, escape(str(value)))
     out.print(table)
 
 
 @app.command()
 def check(
     recipe: RecipeArg,
-    baseline: Annotated[Path, typer.Option(help="Baseline JSON file (committed with the code).")],
-    update: Annotated[bool, typer.Option("--update", help="Write a new baseline.")] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Compare measured figures across machines.")
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="Baseline JSON; the reference is the program beside it (written by --update)."
+        ),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Compare with this `compresslab export` folder instead (eager)."),
+    ] = None,
+    reference_rev: Annotated[
+        str | None,
+        typer.Option(
+            "--reference-rev",
+            help="Compare with the model as this git revision's code builds it instead.",
+        ),
+    ] = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Write the baseline and its program; no gating.")
     ] = False,
+    pairs: Annotated[
+        int | None,
+        typer.Option(min=2, help="Interleaved pairs of windows (default: check.pairs, 6)."),
+    ] = None,
     trial: Annotated[
         int | None, typer.Option(min=0, help="Gate this trial's variant (default: baseline).")
     ] = None,
@@ -210,41 +321,84 @@ def check(
         Path | None,
         typer.Option(help="Append a markdown summary here (default: $GITHUB_STEP_SUMMARY)."),
     ] = None,
+    print_requirements: Annotated[
+        bool,
+        typer.Option(
+            "--print-requirements",
+            help="Print the pip requirements of the extras the recipe needs (one a line; "
+            "nothing when none) and exit; nothing is built or measured.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", hidden=True, help="No effect (kept for old scripts).")
+    ] = False,
 ) -> None:
-    """Gate energy per inference against a baseline: exit 0 pass, 1 regression, 2 bad input."""
+    """Gate energy per inference against a reference measured in the same job.
+
+    Exit 0 pass (or inconclusive with check.on_inconclusive: pass), 1 regression (or
+    inconclusive with on_inconclusive: fail), 2 bad input.
+    """
     import os
 
-    from compresslab.api import load_recipe
-    from compresslab.check import run_check
+    if print_requirements:
+        from compresslab.check.extras import extra_requirements, recipe_extras
 
-    rec = load_recipe(recipe)
-    snap, verdict = run_check(
-        rec, baseline_path=baseline, update=update, force=force, trial=trial, storage=storage
-    )
-    if verdict is None:
-        msg = (
-            f"wrote baseline {baseline}: {snap.energy_j_per_inference:.4g} J per inference "
-            f"({snap.provenance}), modeled {snap.modeled_j_per_inference:.4g} J, "
-            f"{snap.metric} {snap.accuracy:.4f}"
-        )
-        if as_json:
-            print(json.dumps({"updated": str(baseline), "baseline": snap.__dict__}, default=str))
-        else:
-            out.print(msg)
+        if not recipe.is_file():
+            raise typer.BadParameter(f"no recipe file at {recipe}", param_hint="RECIPE")
+        for line in extra_requirements(recipe_extras(recipe)):
+            print(line)
         return
+
+    from compresslab.api import energy_gate
+
+    if force:
+        err.print(
+            "[yellow]warning:[/] --force has no effect: the gate measures its reference in "
+            "the same job, on this machine"
+        )
+    result = energy_gate(
+        recipe,
+        baseline=baseline,
+        reference=reference,
+        reference_rev=reference_rev,
+        update=update,
+        trial=trial,
+        storage=storage,
+        pairs=pairs,
+    )
+    if update:
+        snap = result
+        ref = snap.reference or {}
+        if as_json:
+            print(json.dumps({"updated": str(baseline), "baseline": snap.to_dict()}, default=str))
+        else:
+            out.print(
+                f"wrote baseline {baseline} and its reference program {ref.get('file')} "
+                f"({ref.get('kind')}); commit both. Recorded: {snap.energy_j_per_inference:.4g} J "
+                f"per inference ({snap.provenance}), modeled {snap.modeled_j_per_inference:.4g} "
+                f"J, {snap.metric} {snap.accuracy:.4f}",
+                markup=False,
+                highlight=False,
+            )
+        return
+    verdict = result
     target = summary or (Path(p) if (p := os.environ.get("GITHUB_STEP_SUMMARY")) else None)
     if target is not None:
         with open(target, "a", encoding="utf-8") as fh:
-            fh.write(verdict.markdown(rec.name))
+            fh.write(verdict.markdown())
     if as_json:
-        print(json.dumps(verdict.to_dict(), indent=2))
+        print(json.dumps(verdict.to_dict(), indent=2, default=str))
     else:
-        status = "[green]pass[/]" if verdict.passed else "[bold red]REGRESSION[/]"
-        out.print(f"energy gate {status} ({verdict.tier} tier): {verdict.ratio:.4f}x the baseline")
+        style = {"pass": "green", "regression": "bold red", "inconclusive": "yellow"}
+        out.print(
+            f"energy gate [{style[verdict.outcome]}]{verdict.outcome.upper()}[/] "
+            f"(exit {verdict.exit_code}) against {escape(verdict.reference)}; measured as "
+            f"{escape(verdict.measured_as)}"
+        )
         for reason in verdict.reasons:
-            out.print(f"  - {reason}")
+            out.print(f"  - {escape(reason)}")
         for warning in verdict.warnings:
-            err.print(f"  [yellow]warning:[/] {warning}")
+            err.print(f"  [yellow]warning:[/] {escape(warning)}")
     raise typer.Exit(verdict.exit_code)
 
 
@@ -265,7 +419,70 @@ def export(
     from compresslab.api import export_trial
 
     path = export_trial(recipe, trial=trial, out_dir=out_dir, storage=storage, force=force)
-    out.print(f"exported trial {trial} to {path} (reload: compresslab.export.load_variant)")
+    out.print(
+        f"exported trial {trial} to {path} (reload: compresslab.export.load_variant)",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+def compare(
+    study_a: Annotated[str, typer.Argument(help="Report folder (with study.db), .db file or URL.")],
+    study_b: Annotated[str, typer.Argument(help="The second study, likewise.")],
+    name_a: Annotated[
+        str | None, typer.Option("--study-a", help="Study name in A if it holds several.")
+    ] = None,
+    name_b: Annotated[
+        str | None, typer.Option("--study-b", help="Study name in B if it holds several.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write compare.md, compare.csv and compare.png here."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Divide figures of different provenance anyway.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Two studies side by side: variants in both, with their energies, accuracies and ratios."""
+    from compresslab.api import compare as run_compare
+
+    comparison = run_compare(study_a, study_b, study_a=name_a, study_b=name_b, force=force)
+    if out_dir is not None:
+        from compresslab.compare import write_comparison
+
+        write_comparison(comparison, out_dir)
+    if as_json:
+        frame = comparison.frame()
+        print(frame.to_json(orient="records", indent=2))
+        return
+    table = Table(title=escape(f"{comparison.a.study_name} (A) vs {comparison.b.study_name} (B)"))
+    for col in ("variant", "acc A", "acc B", "J/inf A", "J/inf B", "B/A", "vs base A", "vs base B"):
+        table.add_column(col)
+
+    def num(value: object, spec: str, suffix: str = "") -> str:
+        return f"{value:{spec}}{suffix}" if isinstance(value, float) and value == value else "-"
+
+    for r in comparison.rows:
+        table.add_row(
+            escape(str(r["variant"])),
+            num(r["accuracy_a"], ".4f"),
+            num(r["accuracy_b"], ".4f"),
+            num(r["energy_j_per_inference_a"], ".3g") + f" ({r['provenance_a']})",
+            num(r["energy_j_per_inference_b"], ".3g") + f" ({r['provenance_b']})",
+            num(r["energy_b_over_a"], ".2f", "x"),
+            num(r["ratio_vs_baseline_a"], ".2f", "x"),
+            num(r["ratio_vs_baseline_b"], ".2f", "x"),
+        )
+    out.print(table)
+    for warning in comparison.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    if comparison.only_a or comparison.only_b:
+        out.print(
+            f"{len(comparison.only_a)} variants only in A, {len(comparison.only_b)} only in B",
+            markup=False,
+        )
 
 
 @app.command()
@@ -290,21 +507,47 @@ def samplers(
     for col in ("sampler", "provenance", "available", "why"):
         table.add_column(col)
     for n, p, a in rows:
-        table.add_row(n, str(p), "yes" if a.available else "no", a.reason)
+        table.add_row(n, str(p), "yes" if a.available else "no", escape(a.reason))
     out.print(table)
+
+
+def _print_error(error: BaseException, *, internal: bool = False) -> None:
+    """Each line of an error as ``error: ...``, its text never read as markup."""
+    if _verbose:
+        import traceback
+
+        err.print("".join(traceback.format_exception(error)), markup=False, highlight=False)
+    problems = getattr(error, "problems", None)
+    if isinstance(error, RecipeError) and problems and len(problems) > 1:
+        lines = [str(p) for p in problems]  # one line per problem of a recipe
+    else:  # one line, whatever a library put in its message
+        lines = [" ".join(str(error).split()) or type(error).__name__]
+    if internal:
+        lines = [
+            f"{type(error).__name__}: {lines[0]} (an unexpected error: run with --verbose for "
+            "the traceback, and please report it)"
+        ]
+    for line in lines:
+        err.print(
+            "[bold red]error:[/] " + escape(line), highlight=False, soft_wrap=True, emoji=False
+        )
 
 
 def main() -> None:
     """Entry point of the ``compresslab`` command: errors become messages and exit codes.
 
     Typer handles usage errors itself (exit code 2); a :class:`CompressLabError` becomes one
-    line on stderr and its exit code (2 for a bad recipe), never a traceback.
+    line on stderr per problem and its exit code (2 for a bad recipe), and any other error one
+    line and exit code 1; ``--verbose`` adds the traceback.
     """
     try:
         app()
     except CompressLabError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _print_error(e)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted: completed trials are kept in the study; run again to resume")
         sys.exit(130)
+    except Exception as e:  # a bug or a library's error that nothing translated: still one line
+        _print_error(e, internal=True)
+        sys.exit(1)

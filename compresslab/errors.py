@@ -7,6 +7,8 @@ they enter the package (``raise ... from e``) so callers need to catch only
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class CompressLabError(Exception):
     """Root of every error compresslab raises on purpose."""
@@ -38,6 +40,24 @@ class RecipeError(CompressLabError):
         if field:
             where += f"field '{field}': "
         super().__init__(where + message)
+        #: Every problem found, one per line (this error alone unless made by :meth:`combine`).
+        self.problems: list[RecipeError] = [self]
+
+    @staticmethod
+    def combine(problems: Sequence[RecipeError]) -> RecipeError:
+        """One error for several problems: its message lists them, one per line, in order.
+
+        The file, line and field are the first problem's; ``problems`` holds them all.
+        """
+        if not problems:
+            raise ValueError("combine() needs at least one problem")
+        if len(problems) == 1:
+            return problems[0]
+        first = problems[0]
+        combined = RecipeError("\n".join(str(p) for p in problems))
+        combined.path, combined.field, combined.line = first.path, first.field, first.line
+        combined.problems = list(problems)
+        return combined
 
 
 class UsageError(CompressLabError):

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     #: (anything with a ``"trial"`` key, such as what :meth:`Study.best` returns).
     TrialRef: TypeAlias = int | TrialRecord | pd.Series | Mapping[str, Any]
 
-__all__ = ["Study", "open", "search"]
+__all__ = ["Study", "compare", "open", "search"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ _SUMMARY_COLUMNS = [
     "ci95_j_per_inference",
     "provenance",
     "energy_ratio_vs_baseline",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "size_bytes",
 ]
 
 
@@ -151,6 +154,26 @@ def open(
     with _process_state_kept():
         result = load_result(rec, storage=storage, base_dir=base_dir)
     return Study(rec, result, base_dir=base_dir)
+
+
+def compare(a: Study | str | Path, b: Study | str | Path, *, force: bool = False) -> pd.DataFrame:
+    """Two studies side by side (variants in both): a DataFrame of their figures and ratios.
+
+    Args:
+        a: a :class:`Study`, or a report folder holding ``study.db`` (or a storage URL).
+        b: likewise.
+        force: divide absolute figures of different provenance anyway.
+
+    The comparison's warnings (other machines, other recipes, mixed provenance) are logged.
+    """
+    from compresslab.compare import compare_results
+    from compresslab.study import load_stored_result
+
+    results = [s.records if isinstance(s, Study) else load_stored_result(s) for s in (a, b)]
+    comparison = compare_results(results[0], results[1], force=force)
+    for warning in comparison.warnings:
+        log.warning("compare: %s", warning)
+    return comparison.frame()
 
 
 class Study:
@@ -473,13 +496,32 @@ class Study:
         lines.append("best within the tolerance: " + (e(best) if best else "none"))
         front = self.frontier
         table = (
-            front[_SUMMARY_COLUMNS].to_html(
+            _in_units(front[_SUMMARY_COLUMNS]).to_html(
                 index=False, escape=True, float_format=_fmt, na_rep="-", border=0
             )
             if len(front)
             else "<p>No feasible variant yet.</p>"
         )
         return "<div>" + "<br>".join(lines) + "<br>Frontier:" + table + "</div>"
+
+
+def _in_units(frame: pd.DataFrame) -> pd.DataFrame:
+    """Energy columns in one SI prefix (as the report's tables), size in MB, for reading."""
+    from compresslab import units
+
+    factor, unit = units.energy_unit(list(frame["energy_j_per_inference"]))
+    out = frame.copy()
+    out["energy_j_per_inference"] = out["energy_j_per_inference"] * factor
+    out["ci95_j_per_inference"] = out["ci95_j_per_inference"] * factor
+    out["size_bytes"] = out["size_bytes"] / 1e6
+    return out.rename(
+        columns={
+            "energy_j_per_inference": f"energy / inference [{unit}]",
+            "ci95_j_per_inference": f"95% CI [{unit}]",
+            "energy_ratio_vs_baseline": "vs baseline (paired)",
+            "size_bytes": "size [MB]",
+        }
+    )
 
 
 def _fmt(value: Any) -> str:

@@ -55,6 +55,14 @@ class TrialRecord:
     confirmed: dict[str, Any] | None = None
     #: The baseline trial's own measured joules per inference: the scale of paired figures.
     baseline_j: float | None = None
+    #: Relative 95% half-width of one absolute measurement's spread between measurements,
+    #: from the baseline measured again beside every variant of the study (None: unknown).
+    repeatability_rel: float | None = None
+    #: Not measured: a calibrated prediction said, with its stated error, that the frontier
+    #: dominates it (``reason``, ``j_per_inference``, ``error_rel``, ``dominated_by`` ...).
+    predicted: dict[str, Any] | None = None
+    #: Wall and CPU seconds per part of its evaluation (build, finetune, evaluate, measure).
+    parts: dict[str, Any] | None = None
     #: What the task measured besides its metric (a language model: perplexity, its interval
     #: and its ratio to the baseline's); empty for classifiers.
     quality: dict[str, Any] = field(default_factory=dict)
@@ -66,8 +74,9 @@ class TrialRecord:
 
     @property
     def evaluated(self) -> bool:
-        """A distinct variant evaluated: measured, or screened out (not a reuse or failure)."""
-        return self.reused_from is None and (self.complete or self.screened is not None)
+        """A distinct variant evaluated: measured, screened out or predicted dominated."""
+        done = self.complete or self.screened is not None or self.predicted is not None
+        return self.reused_from is None and done
 
     @property
     def complete(self) -> bool:
@@ -110,7 +119,11 @@ class TrialRecord:
         if self.ratio_vs_baseline is not None and base_j is not None and not self.is_baseline:
             vs = self.vs_baseline or {}
             return (float(vs["ci95_high"]) - float(vs["ci95_low"])) / 2 * base_j
-        return float((self.energy or {}).get("ci95_j_per_inference", math.nan))
+        within = float((self.energy or {}).get("ci95_j_per_inference", math.nan))
+        if self.repeatability_rel is None:
+            return within
+        # An absolute figure also moves between measurements (the machine's load changes).
+        return math.hypot(within, self.repeatability_rel * self.measured_j_per_inference)
 
     @property
     def kwh_per_1k(self) -> float:
@@ -191,6 +204,11 @@ class SearchResult:
         return [t for t in self.trials if t.screened is not None and t.reused_from is None]
 
     @property
+    def predicted(self) -> list[TrialRecord]:
+        """Variants not measured because a calibrated prediction said they are dominated."""
+        return [t for t in self.trials if t.predicted is not None and t.reused_from is None]
+
+    @property
     def reused(self) -> list[TrialRecord]:
         """Trials that reused an earlier trial's result (the same variant proposed again)."""
         return [t for t in self.trials if t.reused_from is not None]
@@ -202,7 +220,8 @@ class SearchResult:
 
     def counts(self) -> str:
         """``N variants measured, N screened out, N repeats reused, N failed``."""
+        predicted = f"{len(self.predicted)} predicted dominated, " if self.predicted else ""
         return (
             f"{len(self.measured)} variants measured, {len(self.screened)} screened out, "
-            f"{len(self.reused)} repeats reused, {len(self.failed)} failed"
+            f"{predicted}{len(self.reused)} repeats reused, {len(self.failed)} failed"
         )

@@ -55,3 +55,34 @@ def kwh_per_million(energy_j_per_inference: float) -> float:
 def gco2e(energy_kwh: float, *, intensity_g_per_kwh: float, pue: float = 1.0) -> float:
     """Grams of CO2-equivalent for an IT energy, a grid intensity and a facility PUE."""
     return energy_kwh * pue * intensity_g_per_kwh
+
+
+#: SI prefixes for energy per inference, smallest first: (factor from joules, unit).
+_J_PREFIXES = ((1e9, "nJ"), (1e6, "µJ"), (1e3, "mJ"), (1.0, "J"))
+
+
+def energy_unit(values_j: list[float] | tuple[float, ...]) -> tuple[float, str]:
+    """One SI prefix for a table column or an axis of joules: ``(factor, unit)``.
+
+    The prefix that puts the largest finite value between 1 and 1000 (``J`` from 1 J up),
+    so every row of one table (and one axis) reads in the same unit.
+    """
+    finite = [abs(v) for v in values_j if v == v and abs(v) != float("inf")]
+    top = max(finite, default=1.0)
+    for factor, unit in _J_PREFIXES:
+        if top * factor < 1000:
+            return factor, unit
+    return 1.0, "J"
+
+
+def format_energy(value_j: float, unit: tuple[float, str] | None = None, *, digits: int = 3) -> str:
+    """``0.00123`` -> ``"1.23 mJ"`` (in ``unit`` when given, else the value's own prefix)."""
+    if value_j != value_j or abs(value_j) == float("inf"):
+        return "-"
+    factor, name = unit or energy_unit([value_j])
+    return f"{value_j * factor:.{digits}g} {name}"
+
+
+def wh_per_million(energy_j_per_inference: float) -> float:
+    """Watt-hours per million inferences, from joules per inference."""
+    return j_to_wh(energy_j_per_inference * 1_000_000.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from compresslab import contention
@@ -18,16 +18,23 @@ class CostSampler:
     provenance = Provenance.MEASURED
     scope = "process"
 
-    def __init__(self) -> None:
+    def __init__(self, window_factor: Callable[[int], float] | None = None) -> None:
         self.joules = 0.0
         self.log: list[str] = []
         self._start = (0.0, 0.0)
+        self.window_factor = window_factor
+        self.windows = 0
+        self.factor = 1.0
 
-    def workload(self, label: str, j_per_call: float, *, drift: Iterator[float] | None = None):  # type: ignore[no-untyped-def]
-        """A callable that adds ``j_per_call`` (times the machine's drift factor) per call."""
+    def workload(self, label: str, j_per_call: float, *, scaled: bool = False):  # type: ignore[no-untyped-def]
+        """A callable that adds ``j_per_call`` per call (times the window's factor if scaled).
+
+        The factor is set per window (``window_factor(window number)``), so a change of load
+        can be placed exactly between two pairs of windows.
+        """
 
         def run() -> None:
-            factor = next(drift) if drift is not None else 1.0
+            factor = self.factor if scaled else 1.0
             self.joules += j_per_call * factor
             if not self.log or self.log[-1] != label:
                 self.log.append(label)
@@ -42,6 +49,9 @@ class CostSampler:
         return 0.001
 
     def start(self) -> None:
+        self.windows += 1
+        if self.window_factor is not None:
+            self.factor = self.window_factor(self.windows)
         self._start = (self.joules, time.perf_counter())
 
     def stop(self) -> Reading:

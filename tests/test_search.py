@@ -230,17 +230,20 @@ def test_grid_sampler_evaluates_every_variant_once(tmp_path: Path) -> None:
 def test_grid_needs_steps_for_continuous_ranges(tmp_path: Path) -> None:
     from compresslab.errors import RecipeError
 
-    recipe = load_recipe(
-        small(
-            tmp_path,
-            compression=[
-                {"method": "prune_channels", "params": {"ratio": {"low": 0.1, "high": 0.5}}}
-            ],
-            search={"trials": 3, "sampler": "grid"},
+    # Refused when the recipe is checked, before any study or model exists.
+    with pytest.raises(
+        RecipeError, match="field 'search.sampler': an exhaustive grid needs a step"
+    ):
+        load_recipe(
+            small(
+                tmp_path,
+                compression=[
+                    {"method": "prune_channels", "params": {"ratio": {"low": 0.1, "high": 0.5}}}
+                ],
+                search={"trials": 3, "sampler": "grid"},
+            )
         )
-    )
-    with pytest.raises(RecipeError, match="needs a step"):
-        search(recipe)
+    assert not (tmp_path / "reports").exists()
 
 
 def test_runtime_knobs_are_searched_and_recorded(tmp_path: Path) -> None:
@@ -267,7 +270,9 @@ def test_runtime_knobs_are_searched_and_recorded(tmp_path: Path) -> None:
 def test_bad_runtime_knob_is_a_recipe_error(tmp_path: Path) -> None:
     from compresslab.errors import RecipeError
 
-    with pytest.raises(RecipeError, match="field .runtime.: `threads` values must be integers"):
+    with pytest.raises(
+        RecipeError, match="field .runtime.threads.: `threads` values must be integers"
+    ):
         load_recipe(small(tmp_path, runtime={"threads": {"choices": [0, 2]}}))
 
 

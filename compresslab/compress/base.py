@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class ParamDef:
             return f"{value!r} is not one of {', '.join(map(str, self.choices))}"
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"expected a number, got {value!r}"
+        if not math.isfinite(value):
+            return f"{value!r} is not a finite number"
         if self.kind == "int" and not float(value).is_integer():
             return f"expected an integer, got {value!r}"
         if self.low is not None and value < self.low:
@@ -83,6 +86,10 @@ class CompressContext:
     seed: int = 0
     train_inputs: torch.Tensor | None = None
     train_labels: torch.Tensor | None = None
+    #: Where the variant will run (``energy.device``). Building happens on the CPU; only
+    #: methods whose layers quantize when moved to a device (bitsandbytes) use it, so that
+    #: they quantize there, with that device's kernels and layout.
+    device: str = "cpu"
 
 
 @dataclass
@@ -116,6 +123,19 @@ class CompressionMethod(ABC):
     def available(self) -> Availability:
         """Whether this method can run on this machine (probed before the search)."""
         return Availability(True, "no special requirement")
+
+    def applicable(
+        self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext
+    ) -> Availability:
+        """Whether this method can apply to ``model`` and the task's data, and why not.
+
+        ``params`` are concrete values with the defaults filled in. Checked once the task is
+        loaded, before the first trial, for the values the recipe's space holds: a method that
+        cannot apply at all is a bad recipe, values that cannot apply are left out of the
+        search. It must be cheap: look at the model's structure and the context, never build
+        a variant. By default every method applies.
+        """
+        return Availability(True, "applies to any model")
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults filled in for every declared parameter not in ``given``."""

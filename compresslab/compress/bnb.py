@@ -2,7 +2,10 @@
 
 bitsandbytes 0.50 runs on the CPU. Its layers quantize their weights when the module is moved
 to a device (``.to("cpu")`` counts), so each replacement layer is built from the float weights
-and then moved to the device those weights were on.
+and then moved to the device the variant will run on (``CompressContext.device``, i.e.
+``energy.device``; the CPU by default): on a GPU it quantizes with the CUDA kernels and
+layout, and no CPU-quantized state has to follow the model to the GPU afterwards (moving a
+whole model reaches a ``Linear8bitLt``'s parameters but not its int8 state).
 
 The classifier (every layer whose output has the model's output shape) and the task's
 ``keep_layers`` stay in float32 by default (``keep_classifier``), as Hugging Face's
@@ -69,7 +72,12 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def _int8_layer(lin: nn.Linear, *, threshold: float) -> nn.Module:
+def target_device(lin: nn.Linear, ctx_device: str = "cpu") -> torch.device:
+    """Where a replacement layer quantizes: the variant's device, else where ``lin`` is."""
+    return torch.device(ctx_device) if ctx_device != "cpu" else lin.weight.device
+
+
+def _int8_layer(lin: nn.Linear, *, threshold: float, device: str = "cpu") -> nn.Module:
     bnb = bitsandbytes()
     q = bnb.nn.Linear8bitLt(
         lin.in_features,
@@ -83,7 +91,7 @@ def _int8_layer(lin: nn.Linear, *, threshold: float) -> nn.Module:
     )
     if lin.bias is not None:
         q.bias = nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
-    q = q.to(lin.weight.device)  # quantizes the weights (row-wise int8 and scales)
+    q = q.to(target_device(lin, device))  # quantizes the weights (row-wise int8 and scales)
     if q.weight.dtype != torch.int8:
         raise VariantError(
             f"bitsandbytes did not quantize the weights to int8 (got {q.weight.dtype}): "
@@ -109,7 +117,7 @@ def packs_for_cpu(device: torch.device) -> bool:
     return bool(check()) if callable(check) else False  # older releases never repack
 
 
-def fits_4bit(lin: nn.Linear, *, blocksize: int) -> bool:
+def fits_4bit(lin: nn.Linear, *, blocksize: int, device: str = "cpu") -> bool:
     """Whether ``Linear4bit`` runs this layer's shape here: the one per-layer rule.
 
     Mirrors bitsandbytes 0.50: on the unpacked path every shape runs; on the packed CPU path
@@ -119,7 +127,7 @@ def fits_4bit(lin: nn.Linear, *, blocksize: int) -> bool:
     ``in_features % blocksize == 0`` (``in_features >= blocksize`` is not enough: 96 inputs
     in blocks of 64 fail). Layers that do not fit stay float32.
     """
-    if not packs_for_cpu(lin.weight.device):
+    if not packs_for_cpu(target_device(lin, device)):
         return True
     return lin.out_features % PACKED_BLOCK_N == 0 and lin.in_features % blocksize == 0
 
@@ -147,7 +155,12 @@ def _unpack_before_state_dict(module: nn.Module, prefix: str, keep_vars: bool) -
 
 
 def _4bit_layer(
-    lin: nn.Linear, *, quant_type: str, compute_dtype: torch.dtype, blocksize: int
+    lin: nn.Linear,
+    *,
+    quant_type: str,
+    compute_dtype: torch.dtype,
+    blocksize: int,
+    device: str = "cpu",
 ) -> nn.Module:
     bnb = bitsandbytes()
     q = bnb.nn.Linear4bit(
@@ -168,7 +181,7 @@ def _4bit_layer(
     )
     if lin.bias is not None:
         q.bias = nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
-    q = q.to(lin.weight.device)  # quantizes the weights (packed 4-bit and block scales)
+    q = q.to(target_device(lin, device))  # quantizes the weights (4-bit and block scales)
     if not getattr(q.weight, "bnb_quantized", False):
         raise VariantError(
             f"bitsandbytes did not quantize the weights to 4 bits: upgrade it ({_INSTALL})"
@@ -274,7 +287,8 @@ class BnbInt8(CompressionMethod):
         """Replace every (non-kept) ``nn.Linear`` by a quantized ``Linear8bitLt``."""
         targets = linear_targets(model, ctx, keep_classifier=bool(params["keep_classifier"]))
         for name, lin in targets:
-            replace_module(model, name, _int8_layer(lin, threshold=float(params["threshold"])))
+            layer = _int8_layer(lin, threshold=float(params["threshold"]), device=ctx.device)
+            replace_module(model, name, layer)
         return model
 
 
@@ -318,8 +332,9 @@ class Bnb4bit(CompressionMethod):
         """
         targets = linear_targets(model, ctx, keep_classifier=bool(params["keep_classifier"]))
         blocksize = int(params["blocksize"])
-        fitting = [(name, lin) for name, lin in targets if fits_4bit(lin, blocksize=blocksize)]
-        left = [(name, lin) for name, lin in targets if not fits_4bit(lin, blocksize=blocksize)]
+        fits = {n: fits_4bit(lin, blocksize=blocksize, device=ctx.device) for n, lin in targets}
+        fitting = [(name, lin) for name, lin in targets if fits[name]]
+        left = [(name, lin) for name, lin in targets if not fits[name]]
         if not fitting:
             raise VariantError(_nothing_fits(targets, blocksize))
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[str(params["compute_dtype"])]
@@ -332,6 +347,7 @@ class Bnb4bit(CompressionMethod):
                     quant_type=str(params["quant_type"]),
                     compute_dtype=dtype,
                     blocksize=blocksize,
+                    device=ctx.device,
                 ),
             )
         if left:

@@ -38,6 +38,7 @@ from compresslab.compress.layers import named_keep_modules, output_layers
 from compresslab.compress.recovery import (
     RECOVERY_PARAMS,
     recover,
+    recovery_applicable,
     recovery_teacher,
     require_training_data,
 )
@@ -197,6 +198,20 @@ class _StructuredPruning(CompressionMethod):
     def available(self) -> Availability:
         """Needs the torch-pruning package."""
         return _torch_pruning_available()
+
+    def applicable(
+        self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext
+    ) -> Availability:
+        """Taylor importance and recovery fine-tuning need the task's training data."""
+        if str(params.get("importance")) == "taylor" and (
+            ctx.train_inputs is None or ctx.train_labels is None
+        ):
+            return Availability(
+                False,
+                "importance 'taylor' needs training data, and this task provides none: "
+                f"{_TAYLOR_FIX}, or return train_inputs/train_labels from the task",
+            )
+        return recovery_applicable(params, ctx)
 
     def apply(self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext) -> nn.Module:
         """Prune ``model`` in place (it is a private copy) and return it."""
@@ -383,6 +398,19 @@ class HeadPruning(_StructuredPruning):
     def available(self) -> Availability:
         """Needs torch-pruning (transformers is only needed by the model itself)."""
         return _torch_pruning_available()
+
+    def applicable(
+        self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext
+    ) -> Availability:
+        """Needs BERT-style attention modules (and what every structured pruning needs)."""
+        if not attention_modules(model):
+            return Availability(
+                False,
+                f"prune_heads needs a BERT-style encoder (attention modules with query, key, "
+                f"value and num_attention_heads) and found none in {type(model).__name__}: "
+                "use prune_channels",
+            )
+        return super().applicable(model, params, ctx)
 
     def _nothing_to_do(self, params: Mapping[str, Any]) -> bool:
         return float(params["head_ratio"]) == 0.0 and float(params["ffn_ratio"]) == 0.0

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compresslab.availability import Availability
 from compresslab.compress.base import CompressContext, ParamDef
 from compresslab.errors import VariantError
 
@@ -46,6 +47,19 @@ def require_training_data(
             "or return train_inputs/train_labels from the task"
         )
     return ctx.train_inputs, ctx.train_labels
+
+
+def recovery_applicable(params: Mapping[str, Any], ctx: CompressContext) -> Availability:
+    """Recovery fine-tuning (``recovery_epochs > 0``) needs the task's training data."""
+    if int(params.get("recovery_epochs", 0)) > 0 and (
+        ctx.train_inputs is None or ctx.train_labels is None
+    ):
+        return Availability(
+            False,
+            "recovery_epochs > 0 needs training data, and this task provides none: set "
+            "recovery_epochs to 0, or return train_inputs/train_labels from the task",
+        )
+    return Availability(True, "no recovery, or training data present")
 
 
 def teacher_logits(

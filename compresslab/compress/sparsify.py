@@ -19,9 +19,15 @@ from typing import Any, ClassVar
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from compresslab.availability import Availability
 from compresslab.compress.base import CompressContext, CompressionMethod, ParamDef
 from compresslab.compress.layers import named_keep_modules, output_layers
-from compresslab.compress.recovery import RECOVERY_PARAMS, recover, recovery_teacher
+from compresslab.compress.recovery import (
+    RECOVERY_PARAMS,
+    recover,
+    recovery_applicable,
+    recovery_teacher,
+)
 from compresslab.errors import VariantError
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -43,6 +49,12 @@ class MagnitudeSparsity(CompressionMethod):
             "float", 1e-3, low=1e-6, high=0.1, doc="Adam learning rate of the recovery"
         ),
     }
+
+    def applicable(
+        self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext
+    ) -> Availability:
+        """Recovery fine-tuning needs the task's training data."""
+        return recovery_applicable(params, ctx)
 
     def apply(self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext) -> nn.Module:
         """Zero weights in place (``model`` is a private copy) and return it."""

@@ -80,6 +80,21 @@ class Reading:
         return weakest([c.provenance for c in self.components])
 
 
+class CounterFaultError(MeasurementError):
+    """A window's counter misbehaved (reset, torn read, a poll too late to rule out a wrap).
+
+    The window's figure is wrong, but the next window may be fine: the protocol repeats the
+    window a bounded number of times and records :attr:`reason` with the result.
+    """
+
+    #: The measurement protocol may repeat the window.
+    retryable = True
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def check_reading(reading: Reading, *, sampler: str) -> Reading:
     """Reject an implausible reading instead of passing on a silent zero or a negative figure.
 

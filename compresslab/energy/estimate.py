@@ -38,7 +38,15 @@ _PROCESS_TIME_TICK_S = 0.01
 
 
 class EstimateSampler:
-    """Estimated energy of this process from its CPU time and resident memory."""
+    """Estimated energy of this process from its CPU time and resident memory.
+
+    Args:
+        watts_per_core: watts per busy core (default :data:`DEFAULT_WATTS_PER_CORE`).
+        watts_per_gb: watts per GB resident (default :data:`DEFAULT_WATTS_PER_GB`).
+        allow_idle: accept a window in which the process used no CPU time (0 J of CPU): the
+            host part of a GPU measurement, whose idle windows sleep. Alone, such a window
+            means the window was shorter than the CPU-time tick, and is an error.
+    """
 
     name = "estimate"
     provenance = Provenance.ESTIMATED
@@ -51,7 +59,9 @@ class EstimateSampler:
         *,
         watts_per_core: float | None = None,
         watts_per_gb: float | None = None,
+        allow_idle: bool = False,
     ) -> None:
+        self._allow_idle = allow_idle
         self._from_recipe = watts_per_core is not None or watts_per_gb is not None
         self.watts_per_core = DEFAULT_WATTS_PER_CORE if watts_per_core is None else watts_per_core
         self.watts_per_gb = DEFAULT_WATTS_PER_GB if watts_per_gb is None else watts_per_gb
@@ -88,7 +98,7 @@ class EstimateSampler:
             ),
             details={"cpu_s": cpu_s, "rss_gb": rss_gb},
         )
-        if cpu_s <= 0:
+        if cpu_s <= 0 and not self._allow_idle:
             raise MeasurementError(
                 f"the process used no CPU time in a {duration_s:.3f} s window: the window is "
                 "shorter than the kernel's CPU-time accounting tick; lengthen `energy.window_s`"

@@ -10,12 +10,14 @@ Per device, the sampler uses the best source NVML offers:
   and newer that power is a one-second average, so windows shorter than a few seconds smear.
 
 Both cover the whole board as NVML reports it, including work of other processes on the GPU.
-CUDA work is synchronised at both window edges (when this process has initialised CUDA through
-torch), so a window counts neither queued work of the previous one nor leaves its own behind.
+CUDA work on the model's device is synchronised at both window edges (when this process has
+initialised CUDA through torch), so a window counts neither queued work of the previous one
+nor leaves its own behind.
 
-Which devices: ``device_indices`` when given, else the devices CUDA sees (the integer indices in
-``CUDA_VISIBLE_DEVICES``), else all. NVML numbers devices in PCI bus order; CUDA does too only
-with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, so set that on machines with mixed GPUs.
+Which devices (:mod:`.nvml_devices`): ``device_indices`` when given; else the GPU torch runs
+the model on (``torch_device``, i.e. ``energy.device``), found in NVML by its UUID or PCI bus id
+(``CUDA_VISIBLE_DEVICES`` respected, index and UUID forms); else every GPU CUDA makes visible.
+The host CPU's energy beside the GPU's is :mod:`.gpu_host`'s job.
 
 ``pynvml`` (the ``nvidia-ml-py`` package) is imported lazily through :func:`_nvml`, and its
 errors are translated where they enter: :class:`BackendUnavailableError` when NVML cannot run
@@ -26,14 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from compresslab.energy import cuda
 from compresslab.energy.base import (
     Availability,
     ComponentEnergy,
@@ -41,6 +42,7 @@ from compresslab.energy.base import (
     Reading,
     check_reading,
 )
+from compresslab.energy.nvml_devices import Target, select_targets
 from compresslab.errors import BackendUnavailableError, MeasurementError, RecipeError
 from compresslab.units import mj_to_j, mw_to_w
 
@@ -95,61 +97,12 @@ def _shutdown(nv: Any) -> None:
         logger.debug("nvmlShutdown failed: %s", e)
 
 
-def cuda_visible_indices(value: str | None) -> tuple[int, ...] | None:
-    """The device indices a ``CUDA_VISIBLE_DEVICES`` value selects; None means all devices.
-
-    CUDA stops at the first negative index (``-1`` hides every device), and an empty value
-    hides all. Values that are not integers (``GPU-<uuid>``, ``MIG-<uuid>``) are not resolved
-    here: all devices are measured and a warning is logged.
-
-    Args:
-        value: the variable's value, or None when it is not set.
-    """
-    if value is None:
-        return None
-    if not value.strip():
-        return ()
-    out: list[int] = []
-    for item in value.split(","):
-        try:
-            index = int(item.strip())
-        except ValueError:
-            logger.warning(
-                "CUDA_VISIBLE_DEVICES=%r does not list integer indices: measuring every GPU; "
-                "pass `device_indices` to choose",
-                value,
-            )
-            return None
-        if index < 0:
-            break
-        out.append(index)
-    return tuple(out)
-
-
-def _cuda_synchronize() -> None:
-    """Wait for queued CUDA work, if this process has any.
-
-    torch is looked up, not imported: a process that never imported torch, or never
-    initialised CUDA, has no queued work, and importing torch here would cost seconds.
-    """
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
-    try:
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.synchronize()
-    except RuntimeError as e:
-        raise MeasurementError(
-            f"torch.cuda.synchronize() failed at a window edge ({e}): the measured work failed "
-            "on the GPU; fix the model run first"
-        ) from e
-
-
 @dataclass(frozen=True)
 class _Device:
     index: int
     handle: Any
     has_counter: bool
+    how: str = ""
 
     @property
     def component(self) -> str:
@@ -280,8 +233,10 @@ class NvmlSampler:
     """GPU energy from NVML: the energy counter where supported, else integrated power.
 
     Args:
-        device_indices: NVML indices of the GPUs to count; default the devices CUDA sees
-            (``CUDA_VISIBLE_DEVICES`` when it lists integer indices), else all of them.
+        device_indices: NVML indices of the GPUs to count (as ``nvidia-smi`` lists them).
+        torch_device: the device the model runs on (``cuda`` or ``cuda:N``): that GPU is
+            counted, found by its UUID or PCI bus id, and synchronised at the window edges.
+            With neither, every GPU CUDA makes visible is counted.
         poll_interval_s: how often power is polled on GPUs without an energy counter.
 
     Raises:
@@ -295,7 +250,8 @@ class NvmlSampler:
     def __init__(
         self,
         *,
-        device_indices: tuple[int, ...] | None = None,
+        device_indices: tuple[int, ...] | list[int] | None = None,
+        torch_device: str | None = None,
         poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
     ) -> None:
         if device_indices is not None:
@@ -318,50 +274,34 @@ class NvmlSampler:
                 f"poll_interval_s must be a positive number of seconds, not {poll_interval_s!r}",
                 field="energy.nvml.poll_interval_s",
             )
+        if torch_device is not None and not cuda.is_cuda(torch_device):
+            raise RecipeError(
+                f"nvml measures a GPU, but the model runs on {torch_device!r}: set "
+                "`energy.device: cuda` (or cuda:N), or use `sampler: rapl` / `sampler: estimate`",
+                field="energy.device",
+            )
         self.device_indices = device_indices
+        self.torch_device = torch_device
         self.poll_interval_s = poll_interval_s
         self._window: _Window | None = None
         self._has_counter: tuple[bool, ...] | None = None
 
-    def _indices(self, count: int) -> tuple[int, ...]:
-        if self.device_indices is not None:
-            indices = self.device_indices
-            source = "device_indices"
-        else:
-            visible = cuda_visible_indices(os.environ.get("CUDA_VISIBLE_DEVICES"))
-            indices = tuple(range(count)) if visible is None else visible
-            source = "CUDA_VISIBLE_DEVICES" if visible is not None else "NVML"
-        if not indices:
-            why = (
-                "NVML reports 0 GPUs"
-                if source == "NVML"
-                else f"{source} selects no GPU (CUDA_VISIBLE_DEVICES is empty or -1)"
-            )
-            raise BackendUnavailableError(
-                f"no GPU to measure: {why}; use `sampler: rapl` or `sampler: estimate`"
-            )
-        missing = [i for i in indices if i >= count]
-        if missing:
-            raise BackendUnavailableError(
-                f"GPU index(es) {missing} from {source} do not exist: NVML sees {count} GPU(s) "
-                f"(indices 0-{count - 1}); fix {source}"
-            )
-        return indices
-
     def _open(self, nv: Any) -> tuple[_Device, ...]:
         """The selected devices with their energy source (NVML must be initialised)."""
         try:
-            count = int(nv.nvmlDeviceGetCount())
-            devices = []
-            for index in self._indices(count):
-                handle = nv.nvmlDeviceGetHandleByIndex(index)
-                devices.append(_Device(index, handle, _probe_counter(nv, index, handle)))
+            targets: tuple[Target, ...] = select_targets(
+                nv, device_indices=self.device_indices, torch_device=self.torch_device
+            )
+            devices = tuple(
+                _Device(t.index, t.handle, _probe_counter(nv, t.index, t.handle), t.how)
+                for t in targets
+            )
         except nv.NVMLError as e:
             raise BackendUnavailableError(
                 f"NVML could not list the GPUs ({e}); check them with `nvidia-smi`"
             ) from e
         self._has_counter = tuple(d.has_counter for d in devices)
-        return tuple(devices)
+        return devices
 
     def available(self) -> Availability:
         """Whether NVML runs and every selected GPU reports energy or power."""
@@ -409,7 +349,7 @@ class NvmlSampler:
         _init(nv)
         try:
             window = _Window(nv, self._open(nv), self.poll_interval_s)
-            _cuda_synchronize()
+            cuda.synchronize(self.torch_device)
             window.begin()
         except BaseException:
             _shutdown(nv)
@@ -429,7 +369,7 @@ class NvmlSampler:
         nv = window.nv
         try:
             try:
-                _cuda_synchronize()
+                cuda.synchronize(self.torch_device)
             finally:
                 duration_s, components = window.finish()
             details: dict[str, float] = {}
@@ -458,10 +398,13 @@ class NvmlSampler:
                 f"{self.poll_interval_s:g} s and integrated (integrated)"
             ),
             "device_order": (
-                "NVML indices (PCI bus order); CUDA_VISIBLE_DEVICES matches them only with "
+                "NVML indices (PCI bus order); the model's GPU is found by its UUID or PCI bus "
+                "id (from torch, or CUDA_VISIBLE_DEVICES); bare indices match CUDA's only with "
                 "CUDA_DEVICE_ORDER=PCI_BUS_ID"
             ),
         }
+        if self.torch_device is not None:
+            meta["torch_device"] = self.torch_device
         try:
             nv = _load()
             _init(nv)
@@ -474,6 +417,7 @@ class NvmlSampler:
                 meta["driver_version"] = _text(driver)
             for device in self._open(nv):
                 prefix = f"gpu{device.index}"
+                meta[f"{prefix}_selected_as"] = device.how
                 name = _optional(nv, nv.nvmlDeviceGetName, device.handle)
                 if name is not None:
                     meta[f"{prefix}_name"] = _text(name)
@@ -514,8 +458,15 @@ def _probe_counter(nv: Any, index: int, handle: Any) -> bool:
 
 
 @contextlib.contextmanager
-def power_limit(power_w: float, *, device_indices: tuple[int, ...] | None = None) -> Iterator[None]:
+def power_limit(
+    power_w: float,
+    *,
+    device_indices: tuple[int, ...] | None = None,
+    torch_device: str | None = None,
+) -> Iterator[None]:
     """Run a block with the GPUs' power limit set to ``power_w``, restored afterwards.
+
+    The GPUs are chosen as the sampler chooses them (``torch_device``: the model's GPU).
 
     A lower limit can save energy at little speed cost (Zeus's power-limit optimizer, Perseus).
     The previous limit of every device is restored on exit, also when the block raises.
@@ -529,10 +480,8 @@ def power_limit(power_w: float, *, device_indices: tuple[int, ...] | None = None
     _init(nv)
     restored: list[tuple[Any, int]] = []
     try:
-        count = nv.nvmlDeviceGetCount()
-        sampler = NvmlSampler(device_indices=device_indices)
-        for index in sampler._indices(count):
-            handle = nv.nvmlDeviceGetHandleByIndex(index)
+        for target in select_targets(nv, device_indices=device_indices, torch_device=torch_device):
+            index, handle = target.index, target.handle
             low_mw, high_mw = nv.nvmlDeviceGetPowerManagementLimitConstraints(handle)
             target_mw = int(round(power_w * 1000))
             if not low_mw <= target_mw <= high_mw:

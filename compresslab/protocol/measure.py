@@ -47,10 +47,10 @@ def _measure_one(workload: Workload, sampler: Sampler, protocol: Protocol) -> En
         run.warm_up(workload)
         while True:
             run.wait_for_quiet()
-            reading, calls, elapsed, seen = run.window(workload)
+            reading, latencies, elapsed, seen = run.window(workload)
             if not run.keep([seen]):
                 continue
-            series.add(reading, calls, elapsed, workload.inferences_per_call)
+            series.add(reading, latencies, elapsed, workload.inferences_per_call)
             if seen is not None:
                 series.contention.append(seen)
             k = len(series.gross)
@@ -101,8 +101,8 @@ def measure_paired(
                 continue
             for name in order:
                 workload, series = sides[name]
-                reading, calls, elapsed, seen = got[name]
-                series.add(reading, calls, elapsed, workload.inferences_per_call)
+                reading, latencies, elapsed, seen = got[name]
+                series.add(reading, latencies, elapsed, workload.inferences_per_call)
                 if seen is not None:
                     series.contention.append(seen)
             k += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,6 +48,12 @@ class EnergyResult:
     window_s: float
     metadata: dict[str, str] = field(default_factory=dict)
     ci_target_met: bool = True
+    #: Median and 95th percentile of one call's seconds (one batch), throughput in
+    #: inferences per second, and the process's peak resident memory over the windows.
+    latency_p50_s_per_batch: float = math.nan
+    latency_p95_s_per_batch: float = math.nan
+    throughput_per_s: float = math.nan
+    peak_rss_bytes: int = 0
     systematic_rel: float | None = None
     threads: int | None = None
     contention: dict[str, Any] = field(default_factory=dict)
@@ -145,6 +152,7 @@ def energy_options(spec: EnergySpec) -> dict[str, dict[str, object]]:
     return {
         "estimate": spec.estimate.model_dump(exclude_none=True),
         "rapl": spec.rapl.model_dump(exclude_none=True),
+        "nvml": spec.nvml.model_dump(exclude_none=True),
     }
 
 

@@ -13,11 +13,15 @@ from typing import Any
 import torch
 
 from compresslab import contention
-from compresslab.energy import Provenance, Reading, Sampler
+from compresslab.energy import CounterFaultError, Provenance, Reading, Sampler
 from compresslab.errors import MeasurementError
-from compresslab.machine import logical_cpus, omp_wait_policy
+from compresslab.machine import logical_cpus, omp_wait_policy, rss_bytes
 from compresslab.protocol.types import CONTENTION_POLICIES, EnergyResult, Protocol, Workload
 from compresslab.stats import ci95_halfwidth
+
+#: How many times in a row a window whose counter faulted (a reset, a torn read, a late poll:
+#: :class:`CounterFaultError`) is measured again before the measurement fails.
+MAX_FAULT_RETRIES = 3
 
 
 def effective_threads(threads: int | None) -> int:
@@ -44,6 +48,10 @@ def torch_threads(threads: int | None) -> Iterator[int]:
             torch.set_num_threads(before)
 
 
+#: Per-call latencies kept for the percentiles (a bounded sample).
+_MAX_LATENCIES = 20_000
+
+
 @dataclass
 class Series:
     """The windows of one workload, as they are measured."""
@@ -56,9 +64,14 @@ class Series:
     contention: list[contention.Contention] = field(default_factory=list)
     busy_s: float = 0.0
     calls: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds per call
+    peak_rss_bytes: int = 0
 
-    def add(self, reading: Reading, calls: int, elapsed: float, inferences_per_call: int) -> None:
-        """Record one window's reading (``calls`` calls of the workload over ``elapsed`` s)."""
+    def add(
+        self, reading: Reading, latencies: list[float], elapsed: float, inferences_per_call: int
+    ) -> None:
+        """Record one window's reading, its calls' seconds and the window's seconds."""
+        calls = len(latencies)
         n = calls * inferences_per_call
         self.gross.append(reading.energy_j / n)
         self.durations.append(reading.duration_s)
@@ -68,6 +81,9 @@ class Series:
             self.provenance[c.component] = str(c.provenance)
         self.busy_s += elapsed
         self.calls += calls
+        if len(self.latencies) < _MAX_LATENCIES:
+            self.latencies.extend(latencies[: _MAX_LATENCIES - len(self.latencies)])
+        self.peak_rss_bytes = max(self.peak_rss_bytes, rss_bytes())
 
     def net(self, idle_w: float) -> list[float]:
         """Net joules per inference of each window, with ``idle_w`` subtracted."""
@@ -100,15 +116,34 @@ class Run:
         self.idle_w: list[float] = []
         self.rejected = 0
         self.waited_s = 0.0
+        self.faults: list[str] = []  # why windows were measured again
+
+    def _retrying(self, measure: Callable[[], Any]) -> Any:
+        """``measure()``, repeated when the sampler says its counter faulted (bounded).
+
+        A faulted window's figure is wrong, not the workload's: it is dropped, its reason kept
+        for the result's metadata, and the window measured again.
+        """
+        for attempt in range(MAX_FAULT_RETRIES + 1):
+            try:
+                return measure()
+            except CounterFaultError as e:
+                self.faults.append(e.reason)
+                if attempt == MAX_FAULT_RETRIES:
+                    raise MeasurementError(
+                        f"{MAX_FAULT_RETRIES + 1} windows in a row were rejected because the "
+                        f"energy counter faulted; the last: {e}. Check the counter with "
+                        "`compresslab samplers`, or use `sampler: estimate`"
+                    ) from e
+        raise AssertionError("unreachable")
 
     # --- idle power -------------------------------------------------------------------------
 
     def measure_idle(self) -> None:
         """Read idle power once more (machine-level samplers with ``idle_s`` > 0 only)."""
         if self.machine and self.protocol.idle_s > 0:
-            self.idle_w.append(
-                idle_power_w(self.sampler, max(self.protocol.idle_s, 10 * self.period_s))
-            )
+            idle_s = max(self.protocol.idle_s, 10 * self.period_s)
+            self.idle_w.append(self._retrying(lambda: idle_power_w(self.sampler, idle_s)))
 
     @property
     def idle(self) -> float:
@@ -140,16 +175,20 @@ class Run:
 
     def window(
         self, workload: Workload
-    ) -> tuple[Reading, int, float, contention.Contention | None]:
-        """One window of ``workload``: reading, calls, seconds, and what others used meanwhile."""
+    ) -> tuple[Reading, list[float], float, contention.Contention | None]:
+        """One window: reading, each call's seconds, seconds, and what others used meanwhile."""
         bind = getattr(self.sampler, "bind", None)  # the modeled tier counts the model's calls
         if bind is not None and workload.model is not None:
             bind(workload.model, workload.inputs)
         with torch_threads(workload.threads):
             before = contention.snapshot()
-            reading, calls, elapsed = _window(workload.fn, self.sampler, self.window_s)
+            # A counter fault (RAPL reset, torn read, late poll) rejects this window only: it
+            # is measured again, at most MAX_FAULT_RETRIES times, and the reason is recorded.
+            reading, latencies, elapsed = self._retrying(
+                lambda: _window(workload.fn, self.sampler, self.window_s)
+            )
             seen = contention.between(before, contention.snapshot(), cpus=self.cpus)
-        return reading, calls, elapsed, seen
+        return reading, latencies, elapsed, seen
 
     def keep(self, seen: list[contention.Contention | None]) -> bool:
         """Whether windows measured under ``seen`` count (the ``reject`` policy drops them)."""
@@ -169,6 +208,12 @@ class Run:
                 workload.fn()
 
     # --- results ----------------------------------------------------------------------------
+
+    def fault_metadata(self) -> dict[str, str]:
+        """Windows measured again because the counter faulted, and why (empty when none)."""
+        if not self.faults:
+            return {}
+        return {"windows_repeated": str(len(self.faults)), "window_faults": "; ".join(self.faults)}
 
     def summary(self, series: Series) -> dict[str, Any]:
         """The contention seen over a series of windows, and what the policy did about it."""
@@ -205,6 +250,10 @@ class Run:
             n_inferences=sum(series.inferences),
             batch_size=workload.inferences_per_call,
             latency_s_per_batch=series.busy_s / series.calls,
+            latency_p50_s_per_batch=_quantile(series.latencies, 0.50),
+            latency_p95_s_per_batch=_quantile(series.latencies, 0.95),
+            throughput_per_s=sum(series.inferences) / series.busy_s,
+            peak_rss_bytes=series.peak_rss_bytes,
             duration_s=series.busy_s,
             window_j_per_inference=tuple(per_inf),
             components_j_per_inference={
@@ -216,7 +265,11 @@ class Run:
             idle_measured=bool(self.idle_w),
             update_period_s=self.period_s,
             window_s=self.window_s,
-            metadata={**self.sampler.metadata(), "omp_wait_policy": omp_wait_policy()},
+            metadata={
+                **self.sampler.metadata(),
+                "omp_wait_policy": omp_wait_policy(),
+                **self.fault_metadata(),
+            },
             ci_target_met=ci <= self.protocol.target_ci_rel * mean,
             systematic_rel=getattr(self.sampler, "systematic_rel", None),
             threads=threads,
@@ -246,15 +299,31 @@ def check_resolution(mean: float, ci: float, *, gross_mean: float, idle_w: float
     )
 
 
-def _window(fn: Callable[[], object], sampler: Sampler, min_s: float) -> tuple[Reading, int, float]:
-    calls = 0
+def _quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (linear interpolation); nan for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _window(
+    fn: Callable[[], object], sampler: Sampler, min_s: float
+) -> tuple[Reading, list[float], float]:
+    """One window: the reading, each call's seconds, and the window's seconds."""
+    latencies: list[float] = []
     sampler.start()
-    t0 = time.perf_counter()
+    t0 = last = time.perf_counter()
     try:
         while True:
             fn()
-            calls += 1
-            elapsed = time.perf_counter() - t0
+            now = time.perf_counter()
+            latencies.append(now - last)
+            last = now
+            elapsed = now - t0
             if elapsed >= min_s:
                 break
     except BaseException:
@@ -262,7 +331,7 @@ def _window(fn: Callable[[], object], sampler: Sampler, min_s: float) -> tuple[R
             sampler.stop()
         raise
     reading = sampler.stop()
-    return reading, calls, elapsed
+    return reading, latencies, elapsed
 
 
 def counter_period_s(sampler: Sampler) -> float:

@@ -32,9 +32,11 @@ from compresslab.recipe.schema import (
     EnergySpec,
     EstimateOptions,
     MethodSpec,
+    NvmlOptions,
     ParamChoices,
     ParamRange,
     ParamSpec,
+    RaplDomain,
     RaplOptions,
     Recipe,
     ReportSpec,
@@ -43,6 +45,7 @@ from compresslab.recipe.schema import (
     SearchSpec,
     TaskSpec,
     Tolerance,
+    rapl_domains_problem,
     storage_problem,
 )
 from compresslab.recipe.source import (
@@ -53,6 +56,9 @@ from compresslab.recipe.source import (
 )
 
 __all__ = [
+    "rapl_domains_problem",
+    "RaplDomain",
+    "NvmlOptions",
     "CarbonSpec",
     "CheckSpec",
     "ContentionSpec",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,6 +15,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     Tag,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -22,8 +25,12 @@ from compresslab.carbon import INTENSITY_G_PER_KWH
 
 Scalar = bool | int | float | str
 
+#: The largest ``search.seed`` (numpy's and Optuna's samplers take 32-bit seeds).
+MAX_SEED = 2**32 - 1
 
-_STORAGE_URL = re.compile(r"^(sqlite:///.+|(postgresql|mysql)(\+\w+)?://.+|journal:.+)$")
+
+# The storages docs/fleet.md documents (and the tests run): SQLite, a journal file, PostgreSQL.
+_STORAGE_URL = re.compile(r"^(sqlite:///.+|postgresql(\+\w+)?://.+|journal:.+)$")
 
 
 def storage_problem(url: str) -> str | None:
@@ -134,18 +141,79 @@ class EstimateOptions(_Strict):
     watts_per_gb: float | None = Field(default=None, ge=0, le=100)
 
 
-class RaplOptions(_Strict):
-    """Which RAPL domains to count (package always; DRAM and psys on request)."""
+RaplDomain = Literal["package", "dram", "psys"]
 
-    domains: list[Literal["package", "dram", "psys"]] = Field(
-        default_factory=lambda: list[Literal["package", "dram", "psys"]](["package"])
+
+class RaplOptions(_Strict):
+    """RAPL counters: which domains, where the tree is, how often it is polled.
+
+    ``psys`` (the platform domain of laptops and some desktops) covers the whole SoC, the
+    package and DRAM included: it is an alternative to ``[package]`` or ``[package, dram]``,
+    never added on top of them.
+    """
+
+    domains: list[RaplDomain] = Field(
+        default_factory=lambda: list[RaplDomain](["package"]), min_length=1
     )
-    root: str | None = None
+    #: The powercap tree; default ``$COMPRESSLAB_POWERCAP_ROOT``, else ``/sys/class/powercap``.
+    root: str | None = Field(default=None, min_length=1)
+    #: Seconds between reads of the counters; default: derived from each counter's range
+    #: and maximum power so that no wrap can be missed (refused when it could miss one).
+    poll_interval_s: float | None = Field(default=None, ge=0.001, le=1.0)
+    #: The most one zone can draw, in watts; default: twice the zone's largest
+    #: ``constraint_*_max_power_uw``, else 1000 W. Implied power above it marks a counter
+    #: reset or a torn read (the window is repeated); it also sizes the poll interval.
+    max_power_w: float | None = Field(default=None, gt=0, le=100000)
 
     @model_validator(mode="after")
-    def _package_first(self) -> RaplOptions:
-        if "package" not in self.domains:
-            raise ValueError("`domains` must include `package` (the CPU package counter)")
+    def _domains(self) -> RaplOptions:
+        problem = rapl_domains_problem(self.domains)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def rapl_domains_problem(domains: Sequence[str]) -> str | None:
+    """Why a list of RAPL domains cannot be counted together (None when it can)."""
+    if len(set(domains)) != len(domains):
+        return f"`domains` {list(domains)} repeats a domain: list each once"
+    if "psys" in domains and len(domains) > 1:
+        others = " and ".join(d for d in domains if d != "psys")
+        return (
+            f"`domains` {list(domains)} asks for psys together with {others}: psys (the "
+            "platform domain) covers the whole SoC, the CPU package and DRAM included, so "
+            "adding them would count them twice; use [psys] alone, or [package] / "
+            "[package, dram]"
+        )
+    if "dram" in domains and "package" not in domains:
+        return (
+            f"`domains` {list(domains)} counts DRAM without the CPU package: "
+            "use [package, dram] (or [package] alone)"
+        )
+    return None
+
+
+class NvmlOptions(_Strict):
+    """NVIDIA GPUs through NVML, and the host CPU energy reported beside them."""
+
+    #: NVML indices (as `nvidia-smi` lists them) to count; default: the GPU torch runs the
+    #: model on (``energy.device``), found by its UUID or PCI bus id.
+    device_indices: list[Annotated[int, Field(ge=0, le=1023)]] | None = Field(
+        default=None, min_length=1
+    )
+    #: Seconds between power readings on GPUs without an energy counter (integrated).
+    poll_interval_s: float = Field(default=0.05, ge=0.001, le=10.0)
+    #: The host CPU's energy over the same windows, reported as a component of its own:
+    #: ``auto`` (RAPL if readable, else the estimate), ``rapl``, ``estimate``, or ``none``
+    #: (the GPU alone).
+    host: Literal["auto", "rapl", "estimate", "none"] = "auto"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> NvmlOptions:
+        if self.device_indices is not None and len(set(self.device_indices)) != len(
+            self.device_indices
+        ):
+            raise ValueError(f"`device_indices` {self.device_indices} repeats an index")
         return self
 
 
@@ -176,6 +244,7 @@ class EnergySpec(_Strict):
     target_ci_rel: float = Field(default=0.05, gt=0, lt=1)
     estimate: EstimateOptions = Field(default_factory=EstimateOptions)
     rapl: RaplOptions = Field(default_factory=RaplOptions)
+    nvml: NvmlOptions = Field(default_factory=NvmlOptions)
     contention: ContentionSpec = Field(default_factory=ContentionSpec)
 
     @model_validator(mode="after")
@@ -183,6 +252,12 @@ class EnergySpec(_Strict):
         if self.max_windows < self.min_windows:
             raise ValueError(
                 f"max_windows ({self.max_windows}) is below min_windows ({self.min_windows})"
+            )
+        if self.sampler == "nvml" and not self.device.startswith("cuda"):
+            raise ValueError(
+                "`sampler: nvml` measures a GPU, but `device` is cpu: the model would run on "
+                "the CPU while an idle GPU is measured; set `device: cuda` (or cuda:N), or "
+                "pick `sampler: rapl` / `sampler: estimate` for a CPU model"
             )
         return self
 
@@ -248,18 +323,31 @@ class SearchSpec(_Strict):
     """The Optuna search: budget, sampler, seed, storage, accuracy tolerance."""
 
     trials: int = Field(default=30, ge=1, le=100000)
-    #: ``auto``: an exhaustive grid when the whole space fits in ``trials``, else NSGA-II.
+    #: ``auto``: an exhaustive grid when the whole space fits in ``trials``, else the sampler
+    #: the replay benchmark found best at this budget and space size (compresslab.study.samplers).
     sampler: Literal["auto", "nsga2", "tpe", "gp", "random", "grid"] = "auto"
-    seed: int = 0
+    #: numpy's and Optuna's samplers take 32-bit seeds.
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, strict=True)
     storage: str | None = None
-    study_name: str | None = Field(default=None, min_length=1)
+    study_name: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
     tolerance: Tolerance = Field(default_factory=lambda: Tolerance(absolute=0.01))
     #: Accuracy is first computed on this many held-out examples; a variant whose 95%
     #: interval lies wholly below the tolerance is not measured for energy (0 disables).
-    screen_examples: int = Field(default=200, ge=0)
+    screen_examples: int = Field(default=200, ge=0, le=1_000_000)
     #: After the search, the frontier (and so the best variant within the tolerance) is
     #: measured again paired with the baseline, this many pairs each (0: no confirmation).
     confirm_pairs: int = Field(default=6, ge=0, le=1000)
+    #: Skip the energy measurement of a variant that the modeled tier, calibrated on the
+    #: variants this study measured on this machine, predicts (with its held-out error) to be
+    #: dominated by the frontier (compresslab.study.predict). false: measure every variant.
+    predict: bool = True
+    #: Variants measured on this machine before a calibration is fitted and used.
+    predict_min_measured: int = Field(default=8, ge=3, le=100000)
+    #: The largest held-out relative error (90th percentile, leave-one-out) at which
+    #: predictions are used.
+    predict_max_error: float = Field(default=0.5, gt=0.0, le=1.0)
 
     @field_validator("storage")
     @classmethod
@@ -288,16 +376,35 @@ class CarbonSpec(_Strict):
 
 
 class CheckSpec(_Strict):
-    """The CI regression gate's thresholds (``compresslab check``)."""
+    """The CI regression gate's thresholds and measurement (``compresslab check``).
 
-    #: Measured/integrated tier: fail when energy per inference rose by more than this
-    #: fraction *and* the rise is statistically significant (Welch's t-test at ``alpha``).
+    The candidate is measured against a reference model in the same job, their windows
+    interleaved (ABBA), and the gate decides on the ratio's confidence interval.
+    """
+
+    #: Fail when the candidate / reference ratio of energy per inference lies wholly above
+    #: ``1 + max_increase``; pass when its interval's upper end is at or below it.
     max_increase: float = Field(default=0.05, ge=0, le=10)
+    #: The ratio's interval is two-sided at level ``1 - alpha``.
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
-    #: Modeled tier (deterministic): fail on any rise beyond this fraction (0 = exact).
+    #: The structural check (deterministic modeled tier): fail on a rise beyond this fraction.
     modeled_max_increase: float = Field(default=0.0, ge=0, le=10)
     #: Fail when accuracy fell by more than this (absolute); null = accuracy not gated.
     max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
+    #: Pairs of interleaved windows of the first measurement.
+    pairs: int = Field(default=6, ge=2, le=500)
+    #: When the first interval straddles the limit, measure once more with this many pairs
+    #: (twice ``pairs`` when that is more) and decide on that (0: no second measurement).
+    retry_pairs: int = Field(default=12, ge=0, le=1000)
+    #: What an interval that still straddles the limit does: ``pass`` (exit 0, with a
+    #: warning) or ``fail`` (exit 1).
+    on_inconclusive: Literal["pass", "fail"] = "pass"
+
+    @model_validator(mode="after")
+    def _retry_is_more(self) -> CheckSpec:
+        if self.retry_pairs == 1:
+            raise ValueError("retry_pairs must be 0 (no second measurement) or at least 2")
+        return self
 
 
 class ReportSpec(_Strict):
@@ -305,7 +412,20 @@ class ReportSpec(_Strict):
 
     requests_per_s: float = Field(default=10.0, gt=0, le=1e9)
     price_per_kwh: float = Field(default=0.15, ge=0, le=100)
-    currency: str = Field(default="USD", min_length=1, max_length=8)
+    #: A currency code or symbol (USD, EUR, €): shown in the report beside every cost.
+    currency: str = Field(default="USD", pattern=r"^[A-Za-z\p{Sc}]{1,8}$")
+    #: The folder of the run history (history.jsonl, history-codecarbon.csv) that every
+    #: measure, check and search appends to; "" (the default): the output folder; null: off.
+    history: str | None = Field(default="", max_length=4096)
+
+
+#: The valid range of each runtime knob (threads as energy.threads, batch sizes as
+#: energy.batch_size, a GPU's power limit in watts).
+RUNTIME_BOUNDS: dict[str, tuple[int, int]] = {
+    "threads": (1, 1024),
+    "batch_size": (1, 65536),
+    "power_limit_w": (0, 5000),
+}
 
 
 class RuntimeSpec(_Strict):
@@ -326,42 +446,51 @@ class RuntimeSpec(_Strict):
     def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
         return _without_unset(handler, self, ("kv_cache",))
 
-    @model_validator(mode="after")
-    def _positive_ints(self) -> RuntimeSpec:
-        limit = self.power_limit_w
-        if limit is not None:
-            bounds = (
-                [limit.low, limit.high]
-                if isinstance(limit, ParamRange)
-                else list(limit.choices)
-                if isinstance(limit, ParamChoices)
-                else [limit]
-            )
-            for v in bounds:
-                if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+    @field_validator("threads", "batch_size", "power_limit_w")
+    @classmethod
+    def _in_bounds(cls, spec: Any, info: ValidationInfo) -> Any:
+        name = str(info.field_name)
+        if spec is None:
+            return spec
+        if isinstance(spec, ParamRange):
+            if name != "power_limit_w" and not spec.is_int:
+                raise ValueError(f"`{name}` is an integer: use integer bounds")
+            values: list[Any] = [spec.low, spec.high]
+        elif isinstance(spec, ParamChoices):
+            values = list(spec.choices)
+        else:
+            values = [spec]
+        low, high = RUNTIME_BOUNDS[name]
+        for v in values:
+            if name == "power_limit_w":
+                if isinstance(v, bool) or not isinstance(v, int | float):
                     raise ValueError(f"`power_limit_w` values must be watts > 0, not {v!r}")
-        for name in ("threads", "batch_size"):
-            spec = getattr(self, name)
-            values: list[Any]
-            if spec is None:
+                if not math.isfinite(v):
+                    raise ValueError(f"{v} is not a finite number; valid: watts in (0, {high}]")
+                if not 0 < v <= high:
+                    raise ValueError(f"{v!r} is outside (0, {high}]; valid: watts in (0, {high}]")
                 continue
-            if isinstance(spec, ParamRange):
-                if not spec.is_int:
-                    raise ValueError(f"`{name}` is an integer: use integer bounds")
-                values = [spec.low, spec.high]
-            elif isinstance(spec, ParamChoices):
-                values = list(spec.choices)
-            else:
-                values = [spec]
-            for v in values:
-                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                    raise ValueError(f"`{name}` values must be integers >= 1, not {v!r}")
-        cache = self.kv_cache
-        if cache is not None:
-            choices = list(cache.choices) if isinstance(cache, ParamChoices) else [cache]
-            if isinstance(cache, ParamRange) or not all(isinstance(v, bool) for v in choices):
-                raise ValueError("`kv_cache` is true, false or {choices: [true, false]}")
-        return self
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"`{name}` values must be integers >= 1, not {v!r}")
+            if v > high:
+                raise ValueError(
+                    f"{v!r} is above the maximum {high}; valid: integer in [{low}, {high}]"
+                )
+        return spec
+
+    @field_validator("kv_cache")
+    @classmethod
+    def _a_switch(cls, spec: Any) -> Any:
+        if spec is None:
+            return spec
+        values = list(spec.choices) if isinstance(spec, ParamChoices) else [spec]
+        if isinstance(spec, ParamRange) or not all(isinstance(v, bool) for v in values):
+            shown = f"{spec.low}..{spec.high}" if isinstance(spec, ParamRange) else values
+            raise ValueError(
+                f"`kv_cache` is a switch, not {shown!r}; valid: true, false or "
+                "{choices: [true, false]}"
+            )
+        return spec
 
 
 class Recipe(_Strict):

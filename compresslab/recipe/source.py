@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
+import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from compresslab.errors import RecipeError
 from compresslab.recipe.schema import _UNION_TAGS, Recipe
@@ -48,8 +52,41 @@ class RecipeSource:
         return RecipeError(message, path=self.path, field=field, line=self.line_of(loc))
 
 
+#: The largest recipe read, in bytes. A recipe is a page of settings; a bigger file is a
+#: mistake (or an attack) and is refused before it is read, let alone parsed.
+MAX_RECIPE_BYTES = 1_000_000
+#: How deep a recipe's YAML may nest. The recipe itself needs six levels
+#: (``compression.0.params.ratio.choices.0``); deeper documents only exhaust the parser.
+MAX_DEPTH = 32
+#: The most characters a number may have (the longest recipe value, a seed, has 10 digits).
+MAX_NUMBER_CHARS = 100
+#: The most values (scalars, lists and mappings) a recipe may hold. The shipped ones hold
+#: about 60; long lists belong in files that ``task.options`` point at.
+MAX_VALUES = 10_000
+
+# The C parser when PyYAML has libyaml (same results, many times faster on big files).
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Tags the YAML core schema uses implicitly; any other tag (!!python/..., !!binary, !local)
+# asks for a constructor a recipe has no use for.
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
+}
+_NUMBER = re.compile(r"[-+]?(\.?[0-9][0-9_]*)(\.[0-9_]*)?([eE][-+]?[0-9]+)?")
+
+
+def _too_big(size: int, path: str) -> RecipeError:
+    return RecipeError(
+        f"the recipe is {size:,} bytes, above the limit of 1 MB ({MAX_RECIPE_BYTES:,} bytes): "
+        "a recipe is a page of settings; keep data in files that `task.options` point at",
+        path=path,
+    )
+
+
 def read_source(path: str | Path) -> RecipeSource:
-    """Read a recipe file into a :class:`RecipeSource` (safe YAML, mapping at top level)."""
+    """Read a recipe file into a :class:`RecipeSource` (safe YAML, mapping at top level).
+
+    The file is refused before it is read when it is larger than :data:`MAX_RECIPE_BYTES`.
+    """
     p = Path(path)
     if not p.is_file():
         raise RecipeError(
@@ -58,7 +95,14 @@ def read_source(path: str | Path) -> RecipeSource:
             path=str(p),
         )
     try:
-        text = p.read_text(encoding="utf-8")
+        size = p.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise _too_big(size, str(p))
+        with p.open("rb") as fh:  # a file that grows meanwhile is read no further
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise _too_big(len(raw), str(p))
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise RecipeError(
             f"cannot read the recipe ({e}): save it as UTF-8 text", path=str(p)
@@ -67,18 +111,31 @@ def read_source(path: str | Path) -> RecipeSource:
 
 
 def source_from_text(text: str, *, path: str = "<recipe>") -> RecipeSource:
-    """Parse YAML text (safe loader only) and record the line of every key."""
+    """Parse YAML text (safe loader only) and record the line of every key.
+
+    Before anything is built from it, the document is read as a stream of events and refused
+    when it uses an alias (``*name``: the way to make a small file expand to gigabytes, or
+    refer to itself), an explicit tag, a duplicate key, more than :data:`MAX_DEPTH` levels of
+    nesting, more than :data:`MAX_VALUES` values or a number longer than
+    :data:`MAX_NUMBER_CHARS` characters.
+    """
+    if len(text) > MAX_RECIPE_BYTES or len(text.encode("utf-8")) > MAX_RECIPE_BYTES:
+        raise _too_big(len(text.encode("utf-8")), path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        _check_events(text, path)
+        loader = _LOADER(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(e, "problem", None) or str(e)
+        raise _invalid_yaml(e, text, path) from e
+    except (ValueError, RecursionError) as e:  # a scalar no constructor could convert
         raise RecipeError(
-            f"invalid YAML ({problem}): fix the syntax (indentation, a missing ':' or quote)",
+            f"cannot read a value ({type(e).__name__}: {str(e)[:200]}): write plain text, "
+            "numbers, true/false or null",
             path=path,
-            line=line,
         ) from e
     if data is None:
         raise RecipeError(
@@ -97,11 +154,126 @@ def source_from_text(text: str, *, path: str = "<recipe>") -> RecipeSource:
     return RecipeSource(data, path=path, lines=lines)
 
 
+def _invalid_yaml(e: yaml.YAMLError, text: str, path: str) -> RecipeError:
+    mark = getattr(e, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    position = getattr(e, "position", None)
+    if line is None and isinstance(position, int):  # a reader error: an unacceptable character
+        line = text.count("\n", 0, position) + 1
+    context = getattr(e, "context", None)
+    problem = getattr(e, "problem", None) or str(e)
+    what = f"{context}: {problem}" if context else problem
+    fix = "fix the syntax (indentation, a missing ':' or quote)"
+    if isinstance(e, yaml.reader.ReaderError):
+        char = e.character  # an int (the C reader) or a one-character str (Python's)
+        code = char if isinstance(char, int) else ord(str(char)[:1] or " ")
+        what = f"the character #x{code:02x} is not allowed"
+        fix = "remove it; a recipe is printable UTF-8 text"
+    elif isinstance(e, yaml.constructor.ConstructorError):
+        fix = "write keys as plain text and values as text, numbers, lists or mappings"
+    if "maximum nesting depth" in what:  # libyaml's own limit, met before our event check
+        return RecipeError(_too_deep(), path=path, line=line)
+    what = " ".join(what.split())  # one line
+    return RecipeError(f"invalid YAML ({what}): {fix}", path=path, line=line)
+
+
+def _too_deep() -> str:
+    return (
+        f"the YAML is nested more than {MAX_DEPTH} levels deep: a recipe needs a few levels; "
+        "flatten it"
+    )
+
+
+def _tag_name(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org") else tag
+
+
+class _Collection:
+    """An open mapping or sequence while the events are read: its keys, and what comes next."""
+
+    __slots__ = ("is_mapping", "keys", "expect_key")
+
+    def __init__(self, is_mapping: bool) -> None:
+        self.is_mapping = is_mapping
+        self.keys: dict[str, int | None] = {}
+        self.expect_key = True
+
+
+def _check_events(text: str, path: str) -> None:
+    """Refuse aliases, tags, duplicate keys, deep nesting and huge numbers (see above)."""
+    open_: list[_Collection] = []
+    values = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.NodeEvent):
+            values += 1
+            if values > MAX_VALUES:
+                raise RecipeError(
+                    f"the recipe holds more than {MAX_VALUES} values: a recipe is a page of "
+                    "settings; keep data in files that `task.options` point at",
+                    path=path,
+                    line=line,
+                )
+        if isinstance(event, yaml.AliasEvent):
+            raise RecipeError(
+                f"YAML aliases (*{event.anchor}) are not allowed in a recipe: write the value "
+                "out where it is used (a recipe needs no anchors, aliases or merge keys `<<`)",
+                path=path,
+                line=line,
+            )
+        if isinstance(event, yaml.CollectionEndEvent):
+            open_.pop()
+            continue
+        if not isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+            continue
+        tag = event.tag
+        if tag not in (None, "!") and tag not in _PLAIN_TAGS:
+            raise RecipeError(
+                f"the YAML tag '{_tag_name(tag)}' is not allowed: a recipe is plain data "
+                "(mappings, lists, text, numbers, true/false, null); remove the tag",
+                path=path,
+                line=line,
+            )
+        parent = open_[-1] if open_ else None
+        if parent is not None and parent.is_mapping:
+            if parent.expect_key and isinstance(event, yaml.ScalarEvent):
+                if event.value in parent.keys:
+                    first = parent.keys[event.value]
+                    raise RecipeError(
+                        f"key '{event.value}' appears twice in this mapping (first on line "
+                        f"{first}): merge the two into one",
+                        path=path,
+                        line=line,
+                    )
+                parent.keys[event.value] = line
+            parent.expect_key = not parent.expect_key
+        if isinstance(event, yaml.ScalarEvent):
+            value = event.value
+            if (
+                len(value) > MAX_NUMBER_CHARS
+                and event.implicit[0]
+                and _NUMBER.fullmatch(value) is not None
+            ):
+                digits = sum(c.isdigit() for c in value)
+                raise RecipeError(
+                    f"a number with {digits} digits: no recipe value needs more than 20; "
+                    "check the value (or quote it if it is text)",
+                    path=path,
+                    line=line,
+                )
+            continue
+        open_.append(_Collection(isinstance(event, yaml.MappingStartEvent)))
+        if len(open_) > MAX_DEPTH:
+            raise RecipeError(_too_deep(), path=path, line=line)
+
+
 # What a text field must look like, for its pattern's error message.
 _PATTERN_HINTS = {
     "name": "use letters, digits, '.', '_' and '-' only (it names the report folder)",
     "task.entrypoint": "write it as `package.module:function`",
     "energy.device": "use cpu, cuda or cuda:N",
+    "report.currency": "use a currency code or symbol: up to 8 letters or symbols (USD, EUR, €)",
+    "search.study_name": "use one line of text, without control characters",
 }
 
 
@@ -110,8 +282,6 @@ def _fix_hint(err: Mapping[str, Any]) -> str:
     hint = _PATTERN_HINTS.get(".".join(str(p) for p in err.get("loc", ())))
     if kind == "string_pattern_mismatch" and hint:
         return hint
-    if kind == "extra_forbidden":
-        return "remove it or check its spelling (see README.md, 'Recipe format')"
     if kind == "missing":
         return "add it (see README.md, 'Recipe format')"
     if kind == "literal_error":
@@ -119,28 +289,148 @@ def _fix_hint(err: Mapping[str, Any]) -> str:
     return "see README.md, 'Recipe format'"
 
 
+def _strip(ann: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> ``X`` (other unions are left as they are)."""
+    while True:
+        origin = get_origin(ann)
+        if origin is Annotated:
+            ann = get_args(ann)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(ann) if a is not type(None)]
+            if len(members) != 1:
+                return ann
+            ann = members[0]
+        else:
+            return ann
+
+
+def _model_field(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+    """The schema model that ``loc`` ends in and, when ``loc`` names one of its fields, its info.
+
+    ``("energy", "window")`` gives ``(EnergySpec, None)``; ``("search", "seed")`` gives
+    ``(SearchSpec, <seed's FieldInfo>)``; a location the schema cannot follow gives Nones.
+    """
+    ann: Any = Recipe
+    info: FieldInfo | None = None
+    for i, part in enumerate(loc):
+        ann = _strip(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if part not in ann.model_fields:
+                return (ann, None) if i == len(loc) - 1 else (None, None)
+            info = ann.model_fields[part]
+            if i == len(loc) - 1:
+                return ann, info
+            ann = info.annotation
+        elif get_origin(ann) in (list, dict) and get_args(ann):
+            ann = get_args(ann)[-1]
+        else:
+            return None, None
+    ann = _strip(ann)
+    return (ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None), None
+
+
+def _valid_range(info: FieldInfo | None) -> str:
+    """E.g. ``; valid: integer in [0, 4294967295]`` from a field's bounds ('' without any)."""
+    if info is None:
+        return ""
+    lo = hi = None
+    lo_open = hi_open = False
+    for m in info.metadata:
+        if getattr(m, "ge", None) is not None:
+            lo = m.ge
+        if getattr(m, "gt", None) is not None:
+            lo, lo_open = m.gt, True
+        if getattr(m, "le", None) is not None:
+            hi = m.le
+        if getattr(m, "lt", None) is not None:
+            hi, hi_open = m.lt, True
+    if lo is None and hi is None:
+        return ""
+    kind = "integer" if _strip(info.annotation) is int else "number"
+    low = "-inf" if lo is None else f"{lo:g}" if isinstance(lo, float) else str(lo)
+    high = "inf" if hi is None else f"{hi:g}" if isinstance(hi, float) else str(hi)
+    return f"; valid: {kind} in {'(' if lo_open else '['}{low}, {high}{')' if hi_open else ']'}"
+
+
+_BOUND_WORDS = {
+    "greater_than_equal": "is below the minimum",
+    "greater_than": "must be above",
+    "less_than_equal": "is above the maximum",
+    "less_than": "must be below",
+}
+
+
+def _message(err: Mapping[str, Any], loc: tuple[Any, ...], source: RecipeSource) -> str:
+    """One problem in words, with how to fix it."""
+    kind = err.get("type", "")
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        model, _ = _model_field(loc)
+        valid = [k for k in (model.model_fields if model else {}) if k not in _present(source, loc)]
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.7)
+        if close:
+            return f"unknown key '{loc[-1]}': did you mean '{close[0]}'?"
+        listed = f" (valid keys here: {', '.join(valid)})" if valid else ""
+        return f"unknown key '{loc[-1]}': remove it or check its spelling{listed}"
+    _, info = _model_field(loc)
+    if isinstance(value, float) and not math.isfinite(value) and kind != "missing":
+        return f"{value} is not a finite number{_valid_range(info)}"
+    if kind in _BOUND_WORDS:
+        bound = next(iter((err.get("ctx") or {}).values()), "?")
+        shown = f"{bound:g}" if isinstance(bound, float) else bound
+        return f"{value!r} {_BOUND_WORDS[kind]} {shown}{_valid_range(info)}"
+    msg = re.sub(r"^Value error, ", "", str(err["msg"]))
+    if kind == "value_error":
+        return msg  # the schema's own checks say how to fix what they find
+    if kind == "string_pattern_mismatch":
+        msg = f"{value!r} is not of the expected form"
+    return f"{msg}: {_fix_hint(err)}"
+
+
+def _present(source: RecipeSource, loc: tuple[Any, ...]) -> set[str]:
+    """The keys the recipe gives beside ``loc``'s last part."""
+    node: Any = source.data
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return set()
+    return {str(k) for k in node} if isinstance(node, Mapping) else set()
+
+
 def parse_recipe(source: RecipeSource) -> Recipe:
-    """Validate a :class:`RecipeSource` against the schema; the first error is raised."""
+    """Validate a :class:`RecipeSource` against the schema.
+
+    Raises:
+        RecipeError: every problem, one per line in file order, each with its line (a
+            misspelt key names the key it resembles, and hides that key's "field required").
+    """
     try:
         return Recipe.model_validate(source.data)
     except ValidationError as e:
-        err = e.errors(include_url=False)[0]
-        loc = tuple(err["loc"])
-        # pydantic puts union members in loc (e.g. 'ParamRange', 'range'); drop them for the user.
+        errors = e.errors(include_url=False)
+    found: list[tuple[tuple[Any, ...], str, dict[str, Any]]] = []
+    for err in errors:
+        # pydantic puts union members in loc (e.g. 'ParamRange', 'range'); drop them.
         loc = tuple(
             p
-            for p in loc
+            for p in err["loc"]
             if not (isinstance(p, str) and (re.match(r"^[A-Z]\w*$", p) or p in _UNION_TAGS))
         )
-        msg = err["msg"]
-        if err.get("type") == "extra_forbidden":
-            msg = f"unknown key '{loc[-1]}'"
-        if err.get("type") == "string_pattern_mismatch":
-            msg = f"{err.get('input')!r} is not of the expected form"
-        msg = re.sub(r"^Value error, ", "", msg)
-        more = (
-            f" ({len(e.errors()) - 1} more problem(s) after this one)"
-            if len(e.errors()) > 1
-            else ""
-        )
-        raise source.error(loc, f"{msg}: {_fix_hint(err)}{more}") from None
+        found.append((loc, _message(err, loc, source), dict(err)))
+    # A misspelt key and the required key it resembles are one problem: keep the first.
+    meant = {
+        loc[:-1] + (m.group(1),)
+        for loc, text, err in found
+        if err.get("type") == "extra_forbidden"
+        and (m := re.search(r"did you mean '([^']+)'", text)) is not None
+    }
+    problems: list[RecipeError] = []
+    seen: set[tuple[tuple[Any, ...], str]] = set()
+    for loc, text, details in found:
+        if details.get("type") == "missing" and loc in meant or (loc, text) in seen:
+            continue
+        seen.add((loc, text))
+        problems.append(source.error(loc, text))
+    problems.sort(key=lambda p: p.line or 0)
+    raise RecipeError.combine(problems)

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from compresslab.fsio import atomic_write
-from compresslab.report.document import build_document, frontier_table, to_html, to_markdown
-from compresslab.report.plot import hypervolume_plot, pareto_html, pareto_plot
+from compresslab.report.blocks import to_html, to_markdown
+from compresslab.report.document import build_document, frontier_table
+from compresslab.report.plot import hypervolume_plot, parallel_plot, pareto_html, pareto_plot
 from compresslab.report.table import frontier_frame, trials_frame
 from compresslab.results import SearchResult
 
@@ -64,6 +65,7 @@ def _write_all(result: SearchResult, folder: Path, *, shared_js: Path) -> list[s
         "pareto.png": lambda p: pareto_plot(result, p),
         "pareto.html": lambda p: pareto_html(result, p, plotly_js=PLOTLY_JS),
         "hypervolume.png": lambda p: hypervolume_plot(result, p),
+        "parallel.png": lambda p: parallel_plot(result, p),
         "report.md": lambda p: p.write_text(to_markdown(doc), encoding="utf-8"),
     }
     for name, write in writers.items():

@@ -1,102 +1,40 @@
 """The report as a list of blocks, rendered to markdown (``report.md``) and HTML (``report.html``).
 
 One builder decides what the report says; two small renderers decide how it looks. Every string
-that reaches HTML goes through :func:`html.escape`, recipe-given names included.
+that reaches HTML goes through :func:`html.escape`, recipe-given names included; in markdown,
+text given by the recipe or the user's code is escaped (marked with :func:`.text.given`).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from compresslab import units
 from compresslab.carbon import CarbonSettings
+from compresslab.report.blocks import (
+    Bullets,
+    Document,
+    Heading,
+    Image,
+    Link,
+    Para,
+    TableBlock,
+    fmt_j,
+)
+from compresslab.report.costs import cost_part_blocks, prediction_blocks
 from compresslab.report.figures import energy_stars, least_violating, project, search_cost
+from compresslab.report.text import given
 from compresslab.results import SearchResult, TrialRecord
-
-
-@dataclass(frozen=True)
-class Heading:
-    """A section title."""
-
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class Para:
-    """A paragraph; ``strong`` is shown in bold before ``text``."""
-
-    text: str
-    strong: str = ""
-
-
-@dataclass(frozen=True)
-class Bullets:
-    """A bulleted list."""
-
-    items: list[str]
-
-
-@dataclass(frozen=True)
-class TableBlock:
-    """A table; ``align`` holds ``l`` or ``r`` per column."""
-
-    headers: list[str]
-    rows: list[list[str]]
-    align: str = ""
-
-
-@dataclass(frozen=True)
-class Image:
-    """A picture file beside the report."""
-
-    path: str
-    alt: str
-
-
-@dataclass(frozen=True)
-class Link:
-    """A link to a file beside the report."""
-
-    href: str
-    text: str
-
-
-Block = Heading | Para | Bullets | TableBlock | Image | Link
-
-
-@dataclass
-class Document:
-    """A report: a title and its blocks."""
-
-    title: str
-    blocks: list[Block] = field(default_factory=list)
-
-    def add(self, *blocks: Block) -> None:
-        """Append blocks."""
-        self.blocks.extend(blocks)
-
 
 # --- formatting helpers ---------------------------------------------------------------------
 
 
-def fmt_j(j: float) -> str:
-    """Joules with a readable prefix."""
-    if not math.isfinite(j):
+def _energy_cell(r: TrialRecord, unit: tuple[float, str]) -> str:
+    """``1.23 ± 0.04 mJ`` in the table's unit."""
+    if not math.isfinite(r.energy_j_per_inference):
         return "-"
-    if j >= 1:
-        return f"{j:.3g} J"
-    if j >= 1e-3:
-        return f"{j * 1e3:.3g} mJ"
-    return f"{j * 1e6:.3g} µJ"
-
-
-def _energy_cell(r: TrialRecord) -> str:
-    return f"{fmt_j(r.energy_j_per_inference)} ± {fmt_j(r.ci95_j_per_inference)}"
+    factor, name = unit
+    return f"{r.energy_j_per_inference * factor:.3g} ± {r.ci95_j_per_inference * factor:.2g} {name}"
 
 
 def ratio_cell(r: TrialRecord) -> str:
@@ -137,19 +75,24 @@ def _stars(n: int | None) -> str:
 def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlock:
     carbon = _carbon(result)
     stars = energy_stars(result)
+    unit = units.energy_unit([r.energy_j_per_inference for r in records])
     rows = []
     for r in records:
         rows.append(
             [
                 str(r.number),
-                r.variant,
+                given(r.variant),
                 _acc_cell(r),
-                _energy_cell(r),
-                f"{r.kwh_per_1k:.3e}",
+                _energy_cell(r, unit),
+                f"{units.wh_per_million(r.energy_j_per_inference):.3g}",
+                _latency_cell(r),
+                _size_cell(r),
                 ratio_cell(r),
                 _stars(stars.get(r.number)),
                 r.provenance,
-                f"{carbon.gco2e(r.kwh_per_1k):.3g}" if carbon else "-",
+                f"{carbon.gco2e(units.kwh_per_million(r.energy_j_per_inference)):.3g}"
+                if carbon
+                else "-",
                 f"{(r.macs_per_inference or 0):,.0f}",
                 f"{(r.n_params or 0):,}",
             ]
@@ -159,18 +102,32 @@ def _variant_table(result: SearchResult, records: list[TrialRecord]) -> TableBlo
             "trial",
             "variant",
             "accuracy [95% CI]",
-            "energy / inference (95% CI)",
-            "kWh / 1000",
+            f"energy / inference [{unit[1]}] (95% CI)",
+            "Wh / million",
+            "latency / batch p50, p95 [ms]",
+            "size [MB]",
             "vs baseline (paired, 95% CI)",
             "label",
             "provenance",
-            "gCO2e / 1000",
+            "gCO2e / million",
             "MACs / inference",
             "params",
         ],
         rows,
-        "rllllrrllrr",
+        "rlllrrrlllrrr",
     )
+
+
+def _latency_cell(r: TrialRecord) -> str:
+    e = r.energy or {}
+    p50, p95 = e.get("latency_p50_s_per_batch"), e.get("latency_p95_s_per_batch")
+    if not isinstance(p50, int | float) or not isinstance(p95, int | float):
+        return "-"
+    return f"{p50 * 1e3:.3g}, {p95 * 1e3:.3g}"
+
+
+def _size_cell(r: TrialRecord) -> str:
+    return f"{r.size_bytes / 1e6:.3g}" if r.size_bytes else "-"
 
 
 def _ratio_high(r: TrialRecord) -> float:
@@ -223,15 +180,16 @@ def frontier_table(result: SearchResult) -> TableBlock:
 def build_document(result: SearchResult) -> Document:
     """Everything the report says, in order."""
     info = result.info
-    doc = Document(f"compresslab report: {result.recipe_name}")
+    doc = Document(f"compresslab report: {given(result.recipe_name)}")
     base = result.baseline
     best = result.best_saving()
     doc.add(
-        Para(f"Task: {info.get('task', '-')}"),
+        Para(f"Task: {given(info.get('task') or '-')}"),
         Para(
             f"Trials: {len(result.trials)}: {result.counts()} (screened: not measured for "
             f"energy; reused: a repeat of an earlier variant). Optuna sampler "
-            f"`{info.get('optuna_sampler')}`, seed {info.get('seed')}; study `{result.study_name}`."
+            f"`{info.get('optuna_sampler')}` ({given(info.get('optuna_sampler_reason', '-'))}), "
+            f"seed {info.get('seed')}; study {given(result.study_name)}."
         ),
         Para(f"Accuracy tolerance: {result.tolerance} (minimum {result.min_accuracy:.4f})."),
     )
@@ -241,8 +199,10 @@ def build_document(result: SearchResult) -> Document:
         doc.add(
             Para(
                 f"Uncompressed model (trial {base.number}): accuracy {_acc_cell(base)}, "
-                f"{_energy_cell(base)} per inference ({base.provenance}), "
-                f"{base.kwh_per_1k:.3e} kWh per 1000 inferences."
+                f"{_energy_cell(base, units.energy_unit([base.energy_j_per_inference]))} per "
+                f"inference ({base.provenance}), "
+                f"{units.wh_per_million(base.energy_j_per_inference):.3g} Wh per million "
+                "inferences."
             )
         )
         n_eval = info.get("eval_examples")
@@ -260,7 +220,7 @@ def build_document(result: SearchResult) -> Document:
 
     doc.add(Heading("Best saving within the tolerance"))
     if best is not None and base is not None and best.number != base.number:
-        doc.add(Para(_saving_sentence(result, best, base), strong=best.variant))
+        doc.add(Para(_saving_sentence(result, best, base), strong=given(best.variant)))
         if best.ratio_vs_baseline is None:
             doc.add(Para("This trial was not paired with the baseline (an older study): no ratio."))
         elif _ratio_high(best) >= 1:
@@ -299,6 +259,7 @@ def build_document(result: SearchResult) -> Document:
         Link("pareto.html", "interactive Pareto plot"),
         Image("hypervolume.png", "hypervolume over trials"),
     )
+    _what_mattered(doc, result)
 
     # A generative task: energy per token and per request, perplexity, sample answers.
     from compresslab.report.generation import generation_blocks
@@ -310,11 +271,33 @@ def build_document(result: SearchResult) -> Document:
     return doc
 
 
+def _what_mattered(doc: Document, result: SearchResult) -> None:
+    """One sentence on the parameters that drove energy and accuracy, and the parallel view."""
+    importance = result.info.get("importance")
+    doc.add(Heading("What mattered"))
+    if not importance:
+        doc.add(Para("Too few measured variants to say which parameters mattered (fANOVA)."))
+        return
+
+    def top(objective: str) -> str:
+        ranked = sorted(importance[objective].items(), key=lambda kv: -kv[1])[:2]
+        return " and ".join(f"{name} ({share:.0%})" for name, share in ranked)
+
+    doc.add(
+        Para(
+            f"Energy was driven most by {top('energy')}; accuracy by {top('accuracy')} "
+            "(share of the variance each parameter explains, fANOVA over the measured "
+            "variants; a guide, not a proof, on a search's few trials)."
+        ),
+        Image("parallel.png", "parameters, accuracy and energy of every measured variant"),
+    )
+
+
 def _projections(doc: Document, result: SearchResult) -> None:
     proj = result.info.get("projection") or {}
     rate = float(proj.get("requests_per_s", 10.0))
     price = float(proj.get("price_per_kwh", 0.15))
-    cur = str(proj.get("currency", "USD"))
+    cur = given(proj.get("currency", "USD"))
     carbon = _carbon(result)
     rows = []
     shown = list(result.frontier)
@@ -327,7 +310,7 @@ def _projections(doc: Document, result: SearchResult) -> None:
         rows.append(
             [
                 str(r.number),
-                r.variant,
+                given(r.variant),
                 f"{p.kwh_per_million:.3g}",
                 f"{p.gco2e_per_million:.3g}",
                 f"{p.cost_per_million:.3g}",
@@ -390,11 +373,11 @@ def _search_cost(doc: Document, result: SearchResult) -> None:
         text += (
             " The best variant within the tolerance saves "
             f"{fmt_j(cost.saving_j_per_inference or 0)} per inference: it pays the search "
-            f"back after {cost.break_even_inferences:,.0f} inferences."
+            f"back after {cost.break_even_text()}."
         )
     else:
         text += " No variant within the tolerance saves energy, so the search is not paid back."
-    doc.add(Para(text))
+    doc.add(Para(text), *cost_part_blocks(result), *prediction_blocks(result))
 
 
 def _comparison_notes(result: SearchResult) -> list[str]:
@@ -408,6 +391,13 @@ def _comparison_notes(result: SearchResult) -> list[str]:
             "(ABBA) in the same span of time, the ratio's interval from the pairs; energy per "
             "inference of a variant = its ratio x the baseline's own figure, so all are on one "
             "scale (each trial's own absolute figure is measured_j_per_inference in trials.csv)"
+        )
+    repeat = result.info.get("repeatability")
+    if repeat:
+        notes.append(
+            f"between measurements, the baseline's absolute figure varied by {repeat['cv']:.1%} "
+            f"(CV over the {repeat['n']} times it was measured beside a variant); absolute "
+            "intervals include this spread, paired ratios are measured side by side and need not"
         )
     contended = [r for r in done if ((r.energy or {}).get("contention") or {}).get("contended")]
     if contended:
@@ -435,13 +425,17 @@ def _comparison_notes(result: SearchResult) -> list[str]:
     return notes
 
 
+def _why(r: TrialRecord, reason: object) -> str:
+    return f"trial {r.number} ({given(r.variant)}): {given(reason)}"
+
+
 def _how(doc: Document, result: SearchResult) -> None:
     info = result.info
     doc.add(
         Heading("How energy was obtained"),
         Para(f"Sampler selection: {info.get('sampler_selection', '-')}"),
     )
-    items = [f"{k}: {v}" for k, v in (info.get("sampler_metadata") or {}).items()]
+    items = [f"{k}: {given(v)}" for k, v in (info.get("sampler_metadata") or {}).items()]
     items.append(
         f"batch size {info.get('batch_size')}; figures are per inference (one example), the mean "
         "over repeated windows with a 95% confidence interval, net of idle power where the "
@@ -467,17 +461,20 @@ def _how(doc: Document, result: SearchResult) -> None:
             Heading("Methods left out on this machine"),
             Bullets([f"{n}: {w}" for n, w in info["skipped_methods"].items()]),
         )
+    if info.get("left_out"):
+        doc.add(
+            Heading("Left out for this model and data (found before the first trial)"),
+            Bullets([f"{given(n)}: {given(w)}" for n, w in info["left_out"].items()]),
+        )
     if result.screened:
         doc.add(
             Heading("Screened out (energy not measured)"),
-            Bullets([f"trial {r.number} ({r.variant}): {r.screened}" for r in result.screened]),
+            Bullets([_why(r, r.screened) for r in result.screened]),
         )
     if result.failed:
         doc.add(
             Heading("Failed trials"),
-            Bullets(
-                [f"trial {r.number} ({r.variant}): {r.error or 'no reason'}" for r in result.failed]
-            ),
+            Bullets([_why(r, r.error or "no reason") for r in result.failed]),
         )
     caps = info.get("capabilities") or {}
     if caps:
@@ -498,92 +495,17 @@ def _how(doc: Document, result: SearchResult) -> None:
             if isinstance(lib, dict)
         ]
         doc.add(Heading("What this machine can run"), Bullets(items))
-    machine = [f"{k}: {v}" for k, v in (info.get("machine") or {}).items()]
+    machine = [f"{k}: {given(v)}" for k, v in (info.get("machine") or {}).items()]
     versions = [f"{k} {v}" for k, v in (info.get("versions") or {}).items()]
     doc.add(
         Heading("Machine and versions"),
         Bullets(
             machine
             + [", ".join(versions)]
-            + [f"recipe hash: {info.get('recipe_hash')}", f"storage: {result.storage}"]
+            + [f"recipe hash: {info.get('recipe_hash')}", f"storage: {given(result.storage)}"]
         ),
         Link("trials.csv", "Full per-trial data: trials.csv (also trials.parquet)"),
     )
 
 
 # --- renderers ----------------------------------------------------------------------------------
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(doc: Document) -> str:
-    """``report.md``."""
-    out = [f"# {doc.title}", ""]
-    for b in doc.blocks:
-        if isinstance(b, Heading):
-            out += ["#" * b.level + " " + b.text, ""]
-        elif isinstance(b, Para):
-            out += [(f"**{b.strong}** " if b.strong else "") + b.text, ""]
-        elif isinstance(b, Bullets):
-            out += [f"- {i}" for i in b.items] + [""]
-        elif isinstance(b, TableBlock):
-            align = b.align or "l" * len(b.headers)
-            out.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
-            out.append("|" + "|".join("---:" if a == "r" else "---" for a in align) + "|")
-            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
-            out.append("")
-        elif isinstance(b, Image):
-            out += [f"![{b.alt}]({b.path})", ""]
-        elif isinstance(b, Link):
-            out += [f"[{b.text}]({b.href})", ""]
-    return "\n".join(out).rstrip() + "\n"
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;
-margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}
-th{background:#f3f3f3}td.r{text-align:right;font-variant-numeric:tabular-nums}
-img{max-width:100%;border:1px solid #eee}code{background:#f3f3f3;padding:0 .2em}
-"""
-
-
-def to_html(doc: Document, *, base_dir: Path) -> str:
-    """``report.html``: self-contained (images inlined), every string escaped."""
-    e = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(doc.title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{e(doc.title)}</h1>",
-    ]
-    for b in doc.blocks:
-        if isinstance(b, Heading):
-            parts.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
-        elif isinstance(b, Para):
-            strong = f"<strong>{e(b.strong)}</strong> " if b.strong else ""
-            parts.append(f"<p>{strong}{e(b.text)}</p>")
-        elif isinstance(b, Bullets):
-            parts.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items) + "</ul>")
-        elif isinstance(b, TableBlock):
-            align = b.align or "l" * len(b.headers)
-            head = "".join(f"<th>{e(h)}</th>" for h in b.headers)
-            body = "".join(
-                "<tr>"
-                + "".join(f'<td class="{a}">{e(c)}</td>' for c, a in zip(row, align, strict=False))
-                + "</tr>"
-                for row in b.rows
-            )
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif isinstance(b, Image):
-            path = base_dir / b.path
-            if path.is_file():
-                data = base64.b64encode(path.read_bytes()).decode("ascii")
-                parts.append(f'<p><img alt="{e(b.alt)}" src="data:image/png;base64,{data}"></p>')
-        elif isinstance(b, Link):
-            parts.append(f'<p><a href="{e(b.href)}">{e(b.text)}</a></p>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"

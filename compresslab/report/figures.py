@@ -5,8 +5,10 @@ Pure functions of a :class:`~compresslab.results.SearchResult`; nothing is measu
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from compresslab import units
 from compresslab.carbon import CarbonSettings
@@ -76,6 +78,11 @@ def _carbon(result: SearchResult) -> CarbonSettings | None:
     return CarbonSettings(**c) if c else None
 
 
+def plural(unit: str) -> str:
+    """``inference`` -> ``inferences``, ``generated token`` -> ``generated tokens``."""
+    return unit if unit.endswith("s") else f"{unit}s"
+
+
 @dataclass(frozen=True)
 class SearchCost:
     """The energy the search itself spent, and when the best variant pays it back."""
@@ -85,6 +92,19 @@ class SearchCost:
     sessions: int
     saving_j_per_inference: float | None
     break_even_inferences: float | None
+    #: What one inference is to the task's users ("inferences", "requests" ...).
+    unit: str = "inferences"
+    #: Break-even in generated tokens, for a task that declares tokens per inference.
+    break_even_tokens: float | None = None
+
+    def break_even_text(self) -> str:
+        """``1,234 inferences`` (``1,234 requests (56,789 tokens)`` for a generative task)."""
+        if self.break_even_inferences is None:
+            return "-"
+        text = f"{self.break_even_inferences:,.0f} {self.unit}"
+        if self.break_even_tokens is not None:
+            text += f" ({self.break_even_tokens:,.0f} tokens)"
+        return text
 
 
 def search_cost(result: SearchResult) -> SearchCost | None:
@@ -105,7 +125,96 @@ def search_cost(result: SearchResult) -> SearchCost | None:
         saving = base.energy_j_per_inference - best.energy_j_per_inference
         if saving > 0:
             break_even = energy_j / saving
-    return SearchCost(energy_j, "+".join(provs), len(sessions), saving, break_even)
+    unit = plural(str(result.info.get("unit") or "inference"))
+    tokens = result.info.get("tokens_per_inference")
+    tokens_total = break_even * float(tokens) if break_even is not None and tokens else None
+    return SearchCost(
+        energy_j, "+".join(provs), len(sessions), saving, break_even, unit, tokens_total
+    )
+
+
+#: The parts of the search's cost, in the order a report lists them, with their names.
+COST_PARTS = {
+    "setup": "task set-up (storage, model and data, baseline accuracy)",
+    "build": "building variants (pruning, quantizing)",
+    "finetune": "recovery fine-tuning",
+    "evaluate": "evaluation (screening, accuracy, profile, operation counts, prediction)",
+    "measure": "energy measurement (paired with the baseline)",
+    "confirm": "confirming the frontier after the search",
+    "other": "the rest (Optuna's sampler, storage, repeats reused, failed trials)",
+}
+
+
+@dataclass(frozen=True)
+class CostPart:
+    """What one part of the search cost: time, and energy where it can be attributed."""
+
+    name: str
+    wall_s: float
+    cpu_s: float
+    energy_j: float | None
+
+    @property
+    def label(self) -> str:
+        """The part in words."""
+        return COST_PARTS.get(self.name, self.name)
+
+
+def search_cost_parts(result: SearchResult) -> list[CostPart]:
+    """The search's cost per part (:data:`COST_PARTS`), largest energy (or time) first.
+
+    Trials record wall and CPU seconds per part of their evaluation, sessions those of their
+    set-up and confirmation. Energy is attributed only when every session was priced by the
+    ``estimate`` sampler with one set of coefficients: then a part's energy is its CPU-seconds
+    x watts per core plus resident GB x watts per GB x its wall seconds, the same estimate as
+    the session's own (``estimated``); ``other`` is the session total minus the parts. A
+    measured session (a counter sees the whole machine) cannot be split: time only.
+    """
+    sessions = result.info.get("search_energy") or []
+    totals: dict[str, dict[str, float]] = {}
+
+    def add(parts: dict[str, Any] | None) -> None:
+        for name, part in (parts or {}).items():
+            into = totals.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "gb_s": 0.0})
+            wall = float(part.get("wall_s", 0.0))
+            into["wall_s"] += wall
+            into["cpu_s"] += float(part.get("cpu_s", 0.0))
+            into["gb_s"] += float(part.get("rss_gb", 0.0)) * wall
+
+    for r in result.trials:
+        add(r.parts)
+    for s in sessions:
+        add(s.get("parts"))
+    if not totals:
+        return []
+    coefficients = {json_key(s.get("coefficients")) for s in sessions}
+    priced = (
+        len(coefficients) == 1
+        and None not in coefficients
+        and all(str(s.get("provenance")) == "estimated" for s in sessions)
+    )
+    coef = dict(sessions[0]["coefficients"]) if priced else {}
+    out = []
+    for name, t in totals.items():
+        energy = (
+            t["cpu_s"] * coef["watts_per_core"] + t["gb_s"] * coef["watts_per_gb"]
+            if priced
+            else None
+        )
+        out.append(CostPart(name, t["wall_s"], t["cpu_s"], energy))
+    wall_total = sum(float(s.get("duration_s", 0.0)) for s in sessions)
+    rest_wall = wall_total - sum(p.wall_s for p in out)
+    if priced:
+        rest_j = sum(float(s["energy_j"]) for s in sessions) - sum(p.energy_j or 0 for p in out)
+        out.append(CostPart("other", max(0.0, rest_wall), math.nan, max(0.0, rest_j)))
+    elif rest_wall > 0:
+        out.append(CostPart("other", rest_wall, math.nan, None))
+    return sorted(out, key=lambda p: -(p.energy_j if p.energy_j is not None else p.wall_s))
+
+
+def json_key(value: Any) -> str | None:
+    """A hashable stand-in for a small JSON value (None stays None)."""
+    return None if value is None else json.dumps(value, sort_keys=True)
 
 
 def hypervolume_curve(result: SearchResult) -> list[tuple[int, float]]:

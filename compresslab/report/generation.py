@@ -8,7 +8,8 @@ both from the trial's own windows, their intervals added in quadrature.
 
 The answers a variant gave to a few fixed prompts (stored with its trial) are shown beside
 the baseline's: a number says how much energy a variant saves, the answers show what it lost.
-Every string goes through the renderers, which escape it.
+Variant labels, prompts and answers are given text (:func:`.text.given`): both renderers
+escape them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from compresslab.report.document import Block, Heading, Para, TableBlock, fmt_j, ratio_cell
+from compresslab.report.blocks import Block, Heading, Para, TableBlock, fmt_j
+from compresslab.report.document import ratio_cell
+from compresslab.report.text import given
 from compresslab.results import SearchResult, TrialRecord
 
 #: Columns added to ``trials.csv`` for a generative task, in order.
@@ -139,7 +142,7 @@ def _energy_table(result: SearchResult) -> TableBlock:
         rows.append(
             [
                 str(r.number) + (" *" if r.number in front else ""),
-                r.variant,
+                given(r.variant),
                 _pm(r.energy_j_per_inference, r.ci95_j_per_inference),
                 ratio_cell(r),
                 _pm(fig["j_per_request"], fig["ci95_j_per_request"]),
@@ -190,9 +193,9 @@ def _answers(result: SearchResult) -> list[Block]:
         for r in shown:
             answers = r.answers or ()
             text = answers[i]["answer"] if i < len(answers) else "-"
-            rows.append([str(r.number), r.variant, text or "(empty)"])
+            rows.append([str(r.number), given(r.variant), given(text) if text else "(empty)"])
         blocks += [
-            Para(item["prompt"], strong=f"Prompt {i + 1}:"),
+            Para(given(item["prompt"]), strong=f"Prompt {i + 1}:"),
             TableBlock(["trial", "variant", "answer"], rows, "rll"),
         ]
     return blocks

@@ -1,4 +1,4 @@
-"""The Pareto plot: accuracy against kWh per 1000 inferences, frontier highlighted."""
+"""The Pareto plot: accuracy against energy per inference (one SI prefix), frontier highlighted."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
     (trial numbers beside it), the baseline and the accuracy tolerance.
     """
     done = [r for r in result.completed if r.reused_from is None]
+    factor, unit = units.energy_unit([r.energy_j_per_inference for r in done])
 
     def acc(r: TrialRecord) -> float:
         return math.nan if r.accuracy is None else r.accuracy
@@ -40,9 +41,9 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
         lows = [r.accuracy_ci95[0] if r.accuracy_ci95 else y for r, y in zip(pts, ys, strict=True)]
         highs = [r.accuracy_ci95[1] if r.accuracy_ci95 else y for r, y in zip(pts, ys, strict=True)]
         ax.errorbar(
-            [units.kwh_per_1k(r.energy_j_per_inference) for r in pts],
+            [r.energy_j_per_inference * factor for r in pts],
             ys,
-            xerr=[units.kwh_per_1k(r.ci95_j_per_inference) for r in pts],
+            xerr=[r.ci95_j_per_inference * factor for r in pts],
             yerr=[
                 [max(0.0, y - lo) for y, lo in zip(ys, lows, strict=True)],
                 [max(0.0, hi - y) for y, hi in zip(ys, highs, strict=True)],
@@ -55,7 +56,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
         )
     front = result.frontier
     if front:
-        xs = [units.kwh_per_1k(r.energy_j_per_inference) for r in front]
+        xs = [r.energy_j_per_inference * factor for r in front]
         ys = [acc(r) for r in front]
         ax.step(xs, ys, where="post", color="tab:green", linewidth=1.5)
         ax.scatter(xs, ys, color="tab:green", zorder=3, s=36, label=_FRONTIER_LABEL)
@@ -66,7 +67,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
     base = result.baseline
     if base is not None:
         ax.scatter(
-            [units.kwh_per_1k(base.energy_j_per_inference)],
+            [base.energy_j_per_inference * factor],
             [acc(base)],
             marker="*",
             s=180,
@@ -82,7 +83,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
         label=f"accuracy tolerance ({result.tolerance})",
     )
     provs = ", ".join(sorted({r.provenance for r in done})) or "-"
-    ax.set_xlabel(f"energy per 1000 inferences [kWh] ({provs})")
+    ax.set_xlabel(f"energy per inference [{unit}] ({provs})")
     ax.set_ylabel(f"{result.info.get('metric', 'accuracy')} (held-out split)")
     ax.set_title(f"{result.recipe_name}: accuracy vs energy")
     ax.grid(True, alpha=0.3)
@@ -143,16 +144,17 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
         "estimated": "triangle-up",
         "modeled": "diamond",
     }
+    factor, unit = units.energy_unit([r.energy_j_per_inference for r in done])
     fig = go.Figure()
     for prov in sorted({r.provenance for r in done}):
         pts = [r for r in done if r.provenance == prov]
         fig.add_trace(
             go.Scatter(
-                x=[units.kwh_per_1k(r.energy_j_per_inference) for r in pts],
+                x=[r.energy_j_per_inference * factor for r in pts],
                 y=[_acc(r) for r in pts],
                 error_x={
                     "type": "data",
-                    "array": [units.kwh_per_1k(r.ci95_j_per_inference) for r in pts],
+                    "array": [r.ci95_j_per_inference * factor for r in pts],
                 },
                 mode="markers",
                 marker={
@@ -162,7 +164,9 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
                 },
                 name=f"{prov}",
                 text=[f"trial {r.number}: {r.variant}" for r in pts],
-                hovertemplate="%{text}<br>accuracy %{y:.4f}<br>%{x:.3e} kWh/1000<extra></extra>",
+                hovertemplate="%{text}<br>accuracy %{y:.4f}<br>%{x:.3g} "
+                + unit
+                + "<extra></extra>",
             )
         )
     fig.add_hline(
@@ -173,9 +177,60 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
     )
     fig.update_layout(
         title=f"{result.recipe_name}: accuracy vs energy (green: feasible frontier)",
-        xaxis_title="energy per 1000 inferences [kWh]",
+        xaxis_title=f"energy per inference [{unit}]",
         yaxis_title=str(result.info.get("metric", "accuracy")),
         template="plotly_white",
     )
     fig.write_html(path, include_plotlyjs=plotly_js if plotly_js else True, full_html=True)
+    return path
+
+
+def parallel_plot(result: SearchResult, path: Path) -> Path:
+    """Write ``parallel.png``: every measured variant as a line across its parameters.
+
+    Each axis is one searched parameter (categories in their order of appearance, numbers
+    scaled to their range), then accuracy and energy relative to the baseline; lines are
+    coloured by energy, the frontier drawn thick.
+    """
+    from matplotlib import cm
+    from matplotlib.figure import Figure
+
+    done = [r for r in result.completed if r.reused_from is None]
+    keys = sorted({k for r in done for k in r.params})
+    front = {r.number for r in result.frontier}
+    fig = Figure(figsize=(max(6.0, 1.3 * (len(keys) + 2)), 4.2))
+    ax = fig.add_subplot()
+    columns: list[list[float]] = []
+    labels: list[str] = []
+    for key in keys:
+        values = [r.params.get(key, "-") for r in done]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            nums = [float(v) for v in values]
+            lo, hi = min(nums), max(nums)
+            columns.append([(v - lo) / (hi - lo) if hi > lo else 0.5 for v in nums])
+        else:
+            order = list(dict.fromkeys(str(v) for v in values))
+            columns.append([order.index(str(v)) / max(len(order) - 1, 1) for v in values])
+        labels.append(key)
+    energy = [r.ratio_vs_baseline or r.energy_j_per_inference for r in done]
+    for name, values in (("accuracy", [r.accuracy or 0.0 for r in done]), ("energy", energy)):
+        lo, hi = min(values, default=0.0), max(values, default=1.0)
+        columns.append([(v - lo) / (hi - lo) if hi > lo else 0.5 for v in values])
+        labels.append(name)
+    e_lo, e_hi = min(energy, default=0.0), max(energy, default=1.0)
+    xs = list(range(len(labels)))
+    for i, r in enumerate(done):
+        shade = (energy[i] - e_lo) / (e_hi - e_lo) if e_hi > e_lo else 0.5
+        ax.plot(
+            xs,
+            [col[i] for col in columns],
+            color=cm.viridis(shade),
+            linewidth=2.2 if r.number in front else 0.8,
+            alpha=0.9 if r.number in front else 0.5,
+        )
+    ax.set_xticks(xs, labels, rotation=20, ha="right", fontsize=8)
+    ax.set_yticks([0, 1], ["low / first", "high / last"], fontsize=8)
+    ax.set_title(f"{result.recipe_name}: parameters of every measured variant (thick: frontier)")
+    fig.tight_layout()
+    fig.savefig(path)
     return path

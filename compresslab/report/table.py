@@ -48,6 +48,10 @@ COLUMNS = [
     "windows",
     "n_inferences",
     "latency_ms_per_batch",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "throughput_per_s",
+    "peak_rss_bytes",
     "batch_size",
     "params",
     "macs_per_inference",
@@ -108,6 +112,10 @@ def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> 
         "windows": e.get("windows"),
         "n_inferences": e.get("n_inferences"),
         "latency_ms_per_batch": e["latency_s_per_batch"] * 1e3 if e else None,
+        "latency_p50_ms": _ms(e.get("latency_p50_s_per_batch")),
+        "latency_p95_ms": _ms(e.get("latency_p95_s_per_batch")),
+        "throughput_per_s": e.get("throughput_per_s"),
+        "peak_rss_bytes": e.get("peak_rss_bytes"),
         "batch_size": e.get("batch_size"),
         "params": r.n_params,
         "macs_per_inference": r.macs_per_inference,
@@ -123,6 +131,10 @@ def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> 
         **generation.columns(r),  # a generative task's per-token figures (else none)
         **{f"param.{k}": v for k, v in sorted(r.params.items())},
     }
+
+
+def _ms(seconds: object) -> float | None:
+    return float(seconds) * 1e3 if isinstance(seconds, int | float) else None
 
 
 def trials_frame(result: SearchResult) -> pd.DataFrame:

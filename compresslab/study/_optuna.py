@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from typing import Any
 
@@ -12,11 +13,26 @@ class TrialFailed(Exception):
 
 
 class _DropFailedTrialTraceback(logging.Filter):
-    """Optuna logs a traceback for every failed trial; ours logs one line with the reason."""
+    """Drops Optuna's two warnings about a failed trial: the objective logged one line already.
+
+    Optuna logs the trial's traceback, then "failed with value None".
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dropped: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, TrialFailed)
+        number = re.match(r"Trial (\d+) failed", str(record.msg))
+        if isinstance(exc, TrialFailed):
+            if number:
+                self._dropped.add(number.group(1))
+            return False
+        if number and "failed with value" in str(record.msg) and number.group(1) in self._dropped:
+            self._dropped.discard(number.group(1))
+            return False
+        return True
 
 
 def load_optuna() -> Any:

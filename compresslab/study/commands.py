@@ -50,10 +50,19 @@ def measure_trial(
     storage: str | None = None,
     base_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Measure the recipe's baseline (or the variant of ``trial`` in its study) once more."""
+    """Measure the recipe's baseline (or the variant of ``trial`` in its study) once more.
+
+    A trial that was predicted dominated instead of measured is measured like any other; its
+    prediction is returned beside the measurement (``prediction``: ``ratio`` predicted, to
+    compare with the measured ``vs_baseline``), so the prediction can be checked.
+    """
     spec, runtime = VariantSpec(), Runtime()
+    prediction = None
     if trial is not None:
-        spec, runtime = trial_variant(recipe, trial, storage=storage, base_dir=base_dir)
+        study = open_study(recipe, storage=storage_of(recipe, storage, base_dir))
+        spec, runtime = spec_of_trial(study, trial)
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
+        prediction = frozen.user_attrs.get("predicted")
     bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
     metric, attrs = bench.evaluate(spec, runtime=runtime)
     energy = attrs.pop("energy")
@@ -65,6 +74,7 @@ def measure_trial(
         recipe.task.metric: metric,
         "selection": bench.selection.explain(),
         **attrs,
+        **({"prediction": prediction} if prediction is not None else {}),
     }
 
 
@@ -143,3 +153,54 @@ def confirm_study(
         again=True,
     )
     return result_from_study(recipe, study, storage_url)
+
+
+def load_stored_result(location: str | Path, *, study_name: str | None = None) -> SearchResult:
+    """A finished study read back from its storage alone, with the recipe it stored.
+
+    Args:
+        location: a report folder holding ``study.db``, a ``.db`` file, or a storage URL.
+        study_name: the study to read when the storage holds several.
+
+    Raises:
+        UsageError: nothing readable there, or several studies and no ``study_name``.
+        StorageError: the study stores no recipe (made by an older version: open it with its
+            recipe instead, e.g. ``compresslab report RECIPE``).
+    """
+    from compresslab.recipe import Recipe
+    from compresslab.study._optuna import load_optuna
+    from compresslab.study.storage import RECIPE_ATTR, make_storage
+
+    path = Path(location)
+    if path.is_dir():
+        path = path / "study.db"
+    if path.suffix == ".db" or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"no study database at {path}: pass a report folder, a .db or a URL")
+        url = f"sqlite:///{path.resolve()}"
+    else:
+        url = str(location)
+    optuna = load_optuna()
+    storage = make_storage(url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
+    if study_name is None:
+        if len(names) != 1:
+            raise UsageError(
+                f"{location} holds {len(names)} studies ({', '.join(names) or 'none'}): "
+                "name one with --study"
+            )
+        study_name = names[0]
+    elif study_name not in names:
+        raise UsageError(f"{location} holds no study '{study_name}' (it has {', '.join(names)})")
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    stored = study.user_attrs.get(RECIPE_ATTR)
+    if stored is None:
+        raise StorageError(
+            f"study '{study_name}' in {location} stores no recipe (an older compresslab made "
+            "it): read it with its recipe, `compresslab report RECIPE --storage URL`"
+        )
+    from compresslab.recipe import result_fields
+
+    result = result_from_study(Recipe.model_validate(stored), study, url)
+    result.info["recipe_fields"] = result_fields(stored)
+    return result

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from compresslab.bench import MEASURED_ATTRS, Runtime, Screened, VariantBench
+from compresslab.calibration import machine_id
 from compresslab.compress import VariantSpec
 from compresslab.energy import Selection
 from compresslab.recipe import Recipe
 from compresslab.study._optuna import TrialFailed, load_optuna
+from compresslab.study.predict import MACHINE_ATTR, PredictedDominated, Predictor
 from compresslab.study.records import BASELINE_ATTR, BUDGET_SKIP, CONSTRAINT, counts_towards_budget
 from compresslab.study.space import SearchSpace
 from compresslab.tasks import Task
@@ -49,11 +51,15 @@ class Objective:
         selection: Selection,
         min_accuracy: float,
         target: int,
+        predictor: Predictor | None = None,
     ) -> None:
         self.space = space
         self.min_accuracy = min_accuracy
         self.target = target
         self.bench = VariantBench(recipe=recipe, task=task, selection=selection)
+        #: Skips the measurement of variants predicted dominated (None: measure every one).
+        self.predictor = predictor
+        self.machine_id = machine_id()
 
     def __call__(self, trial: Any) -> tuple[float, float]:
         """Evaluate the trial's variant: ``(metric, joules per inference)``, or a failure."""
@@ -61,6 +67,7 @@ class Objective:
         t0 = time.perf_counter()
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr(MACHINE_ATTR, self.machine_id)
         spec = self.space.suggest(trial)
         # The enqueued baseline runs at the recipe's own runtime settings.
         is_baseline = spec.is_baseline and bool(trial.user_attrs.get(BASELINE_ATTR))
@@ -77,6 +84,9 @@ class Objective:
             # result rather than spend energy measuring it twice.
             trial.set_user_attr("reused_from", previous.number)
             trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            if previous.state.name == "PRUNED" and "predicted" in previous.user_attrs:
+                trial.set_user_attr("predicted", previous.user_attrs["predicted"])
+                raise optuna.TrialPruned(previous.user_attrs["predicted"]["reason"])
             if previous.state.name == "PRUNED":
                 trial.set_user_attr("screened", previous.user_attrs["screened"])
                 trial.set_user_attr("screen_accuracy", previous.user_attrs["screen_accuracy"])
@@ -99,8 +109,17 @@ class Objective:
         except Screened as e:
             trial.set_user_attr("screened", e.reason)
             trial.set_user_attr("screen_accuracy", e.accuracy)
+            self.bench.last_parts.lap("evaluate")
+            trial.set_user_attr("parts", self.bench.last_parts.to_dict())
             trial.set_user_attr("duration_s", time.perf_counter() - t0)
             raise optuna.TrialPruned(e.reason) from e
+        except PredictedDominated as e:
+            trial.set_user_attr("predicted", e.prediction)
+            self.bench.last_parts.lap("evaluate")
+            trial.set_user_attr("parts", self.bench.last_parts.to_dict())
+            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            log.info("trial %d (%s): %s", trial.number, label, e.prediction["reason"])
+            raise optuna.TrialPruned(e.prediction["reason"]) from e
         except optuna.TrialPruned:
             raise  # another worker is measuring this variant (see _skip_if_racing)
         except Exception as e:  # the trial boundary: any library's error fails this trial only
@@ -164,7 +183,9 @@ class Objective:
                 continue
             if t.state.name == "COMPLETE" and "energy" in t.user_attrs:
                 return t
-            if t.state.name == "PRUNED" and "screened" in t.user_attrs:
+            if t.state.name == "PRUNED" and (
+                "screened" in t.user_attrs or "predicted" in t.user_attrs
+            ):
                 return t
         return None
 
@@ -177,11 +198,27 @@ class Objective:
         before_measure: Callable[[], None] | None = None,
     ) -> tuple[float, float]:
         screen = self.min_accuracy if self.bench.recipe.search.screen_examples > 0 else None
+        gate = None
+        if self.predictor is not None and not spec.is_baseline:
+            predictor = self.predictor
+
+            def gate(metric: float, known: dict[str, Any]) -> None:
+                """Record what is known, then skip the measurement if predicted dominated."""
+                for key, value in known.items():
+                    trial.set_user_attr(key, value)
+                try:
+                    predictor.check(trial.study, metric=metric, op_counts=known["op_counts"])
+                except PredictedDominated:
+                    # Samplers that read constraints learn from a skipped variant's accuracy.
+                    trial.set_constraint(CONSTRAINT, self.min_accuracy - metric)
+                    raise
+
         metric, attrs = self.bench.evaluate(
             spec,
             min_accuracy=screen,
             runtime=runtime,
             before_measure=before_measure,
+            gate=gate,
             quality_gate=True,
         )
         for key, value in attrs.items():

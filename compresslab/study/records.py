@@ -5,6 +5,7 @@ Also the names of the trial attributes the search writes, so that writer and rea
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from compresslab.bench import Runtime
@@ -12,6 +13,8 @@ from compresslab.compress import Step, VariantSpec
 from compresslab.errors import StorageError
 from compresslab.recipe import Recipe
 from compresslab.results import SearchResult, TrialRecord
+from compresslab.stats import cv, t95
+from compresslab.study.predict import PREDICTION_ATTR, stored_calibrations
 from compresslab.study.sessions import sessions_of
 
 #: Trial attribute that marks the uncompressed baseline.
@@ -23,7 +26,10 @@ BUDGET_SKIP = "the budget"
 
 
 def counts_towards_budget(trial: Any, *, include_running: bool = False) -> bool:
-    """A distinct variant evaluated: measured, or screened out (not a reuse, skip or failure)."""
+    """A distinct variant evaluated: measured, screened out or predicted dominated.
+
+    Not a reuse, a skip or a failure.
+    """
     ua = trial.user_attrs
     if ua.get("reused_from") is not None or ua.get("skipped"):
         return False
@@ -31,7 +37,7 @@ def counts_towards_budget(trial: Any, *, include_running: bool = False) -> bool:
     if state == "COMPLETE":
         return True
     if state == "PRUNED":
-        return "screened" in ua
+        return "screened" in ua or "predicted" in ua
     return include_running and state == "RUNNING"
 
 
@@ -46,6 +52,7 @@ def trial_record(
     min_accuracy: float,
     baseline_j: float | None = None,
     confirmed: dict[str, Any] | None = None,
+    repeatability_rel: float | None = None,
 ) -> TrialRecord:
     """The plain record of one frozen Optuna trial (the report's only input).
 
@@ -54,6 +61,7 @@ def trial_record(
         min_accuracy: the accuracy a variant needs to be feasible.
         baseline_j: the baseline trial's measured joules per inference (the paired scale).
         confirmed: the trial's confirmed re-measurement, if any.
+        repeatability_rel: the study's between-measurement spread (see :func:`repeatability`).
     """
     ua = trial.user_attrs
     complete = trial.state.name == "COMPLETE" and trial.values is not None
@@ -86,6 +94,9 @@ def trial_record(
         reference_energy=ua.get("reference_energy") if complete else None,
         confirmed=confirmed,
         baseline_j=baseline_j,
+        repeatability_rel=repeatability_rel,
+        predicted=ua.get("predicted"),
+        parts=ua.get("parts"),
         quality=dict(ua.get("quality") or {}),
         answers=tuple(ua.get("answers") or ()),
         phases=dict(ua.get("phases") or {}) if complete else {},
@@ -111,14 +122,42 @@ def confirmations(study: Any) -> dict[int, dict[str, Any]]:
     }
 
 
+def repeatability(trials: list[Any]) -> dict[str, Any] | None:
+    """How much one absolute measurement moves between measurements, from the study itself.
+
+    The baseline is measured again beside every variant (the reference side of the pairs),
+    minutes or hours apart: the spread of those figures is the machine's repeatability under
+    the load it had. Returned as the CV, the number of measurements, and the relative 95%
+    half-width of a prediction interval for one more measurement (Student t); None with fewer
+    than three.
+    """
+    values = [
+        float(ref["energy_j_per_inference"])
+        for t in trials
+        if t.state.name == "COMPLETE"
+        and (ref := t.user_attrs.get("reference_energy"))
+        and ref.get("energy_j_per_inference")
+    ]
+    if len(values) < 3:
+        return None
+    spread = cv(values)
+    n = len(values)
+    return {"cv": spread, "n": n, "ci95_rel": t95(n - 1) * spread * math.sqrt(1 + 1 / n)}
+
+
 def records_from_study(study: Any, *, min_accuracy: float) -> list[TrialRecord]:
     """Plain records of every trial in ``study``, paired figures on the baseline's scale."""
     trials = study.get_trials(deepcopy=False)
     base_j = baseline_j_of(trials)
     confirmed = confirmations(study)
+    repeat = repeatability(trials)
     return [
         trial_record(
-            t, min_accuracy=min_accuracy, baseline_j=base_j, confirmed=confirmed.get(t.number)
+            t,
+            min_accuracy=min_accuracy,
+            baseline_j=base_j,
+            confirmed=confirmed.get(t.number),
+            repeatability_rel=repeat["ci95_rel"] if repeat else None,
         )
         for t in trials
     ]
@@ -136,6 +175,13 @@ def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchRes
     info = dict(study.user_attrs.get("report_info", {}))
     # One entry per session (a resumed or killed search, a fleet's workers), with its state.
     info["search_energy"] = sessions_of(study.user_attrs)
+    info["repeatability"] = repeatability(study.get_trials(deepcopy=False))
+    from compresslab.study.importance import param_importances
+
+    info["importance"] = param_importances(study)
+    # The energy model calibrated on the study's variants, per machine, and whether it was used.
+    info["calibrations"] = stored_calibrations(study.user_attrs)
+    info["prediction"] = study.user_attrs.get(PREDICTION_ATTR)
     return SearchResult(
         recipe_name=recipe.name,
         study_name=study.study_name,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from compresslab.bench import PartTimer, compress_context
 from compresslab.carbon import carbon_settings
 from compresslab.compress import capabilities
 from compresslab.energy import Selection, make_sampler
@@ -21,6 +23,7 @@ from compresslab.results import SearchResult, TrialRecord
 from compresslab.study._optuna import TrialFailed
 from compresslab.study.confirm import confirm_claims
 from compresslab.study.objective import Objective
+from compresslab.study.predict import PREDICTION_ATTR, Predictor, prediction_blocker
 from compresslab.study.records import (
     BASELINE_ATTR,
     BUDGET_SKIP,
@@ -28,7 +31,7 @@ from compresslab.study.records import (
     result_from_study,
     trial_record,
 )
-from compresslab.study.samplers import make_optuna_sampler, sampler_name
+from compresslab.study.samplers import budget_warnings, choose_sampler, make_optuna_sampler
 from compresslab.study.sessions import Session
 from compresslab.study.space import SearchSpace
 from compresslab.study.storage import (
@@ -85,7 +88,8 @@ def run_search(
             "no compression method of the recipe can run on this machine: "
             + "; ".join(f"{n}: {w}" for n, w in space.skipped.items())
         )
-    sampler = sampler_name(recipe, space)
+    choice = choose_sampler(recipe, space)
+    sampler = choice.name
     grid = space.grid() if sampler == "grid" else []
     selection = select_for(recipe.energy)
     log.info("energy sampler: %s", selection.explain())
@@ -107,6 +111,7 @@ def run_search(
     cost_name = "estimate" if selection.sampler.name == "model" else selection.sampler.name
     cost = make_sampler(cost_name, energy_options(recipe.energy).get(cost_name))
     cost.start()
+    parts = PartTimer()  # the session's own parts: set-up and confirmation
     session: Session | None = None
     try:
         # The storage first: a wrong URL is reported before a model loads (minutes for MiniLM).
@@ -123,12 +128,24 @@ def run_search(
                 cost.stop()
             return _nothing_to_do(recipe, study, storage_url, target, on_trial)
         session = Session(study, cost)
+        for warning in budget_warnings(recipe, space, sampler, target):
+            log.warning(warning)
         # A resumed single-process study would replay the first session's random stream and
         # re-propose the same variants: continue the seed instead (still reproducible).
         finished = len(study.get_trials(deepcopy=False))
-        if finished and storage_url.startswith("sqlite"):
-            study.sampler = make_optuna_sampler(recipe, sampler, seed_offset=finished)
+        shared = not storage_url.startswith("sqlite")
+        # The space too: in a finite grid the sampler proposes variants not yet evaluated.
+        study.sampler = make_optuna_sampler(
+            recipe, sampler, shared=shared, seed_offset=0 if shared else finished, space=space
+        )
         task = load_task(recipe.task)
+        # Before the first trial: a method that cannot apply to this model and data is a bad
+        # recipe; values that cannot apply are left out, said here and in the report.
+        space = space.fitted(task.model, compress_context(recipe, task), recipe.compression)
+        for what, why in space.left_out.items():
+            log.warning("left out of the search for this model: %s: %s", what, why)
+        if sampler == "grid":
+            grid = space.grid()
         try:
             baseline_accuracy = METRICS[recipe.task.metric](
                 task.predictions(task.model), task.eval_labels
@@ -145,9 +162,18 @@ def run_search(
             log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
         _enqueue_start(study, space, grid)
         study.set_user_attr("baseline_accuracy", baseline_accuracy)
-        study.set_user_attr(
-            "report_info", _report_info(recipe, task, selection, space, sampler, target)
-        )
+        info = _report_info(recipe, task, selection, space, sampler, target)
+        study.set_user_attr("report_info", {**info, "optuna_sampler_reason": choice.reason})
+        predictor = None
+        blocker = prediction_blocker(recipe, space)
+        if blocker is None:
+            predictor = Predictor(
+                min_accuracy=min_accuracy,
+                min_measured=recipe.search.predict_min_measured,
+                max_error=recipe.search.predict_max_error,
+            )
+        else:
+            log.info("no prediction: %s", blocker)
 
         objective = Objective(
             recipe=recipe,
@@ -156,7 +182,16 @@ def run_search(
             selection=selection,
             min_accuracy=min_accuracy,
             target=target,
+            predictor=predictor,
         )
+        parts.lap("setup")
+        session.add_parts(parts.to_dict())
+        # gc_after_trial collects the cycles a variant leaves behind; a full collection also
+        # walks every object torch, scikit-learn and Optuna loaded (about 0.5 CPU-s per trial
+        # on the 2-core VM: a tenth of a digits trial). They live as long as the search, so
+        # they are frozen for the loop (and collected first, then unfrozen after it).
+        gc.collect()
+        gc.freeze()
 
         # Bounded so that a small space (samplers repeat points) or one where every variant
         # breaks still ends.
@@ -185,15 +220,21 @@ def run_search(
                 completed(),
                 target,
             )
+        gc.unfreeze()
+        study.set_user_attr(PREDICTION_ATTR, {"status": predictor.status if predictor else blocker})
         if recipe.search.confirm_pairs > 0:
             # Part of the search's cost: the claims a report states are measured again.
+            confirm = PartTimer()
             confirm_claims(
                 study,
                 objective.bench,
                 min_accuracy=min_accuracy,
                 pairs=recipe.search.confirm_pairs,
             )
+            confirm.lap("confirm")
+            session.add_parts(confirm.to_dict())
     except BaseException as e:
+        gc.unfreeze()
         if session is not None:
             session.abandon(
                 "interrupted" if isinstance(e, KeyboardInterrupt) else f"error: {type(e).__name__}"
@@ -256,7 +297,10 @@ def _report_info(
 ) -> dict[str, Any]:
     """Everything the report states about how the study was run (stored with the study)."""
     return {
-        "task": task.description,
+        # A user's Task often has no description: its name and the entrypoint say what ran.
+        "task": task.description
+        or (f"{task.name} (entrypoint {recipe.task.entrypoint})" if recipe.task.entrypoint else "")
+        or task.name,
         "metric": recipe.task.metric,
         "eval_examples": int(len(task.eval_labels)),
         "sampler_selection": selection.explain(),
@@ -267,9 +311,8 @@ def _report_info(
         "recipe_hash": recipe_hash(recipe),
         "machine": fingerprint(),
         "skipped_methods": space.skipped,
+        "left_out": space.left_out,
         "batch_size": recipe.energy.batch_size,
-        # What one inference is (a causal task: a generated token), and the task's settings.
-        "unit": task.unit,
         "task_info": dict(task.info),
         "tolerance": recipe.search.tolerance.describe(),
         "carbon": dataclasses.asdict(
@@ -280,6 +323,11 @@ def _report_info(
             )
         ),
         "projection": recipe.report.model_dump(),
+        # What one "inference" is to the task's users (Task.unit: "inference", a causal
+        # task's "generated token"; a user's task may declare e.g. "requests", and
+        # `tokens_per_inference`); the report and break-even use it.
+        "unit": str(getattr(task, "unit", None) or "inference"),
+        "tokens_per_inference": getattr(task, "tokens_per_inference", None),
         "versions": versions(),
         # Which libraries are installed, not imported: the methods' own probes already
         # proved what runs, and importing bitsandbytes costs seconds per worker.

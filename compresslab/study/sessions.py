@@ -73,8 +73,27 @@ class Session:
             "updated_unix": time.time(),
             "checkpoints": 0,
             "finished": False,
+            # What the session spent outside trials (set-up, confirmation), in seconds.
+            "parts": {},
         }
+        # The estimate sampler's coefficients price each part's CPU-seconds like the session.
+        coefficients = {
+            k: float(getattr(cost, k))
+            for k in ("watts_per_core", "watts_per_gb")
+            if hasattr(cost, k)
+        }
+        if coefficients:
+            self.entry["coefficients"] = coefficients
         self._write()
+
+    def add_parts(self, parts: dict[str, dict[str, float]]) -> None:
+        """Add seconds of session-level parts (``setup``, ``confirm``), written next checkpoint."""
+        mine = self.entry["parts"]
+        for name, part in parts.items():
+            into = mine.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "rss_gb": 0.0})
+            into["wall_s"] += float(part.get("wall_s", 0.0))
+            into["cpu_s"] += float(part.get("cpu_s", 0.0))
+            into["rss_gb"] = max(into["rss_gb"], float(part.get("rss_gb", 0.0)))
 
     @property
     def attr(self) -> str:

@@ -35,7 +35,7 @@ def make_storage(url: str) -> Any:
     - ``sqlite:///path``: one process (the default, under the report folder);
     - ``journal:///path`` (or ``journal:relative/path``): several processes on one host share a
       journal file;
-    - ``postgresql://...`` / ``mysql://...``: several hosts share an RDB, with heartbeats so a
+    - ``postgresql://...``: several hosts share an RDB, with heartbeats so a
       dead worker's trial is failed and retried (``RetryFailedTrialCallback``).
     """
     optuna = load_optuna()
@@ -84,8 +84,7 @@ def open_study(recipe: Recipe, *, storage: str, sampler: str | None = None) -> A
     except ImportError as e:
         raise StorageError(
             f"cannot open the study storage '{storage}': its database driver is not installed "
-            f"({e}): `pip install 'psycopg[binary]'` for postgresql://, `pip install pymysql` "
-            "and a mysql+pymysql:// URL for MySQL"
+            f"({e}): `pip install 'psycopg[binary]'` for postgresql:// (see docs/fleet.md)"
         ) from e
     except Exception as e:  # sqlalchemy/optuna raise many kinds for a bad storage
         raise StorageError(

@@ -18,9 +18,13 @@ Built-in providers (:data:`PROVIDERS`), each documented on its function:
   (:func:`~.causal_lm.causal_lm_task`).
 
 The entrypoint protocol. ``task.entrypoint: "package.module:function"`` imports
-``package.module`` (which must be importable: installed, or in the working directory) and
-calls ``function(options)`` with the recipe's ``task.options`` as a plain ``dict``. It must
-return a :class:`Task`::
+``package.module`` (which must be importable: installed, or in the current folder, which is
+searched first as ``python -m`` does) and calls ``function(options)`` with the recipe's
+``task.options`` as a plain ``dict``. It must return a :class:`Task`. Both are found when the
+recipe is checked, before any work: the module is imported then (its top level runs), the
+function only when the search starts. A module of Python's standard library, of compresslab or
+of a library compresslab depends on is refused without being imported, and so is a function
+that the module only re-exports from elsewhere (``from subprocess import run``)::
 
     from typing import Any
 
@@ -46,12 +50,20 @@ return a :class:`Task`::
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import importlib.util
+import inspect
+import os
+import pkgutil
+import sys
+import sysconfig
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from compresslab.errors import TaskError
+from compresslab.errors import CompressLabError, TaskError
 from compresslab.recipe import TaskSpec
 from compresslab.tasks.base import Task, TaskWorkload
 from compresslab.tasks.metrics import METRICS, evaluate
@@ -63,6 +75,7 @@ __all__ = [
     "TaskProvider",
     "PROVIDERS",
     "resolve_provider",
+    "resolve_entrypoint",
     "load_task",
     "check_task",
     "evaluate",
@@ -137,36 +150,161 @@ _TASK_MODULES = {
 }
 
 
-def check_task(spec: TaskSpec) -> list[tuple[tuple[Any, ...], str]]:
-    """What is wrong with a recipe's task that can be seen without running it.
+#: Top-level modules of the libraries compresslab depends on (and of the tools around it). A
+#: function of theirs is never a task, and importing one to check a recipe runs its code for
+#: nothing: an entrypoint naming one is refused before any import.
+LAB_DEPENDENCIES = frozenset(
+    {
+        "torch", "torchvision", "torchaudio", "torchao", "torch_pruning", "bitsandbytes",
+        "pynvml", "optuna", "pandas", "numpy", "pydantic", "pydantic_core", "yaml",
+        "matplotlib", "plotly", "pyarrow", "sklearn", "scipy", "typer", "click", "rich",
+        "transformers", "tokenizers", "huggingface_hub", "safetensors", "sqlalchemy",
+        "alembic", "jinja2", "psycopg", "IPython", "ipykernel", "nbclient", "nbformat",
+        "pip", "setuptools", "pkg_resources", "pytest", "_pytest",
+    }
+)  # fmt: skip
 
-    Returns (location, message) pairs: an unknown task, an entrypoint module that cannot be
-    found, an unknown option, a path option that points nowhere.
+
+def _module_refusal(module: str) -> str | None:
+    """Why ``module`` is not a user's task module, judged by its name alone (None: it may be)."""
+    top = module.split(".")[0]
+    fix = (
+        "point the entrypoint at a function in your own module (`package.module:build`); "
+        "nothing was imported"
+    )
+    if top.startswith("__"):
+        return f"'{module}' is not a module of yours: {fix}"
+    if top in sys.stdlib_module_names:
+        return f"'{top}' is a module of Python's standard library, not a task: {fix}"
+    if top == "compresslab":
+        return f"'{module}' is part of compresslab itself, not a task: {fix}"
+    if top in LAB_DEPENDENCIES:
+        return f"'{top}' is a library compresslab depends on, not a task: {fix}"
+    return None
+
+
+def _cwd_importable() -> None:
+    """Put the current folder first on the import path, as ``python -m`` does.
+
+    The ``compresslab`` command's own folder is on the path instead, so a user's package in
+    the folder they run from would not be found.
     """
-    import importlib.util
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()  # modules written since the last import are seen
 
+
+def _where(error: BaseException) -> str:
+    """`` (file:line)`` of where ``error`` was raised (a SyntaxError: where the code is)."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f" ({error.filename}:{error.lineno})"
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return ""
+    # The deepest frame in the user's code, not in a library it called (torch, the stdlib).
+    libraries = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    libraries.add(str(Path(__file__).resolve().parents[1]))
+    own = [f for f in frames if not any(f.filename.startswith(p) for p in libraries)]
+    frame = (own or frames)[-1]
+    return f" ({frame.filename}:{frame.lineno})"
+
+
+def _close_module(module: str) -> str:
+    """`` (did you mean 'x'?)`` for a module name that may be misspelt, else ''."""
+    parent, _, leaf = module.rpartition(".")
+    try:
+        if parent:
+            path = getattr(importlib.import_module(parent), "__path__", None)
+            names = [f"{parent}.{m.name}" for m in pkgutil.iter_modules(path)] if path else []
+        else:
+            names = [m.name for m in pkgutil.iter_modules()]
+    except Exception:  # the user's parent package failed to import: no suggestion
+        return ""
+    close = difflib.get_close_matches(module, names, n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def resolve_entrypoint(entrypoint: str) -> TaskProvider:
+    """Import an entrypoint's module and find its function, without calling it.
+
+    Raises:
+        TaskError: the module is refused (standard library, compresslab, a library compresslab
+            depends on), cannot be found, raises while it is imported, or has no such function
+            of its own. The message says which, where, and how to fix it.
+    """
+    module_name, func_name = entrypoint.split(":")
+    refusal = _module_refusal(module_name)
+    if refusal:
+        raise TaskError(refusal)
+    _cwd_importable()
+    try:
+        # Finds the module without running it (its parent packages are imported).
+        found = importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        found = False
+    except Exception as e:  # a parent package of the user's raised while it was imported
+        raise TaskError(
+            f"importing the entrypoint's package for '{module_name}' raised "
+            f"{type(e).__name__}: {e}{_where(e)}: fix it; run with --verbose for the traceback"
+        ) from e
+    if not found:
+        raise TaskError(
+            f"cannot find the module '{module_name}' of the entrypoint"
+            f"{_close_module(module_name)}: make it importable (install it, or run from the "
+            f"folder that holds it; the current folder, {os.getcwd()}, is searched first)"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # the user's module: any error while its top level runs
+        raise TaskError(
+            f"importing '{module_name}', the entrypoint's module, raised {type(e).__name__}: "
+            f"{e}{_where(e)}: fix the module; run with --verbose for the traceback"
+        ) from e
+    func = getattr(module, func_name, None)
+    if func is None:
+        own = [n for n, v in vars(module).items() if inspect.isfunction(v)]
+        close = difflib.get_close_matches(func_name, own, n=1, cutoff=0.6)
+        mean = f": did you mean '{close[0]}'?" if close else ""
+        raise TaskError(
+            f"module '{module_name}' has no function '{func_name}'{mean} (check the "
+            "entrypoint's name)"
+        )
+    if not inspect.isfunction(func):
+        raise TaskError(
+            f"'{entrypoint}' is a {type(func).__name__}, not a function: define "
+            f"`def {func_name}(options): ... return Task(...)` in {module_name}"
+        )
+    home = str(getattr(func, "__module__", "") or "")
+    if home.split(".")[0] != module_name.split(".")[0]:
+        raise TaskError(
+            f"'{entrypoint}' is {home}.{func.__qualname__}, defined in '{home}', not a function "
+            f"of '{module_name}': define `def build(options): ... return Task(...)` in "
+            f"{module_name} and point the entrypoint at it"
+        )
+    return cast(TaskProvider, func)
+
+
+def check_task(spec: TaskSpec) -> list[tuple[tuple[Any, ...], str]]:
+    """What is wrong with a recipe's task that can be seen without running or importing it.
+
+    Returns (location, message) pairs: an unknown task, an unknown option, a path option that
+    points nowhere, an entrypoint naming a module that is never a task (standard library,
+    compresslab, a library compresslab depends on). An entrypoint's module is imported and
+    its function found by :func:`resolve_entrypoint`, called once nothing else is wrong.
+    """
     if spec.entrypoint is not None:
-        module = spec.entrypoint.split(":")[0]
-        try:  # finds the module without running it (its parent packages are imported)
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if found:
-            return []
-        return [
-            (
-                ("task", "entrypoint"),
-                f"cannot find the module '{module}' of the entrypoint: make it importable "
-                "(install it, or run from the folder that holds it)",
-            )
-        ]
+        refusal = _module_refusal(spec.entrypoint.split(":")[0])
+        return [(("task", "entrypoint"), refusal)] if refusal else []
     assert spec.name is not None
     if spec.name not in PROVIDERS:
+        close = difflib.get_close_matches(spec.name, list(PROVIDERS), n=1, cutoff=0.6)
+        mean = f"did you mean '{close[0]}'? (" if close else ""
         return [
             (
                 ("task", "name"),
-                f"unknown task '{spec.name}': use one of {', '.join(PROVIDERS)}, or "
-                "`entrypoint: package.module:function` for your own",
+                f"unknown task '{spec.name}': {mean}use one of {', '.join(PROVIDERS)}, or "
+                "`entrypoint: package.module:function` for your own" + (")" if close else ""),
             )
         ]
     problems: list[tuple[tuple[Any, ...], str]] = []
@@ -207,26 +345,22 @@ def resolve_provider(spec: TaskSpec) -> TaskProvider:
                 "or use `entrypoint: package.module:function` for your own"
             ) from None
     assert spec.entrypoint is not None
-    module_name, func_name = spec.entrypoint.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise TaskError(
-            f"cannot import module '{module_name}' of entrypoint '{spec.entrypoint}' ({e}): "
-            "make it importable (install it, or run from the directory that holds it)"
-        ) from e
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise TaskError(
-            f"module '{module_name}' has no function '{func_name}': check the entrypoint's name"
-        )
-    return cast(TaskProvider, func)
+    return resolve_entrypoint(spec.entrypoint)
 
 
 def load_task(spec: TaskSpec) -> Task:
     """Run the provider and check that what it returned is a usable :class:`Task`."""
     provider = resolve_provider(spec)
-    task = provider(dict(spec.options))
+    try:
+        task = provider(dict(spec.options))
+    except CompressLabError:
+        raise
+    except Exception as e:  # the provider's own code (a user's build()): one line, and where
+        what = f"entrypoint '{spec.entrypoint}'" if spec.entrypoint else f"task '{spec.name}'"
+        raise TaskError(
+            f"the {what} raised {type(e).__name__}: {e}{_where(e)}: fix it (run with "
+            "--verbose for the traceback)"
+        ) from e
     if not isinstance(task, Task):
         raise TaskError(
             f"task provider returned {type(task).__name__}, not compresslab.tasks.Task: "

@@ -11,12 +11,29 @@ from torch import nn
 from compresslab.errors import VariantError
 
 
+def model_device(model: nn.Module) -> torch.device | None:
+    """The device of ``model``'s first parameter or buffer (None for a model without any)."""
+    for param in model.parameters():
+        return param.device
+    for buffer in model.buffers():
+        return buffer.device
+    return None
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    """Predicted class indices for ``inputs``, in batches."""
+    """Predicted class indices for ``inputs``, in batches, on the CPU.
+
+    The inputs follow the model: each batch is moved to the model's device (a GPU when the
+    recipe's ``energy.device`` is one).
+    """
+    device = model_device(model)
     preds = []
     for start in range(0, inputs.shape[0], batch_size):
-        logits = model(inputs[start : start + batch_size])
+        batch = inputs[start : start + batch_size]
+        if device is not None and batch.device != device:
+            batch = batch.to(device)
+        logits = model(batch)
         if isinstance(logits, tuple | list):
             logits = logits[0]
         logits = logits.float()
@@ -25,7 +42,7 @@ def predict(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256) ->
                 "the variant produced NaN or infinite outputs: it is numerically broken "
                 "(too aggressive a compression); this trial is recorded as failed"
             )
-        preds.append(logits.argmax(dim=-1))
+        preds.append(logits.argmax(dim=-1).cpu())
     return torch.cat(preds)
 
 

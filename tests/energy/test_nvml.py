@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from compresslab.energy import Provenance, make_sampler
+from compresslab.energy import Provenance, cuda, make_sampler
 from compresslab.energy import nvml as nvml_module
-from compresslab.energy.nvml import NvmlSampler, cuda_visible_indices
+from compresslab.energy.nvml import NvmlSampler
+from compresslab.energy.nvml_devices import cuda_visible_entries
 from compresslab.errors import BackendUnavailableError, MeasurementError, RecipeError
 
 if TYPE_CHECKING:
@@ -242,29 +243,31 @@ def test_fake_has_the_names_of_the_real_pynvml(fake_nvml: Any) -> None:
     [
         (None, None),
         ("", ()),
-        ("0", (0,)),
-        ("2, 0", (2, 0)),
-        ("1,-1,3", (1,)),  # CUDA stops at the first negative index
+        ("0", ("0",)),
+        ("2, 0", ("2", "0")),
+        ("1,-1,3", ("1",)),  # CUDA stops at the first negative index
         ("-1", ()),
-        ("GPU-8f3e2c1a-0000-0000-0000-000000000000", None),  # UUIDs: all devices
+        ("GPU-8f3e2c1a,1", ("GPU-8f3e2c1a", "1")),
+        ("MIG-4f1a", ("MIG-4f1a",)),
+        ("0,bogus,1", ("0",)),  # and at the first entry it cannot read
     ],
 )
-def test_cuda_visible_indices(value: str | None, expected: tuple[int, ...] | None) -> None:
-    assert cuda_visible_indices(value) == expected
+def test_cuda_visible_entries(value: str | None, expected: tuple[str, ...] | None) -> None:
+    assert cuda_visible_entries(value) == expected
 
 
-def test_cuda_visible_devices_selects_the_gpus(
+def test_without_a_torch_device_every_visible_gpu_is_counted(
     fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_nvml(count=4, energy_step_mj=1_000)
+    fake: FakeNvml = fake_nvml(count=4, energy_step_mj=1_000)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
     sampler = NvmlSampler()
     sampler.start()
     assert _energies(sampler.stop()) == {"gpu-2": pytest.approx(3.0), "gpu-0": pytest.approx(1.0)}
 
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f3e2c1a-0000-0000-0000-000000000000")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"{fake.uuid_of(3)},{fake.uuid_of(1)[:12]}")
     sampler.start()
-    assert len(sampler.stop().components) == 4
+    assert _energies(sampler.stop()) == {"gpu-3": pytest.approx(4.0), "gpu-1": pytest.approx(2.0)}
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     avail = sampler.available()
@@ -272,12 +275,94 @@ def test_cuda_visible_devices_selects_the_gpus(
     assert "CUDA_VISIBLE_DEVICES" in avail.reason
 
 
+@pytest.mark.parametrize(
+    ("visible", "device", "nvml_index"),
+    [
+        (None, "cuda:2", 2),
+        (None, "cuda", 0),
+        ("3,1", "cuda:0", 3),  # index form: cuda:N is the N-th entry
+        ("3,1", "cuda:1", 1),
+        ("uuid:2,uuid:0", "cuda:1", 0),  # UUID form
+        ("uuid:2,uuid:0", "cuda:0", 2),
+        ("prefix:3", "cuda", 3),  # a unique prefix of a UUID, as CUDA accepts
+    ],
+)
+def test_the_model_gpu_is_measured_as_cuda_numbers_it(
+    fake_nvml: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    visible: str | None,
+    device: str,
+    nvml_index: int,
+) -> None:
+    fake: FakeNvml = fake_nvml(count=4, energy_step_mj=1_000)
+    if visible is not None:
+        entries = []
+        for entry in visible.split(","):
+            kind, _, index = entry.rpartition(":")
+            if kind == "uuid":
+                entries.append(fake.uuid_of(int(index)))
+            elif kind == "prefix":
+                entries.append(fake.uuid_of(int(index))[:13])
+            else:
+                entries.append(index)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(entries))
+    sampler = NvmlSampler(torch_device=device)
+    sampler.start()
+    reading = sampler.stop()
+    assert _energies(reading) == {f"gpu-{nvml_index}": pytest.approx(nvml_index + 1.0)}
+    assert f"NVML {nvml_index}" in sampler.metadata()[f"gpu{nvml_index}_selected_as"]
+
+
+def test_a_gpu_that_is_not_there_is_refused(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: ``cuda:1`` on a one-GPU machine measured GPU 0."""
+    fake_nvml(count=1)
+    avail = NvmlSampler(torch_device="cuda:1").available()
+    assert not avail
+    assert "does not exist" in avail.reason and "NVML sees 1 GPU" in avail.reason
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    avail = NvmlSampler(torch_device="cuda:1").available()
+    assert not avail
+    assert "there is no cuda:1" in avail.reason and "makes 1 GPU(s) visible" in avail.reason
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-ffffffff")
+    avail = NvmlSampler(torch_device="cuda:0").available()
+    assert not avail and "matches no GPU" in avail.reason
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-4f1a")
+    avail = NvmlSampler(torch_device="cuda:0").available()
+    assert not avail and "no energy per MIG instance" in avail.reason
+
+
+@pytest.mark.parametrize("key", ["uuid", "pci"])
+def test_torch_names_the_gpu_by_uuid_or_pci_bus_id(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """What torch says about cuda:0 wins over a CUDA_VISIBLE_DEVICES index in another order."""
+    fake: FakeNvml = fake_nvml(count=4, energy_step_mj=1_000)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # CUDA's fastest-first order: not NVML 0
+    seen: list[int] = []
+
+    def identity(ordinal: int) -> cuda.DeviceIdentity:
+        seen.append(ordinal)
+        if key == "uuid":
+            return cuda.DeviceIdentity(fake.uuid_of(2), None)
+        return cuda.DeviceIdentity(None, "00000000:1c:00.0")  # bus 0x1c: NVML 2
+
+    monkeypatch.setattr(cuda, "torch_identity", identity)
+    sampler = NvmlSampler(torch_device="cuda:0")
+    sampler.start()
+    assert _energies(sampler.stop()) == {"gpu-2": pytest.approx(3.0)}
+    assert seen and seen[0] == 0
+    how = sampler.metadata()["gpu2_selected_as"]
+    assert "from torch" in how and ("UUID" if key == "uuid" else "PCI bus id") in how
+
+
 def test_device_indices_override_the_environment(
     fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_nvml(count=4, energy_step_mj=1_000)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    sampler = NvmlSampler(device_indices=(3,))
+    sampler = NvmlSampler(device_indices=(3,), torch_device="cuda:0")
     sampler.start()
     assert _energies(sampler.stop()) == {"gpu-3": pytest.approx(4.0)}
 
@@ -288,9 +373,9 @@ def test_index_that_does_not_exist(fake_nvml: Any, monkeypatch: pytest.MonkeyPat
     sampler = NvmlSampler()
     avail = sampler.available()
     assert not avail
-    assert "[5]" in avail.reason
+    assert "GPU index 5" in avail.reason
     assert "NVML sees 2" in avail.reason
-    with pytest.raises(BackendUnavailableError, match="\\[5\\]"):
+    with pytest.raises(BackendUnavailableError, match="GPU index 5"):
         sampler.start()
     assert fake.init_depth == 0  # the failed start shut NVML down again
 
@@ -302,6 +387,7 @@ def test_index_that_does_not_exist(fake_nvml: Any, monkeypatch: pytest.MonkeyPat
         ({"device_indices": (-1,)}, "non-negative"),
         ({"device_indices": (0, 0)}, "distinct"),
         ({"poll_interval_s": 0.0}, "positive"),
+        ({"torch_device": "cpu"}, "model runs on 'cpu'"),
     ],
 )
 def test_bad_arguments_are_recipe_errors(kwargs: dict, match: str) -> None:
@@ -347,6 +433,22 @@ def test_cuda_is_synchronised_at_both_edges(
     assert events == ["sync"]
     sampler.stop()
     assert events == ["sync", "sync"]
+
+
+def test_the_model_device_is_synchronised(fake_nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_nvml(count=2)
+    events: list[object] = []
+    cuda_ns = types.SimpleNamespace(
+        is_available=lambda: True,
+        is_initialized=lambda: True,
+        synchronize=lambda device=None: events.append(device),
+    )
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda_ns))
+    monkeypatch.setattr(cuda, "torch_identity", lambda ordinal: None)
+    sampler = NvmlSampler(torch_device="cuda:1")
+    sampler.start()
+    sampler.stop()
+    assert events == ["cuda:1", "cuda:1"]  # not the current device: the model's
 
 
 def test_no_synchronisation_when_cuda_is_unused(

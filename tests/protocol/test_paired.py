@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import pytest
 from protocol_fakes import CostSampler
 
@@ -29,28 +26,29 @@ def test_windows_alternate_abba_and_the_ratio_is_exact_on_a_steady_machine() -> 
 
 
 def test_a_load_change_between_pairs_cancels_in_the_ratio() -> None:
-    # The machine gets 3x more expensive halfway (another job starts): absolute figures
-    # spread widely, the ratio of windows measured side by side does not.
-    factor = itertools.chain(itertools.repeat(1.0, 100), itertools.repeat(3.0))
-    drift = iter(factor)
-    sampler = CostSampler()
-    ref = Workload(sampler.workload("A", 1.0, drift=drift), inferences_per_call=1)
-    cand = Workload(sampler.workload("B", 0.5, drift=drift), inferences_per_call=1)
+    # The machine gets 3x more expensive after three pairs (another job starts): absolute
+    # figures spread widely, the ratio of windows measured side by side does not.
+    sampler = CostSampler(window_factor=lambda window: 1.0 if window <= 6 else 3.0)
+    ref = Workload(sampler.workload("A", 1.0, scaled=True), inferences_per_call=1)
+    cand = Workload(sampler.workload("B", 0.5, scaled=True), inferences_per_call=1)
     protocol = Protocol(warmup_s=0.0, window_s=0.01, min_windows=6, max_windows=6)
     result = measure_paired(ref, cand, sampler=sampler, protocol=protocol)
     windows = result.reference.window_j_per_inference
-    assert max(windows) / min(windows) > 1.5  # the absolute figure moved
-    assert result.ratio.ratio == pytest.approx(0.5, rel=0.08)  # the paired ratio did not
+    assert max(windows) / min(windows) == pytest.approx(3.0)  # the absolute figure moved
+    assert result.ratio.ratio == pytest.approx(0.5)  # the paired ratio did not
+    assert result.ratio.low == pytest.approx(0.5) and result.ratio.high == pytest.approx(0.5)
 
 
 def test_the_ratio_interval_widens_with_noisy_pairs() -> None:
-    noise = itertools.cycle([1.0, 1.3, 0.8, 1.1, 0.9, 1.2])
-    sampler = CostSampler()
-    ref = Workload(sampler.workload("A", 1.0, drift=noise), inferences_per_call=1)
+    # Only the reference's windows move (1.0, 1.3, 0.8, ...): the pairs disagree.
+    noise = [1.0, 1.3, 0.8, 1.1, 0.9, 1.2, 1.0, 0.85]
+    sampler = CostSampler(window_factor=lambda window: noise[(window - 1) % len(noise)])
+    ref = Workload(sampler.workload("A", 1.0, scaled=True), inferences_per_call=1)
     cand = Workload(sampler.workload("B", 1.0), inferences_per_call=1)
     protocol = Protocol(
         warmup_s=0.0, window_s=0.005, min_windows=3, max_windows=4, target_ci_rel=1e-6
     )
     result = measure_paired(ref, cand, sampler=sampler, protocol=protocol)
     assert result.ratio.low < result.ratio.ratio < result.ratio.high
-    assert result.ratio.pairs == 4 and math.isfinite(result.ratio.high)
+    assert result.ratio.high / result.ratio.low > 1.05  # the disagreement shows
+    assert result.ratio.pairs == 4 and not result.ci_target_met

@@ -112,6 +112,7 @@ def test_write_report_writes_all_files_atomically(tmp_path: Path) -> None:
         "hypervolume.png",
         "report.md",
         "report.html",
+        "parallel.png",
         "plotly.min.js",  # the first time only
     }
     assert paths["report.md"].read_text().startswith("# compresslab report: unit")

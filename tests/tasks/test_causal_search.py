@@ -14,7 +14,8 @@ from tests_support import FAST_ENERGY
 from compresslab.api import load_recipe, search
 from compresslab.errors import RecipeError
 from compresslab.recipe import recipe_hash
-from compresslab.report.document import build_document, to_html, to_markdown
+from compresslab.report.blocks import to_html, to_markdown
+from compresslab.report.document import build_document
 from compresslab.results import SearchResult, TrialRecord
 
 
@@ -95,7 +96,7 @@ def test_report_gives_per_token_per_request_prefill_decode_and_answers(searched)
     assert row["new_tokens"] == 4
 
 
-def test_answers_are_escaped_in_html(searched) -> None:  # type: ignore[no-untyped-def]
+def test_answers_are_escaped_in_html_and_markdown(searched) -> None:  # type: ignore[no-untyped-def]
     _, result, tmp = searched
     evil = "<script>alert(1)</script> | & more"
     base = result.baseline
@@ -108,7 +109,11 @@ def test_answers_are_escaped_in_html(searched) -> None:  # type: ignore[no-untyp
     page = to_html(doc, base_dir=tmp)
     assert "<script>alert" not in page and html.escape(evil) in page
     assert "&lt;b&gt;hi&lt;/b&gt;" in page
-    assert "\\| & more" in to_markdown(doc)  # a table cell's pipe does not split the row
+    text = to_markdown(doc)
+    # Given text in markdown: shown as written, never as a tag; a pipe does not split the row.
+    assert "<script>" not in text and "<b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; \\| &amp; more" in text
+    assert "&lt;b&gt;hi&lt;/b&gt;" in text
 
 
 def test_kv_cache_and_perplexity_are_checked_in_recipes(tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""Two studies side by side, from their storage alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests_support import sample_result, small
+from typer.testing import CliRunner
+
+from compresslab.api import compare, load_recipe, search
+from compresslab.cli import app
+from compresslab.compare import COLUMNS, compare_results, write_comparison
+
+
+@pytest.fixture(scope="module")
+def two_studies(tmp_path_factory: pytest.TempPathFactory, digits_task: Any) -> tuple[Path, Path]:
+    """The same recipe searched twice, as on two machines (two report folders)."""
+    folders = []
+    for name in ("a", "b"):
+        tmp = tmp_path_factory.mktemp(name)
+        recipe = load_recipe(
+            small(
+                tmp,
+                search={"trials": 3, "sampler": "grid", "screen_examples": 0, "confirm_pairs": 0},
+                compression=[
+                    {"method": "prune_channels", "params": {"ratio": 0.5}},
+                    {"method": "dynamic_int8"},
+                ],
+            )
+        )
+        search(recipe)
+        folders.append(recipe.output_dir())
+    return folders[0], folders[1]
+
+
+def test_variants_in_both_are_side_by_side_with_their_ratios(
+    two_studies: tuple[Path, Path],
+) -> None:
+    comparison = compare(*two_studies)
+    frame = comparison.frame()
+    assert list(frame.columns) == COLUMNS
+    assert set(frame.variant) >= {"baseline", "prune_channels(ratio=0.5)"}
+    base = frame[frame.variant == "baseline"].iloc[0]
+    assert base.ratio_vs_baseline_a == 1.0 and base.ratio_vs_baseline_b == 1.0
+    pruned = frame[frame.variant == "prune_channels(ratio=0.5)"].iloc[0]
+    assert pruned.provenance_a == pruned.provenance_b == "estimated"
+    assert pruned.energy_b_over_a == pytest.approx(
+        pruned.energy_j_per_inference_b / pruned.energy_j_per_inference_a
+    )
+    assert 0 < pruned.ratio_vs_baseline_a < 1.2 and 0 < pruned.ratio_vs_baseline_b < 1.2
+    # The same recipe (only its output folder differs), one machine, one provenance.
+    assert comparison.warnings == []
+
+
+def test_the_command_prints_the_table_and_writes_the_files(
+    two_studies: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(
+        app, ["compare", str(two_studies[0]), str(two_studies[1]), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "prune_channels(ratio=0.5)" in res.output
+    for name in ("compare.md", "compare.csv", "compare.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| baseline |" in (out / "compare.md").read_text()
+    as_json = CliRunner().invoke(
+        app, ["compare", str(two_studies[0]), str(two_studies[1]), "--json"]
+    )
+    rows = json.loads(as_json.output)
+    assert {r["variant"] for r in rows} >= {"baseline", "dynamic_int8"}
+
+
+def test_figures_of_different_provenance_are_not_divided_unless_forced(tmp_path: Path) -> None:
+    a = sample_result()
+    b = sample_result()
+    measured = {**(b.trials[1].energy or {}), "provenance": "measured"}
+    b.trials[1] = dataclasses.replace(b.trials[1], energy=measured)
+    comparison = compare_results(a, b)
+    row = next(r for r in comparison.rows if r["variant"] == "prune_channels(ratio=0.5)")
+    assert row["energy_b_over_a"] is None
+    assert any("provenance differs" in w for w in comparison.warnings)
+    forced = compare_results(a, b, force=True)
+    assert next(r for r in forced.rows if r["trial_a"] == 1)["energy_b_over_a"] == pytest.approx(
+        1.0
+    )
+    paths = write_comparison(comparison, tmp_path)
+    assert paths["compare.png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_folder_without_a_study_is_a_usage_error(tmp_path: Path) -> None:
+    from compresslab.errors import UsageError
+
+    with pytest.raises(UsageError, match="no study database") as e:
+        compare(tmp_path, tmp_path)
+    assert e.value.exit_code == 2
