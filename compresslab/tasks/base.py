@@ -105,6 +105,8 @@ class Task:
     ) -> TaskWorkload:
         """What measuring ``model``'s energy runs: by default ``model(batch)`` per call.
 
+        The workload's inputs are on ``model``'s device (moved there when they are not).
+
         Args:
             model: the variant.
             batch: the batch :meth:`inference_batch` made for the measurement.
@@ -118,7 +120,10 @@ class Task:
                 f"runtime.kv_cache applies to generative tasks; task '{self.name}' classifies: "
                 "remove runtime.kv_cache from the recipe"
             )
-        return TaskWorkload(model, batch)
+        from compresslab.tasks.metrics import model_device
+
+        device = model_device(model)  # the inputs follow the (placed) model
+        return TaskWorkload(model, batch if device is None else batch.to(device))
 
     def quality(self, model: nn.Module) -> dict[str, Any]:
         """Quality figures besides the metric (a language model: perplexity); none here."""

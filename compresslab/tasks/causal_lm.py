@@ -139,11 +139,12 @@ def text_nll(
     for start in range(0, texts.shape[0], batch_size):
         x = trim_left(texts[start : start + batch_size])
         logp = check_finite(lm(x)).log_softmax(dim=-1)[:, :-1]
+        x = x.to(logp.device)  # the tokens follow the model (a GPU when placed there)
         target = x[:, 1:]
         valid = (x[:, :-1] != PAD) & (target != PAD)
         picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        nll.append(-(picked.double() * valid).sum(dim=1))
-        count.append(valid.sum(dim=1))
+        nll.append(-(picked.double() * valid).sum(dim=1).cpu())
+        count.append(valid.sum(dim=1).cpu())
     return torch.cat(nll), torch.cat(count)
 
 
@@ -162,7 +163,7 @@ def choice_predictions(
     for start in range(0, prompts.shape[0], batch_size):
         idx = order[start : start + batch_size]
         logp = check_finite(lm.last_logits(trim_left(prompts[idx]))).log_softmax(dim=-1)
-        preds[idx] = logp.gather(1, choices[idx]).argmax(dim=1)
+        preds[idx] = logp.gather(1, choices[idx].to(logp.device)).argmax(dim=1).cpu()
     return preds
 
 
@@ -215,7 +216,11 @@ class CausalLMTask(Task):
     def workload(
         self, model: nn.Module, batch: torch.Tensor, *, kv_cache: bool | None = None
     ) -> TaskWorkload:
-        """Greedy generation of ``new_tokens`` per prompt of ``batch``; prefill as a phase."""
+        """Greedy generation of ``new_tokens`` per prompt of ``batch``; prefill as a phase.
+
+        The runners hold ``batch`` on ``model``'s device (the bench places the model, then the
+        prompts follow it), and their inputs are there too.
+        """
         model.eval()
         gen = GenerationRun(
             model, batch, new_tokens=self.new_tokens, kv_cache=kv_cache is not False
@@ -259,8 +264,12 @@ class CausalLMTask(Task):
         if n == 0:
             return []
         with torch.inference_mode():
-            ids = find_causal_lm(model).generate_ids(
-                trim_left(self.prompts[:n]), new_tokens=self.answer_tokens, stop_at_eos=True
+            ids = (
+                find_causal_lm(model)
+                .generate_ids(
+                    trim_left(self.prompts[:n]), new_tokens=self.answer_tokens, stop_at_eos=True
+                )
+                .cpu()
             )
         texts = decode_rows(self.tokenizer, ids)
         return [

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from compresslab.errors import VariantError
+from compresslab.tasks.metrics import model_device
 
 #: The id that marks "no token" (left padding) in a causal task's token tensors.
 PAD = -1
@@ -83,6 +84,10 @@ class CausalLM(nn.Module):
         self.eos_token_id = None if eos_token_id is None else int(eos_token_id)
 
     def _encode(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        # The ids follow the model (a GPU when the bench placed it there), as predict() does.
+        device = model_device(self.lm)
+        if device is not None and input_ids.device != device:
+            input_ids = input_ids.to(device)
         mask = input_ids != PAD
         ids = torch.where(mask, input_ids, torch.full_like(input_ids, self.pad_token_id))
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -114,7 +119,7 @@ class CausalLM(nn.Module):
         kv_cache: bool = True,
         stop_at_eos: bool = False,
     ) -> torch.Tensor:
-        """Greedy continuation of each prompt: ``N x new_tokens`` token ids.
+        """Greedy continuation of each prompt: ``N x new_tokens`` token ids (on the model's device).
 
         Args:
             input_ids: left-padded prompts.
@@ -143,7 +148,9 @@ class CausalLM(nn.Module):
         )
         new = out[:, input_ids.shape[1] :]
         if new.shape[1] < new_tokens:  # every row stopped early
-            fill = torch.full((new.shape[0], new_tokens - new.shape[1]), PAD, dtype=new.dtype)
+            fill = torch.full(
+                (new.shape[0], new_tokens - new.shape[1]), PAD, dtype=new.dtype, device=new.device
+            )
             new = torch.cat([new, fill], dim=1)
         if stop_at_eos and self.eos_token_id is not None:
             # The end-of-sequence token and whatever follows it (the pad id) are no answer.
@@ -183,6 +190,12 @@ def check_finite(logits: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _beside(tensor: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``tensor`` on ``model``'s device (itself when it is there, or the model has no weights)."""
+    device = model_device(model)
+    return tensor if device is None or tensor.device == device else tensor.to(device)
+
+
 class GenerationRun(nn.Module):
     """One call: greedy generation of ``new_tokens`` tokens for every prompt of a batch.
 
@@ -195,13 +208,16 @@ class GenerationRun(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        self.prompts = prompts
+        # A buffer, so that the prompts move with the runner (``.to(device)``) and the model.
+        self.prompts: torch.Tensor
+        self.register_buffer("prompts", _beside(prompts, model), persistent=False)
         self.new_tokens = new_tokens
         self.kv_cache = kv_cache
 
     def units(self) -> torch.Tensor:
-        """The input of one call: one empty row per generated token."""
-        return torch.zeros(self.prompts.shape[0] * self.new_tokens, 0, dtype=torch.long)
+        """The input of one call: one empty row per generated token (beside the prompts)."""
+        n = self.prompts.shape[0] * self.new_tokens
+        return torch.zeros(n, 0, dtype=torch.long, device=self.prompts.device)
 
     def forward(self, units: torch.Tensor) -> torch.Tensor:
         """Generate; returns the generated ids (``prompts x new_tokens``)."""
@@ -219,11 +235,12 @@ class PrefillRun(nn.Module):
     def __init__(self, model: nn.Module, prompts: torch.Tensor) -> None:
         super().__init__()
         self.model = model
-        self.prompts = prompts
+        self.prompts: torch.Tensor
+        self.register_buffer("prompts", _beside(prompts, model), persistent=False)
 
     def units(self) -> torch.Tensor:
-        """The input of one call: one empty row per request."""
-        return torch.zeros(self.prompts.shape[0], 0, dtype=torch.long)
+        """The input of one call: one empty row per request (beside the prompts)."""
+        return torch.zeros(self.prompts.shape[0], 0, dtype=torch.long, device=self.prompts.device)
 
     def forward(self, units: torch.Tensor) -> torch.Tensor:
         """Prefill; returns the next-token logits of each prompt."""
