@@ -144,3 +144,13 @@ def test_a_classifier_refuses_llm_only_settings(tmp_path: Path) -> None:
     )
     with pytest.raises(CompressLabError, match="needs a task with a perplexity"):
         search(recipe)
+
+
+def test_the_notebook_api_scores_a_causal_model_by_its_choices(searched) -> None:  # type: ignore[no-untyped-def]
+    from compresslab import lab
+
+    recipe, result, _ = searched
+    study = lab.Study(recipe, result)
+    base = result.baseline
+    assert base is not None and base.accuracy is not None
+    assert study.evaluate(study.task.model) == pytest.approx(base.accuracy)
