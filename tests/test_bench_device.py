@@ -21,7 +21,7 @@ from torch import nn
 
 import compresslab.protocol
 from compresslab.api import load_recipe
-from compresslab.bench import VariantBench, compress_context
+from compresslab.bench import Runtime, VariantBench, compress_context
 from compresslab.compress import VariantSpec
 from compresslab.compress.base import Step
 from compresslab.errors import BackendUnavailableError, RecipeError, VariantError
@@ -166,3 +166,80 @@ def test_the_cli_refuses_a_cuda_recipe_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "CPU-only build" in proc.stderr and "energy.device: cpu" in proc.stderr
     assert f"{recipe}:" in proc.stderr and "field 'energy.device'" in proc.stderr
+
+
+def test_a_causal_workload_follows_the_placed_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: the generation runner kept its prompts on the CPU when the model went to a GPU."""
+    from llm_support import tiny_task
+
+    task = tiny_task(tmp_path)
+    bench = _bench(tmp_path, task)
+    model = bench.place(bench.build(VariantSpec()))
+    assert _devices(model) == {META}
+    cpu_prompts = task.inference_batch(2)
+    assert cpu_prompts.device == torch.device("cpu")
+    for batch in (cpu_prompts, bench.inference_batch(Runtime(batch_size=2))):
+        work = bench.workload(model, batch, Runtime())
+        prefill = work.phases["prefill"]
+        for w in (work, prefill):
+            assert w.runner.prompts.device == META  # type: ignore[union-attr]
+            assert w.inputs.device == META and _devices(w.runner) == {META}
+    # The runner's prompts are a buffer: they move with it.
+    cpu_model = bench.build(VariantSpec())
+    runner = task.workload(cpu_model, cpu_prompts).runner
+    assert runner.prompts.device == torch.device("cpu")
+    assert runner.to(META).prompts.device == META
+    assert _devices(cpu_model) == {META}
+
+    seen: dict[str, Any] = {}
+
+    def measure_model(runner: nn.Module, units: torch.Tensor, **kwargs: Any) -> str:
+        seen.setdefault("one", []).append((_devices(runner), units.device))
+        return "result"
+
+    def measure_models_paired(base: Any, mine: Any, **kwargs: Any) -> str:
+        seen["pair"] = [(_devices(m), b.device) for m, b, _ in (base, mine)]
+        return "paired"
+
+    monkeypatch.setattr(compresslab.protocol, "measure_model", measure_model)
+    monkeypatch.setattr(compresslab.protocol, "measure_models_paired", measure_models_paired)
+    small_batch = Runtime(batch_size=2)
+    assert bench.measure(bench.build(VariantSpec()), runtime=small_batch) == "result"
+    assert seen["one"] == [({META}, META)]
+    assert bench.measure_paired(bench.build(VariantSpec()), runtime=small_batch) == "paired"
+    assert seen["pair"] == [({META}, META), ({META}, META)]
+
+
+#: Devices a test can run a model on here: the CPU, and CUDA where this torch sees a GPU.
+RUNNABLE = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", RUNNABLE)
+def test_a_causal_variant_is_evaluated_where_it_is_placed(tmp_path: Path, device: str) -> None:
+    """The whole evaluation (choices, perplexity, answers, generation, prefill) on ``device``.
+
+    On a CPU-only machine this runs on the CPU; where torch sees a GPU, on CUDA too: the
+    prompts, the texts and the choices must all follow the model there.
+    """
+    from llm_support import tiny_task
+
+    from compresslab.tasks.metrics import model_device
+
+    task = tiny_task(tmp_path)
+    bench = _bench(tmp_path, task)
+    bench.device = device
+    runtime = Runtime(batch_size=2)
+    metric, attrs = bench.evaluate(VariantSpec((Step("bf16", {}),)), runtime=runtime)
+    assert 0.0 <= metric <= 1.0
+    assert attrs["quality"]["perplexity"] > 1 and attrs["answers"]
+    assert attrs["energy"]["batch_size"] == 2 * task.new_tokens  # units: generated tokens
+    assert attrs["phases"]["prefill"]["batch_size"] == 2  # units: requests
+    model = bench.place(bench.build(VariantSpec()))
+    expected = torch.device(device)
+    assert model_device(model) is not None and model_device(model).type == expected.type
+    work = bench.workload(model, task.inference_batch(2), runtime)
+    assert work.runner.prompts.device == model_device(model)  # type: ignore[union-attr]
+    ids = work.runner(work.inputs)
+    assert ids.shape == (2, task.new_tokens) and ids.device == model_device(model)

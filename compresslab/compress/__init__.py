@@ -8,7 +8,8 @@ is noted on the model (:func:`add_note`); the built model carries every step's n
 
 Methods by stage:
 
-- prune: ``prune_channels`` (:mod:`.prune`), ``prune_heads`` (BERT-style encoders).
+- prune: ``prune_channels`` (:mod:`.prune`), ``prune_heads`` (BERT-style encoders),
+  ``prune_llm`` (Llama-style decoders: KV groups, MLP channels, whole blocks; :mod:`.llm_prune`).
 - sparsify: ``sparsity`` (:mod:`.sparsify`).
 - quantize: ``dynamic_int8`` (:mod:`.quantize`), ``bnb_int8`` and ``bnb_4bit`` (:mod:`.bnb`),
   ``torchao_int8_weight_only`` and ``torchao_int8_dynamic`` (:mod:`.ao`), ``bf16`` and
@@ -46,6 +47,7 @@ from compresslab.compress.base import (
 )
 from compresslab.compress.bnb import Bnb4bit, BnbInt8
 from compresslab.compress.capabilities import capabilities
+from compresslab.compress.llm_prune import LlmPruning
 from compresslab.compress.precision import Bf16, Fp16
 from compresslab.compress.prune import ChannelPruning, HeadPruning
 from compresslab.compress.quantize import DynamicInt8
@@ -81,6 +83,7 @@ METHODS: dict[str, CompressionMethod] = {
     for m in (
         ChannelPruning(),
         HeadPruning(),
+        LlmPruning(),
         MagnitudeSparsity(),
         DynamicInt8(),
         BnbInt8(),

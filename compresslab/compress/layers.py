@@ -52,19 +52,85 @@ def named_keep_modules(model: nn.Module, names: tuple[str, ...]) -> list[nn.Modu
     return out
 
 
+#: Which linear layers of a transformer a method may select (see :func:`linear_kind`).
+LAYER_KINDS = ("all", "attention", "mlp")
+
+
+def transformer_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The repeated blocks of a transformer, by name, in order (empty for other models).
+
+    The longest ``nn.ModuleList`` of at least two modules that each hold a linear layer
+    (``model.layers`` of a Llama, ``encoder.layer`` of a BERT ...).
+    """
+    best: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) < 2 or len(module) <= len(best):
+            continue
+        if all(any(isinstance(c, nn.Linear) for c in block.modules()) for block in module):
+            best = [(f"{name}.{i}" if name else str(i), block) for i, block in enumerate(module)]
+    return best
+
+
+def linear_kind(name: str, block: str | None) -> str:
+    """What a linear layer is: ``attention``, ``mlp`` or ``other`` (outside every block).
+
+    Inside transformer block ``block``, a layer is attention when a part of its name below
+    the block says so (``self_attn``, ``attention``), and feed-forward (``mlp``) otherwise.
+    """
+    if block is None:
+        return "other"
+    below = name[len(block) + 1 :].split(".")
+    return "attention" if any("attn" in p or "attention" in p for p in below) else "mlp"
+
+
 def linear_targets(
-    model: nn.Module, ctx: CompressContext, *, keep_classifier: bool
+    model: nn.Module,
+    ctx: CompressContext,
+    *,
+    keep_classifier: bool,
+    layers: str = "all",
+    keep_ends: int = 0,
 ) -> list[tuple[str, nn.Linear]]:
     """The plain ``nn.Linear`` layers to quantize, by name (kept layers left out).
 
+    Args:
+        model: the model.
+        ctx: its example inputs and ``keep_layers``.
+        keep_classifier: leave the output layer (a language model's ``lm_head``) alone.
+        layers: ``all``, or only a transformer's ``attention`` or ``mlp`` layers
+            (:func:`linear_kind`).
+        keep_ends: leave the layers of the first and the last ``keep_ends`` transformer
+            blocks alone.
+
     Raises:
-        VariantError: a ``keep_layers`` name is wrong, or nothing is left to quantize.
+        VariantError: a ``keep_layers`` name is wrong, ``layers``/``keep_ends`` ask for
+            transformer blocks the model does not have, or nothing is left to quantize.
     """
     keep: set[int] = {id(m) for m in named_keep_modules(model, ctx.keep_modules)}
     if keep_classifier:
         keep |= {id(m) for m in output_layers(model, ctx.example_inputs)}
+    blocks = transformer_blocks(model) if layers != "all" or keep_ends > 0 else []
+    if (layers != "all" or keep_ends > 0) and not blocks:
+        raise VariantError(
+            f"layers={layers} / keep_ends={keep_ends} select layers of transformer blocks, and "
+            "this model has none (no list of repeated blocks): use layers: all, keep_ends: 0"
+        )
+    ends = (
+        {n for n, _ in blocks[:keep_ends] + blocks[len(blocks) - keep_ends :]}
+        if keep_ends
+        else set()
+    )
+
+    def wanted(name: str) -> bool:
+        block = next((b for b, _ in blocks if name.startswith(b + ".")), None)
+        if block in ends:
+            return False
+        return layers == "all" or linear_kind(name, block) == layers
+
     out = [
-        (name, m) for name, m in model.named_modules() if type(m) is nn.Linear and id(m) not in keep
+        (name, m)
+        for name, m in model.named_modules()
+        if type(m) is nn.Linear and id(m) not in keep and wanted(name)
     ]
     if not out:
         raise VariantError(

@@ -19,13 +19,14 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from compresslab.availability import Availability
-from compresslab.compress.base import CompressContext, CompressionMethod
+from compresslab.compress.base import CompressContext, CompressionMethod, ParamDef
+from compresslab.compress.layers import LAYER_KINDS, linear_targets
 from compresslab.errors import VariantError
 
 
@@ -62,22 +63,59 @@ def _probe() -> Availability:
 
 
 class DynamicInt8(CompressionMethod):
-    """int8 weights and dynamically quantized activations for every ``nn.Linear``."""
+    """int8 weights and dynamically quantized activations for ``nn.Linear`` layers.
+
+    By default every ``nn.Linear``. Which ones decides the outcome on a language model (the
+    per-tensor activation scale is ruined by outlier channels in some layers), so they can be
+    chosen: only a transformer's ``attention`` or ``mlp`` layers, the output layer (a
+    language model's ``lm_head``) left in float32, the first and last blocks kept.
+    """
 
     name = "dynamic_int8"
     stage = "quantize"
     summary = "torch dynamic int8 quantization of Linear layers (CPU)"
+    params: ClassVar[Mapping[str, ParamDef]] = {
+        "layers": ParamDef(
+            "choice",
+            "all",
+            choices=LAYER_KINDS,
+            doc="every Linear, or only a transformer's attention or MLP (feed-forward) layers",
+        ),
+        "keep_classifier": ParamDef(
+            "bool", False, doc="leave the output layer (the classifier, lm_head) in float32"
+        ),
+        "keep_ends": ParamDef(
+            "int",
+            0,
+            low=0,
+            high=32,
+            doc="leave the first and the last this many transformer blocks in float32",
+        ),
+    }
 
     def available(self) -> Availability:
         """Probes a tiny linear layer through torch's dynamic int8 kernel on this CPU."""
         return _probe()
 
     def apply(self, model: nn.Module, params: Mapping[str, Any], ctx: CompressContext) -> nn.Module:
-        """Replace Linear layers with dynamically quantized ones."""
-        if not any(isinstance(m, nn.Linear) for m in model.modules()):
-            raise VariantError("dynamic_int8 found no nn.Linear layer to quantize in this model")
+        """Replace the selected Linear layers with dynamically quantized ones."""
+        layers = str(params.get("layers", "all"))
+        keep_classifier = bool(params.get("keep_classifier", False))
+        keep_ends = int(params.get("keep_ends", 0))
+        spec: set[Any]
+        if layers == "all" and not keep_classifier and keep_ends == 0:
+            if not any(isinstance(m, nn.Linear) for m in model.modules()):
+                raise VariantError(
+                    "dynamic_int8 found no nn.Linear layer to quantize in this model"
+                )
+            spec = {nn.Linear}
+        else:
+            targets = linear_targets(
+                model, ctx, keep_classifier=keep_classifier, layers=layers, keep_ends=keep_ends
+            )
+            spec = {name for name, _ in targets}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*deprecated.*", category=UserWarning)
-            out: nn.Module = _quantize_dynamic()(model, {nn.Linear}, dtype=torch.qint8)
+            out: nn.Module = _quantize_dynamic()(model, spec, dtype=torch.qint8)
         return out

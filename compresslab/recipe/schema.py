@@ -13,9 +13,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -260,11 +262,37 @@ class EnergySpec(_Strict):
         return self
 
 
+def _without_unset(
+    handler: SerializerFunctionWrapHandler, value: Any, names: tuple[str, ...]
+) -> Any:
+    """``value`` dumped by ``handler``, without the fields ``names`` where they are unset.
+
+    For fields added after recipes were first hashed: a recipe that does not use one dumps,
+    and so hashes, as it did before the field existed.
+    """
+    out = handler(value)
+    if isinstance(out, dict):
+        for name in names:
+            if out.get(name) is None:
+                out.pop(name, None)
+    return out
+
+
 class Tolerance(_Strict):
-    """The accuracy drop from the baseline that a variant may have: absolute or relative."""
+    """The accuracy drop from the baseline that a variant may have: absolute or relative.
+
+    ``perplexity`` (tasks with a perplexity: causal language models) also bounds the rise of
+    the variant's perplexity over the baseline's on the same text, relative (0.05: at most 5%
+    higher); a variant above it is not measured for energy.
+    """
 
     absolute: float | None = Field(default=None, ge=0, le=1)
     relative: float | None = Field(default=None, ge=0, le=1)
+    perplexity: float | None = Field(default=None, ge=0, le=100)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _without_unset(handler, self, ("perplexity",))
 
     @model_validator(mode="after")
     def _one_kind(self) -> Tolerance:
@@ -284,10 +312,11 @@ class Tolerance(_Strict):
 
     def describe(self) -> str:
         """Human wording, e.g. ``1 point absolute``."""
+        ppl = "" if self.perplexity is None else f"; perplexity at most +{self.perplexity * 100:g}%"
         if self.absolute is not None:
-            return f"{self.absolute * 100:g} points absolute"
+            return f"{self.absolute * 100:g} points absolute{ppl}"
         assert self.relative is not None
-        return f"{self.relative * 100:g}% relative"
+        return f"{self.relative * 100:g}% relative{ppl}"
 
 
 class SearchSpec(_Strict):
@@ -410,6 +439,12 @@ class RuntimeSpec(_Strict):
     batch_size: ParamSpec | None = None
     #: NVIDIA GPUs only: the power limit (W) set through NVML while measuring, then restored.
     power_limit_w: ParamSpec | None = None
+    #: Generative tasks only: keep the KV cache while generating (true, false, or choices).
+    kv_cache: ParamSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _without_unset(handler, self, ("kv_cache",))
 
     @field_validator("threads", "batch_size", "power_limit_w")
     @classmethod
@@ -441,6 +476,20 @@ class RuntimeSpec(_Strict):
                 raise ValueError(
                     f"{v!r} is above the maximum {high}; valid: integer in [{low}, {high}]"
                 )
+        return spec
+
+    @field_validator("kv_cache")
+    @classmethod
+    def _a_switch(cls, spec: Any) -> Any:
+        if spec is None:
+            return spec
+        values = list(spec.choices) if isinstance(spec, ParamChoices) else [spec]
+        if isinstance(spec, ParamRange) or not all(isinstance(v, bool) for v in values):
+            shown = f"{spec.low}..{spec.high}" if isinstance(spec, ParamRange) else values
+            raise ValueError(
+                f"`kv_cache` is a switch, not {shown!r}; valid: true, false or "
+                "{choices: [true, false]}"
+            )
         return spec
 
 

@@ -261,6 +261,10 @@ def build_document(result: SearchResult) -> Document:
     )
     _what_mattered(doc, result)
 
+    # A generative task: energy per token and per request, perplexity, sample answers.
+    from compresslab.report.generation import generation_blocks
+
+    doc.add(*generation_blocks(result))
     _projections(doc, result)
     _search_cost(doc, result)
     _how(doc, result)

@@ -78,6 +78,11 @@ def _carbon(result: SearchResult) -> CarbonSettings | None:
     return CarbonSettings(**c) if c else None
 
 
+def plural(unit: str) -> str:
+    """``inference`` -> ``inferences``, ``generated token`` -> ``generated tokens``."""
+    return unit if unit.endswith("s") else f"{unit}s"
+
+
 @dataclass(frozen=True)
 class SearchCost:
     """The energy the search itself spent, and when the best variant pays it back."""
@@ -120,7 +125,7 @@ def search_cost(result: SearchResult) -> SearchCost | None:
         saving = base.energy_j_per_inference - best.energy_j_per_inference
         if saving > 0:
             break_even = energy_j / saving
-    unit = str(result.info.get("unit") or "inferences")
+    unit = plural(str(result.info.get("unit") or "inference"))
     tokens = result.info.get("tokens_per_inference")
     tokens_total = break_even * float(tokens) if break_even is not None and tokens else None
     return SearchCost(

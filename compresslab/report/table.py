@@ -6,6 +6,7 @@ import pandas as pd
 
 from compresslab import units
 from compresslab.carbon import CarbonSettings
+from compresslab.report import generation
 from compresslab.results import SearchResult, TrialRecord
 
 #: Columns of ``trials.csv``, in order (every energy figure next to its provenance).
@@ -127,6 +128,7 @@ def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> 
         "duration_s": r.duration_s,
         "error": r.error,
         "notes": "; ".join(r.notes),
+        **generation.columns(r),  # a generative task's per-token figures (else none)
         **{f"param.{k}": v for k, v in sorted(r.params.items())},
     }
 
@@ -144,7 +146,8 @@ def trials_frame(result: SearchResult) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
     params = sorted(c for c in df.columns if c.startswith("param."))
-    return df[COLUMNS + params]
+    extra = [c for c in generation.COLUMNS if c in df.columns]
+    return df[COLUMNS + extra + params]
 
 
 def frontier_frame(result: SearchResult) -> pd.DataFrame:

@@ -214,7 +214,12 @@ class Objective:
                     raise
 
         metric, attrs = self.bench.evaluate(
-            spec, min_accuracy=screen, runtime=runtime, before_measure=before_measure, gate=gate
+            spec,
+            min_accuracy=screen,
+            runtime=runtime,
+            before_measure=before_measure,
+            gate=gate,
+            quality_gate=True,
         )
         for key, value in attrs.items():
             trial.set_user_attr(key, value)

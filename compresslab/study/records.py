@@ -97,6 +97,9 @@ def trial_record(
         repeatability_rel=repeatability_rel,
         predicted=ua.get("predicted"),
         parts=ua.get("parts"),
+        quality=dict(ua.get("quality") or {}),
+        answers=tuple(ua.get("answers") or ()),
+        phases=dict(ua.get("phases") or {}) if complete else {},
     )
 
 

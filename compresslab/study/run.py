@@ -42,7 +42,7 @@ from compresslab.study.storage import (
     open_study,
 )
 from compresslab.tasks import Task, load_task
-from compresslab.tasks.metrics import METRICS, predict
+from compresslab.tasks.metrics import METRICS
 from compresslab.versions import versions
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def run_search(
             grid = space.grid()
         try:
             baseline_accuracy = METRICS[recipe.task.metric](
-                predict(task.model, task.eval_inputs), task.eval_labels
+                task.predictions(task.model), task.eval_labels
             )
         except Exception as e:  # the user's model: any error; none is a trial's fault
             raise TaskError(
@@ -313,6 +313,7 @@ def _report_info(
         "skipped_methods": space.skipped,
         "left_out": space.left_out,
         "batch_size": recipe.energy.batch_size,
+        "task_info": dict(task.info),
         "tolerance": recipe.search.tolerance.describe(),
         "carbon": dataclasses.asdict(
             carbon_settings(
@@ -322,9 +323,10 @@ def _report_info(
             )
         ),
         "projection": recipe.report.model_dump(),
-        # What one "inference" is to the task's users (a task may declare it: `unit`, e.g.
-        # "requests", and `tokens_per_inference` for generative ones); break-even uses it.
-        "unit": str(getattr(task, "unit", None) or "inferences"),
+        # What one "inference" is to the task's users (Task.unit: "inference", a causal
+        # task's "generated token"; a user's task may declare e.g. "requests", and
+        # `tokens_per_inference`); the report and break-even use it.
+        "unit": str(getattr(task, "unit", None) or "inference"),
         "tokens_per_inference": getattr(task, "tokens_per_inference", None),
         "versions": versions(),
         # Which libraries are installed, not imported: the methods' own probes already

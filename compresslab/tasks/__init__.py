@@ -12,6 +12,10 @@ Built-in providers (:data:`PROVIDERS`), each documented on its function:
 - ``fashion-mnist``: a small CNN on Fashion-MNIST (:func:`~.fashion_mnist.fashion_mnist_task`).
 - ``hf_local``: a Hugging Face sequence classifier saved in a local folder
   (:func:`~.hf_local.hf_local_task`).
+- ``smollm2``: the pretrained SmolLM2-135M-Instruct causal language model, energy per
+  generated token (:func:`~.smollm2.smollm2_task`).
+- ``causal_lm``: your own causal language model from a local folder or a GGUF file
+  (:func:`~.causal_lm.causal_lm_task`).
 
 The entrypoint protocol. ``task.entrypoint: "package.module:function"`` imports
 ``package.module`` (which must be importable: installed, or in the current folder, which is
@@ -61,12 +65,13 @@ from typing import Any, cast
 
 from compresslab.errors import CompressLabError, TaskError
 from compresslab.recipe import TaskSpec
-from compresslab.tasks.base import Task
+from compresslab.tasks.base import Task, TaskWorkload
 from compresslab.tasks.metrics import METRICS, evaluate
 from compresslab.tasks.weights import load_weights
 
 __all__ = [
     "Task",
+    "TaskWorkload",
     "TaskProvider",
     "PROVIDERS",
     "resolve_provider",
@@ -104,12 +109,26 @@ def _hf_local(options: dict[str, Any]) -> Task:
     return hf_local_task(options)
 
 
+def _smollm2(options: dict[str, Any]) -> Task:
+    from compresslab.tasks.smollm2 import smollm2_task
+
+    return smollm2_task(options)
+
+
+def _causal_lm(options: dict[str, Any]) -> Task:
+    from compresslab.tasks.causal_lm import causal_lm_task
+
+    return causal_lm_task(options)
+
+
 #: Built-in providers by name (each imports its module, and its heavy packages, on first use).
 PROVIDERS: dict[str, TaskProvider] = {
     "digits": _digits,
     "minilm-wordnet": _minilm_wordnet,
     "fashion-mnist": _fashion_mnist,
     "hf_local": _hf_local,
+    "smollm2": _smollm2,
+    "causal_lm": _causal_lm,
 }
 
 
@@ -118,12 +137,16 @@ _PATH_OPTIONS: dict[str, tuple[str, ...]] = {
     "fashion-mnist": ("data_dir",),
     "minilm-wordnet": ("wordnet_path", "encoder_path"),
     "hf_local": ("path", "data"),
+    "smollm2": ("wordnet_path",),
+    "causal_lm": ("path", "wordnet_path"),
 }
 _TASK_MODULES = {
     "digits": "compresslab.tasks.digits",
     "fashion-mnist": "compresslab.tasks.fashion_mnist",
     "minilm-wordnet": "compresslab.tasks.minilm",
     "hf_local": "compresslab.tasks.hf_local",
+    "smollm2": "compresslab.tasks.smollm2",
+    "causal_lm": "compresslab.tasks.causal_lm",
 }
 
 

@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from compresslab.errors import VariantError
+
+
+@dataclass(frozen=True)
+class TaskWorkload:
+    """What one measured call runs, as a module and its input: ``runner(inputs)``.
+
+    The first dimension of ``inputs`` counts the units one call processes (``unit``: an
+    inference of a classifier, a generated token of a language model), so the measurement
+    protocol reports energy per unit. A classifier's workload is the model itself on a batch;
+    a generative task's runner generates from its own prompts and ignores what ``inputs``
+    holds (a zero-width tensor with one row per unit).
+
+    Attributes:
+        runner: the module called once per call of the workload.
+        inputs: its input; ``inputs.shape[0]`` units per call.
+        unit: what one unit is, for reports (``inference``, ``generated token`` ...).
+        phases: further workloads measured on their own after the main one (e.g. the
+            ``prefill`` of a generation), by name.
+    """
+
+    runner: nn.Module
+    inputs: torch.Tensor
+    unit: str = "inference"
+    phases: Mapping[str, TaskWorkload] = field(default_factory=dict)
+
+    @property
+    def units_per_call(self) -> int:
+        """Units one call processes."""
+        return int(self.inputs.shape[0])
 
 
 @dataclass(frozen=True)
@@ -23,7 +56,17 @@ class Task:
         keep_layers: names of modules that pruning must keep whole (besides the classifier,
             which is found automatically).
         description: one line for the report (model, data, split).
+
+    The methods below are what the variant bench asks a task; a classifier keeps their
+    defaults (predictions are the argmax of ``model(eval_inputs)``, one inference is one
+    example of a batch). A generative task (:class:`~compresslab.tasks.causal_lm.CausalLMTask`)
+    overrides them.
     """
+
+    #: What one unit of energy is, for reports (a generative task: ``generated token``).
+    unit: ClassVar[str] = "inference"
+    #: Whether :meth:`quality` gives a perplexity (``search.tolerance.perplexity`` needs one).
+    has_perplexity: ClassVar[bool] = False
 
     name: str
     model: nn.Module
@@ -45,3 +88,47 @@ class Task:
         n = self.eval_inputs.shape[0]
         idx = torch.arange(batch_size) % n
         return self.eval_inputs[idx].contiguous()
+
+    def predictions(self, model: nn.Module, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted class of each evaluation example (of ``indices`` only, when given).
+
+        Raises:
+            VariantError: the model's outputs are not finite.
+        """
+        from compresslab.tasks.metrics import predict
+
+        inputs = self.eval_inputs if indices is None else self.eval_inputs[indices]
+        return predict(model, inputs)
+
+    def workload(
+        self, model: nn.Module, batch: torch.Tensor, *, kv_cache: bool | None = None
+    ) -> TaskWorkload:
+        """What measuring ``model``'s energy runs: by default ``model(batch)`` per call.
+
+        The workload's inputs are on ``model``'s device (moved there when they are not).
+
+        Args:
+            model: the variant.
+            batch: the batch :meth:`inference_batch` made for the measurement.
+            kv_cache: the runtime knob ``kv_cache`` (generative tasks only).
+
+        Raises:
+            VariantError: ``kv_cache`` is set on a task that does not generate.
+        """
+        if kv_cache is not None:
+            raise VariantError(
+                f"runtime.kv_cache applies to generative tasks; task '{self.name}' classifies: "
+                "remove runtime.kv_cache from the recipe"
+            )
+        from compresslab.tasks.metrics import model_device
+
+        device = model_device(model)  # the inputs follow the (placed) model
+        return TaskWorkload(model, batch if device is None else batch.to(device))
+
+    def quality(self, model: nn.Module) -> dict[str, Any]:
+        """Quality figures besides the metric (a language model: perplexity); none here."""
+        return {}
+
+    def answers(self, model: nn.Module) -> list[dict[str, str]]:
+        """Sample outputs for the report (a language model: answers to fixed prompts)."""
+        return []

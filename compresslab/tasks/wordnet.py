@@ -64,11 +64,15 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Gloss:
-    """One noun synset: its offset in ``data.noun``, its category and its definition."""
+    """One noun synset: its offset in ``data.noun``, its category and its definition.
+
+    ``word`` is the synset's first word as WordNet writes it (``hot_dog``, ``Paris``).
+    """
 
     offset: int
     category: str
     definition: str
+    word: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,8 @@ def read_noun_glosses(*, path: str | Path | None = None) -> list[Gloss]:
             definition = definition_of(gloss)
             if category is None or not definition:
                 continue
-            out.append(Gloss(int(fields[0]), category, definition))
+            word = fields[4] if len(fields) > 4 else ""
+            out.append(Gloss(int(fields[0]), category, definition, word))
     if not out:
         raise TaskError(
             f"{p} holds no WordNet noun synsets: point `wordnet_path` at WordNet 3.0's "

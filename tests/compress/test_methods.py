@@ -36,6 +36,7 @@ def test_every_method_runs_on_this_cpu() -> None:
     assert set(avail) == {
         "prune_channels",
         "prune_heads",
+        "prune_llm",
         "sparsity",
         "dynamic_int8",
         "bnb_int8",
