@@ -545,8 +545,13 @@ def main() -> None:
     except CompressLabError as e:
         _print_error(e)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted: completed trials are kept in the study; run again to resume")
+    except KeyboardInterrupt as e:
+        from compresslab.results import SearchInterrupted
+
+        if isinstance(e, SearchInterrupted):  # one line: how far it got, and how to go on
+            err.print(str(e), markup=False, highlight=False, soft_wrap=True)
+        else:
+            err.print("interrupted: completed trials are kept in the study; run again to resume")
         sys.exit(130)
     except Exception as e:  # a bug or a library's error that nothing translated: still one line
         _print_error(e, internal=True)
