@@ -13,13 +13,8 @@ from compresslab.recipe import Recipe, recipe_changes, recipe_hash
 from compresslab.study._optuna import load_optuna
 from compresslab.study.journal import journal_storage
 from compresslab.study.samplers import make_optuna_sampler
-from compresslab.study.storage_errors import (
-    CONNECT_TIMEOUT_S,
-    SQLITE_BUSY_S,
-    journal_path,
-    redact,
-    storage_error,
-)
+from compresslab.study import storage_errors
+from compresslab.study.storage_errors import journal_path, redact, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +49,16 @@ def make_storage(url: str) -> Any:
         return journal_storage(journal)
     if url.startswith("sqlite"):
         return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_S}}
+            url, engine_kwargs={"connect_args": {"timeout": storage_errors.SQLITE_BUSY_S}}
         )
+    timeout = storage_errors.CONNECT_TIMEOUT_S
     kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
-        kwargs = {"engine_kwargs": {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}}
-    log.info("connecting to %s (gives up after %d s)", redact(url), CONNECT_TIMEOUT_S)
+        kwargs = {"engine_kwargs": {"connect_args": {"connect_timeout": timeout}}}
+    log.info("connecting to %s (gives up after %g s)", redact(url), timeout)
     slow = threading.Timer(
         _SLOW_CONNECT_S,
-        lambda: log.warning(
-            "still connecting to %s (gives up after %d s)", redact(url), CONNECT_TIMEOUT_S
-        ),
+        lambda: log.warning("still connecting to %s (gives up after %g s)", redact(url), timeout),
     )
     slow.daemon = True
     slow.start()
@@ -97,7 +91,8 @@ def open_study(recipe: Recipe, *, storage: str, sampler: str | None = None) -> A
             except Exception as e:
                 # Workers started together on an empty database race to create its tables;
                 # the losers see "already exists" and simply open it again.
-                if not shared or attempt == 2 or type(e).__name__ not in _SCHEMA_RACE:
+                race = type(e).__name__ in _SCHEMA_RACE or "already exists" in str(e)
+                if attempt == 2 or not race:
                     raise
                 time.sleep(0.5 * (attempt + 1))
         # The second objective is the energy ratio to the baseline, paired in the trial's span.

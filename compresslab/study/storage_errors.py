@@ -131,6 +131,11 @@ def storage_error(error: BaseException, *, storage: str, doing: str = "open") ->
             "same command again; the database rolled back the unfinished write, so every trial "
             "recorded so far is kept"
         )
+    if db is not None and "database is locked" in text:
+        return StorageError(
+            f"{where}: another process held its write lock for over {SQLITE_BUSY_S} s "
+            f"({first}): let it finish, or stop a stuck one, then run the same command again"
+        )
     if db is not None:
         corrupt = sqlite_corruption(db)
         if corrupt:
@@ -138,11 +143,6 @@ def storage_error(error: BaseException, *, storage: str, doing: str = "open") ->
                 f"{where}: {db} is corrupt ({corrupt}): move it aside (e.g. rename it to "
                 f"{db.name}.corrupt) and run the same command again to start a new study; the "
                 "trials in it cannot be read"
-            )
-        if "database is locked" in text:
-            return StorageError(
-                f"{where}: another process held its write lock for over {SQLITE_BUSY_S} s "
-                f"({first}): let it finish, or stop a stuck one, then run the same command again"
             )
         if "readonly" in text or "unable to open" in text:
             return StorageError(
@@ -156,7 +156,8 @@ def storage_error(error: BaseException, *, storage: str, doing: str = "open") ->
                 f"{where}: record {line} of {journal} is not whole JSON (written by another "
                 "tool, or by an older compresslab after a failed write), and records follow it: "
                 f"keep a copy of the file, then either cut line {line} out of it, or move the "
-                "file aside and run again with --fresh (its trials are lost)"
+                "file aside and run the same command again to start a new study (its trials "
+                "are lost)"
             )
     if "timeout expired" in text or "timed out" in text:
         return StorageError(
