@@ -32,6 +32,7 @@ class _DropFailedTrialTraceback(logging.Filter):
                 self._dropped.add(number.group(1))
             return False
         if exc is not None and number:
+            self._dropped.add(number.group(1))
             return False
         if number and "failed with value" in str(record.msg) and number.group(1) in self._dropped:
             self._dropped.discard(number.group(1))

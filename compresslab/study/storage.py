@@ -10,10 +10,10 @@ from typing import Any
 
 from compresslab.errors import RecipeError
 from compresslab.recipe import Recipe, recipe_changes, recipe_hash
+from compresslab.study import storage_errors
 from compresslab.study._optuna import load_optuna
 from compresslab.study.journal import journal_storage
 from compresslab.study.samplers import make_optuna_sampler
-from compresslab.study import storage_errors
 from compresslab.study.storage_errors import journal_path, redact, storage_error
 
 log = logging.getLogger(__name__)

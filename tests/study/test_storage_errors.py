@@ -58,9 +58,9 @@ def test_a_full_sqlite_disk_says_so_on_open_and_delete(
     recipe = load_recipe(small(tmp_path))
     url = f"sqlite:///{tmp_path / 'study.db'}"
     sqlite_cannot_grow["pages"] = 2  # not even the tables fit
-    for call in (lambda: open_study(recipe, storage=url), lambda: delete_study(recipe, storage=url)):
+    for call in (open_study, delete_study):
         with pytest.raises(StorageError) as caught:
-            call()
+            call(recipe, storage=url)
         message = str(caught.value)
         assert url in message and "the disk holding it is full" in message
         assert "free space there and run the same command again" in message
