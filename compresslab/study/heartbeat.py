@@ -24,7 +24,7 @@ from typing import Any
 
 from compresslab.errors import UsageError
 from compresslab.study._optuna import load_optuna
-from compresslab.study.records import BASELINE_ATTR
+from compresslab.study.records import BASELINE_ATTR, interruption
 from compresslab.study.workers import is_this_process, process_gone
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,10 @@ INTERVAL_ENV = "COMPRESSLAB_HEARTBEAT_S"
 DEFAULT_INTERVAL_S = 10.0
 #: Heartbeats a worker may miss before its trial is declared dead.
 GRACE_BEATS = 6
-#: Every reason of an interrupted trial starts so; such a trial's variant is retried.
-INTERRUPTED = "interrupted"
 REASON_SILENT = "interrupted (worker stopped sending heartbeats)"
-REASON_KILLED = "interrupted (process killed)"
+REASON_KILLED = "interrupted (its process ended)"
 REASON_CTRL_C = "interrupted (Ctrl-C)"
+REASON_STORAGE = "interrupted (the study storage failed)"
 #: How many times one variant is retried after interruptions (then it stays failed).
 MAX_RETRIES = 3
 
@@ -167,9 +166,10 @@ class TrialWatch:
     def recover(self, study: Any) -> list[tuple[int, str]]:
         """Fail the dead running trials, and enqueue the interrupted ones' variants again.
 
-        Interrupted trials are those failed with a reason starting with :data:`INTERRUPTED`
-        (a dead worker, a kill, Ctrl-C); each is retried once (up to :data:`MAX_RETRIES` times
-        for one variant). Returns ``(trial number, reason)`` of the trials failed here.
+        Interrupted trials (:func:`compresslab.study.records.interruption`) are those failed
+        with a reason starting with "interrupted" (a dead worker, a kill, Ctrl-C, a failed
+        storage) or with none; each is retried once (up to :data:`MAX_RETRIES` times for one
+        variant). Returns ``(trial number, reason)`` of the trials failed here.
         """
         optuna = load_optuna()
         running = optuna.trial.TrialState.RUNNING
@@ -198,10 +198,7 @@ class TrialWatch:
         by_number = {t.number: t for t in trials}
         retried = {t.user_attrs.get("retry_of") for t in trials}
         for t in trials:
-            reason = str(t.user_attrs.get("error", ""))
-            if t.state.name != "FAIL" or not reason.startswith(INTERRUPTED):
-                continue
-            if t.number in retried or not t.params:
+            if interruption(t) is None or t.number in retried or not t.params:
                 continue
             if _retries(t, by_number) >= MAX_RETRIES:
                 if t.number not in self._warned:

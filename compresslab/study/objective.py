@@ -14,7 +14,7 @@ from compresslab.compress import VariantSpec
 from compresslab.energy import Selection
 from compresslab.recipe import Recipe
 from compresslab.study._optuna import TrialFailed, load_optuna
-from compresslab.study.heartbeat import REASON_CTRL_C, Heartbeat
+from compresslab.study.heartbeat import REASON_CTRL_C, REASON_STORAGE, Heartbeat
 from compresslab.study.predict import MACHINE_ATTR, PredictedDominated, Predictor
 from compresslab.study.records import BASELINE_ATTR, BUDGET_SKIP, CONSTRAINT, counts_towards_budget
 from compresslab.study.space import SearchSpace
@@ -139,9 +139,14 @@ class Objective:
         except optuna.TrialPruned:
             raise  # another worker is measuring this variant (see _skip_if_racing)
         except Exception as e:  # the trial boundary: any library's error fails this trial only
-            if is_storage_failure(e) or type(e).__name__ == "UpdateFinishedTrialError":
-                # The storage failed, or another worker failed this trial: not the variant's
-                # fault, and nothing more can be recorded on the trial (see run_search).
+            if type(e).__name__ == "UpdateFinishedTrialError":
+                raise  # another worker failed this trial meanwhile (see run_search)
+            if is_storage_failure(e):
+                # Not the variant's fault: the search stops and says what to do; the trial is
+                # retried by the next search (failed here if the storage still takes a write,
+                # else found with its process gone).
+                with contextlib.suppress(Exception):
+                    trial.set_user_attr("error", REASON_STORAGE)
                 raise
             reason = failure_reason(e)
             trial.set_user_attr("error", reason)

@@ -293,7 +293,9 @@ def _wait_for_room(
         running = [
             t
             for t in study.get_trials(deepcopy=False)
-            if t.state.name == "RUNNING" and counts_towards_budget(t, include_running=True)
+            if t.state.name == "RUNNING"
+            and counts_towards_budget(t, include_running=True)
+            and not is_this_process(t.user_attrs)
         ]
         if done + len(running) < target:
             return True

@@ -123,8 +123,12 @@ def storage_error(error: BaseException, *, storage: str, doing: str = "open") ->
     for e in chain:
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) and journal:
             return write_error(journal, e)
-    if "database or disk is full" in text or any(
-        isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in chain
+    full = ("database or disk is full", "no space left on device", "disk quota exceeded")
+    if any(f in text for f in full) or any(
+        isinstance(e, OSError)
+        and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        or type(e).__name__ == "DiskFull"  # PostgreSQL's SQLSTATE 53100
+        for e in chain
     ):
         return StorageError(
             f"{where}: the disk holding it is full ({first}): free space there and run the "

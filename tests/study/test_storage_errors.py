@@ -93,6 +93,12 @@ def test_a_disk_that_fills_up_during_a_search_keeps_what_was_completed(
     assert sum(t.evaluated for t in result.trials) == 2
     after = stored()
     assert {n: after[n] for n in before} == before, "what was completed is kept as it was"
+    # A trial cut short by the full disk was interrupted, not the variant's fault: retried.
+    trials = optuna.load_study(study_name="small", storage=make_storage(url)).get_trials()
+    for t in trials:
+        if t.state.name == "FAIL":
+            assert t.user_attrs.get("error", "interrupted").startswith("interrupted"), t
+            assert any(r.user_attrs.get("retry_of") == t.number for r in trials)
 
 
 def test_only_a_file_checked_corrupt_is_called_so(
