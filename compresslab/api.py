@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import yaml
 from compresslab.errors import CompressLabError, RecipeError, UsageError
 from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source, storage_problem
 from compresslab.recipe import source_from_text as _source_from_text
-from compresslab.results import SearchResult, TrialRecord
+from compresslab.results import SearchInterrupted, SearchResult, TrialRecord
+
+log = logging.getLogger(__name__)
 
 
 def _validated(source: RecipeSource) -> Recipe:
@@ -169,9 +172,23 @@ def search(
     _check_trials(trials)
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    result = run_search(
-        recipe, trials=trials, storage=storage, base_dir=base_dir, on_trial=on_trial, fresh=fresh
-    )
+    try:
+        result = run_search(
+            recipe,
+            trials=trials,
+            storage=storage,
+            base_dir=base_dir,
+            on_trial=on_trial,
+            fresh=fresh,
+        )
+    except SearchInterrupted as stop:
+        # Ctrl-C: the report shows what was completed; the interrupt goes on up.
+        if write_report and stop.result is not None and stop.result.trials:
+            try:
+                _write(stop.result, recipe.output_dir(base_dir))
+            except Exception as e:  # the interrupt matters more than the report
+                log.warning("report not written after the interrupt: %s", e)
+        raise
     if write_report:
         _write(result, recipe.output_dir(base_dir))
     _record_search(recipe, result, base_dir)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from compresslab._version import __version__
 from compresslab.errors import CompressLabError, RecipeError
+from compresslab.results import SearchInterrupted
 
 if TYPE_CHECKING:
     from compresslab.results import SearchResult
@@ -137,8 +138,12 @@ def search(
 
     rec = load_recipe(recipe)
     target = trials or rec.search.trials
-    with search_progress(f"search {rec.name}", target, console=err) as on_trial:
-        result = run(rec, trials=trials, storage=storage, on_trial=on_trial, fresh=fresh)
+    try:
+        with search_progress(f"search {rec.name}", target, console=err) as on_trial:
+            result = run(rec, trials=trials, storage=storage, on_trial=on_trial, fresh=fresh)
+    except SearchInterrupted as stop:  # Ctrl-C: one line, how far it got and how to go on
+        err.print(str(stop), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     _print_frontier(result)
     out.print(
         f"{result.counts()}; report: {rec.output_dir() / 'report.md'}",

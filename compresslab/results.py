@@ -225,3 +225,30 @@ class SearchResult:
             f"{len(self.measured)} variants measured, {len(self.screened)} screened out, "
             f"{predicted}{len(self.reused)} repeats reused, {len(self.failed)} failed"
         )
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """A search stopped by Ctrl-C: how far it got, and what its study held then.
+
+    Still a :class:`KeyboardInterrupt` (code that stops on one stops on this); the trials
+    completed so far are kept in the study, and the same search run again resumes it.
+
+    Args:
+        completed: distinct variants evaluated when it stopped.
+        target: the budget of distinct variants.
+        result: the study's trials at that moment (None if they could not be read).
+    """
+
+    def __init__(self, *, completed: int, target: int, result: SearchResult | None) -> None:
+        super().__init__(self.line(completed, target))
+        self.completed = completed
+        self.target = target
+        self.result = result
+
+    @staticmethod
+    def line(completed: int, target: int) -> str:
+        """The one line that says so."""
+        return (
+            f"interrupted after {completed} of {target} variants; run the same command again "
+            "to resume"
+        )

@@ -298,6 +298,13 @@ CASES = [
         "search.storage",
         ("unsupported storage URL", "postgresql://", "journal:"),
     ),
+    Bad(
+        "in-memory-sqlite-storage",
+        OK + "search:\n  storage: 'sqlite:///:memory:'\n",
+        5,
+        "search.storage",
+        ("in memory", "vanishes when the command ends", "use a file path"),
+    ),
 ]
 
 #: Run through the real command line too (one of each kind of check).
@@ -307,6 +314,7 @@ CLI_CASES = {
     "missing-entrypoint-module",
     "missing-data-dir",
     "bad-storage-scheme",
+    "in-memory-sqlite-storage",
 }
 
 

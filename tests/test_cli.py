@@ -181,6 +181,12 @@ def test_trials_and_storage_out_of_range_exit_2(tmp_path: Path) -> None:
         "sqlite:///path/study.db (one process), journal:///path/study.log (several processes on "
         "one host) or postgresql://user@host/database (several hosts); see docs/fleet.md"
     ]
+    for memory in ("sqlite:///:memory:", "sqlite://"):
+        proc = run_cli("search", str(recipe), "--storage", memory, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        [line] = proc.stderr.strip().splitlines()
+        assert line.startswith(f"error: --storage: '{memory}' is an SQLite database in memory")
+        assert "use a file path, e.g. sqlite:///reports/study.db" in line
     assert not (tmp_path / "reports").exists()
 
 

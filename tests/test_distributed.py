@@ -15,7 +15,9 @@ What a fleet must guarantee, checked on the study the workers leave behind:
   trial, and its frontier is the non-dominated set of the stored trials.
 
 A broken storage (a corrupt ``study.db``, a closed port) and an unknown URL scheme end with
-one message that names the storage and the fix, and no traceback.
+one message that names the storage and the fix, and no traceback. (The faults of each storage
+are tested in ``tests/study/``: ``test_journal``, ``test_storage_errors``, ``test_heartbeat``,
+``test_run``.)
 """
 
 from __future__ import annotations
@@ -302,7 +304,9 @@ def test_broken_storages_say_which_and_how_to_fix(tmp_path: Path, digits_task: A
 
     rc, _, stderr = results["corrupt"]
     assert rc == 1
-    assert str(corrupt) in stderr and "remove a corrupt study.db" in stderr
+    message = " ".join(stderr.split())
+    assert str(corrupt) in message and "is corrupt (it is not an SQLite database" in message
+    assert "move it aside" in message
     assert corrupt.read_bytes().startswith(b"this is not"), "the corrupt file is left alone"
 
     rc, _, stderr = results["scheme"]

@@ -35,6 +35,15 @@ _STORAGE_URL = re.compile(r"^(sqlite:///.+|postgresql(\+\w+)?://.+|journal:.+)$"
 
 def storage_problem(url: str) -> str | None:
     """Why ``url`` is not a study storage compresslab can use (None when it is)."""
+    path = url.removeprefix("sqlite:///").split("?", 1)[0] if url.startswith("sqlite:") else None
+    if path is not None and (
+        url.rstrip("/") == "sqlite:" or not path or ":memory:" in path or "mode=memory" in url
+    ):
+        return (
+            f"'{url}' is an SQLite database in memory: it vanishes when the command ends, with "
+            "every trial, and a resumed search could not find it; use a file path, e.g. "
+            "sqlite:///reports/study.db"
+        )
     if _STORAGE_URL.match(url):
         return None
     return (

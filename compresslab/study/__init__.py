@@ -11,8 +11,11 @@ Modules, each with one job:
 
 - :mod:`.space`: the recipe's compression space as trial parameters (and its grid);
 - :mod:`.samplers`: which Optuna sampler a recipe gets;
-- :mod:`.storage`: opening a study in SQLite, a journal file or an RDB; dead trials; the
-  recipe a study was created with;
+- :mod:`.storage`: opening a study in SQLite, a journal file or an RDB; the recipe a study was
+  created with; :mod:`.storage_errors` says what a storage failure means and what to do, and
+  :mod:`.journal` keeps a journal file whole when a write is cut short;
+- :mod:`.workers` and :mod:`.heartbeat`: which process runs a trial, its heartbeats, and
+  failing (then retrying) the trials of dead workers;
 - :mod:`.objective`: one trial, and the boundary that turns any error into a failed trial;
 - :mod:`.records`: reading a study back as plain records;
 - :mod:`.sessions`: the search's own energy, one checkpointed entry per session;
@@ -34,6 +37,7 @@ from compresslab.study.commands import (
     storage_of,
     trial_variant,
 )
+from compresslab.study.heartbeat import TrialWatch
 from compresslab.study.objective import Objective, failure_reason
 from compresslab.study.records import (
     counts_towards_budget,
@@ -50,7 +54,6 @@ from compresslab.study.storage import (
     RecipeChangedError,
     default_storage,
     delete_study,
-    fail_dead_local_trials,
     guard_recipe,
     make_storage,
     open_study,
@@ -65,7 +68,7 @@ __all__ = [
     "default_storage",
     "delete_study",
     "export_trial",
-    "fail_dead_local_trials",
+    "TrialWatch",
     "failure_reason",
     "guard_recipe",
     "load_result",

@@ -13,9 +13,11 @@ class TrialFailed(Exception):
 
 
 class _DropFailedTrialTraceback(logging.Filter):
-    """Drops Optuna's two warnings about a failed trial: the objective logged one line already.
+    """Drops Optuna's warnings with the traceback of a failed trial: compresslab says it.
 
-    Optuna logs the trial's traceback, then "failed with value None".
+    A :class:`TrialFailed` was logged in one line by the objective (Optuna adds "failed with
+    value None", dropped too); any other exception (Ctrl-C, a storage failure) leaves
+    ``optimize`` and is reported once, by the search or the command line.
     """
 
     def __init__(self) -> None:
@@ -28,6 +30,9 @@ class _DropFailedTrialTraceback(logging.Filter):
         if isinstance(exc, TrialFailed):
             if number:
                 self._dropped.add(number.group(1))
+            return False
+        if exc is not None and number:
+            self._dropped.add(number.group(1))
             return False
         if number and "failed with value" in str(record.msg) and number.group(1) in self._dropped:
             self._dropped.discard(number.group(1))

@@ -170,6 +170,7 @@ def load_stored_result(location: str | Path, *, study_name: str | None = None) -
     from compresslab.recipe import Recipe
     from compresslab.study._optuna import load_optuna
     from compresslab.study.storage import RECIPE_ATTR, make_storage
+    from compresslab.study.storage_errors import storage_error
 
     path = Path(location)
     if path.is_dir():
@@ -181,8 +182,11 @@ def load_stored_result(location: str | Path, *, study_name: str | None = None) -
     else:
         url = str(location)
     optuna = load_optuna()
-    storage = make_storage(url)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
+    try:
+        storage = make_storage(url)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
+    except Exception as e:  # sqlalchemy, its drivers and optuna raise many kinds
+        raise storage_error(e, storage=url) from e
     if study_name is None:
         if len(names) != 1:
             raise UsageError(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,9 +14,12 @@ from compresslab.compress import VariantSpec
 from compresslab.energy import Selection
 from compresslab.recipe import Recipe
 from compresslab.study._optuna import TrialFailed, load_optuna
+from compresslab.study.heartbeat import REASON_CTRL_C, REASON_STORAGE, Heartbeat
 from compresslab.study.predict import MACHINE_ATTR, PredictedDominated, Predictor
 from compresslab.study.records import BASELINE_ATTR, BUDGET_SKIP, CONSTRAINT, counts_towards_budget
 from compresslab.study.space import SearchSpace
+from compresslab.study.storage_errors import is_storage_failure
+from compresslab.study.workers import identity
 from compresslab.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -62,11 +64,25 @@ class Objective:
         self.machine_id = machine_id()
 
     def __call__(self, trial: Any) -> tuple[float, float]:
-        """Evaluate the trial's variant: ``(metric, joules per inference)``, or a failure."""
+        """Evaluate the trial's variant: ``(metric, energy ratio to the baseline)``, or a failure.
+
+        The trial says which worker runs it (:func:`compresslab.study.workers.identity`) and
+        sends heartbeats meanwhile. Ctrl-C fails it with the reason ``interrupted (Ctrl-C)``
+        (the next search retries its variant) and goes on up.
+        """
+        for key, value in identity().items():
+            trial.set_user_attr(key, value)
+        with Heartbeat(trial.study._storage, trial._trial_id):
+            try:
+                return self._run(trial)
+            except KeyboardInterrupt:
+                with contextlib.suppress(Exception):
+                    trial.set_user_attr("error", REASON_CTRL_C)
+                raise
+
+    def _run(self, trial: Any) -> tuple[float, float]:
         optuna = load_optuna()
         t0 = time.perf_counter()
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr(MACHINE_ATTR, self.machine_id)
         spec = self.space.suggest(trial)
         # The enqueued baseline runs at the recipe's own runtime settings.
@@ -123,6 +139,15 @@ class Objective:
         except optuna.TrialPruned:
             raise  # another worker is measuring this variant (see _skip_if_racing)
         except Exception as e:  # the trial boundary: any library's error fails this trial only
+            if type(e).__name__ == "UpdateFinishedTrialError":
+                raise  # another worker failed this trial meanwhile (see run_search)
+            if is_storage_failure(e):
+                # Not the variant's fault: the search stops and says what to do; the trial is
+                # retried by the next search (failed here if the storage still takes a write,
+                # else found with its process gone).
+                with contextlib.suppress(Exception):
+                    trial.set_user_attr("error", REASON_STORAGE)
+                raise
             reason = failure_reason(e)
             trial.set_user_attr("error", reason)
             trial.set_user_attr("duration_s", time.perf_counter() - t0)

@@ -23,6 +23,21 @@ BASELINE_ATTR = "is_baseline"
 CONSTRAINT = "accuracy_below_tolerance"
 #: The start of the ``skipped`` reason of a trial that found the budget already taken.
 BUDGET_SKIP = "the budget"
+#: Every reason of an interrupted trial starts so; such a trial's variant is retried.
+INTERRUPTED = "interrupted"
+#: The reason of a failed trial that recorded none: something stopped its worker in the
+#: trial's middle (the objective records a reason for every failure of the variant itself).
+REASON_UNRECORDED = "interrupted (no reason recorded: its worker stopped during the trial)"
+
+
+def interruption(trial: Any) -> str | None:
+    """Why a failed trial was interrupted (not the variant's own failure), or None."""
+    if trial.state.name != "FAIL":
+        return None
+    reason = trial.user_attrs.get("error")
+    if reason is None:
+        return REASON_UNRECORDED
+    return str(reason) if str(reason).startswith(INTERRUPTED) else None
 
 
 def counts_towards_budget(trial: Any, *, include_running: bool = False) -> bool:
@@ -83,7 +98,7 @@ def trial_record(
         size_bytes=ua.get("size_bytes"),
         memory_bytes=ua.get("memory_bytes"),
         sparsity=ua.get("sparsity"),
-        error=ua.get("error") or ua.get("skipped"),
+        error=ua.get("error") or ua.get("skipped") or interruption(trial),
         screened=ua.get("screened"),
         screen_accuracy=ua.get("screen_accuracy"),
         duration_s=ua.get("duration_s"),

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,13 +15,14 @@ from compresslab.bench import PartTimer, compress_context
 from compresslab.carbon import carbon_settings
 from compresslab.compress import capabilities
 from compresslab.energy import Selection, make_sampler
-from compresslab.errors import BackendUnavailableError, TaskError
+from compresslab.errors import BackendUnavailableError, StorageError, TaskError
 from compresslab.machine import fingerprint
 from compresslab.protocol import energy_options, select_for
 from compresslab.recipe import Recipe, recipe_hash
-from compresslab.results import SearchResult, TrialRecord
+from compresslab.results import SearchInterrupted, SearchResult, TrialRecord
 from compresslab.study._optuna import TrialFailed
 from compresslab.study.confirm import confirm_claims
+from compresslab.study.heartbeat import REASON_CTRL_C, TrialWatch, fail_own_running
 from compresslab.study.objective import Objective
 from compresslab.study.predict import PREDICTION_ATTR, Predictor, prediction_blocker
 from compresslab.study.records import (
@@ -37,10 +38,11 @@ from compresslab.study.space import SearchSpace
 from compresslab.study.storage import (
     default_storage,
     delete_study,
-    fail_dead_local_trials,
     guard_recipe,
     open_study,
 )
+from compresslab.study.storage_errors import is_storage_failure, storage_error
+from compresslab.study.workers import is_this_process
 from compresslab.tasks import Task, load_task
 from compresslab.tasks.metrics import METRICS
 from compresslab.versions import versions
@@ -113,6 +115,7 @@ def run_search(
     cost.start()
     parts = PartTimer()  # the session's own parts: set-up and confirmation
     session: Session | None = None
+    study: Any = None
     try:
         # The storage first: a wrong URL is reported before a model loads (minutes for MiniLM).
         study = open_study(recipe, storage=storage_url, sampler=sampler)
@@ -157,9 +160,13 @@ def run_search(
             ) from e
         min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
 
-        interrupted = fail_dead_local_trials(study, single_process=storage_url.startswith("sqlite"))
+        # A dead worker's trial (a kill, a lost host) is failed and its variant retried.
+        watch = TrialWatch()
+        interrupted = watch.recover(study)
         if interrupted:
-            log.warning("marked %d interrupted trial(s) as failed; they are retried", interrupted)
+            log.warning(
+                "marked %d interrupted trial(s) as failed; they are retried", len(interrupted)
+            )
         _enqueue_start(study, space, grid)
         study.set_user_attr("baseline_accuracy", baseline_accuracy)
         info = _report_info(recipe, task, selection, space, sampler, target)
@@ -199,7 +206,17 @@ def run_search(
         attempts = 0
         while completed() < target and attempts < max_attempts:
             before = len(study.get_trials(deepcopy=False))
-            study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+            watch.recover(study)
+            try:
+                study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+            except Exception as e:
+                if not _taken_over(e):
+                    raise
+                log.warning(
+                    "another worker declared this worker's trial dead (no heartbeat for %.0f s) "
+                    "and failed it; its variant is retried",
+                    watch.grace_s,
+                )
             attempts += 1
             # A kill from here on loses at most the next trial's share of the search's energy.
             session.checkpoint()
@@ -207,10 +224,11 @@ def run_search(
             for t in new:
                 if on_trial is not None:
                     on_trial(trial_record(t, min_accuracy=min_accuracy), completed(), target)
-            mine = [t for t in new if t.user_attrs.get("pid") == os.getpid()]
-            if any(t.user_attrs.get("skipped", "").startswith(BUDGET_SKIP) for t in mine):
-                # Other workers' running trials hold the rest of the budget: this worker is
-                # done (spinning would only add skipped trials until max_attempts).
+            mine = [t for t in new if is_this_process(t.user_attrs)]
+            held = any(t.user_attrs.get("skipped", "").startswith(BUDGET_SKIP) for t in mine)
+            # Other workers' running trials hold the rest of the budget: wait until they end
+            # (a dead worker's is retried, here or elsewhere), rather than spin.
+            if held and not _wait_for_room(study, watch, target, completed):
                 break
         if completed() < target:
             log.warning(
@@ -242,9 +260,68 @@ def run_search(
         else:
             with contextlib.suppress(Exception):
                 cost.stop()
+        if isinstance(e, KeyboardInterrupt) and study is not None:
+            raise _interrupted(recipe, study, storage_url, target) from e
+        if isinstance(e, Exception) and not isinstance(e, StorageError) and is_storage_failure(e):
+            raise storage_error(e, storage=storage_url, doing="write to") from e
         raise
     session.finish()
     return result_from_study(recipe, study, storage_url)
+
+
+def _taken_over(error: Exception) -> bool:
+    """Whether Optuna failed to record a trial because another worker had failed it already."""
+    return type(error).__name__ == "UpdateFinishedTrialError" or (
+        isinstance(error, ValueError) and str(error).startswith("Cannot tell a ")
+    )
+
+
+def _wait_for_room(
+    study: Any, watch: TrialWatch, target: int, completed: Callable[[], int]
+) -> bool:
+    """Wait while other workers' running trials hold the rest of the budget.
+
+    Returns True when there is room for another trial again (one of them failed, or was
+    declared dead and failed here: its variant is enqueued), False when the budget is reached.
+    """
+    logged = False
+    while True:
+        watch.recover(study)
+        done = completed()
+        if done >= target:
+            return False
+        running = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.state.name == "RUNNING"
+            and counts_towards_budget(t, include_running=True)
+            and not is_this_process(t.user_attrs)
+        ]
+        if done + len(running) < target:
+            return True
+        if not logged:
+            log.info(
+                "%d of %d variants done; waiting for %d trial(s) of other workers (one whose "
+                "worker sends no heartbeat for %.0f s is failed and retried)",
+                done,
+                target,
+                len(running),
+                watch.grace_s,
+            )
+            logged = True
+        time.sleep(min(max(watch.grace_s / 12, 0.2), 5.0))
+
+
+def _interrupted(recipe: Recipe, study: Any, storage_url: str, target: int) -> SearchInterrupted:
+    """The interrupt a search raises on Ctrl-C, once its own running trial is failed as such."""
+    with contextlib.suppress(Exception):
+        fail_own_running(study, REASON_CTRL_C)
+    completed, result = 0, None
+    with contextlib.suppress(Exception):
+        completed = sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
+    with contextlib.suppress(Exception):
+        result = result_from_study(recipe, study, storage_url)
+    return SearchInterrupted(completed=completed, target=target, result=result)
 
 
 def _nothing_to_do(

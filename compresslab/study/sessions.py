@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
 import socket
 import time
 import uuid
 from typing import Any
 
 from compresslab.errors import MeasurementError
+from compresslab.study.workers import identity, pid_alive, pid_namespace, process_gone
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,6 @@ LEGACY_ATTR = "search_energy"
 SESSION_PREFIX = "search_energy:"
 #: An unfinished session of another host with no checkpoint for this long is taken for dead.
 STALE_S = 600.0
-
-
-def pid_alive(pid: int) -> bool:
-    """True when a process with this id runs on this host (or cannot be signalled by us)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _now() -> str:
@@ -66,8 +55,7 @@ class Session:
             "energy_j": 0.0,
             "duration_s": 0.0,
             "provenance": str(getattr(cost, "provenance", "unknown")),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
+            **identity(),
             "started": _now(),
             "updated": _now(),
             "updated_unix": time.time(),
@@ -142,14 +130,22 @@ class Session:
 def session_state(entry: dict[str, Any], *, now: float | None = None) -> str:
     """``finished``, ``running`` or ``killed``: how a session entry stands.
 
-    An unfinished session is ``killed`` when its process is gone (this host), or when it has
-    written no checkpoint for :data:`STALE_S` seconds (another host); else it is ``running``.
+    An unfinished session is ``killed`` when its process is gone (a process of this host and
+    PID namespace: :func:`compresslab.study.workers.process_gone`), or when it has written no
+    checkpoint for :data:`STALE_S` seconds (another host or container); else it is ``running``.
     """
     if entry.get("finished", True):  # the older versions wrote finished sessions only
         return "finished"
+    if process_gone(entry):
+        return "killed"
     pid = entry.get("pid")
-    if entry.get("host") == socket.gethostname() and isinstance(pid, int):
-        return "running" if pid_alive(pid) else "killed"
+    same_namespace = (
+        entry.get("pidns") is not None
+        and entry.get("pidns") == pid_namespace()
+        and entry.get("host") == socket.gethostname()
+    )
+    if same_namespace and isinstance(pid, int) and pid_alive(pid):
+        return "running"
     updated = entry.get("updated_unix")
     now = time.time() if now is None else now
     if isinstance(updated, int | float) and now - updated < STALE_S:

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import logging
-import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from compresslab.errors import RecipeError, StorageError
+from compresslab.errors import RecipeError
 from compresslab.recipe import Recipe, recipe_changes, recipe_hash
+from compresslab.study import storage_errors
 from compresslab.study._optuna import load_optuna
-from compresslab.study.records import BASELINE_ATTR
+from compresslab.study.journal import journal_storage
 from compresslab.study.samplers import make_optuna_sampler
-from compresslab.study.sessions import pid_alive
+from compresslab.study.storage_errors import journal_path, redact, storage_error
 
 log = logging.getLogger(__name__)
 
-_HEARTBEAT_S = 20
 # SQLAlchemy errors of two workers creating the same tables at once (see open_study).
 _SCHEMA_RACE = ("ProgrammingError", "IntegrityError")
+#: Seconds of connecting to a server after which a line says it is still going on.
+_SLOW_CONNECT_S = 2.0
 
 
 def default_storage(recipe: Recipe, base_dir: Path | None = None) -> str:
@@ -32,34 +34,46 @@ def default_storage(recipe: Recipe, base_dir: Path | None = None) -> str:
 def make_storage(url: str) -> Any:
     """An Optuna storage for ``url``.
 
-    - ``sqlite:///path``: one process (the default, under the report folder);
+    - ``sqlite:///path``: the default, under the report folder; several processes of one host
+      may share it (a write waits up to 30 s for another's);
     - ``journal:///path`` (or ``journal:relative/path``): several processes on one host share a
-      journal file;
-    - ``postgresql://...``: several hosts share an RDB, with heartbeats so a
-      dead worker's trial is failed and retried (``RetryFailedTrialCallback``).
+      journal file; a torn last record is cut off (:mod:`.journal`);
+    - ``postgresql://...``: several hosts share an RDB; a connection gives up after 10 s.
+
+    On every storage, a dead worker's trial is found by its heartbeat (:mod:`.heartbeat`),
+    failed and retried. Storage errors are left to the caller (see :func:`storage_error`).
     """
     optuna = load_optuna()
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        path = url.removeprefix("journal:")
-        path = path.removeprefix("//") if path.startswith("///") else path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    journal = journal_path(url)
+    if journal is not None:
+        return journal_storage(journal)
     if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url)
-    return optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=_HEARTBEAT_S,
-        grace_period=3 * _HEARTBEAT_S,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=2
-        ),
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": storage_errors.SQLITE_BUSY_S}}
+        )
+    timeout = storage_errors.CONNECT_TIMEOUT_S
+    kwargs: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        kwargs = {"engine_kwargs": {"connect_args": {"connect_timeout": timeout}}}
+    log.info("connecting to %s (gives up after %g s)", redact(url), timeout)
+    slow = threading.Timer(
+        _SLOW_CONNECT_S,
+        lambda: log.warning("still connecting to %s (gives up after %g s)", redact(url), timeout),
     )
+    slow.daemon = True
+    slow.start()
+    try:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    finally:
+        slow.cancel()
 
 
 def open_study(recipe: Recipe, *, storage: str, sampler: str | None = None) -> Any:
-    """Create or load the recipe's study in ``storage`` (with the named Optuna sampler)."""
+    """Create or load the recipe's study in ``storage`` (with the named Optuna sampler).
+
+    Raises:
+        StorageError: the storage cannot be opened; the message says why and what to do.
+    """
     optuna = load_optuna()
     shared = not storage.startswith("sqlite")
     optuna_sampler = make_optuna_sampler(recipe, sampler, shared=shared) if sampler else None
@@ -77,20 +91,14 @@ def open_study(recipe: Recipe, *, storage: str, sampler: str | None = None) -> A
             except Exception as e:
                 # Workers started together on an empty database race to create its tables;
                 # the losers see "already exists" and simply open it again.
-                if not shared or attempt == 2 or type(e).__name__ not in _SCHEMA_RACE:
+                race = type(e).__name__ in _SCHEMA_RACE or "already exists" in str(e)
+                if attempt == 2 or not race:
                     raise
                 time.sleep(0.5 * (attempt + 1))
-        study.set_metric_names([recipe.task.metric, "energy_j_per_inference"])
-    except ImportError as e:
-        raise StorageError(
-            f"cannot open the study storage '{storage}': its database driver is not installed "
-            f"({e}): `pip install 'psycopg[binary]'` for postgresql:// (see docs/fleet.md)"
-        ) from e
-    except Exception as e:  # sqlalchemy/optuna raise many kinds for a bad storage
-        raise StorageError(
-            f"cannot open the study storage '{storage}' ({type(e).__name__}: {e}): check the URL "
-            "and that the database is reachable, or remove a corrupt study.db to start afresh"
-        ) from e
+        # The second objective is the energy ratio to the baseline, paired in the trial's span.
+        study.set_metric_names([recipe.task.metric, "energy_ratio_vs_baseline"])
+    except Exception as e:  # sqlalchemy, its drivers and optuna raise many kinds
+        raise storage_error(e, storage=storage) from e
     return study
 
 
@@ -157,6 +165,9 @@ def delete_study(recipe: Recipe, *, storage: str) -> int | None:
     """Delete the recipe's study from ``storage``: the number of trials it held, or None.
 
     None means there was no such study (nothing to delete).
+
+    Raises:
+        StorageError: the storage cannot be opened or written; the message says what to do.
     """
     optuna = load_optuna()
     try:
@@ -167,45 +178,8 @@ def delete_study(recipe: Recipe, *, storage: str) -> int | None:
             return None
         n = len(study.get_trials(deepcopy=False))
         optuna.delete_study(study_name=recipe.study_name, storage=store)
-    except ImportError as e:
-        raise StorageError(
-            f"cannot open the study storage '{storage}': its database driver is not installed "
-            f"({e}): see docs/fleet.md"
+    except Exception as e:  # sqlalchemy, its drivers and optuna raise many kinds
+        raise storage_error(
+            e, storage=storage, doing=f"delete study '{recipe.study_name}' from"
         ) from e
-    except Exception as e:  # sqlalchemy/optuna raise many kinds for a bad storage
-        raise StorageError(
-            f"cannot delete study '{recipe.study_name}' from '{storage}' ({type(e).__name__}: "
-            f"{e}): check the URL and that the database is reachable"
-        ) from e
-    return n
-
-
-def fail_dead_local_trials(study: Any, *, single_process: bool) -> int:
-    """Trials left RUNNING by a dead process become FAIL and are enqueued again.
-
-    With ``single_process`` (SQLite: one process at a time) every RUNNING trial is dead;
-    otherwise only those that a process of this host started and that process is gone. RDB
-    storages with heartbeats also catch dead workers of other hosts after the grace period.
-    """
-    optuna = load_optuna()
-    host = socket.gethostname()
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        pid = t.user_attrs.get("pid")
-        local_dead = (
-            t.user_attrs.get("host") == host and isinstance(pid, int) and not pid_alive(pid)
-        )
-        if not (single_process or local_dead):
-            continue
-        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted (process killed)")
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        if t.params:
-            study.enqueue_trial(
-                t.params,
-                user_attrs={
-                    "retry_of": t.number,
-                    BASELINE_ATTR: bool(t.user_attrs.get(BASELINE_ATTR)),
-                },
-            )
-        n += 1
     return n

@@ -26,6 +26,7 @@ from compresslab.energy.base import ComponentEnergy, Provenance, Reading
 from compresslab.errors import MeasurementError
 from compresslab.study import load_result, make_storage, sessions_of
 from compresslab.study.sessions import STALE_S, Session, session_state
+from compresslab.study.workers import identity
 
 TIMEOUT_S = 300
 
@@ -121,9 +122,17 @@ def test_session_state_tells_killed_from_running(tmp_path: Path) -> None:
     now = time.time()
     assert session_state({"finished": True}) == "finished"
     assert session_state({"energy_j": 3.0}) == "finished"  # the older versions' entries
-    mine = {"finished": False, "host": here, "pid": os.getpid(), "updated_unix": 0.0}
+    mine = {"finished": False, **identity(), "updated_unix": 0.0}
+    assert mine["host"] == here and mine["pid"] == os.getpid()
     assert session_state(mine) == "running"
     assert session_state({**mine, "pid": dead.pid}) == "killed"
+    # Another container with this host name: its process ids are not ours to look up, so
+    # only its checkpoints tell (an entry from before namespaces were recorded: likewise).
+    for other in ({**mine, "pidns": "another/pid:[1]"}, {**mine, "pidns": None}):
+        assert session_state({**other, "pid": dead.pid, "updated_unix": now - 5}, now=now) == (
+            "running"
+        )
+        assert session_state({**other, "pid": dead.pid}, now=now) == "killed"
     remote = {"finished": False, "host": "elsewhere", "pid": 1, "updated_unix": now - 5}
     assert session_state(remote, now=now) == "running"
     assert session_state({**remote, "updated_unix": now - STALE_S - 1}, now=now) == "killed"

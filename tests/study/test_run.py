@@ -1,0 +1,164 @@
+"""The search loop under interruptions: Ctrl-C, and a second search on the same SQLite study.
+
+- Ctrl-C (SIGINT) in the middle of a trial: exit code 130 and one line, "interrupted after N of
+  M variants; run the same command again to resume", no traceback; the report lists what was
+  completed; the interrupted trial is failed with the reason "interrupted (Ctrl-C)", and the
+  same command run again retries its variant and ends with exactly the budget.
+- Two searches started at once on one SQLite study work like two workers of a fleet: neither
+  fails the other's live trial, neither crashes ("Cannot tell a FAIL trial"), and together
+  they evaluate exactly the budget.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from tests_support import FAST_ENERGY, small
+
+from compresslab.study import counts_towards_budget, make_storage
+from compresslab.study.heartbeat import REASON_CTRL_C
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT_S = 300
+
+
+def recipe_file(tmp_path: Path, trials: int, window_s: float = 0.5) -> Path:
+    # Every variant is measured (no screening), for a second or more: a signal lands in a trial.
+    energy = {**FAST_ENERGY, "window_s": window_s, "min_windows": 2, "max_windows": 2}
+    search = {"trials": trials, "sampler": "random", "seed": 1, "screen_examples": 0}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small(tmp_path, energy=energy, search=search)))
+    return path
+
+
+def cli(args: list[str], *, cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "COMPRESSLAB_LOCK_DIR": str(cwd), "COLUMNS": "200"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "compresslab", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stdout, stderr
+
+
+def trials_of(url: str) -> list[Any]:
+    return list(optuna.load_study(study_name="small", storage=make_storage(url)).get_trials())
+
+
+def wait_for_a_running_trial(proc: subprocess.Popen[str], url: str) -> Any:
+    """A RUNNING trial with its variant drawn, after one that completed."""
+    storage: Any = None
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, finish(proc)[2]
+        time.sleep(0.05)
+        try:  # the database, its tables or the study may not exist yet
+            storage = storage or make_storage(url)
+            trials = optuna.load_study(study_name="small", storage=storage).get_trials()
+        except Exception:
+            continue
+        done = [t for t in trials if t.state.name == "COMPLETE"]
+        running = [t for t in trials if t.state.name == "RUNNING" and "variant" in t.user_attrs]
+        if done and running:
+            return running[0]
+    pytest.fail("the search never had a trial running after a completed one")
+
+
+def test_ctrl_c_says_how_far_it_got_and_the_same_command_resumes(
+    tmp_path: Path, digits_task: Any
+) -> None:
+    target = 3
+    recipe = recipe_file(tmp_path, target)
+    out = tmp_path / "reports" / "small"
+    url = f"sqlite:///{out / 'study.db'}"
+    proc = cli(["search", str(recipe)], cwd=tmp_path)
+    try:
+        victim = wait_for_a_running_trial(proc, url)
+        proc.send_signal(signal.SIGINT)
+    finally:
+        rc, stdout, stderr = finish(proc)
+
+    assert rc == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    completed = sum(1 for t in trials_of(url) if counts_towards_budget(t))
+    said = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert said == [
+        f"interrupted after {completed} of {target} variants; run the same command again to resume"
+    ], stderr
+    assert stderr.strip().splitlines()[-1] == said[0]
+    assert "Pareto frontier" not in stdout
+
+    trials = trials_of(url)
+    stopped = trials[victim.number]
+    assert stopped.state.name == "FAIL" and stopped.user_attrs["error"] == REASON_CTRL_C
+    assert not [t.number for t in trials if t.state.name == "RUNNING"]
+    # The report of what was done, with the interrupted trial and its reason.
+    with open(out / "trials.csv", newline="") as fh:
+        rows = {int(r["trial"]): r for r in csv.DictReader(fh)}
+    assert sorted(rows) == [t.number for t in trials]
+    assert REASON_CTRL_C in (out / "report.md").read_text()
+
+    rc, _, stderr = finish(cli(["search", str(recipe)], cwd=tmp_path))
+    assert rc == 0, stderr
+    trials = trials_of(url)
+    evaluated = [t for t in trials if counts_towards_budget(t)]
+    assert len(evaluated) == target
+    assert len({t.user_attrs["variant"] for t in evaluated}) == target
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    assert retry.params == stopped.params and retry.state.name == "COMPLETE"
+    assert not [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
+
+
+def test_two_searches_on_one_sqlite_study_share_it_like_a_fleet(
+    tmp_path: Path, digits_task: Any
+) -> None:
+    target = 4
+    recipe = recipe_file(tmp_path, target)
+    url = f"sqlite:///{tmp_path / 'reports' / 'small' / 'study.db'}"
+    first = cli(["search", str(recipe)], cwd=tmp_path)
+    try:
+        # The second starts (the same command, in another terminal) while the first measures.
+        held = wait_for_a_running_trial(first, url)
+        second = cli(["search", str(recipe)], cwd=tmp_path)
+    finally:
+        results = [finish(first)]
+    results.append(finish(second))
+    for rc, _, stderr in results:
+        assert rc == 0, stderr
+        assert "Traceback" not in stderr and "Cannot tell" not in stderr, stderr
+        assert "interrupted" not in stderr, stderr
+
+    trials = trials_of(url)
+    assert trials[held.number].state.name == "COMPLETE", "the first search's trial lived on"
+    assert not [(t.number, t.user_attrs.get("error")) for t in trials if t.state.name == "FAIL"]
+    assert not [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    evaluated = [t for t in trials if counts_towards_budget(t)]
+    assert len(evaluated) == target, [(t.number, t.state.name, t.user_attrs) for t in trials]
+    assert sum(1 for t in evaluated if t.user_attrs["is_baseline"]) == 1
+    assert {t.user_attrs["pid"] for t in trials if "pid" in t.user_attrs} <= {
+        first.pid,
+        second.pid,
+    }
