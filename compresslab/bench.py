@@ -356,10 +356,17 @@ class VariantBench:
         runtime: Runtime | None = None,
         inputs: torch.Tensor | None = None,
         selection: Selection | None = None,
+        variant: str | None = None,
+        standalone: bool = True,
     ) -> EnergyResult:
         """Energy per inference of ``model`` under the recipe's protocol and ``runtime``.
 
         ``model`` and the batch are moved to the recipe's device first (:meth:`place`).
+
+        A standalone measurement (the default) is widened by this machine's repeatability and
+        joins the history of ``variant`` (``spec.label()``; None: the model's own description):
+        see :meth:`repeatable`. A study's trial passes ``standalone=False`` (its records widen
+        the windows' interval by the study's own spread).
 
         Raises:
             MeasurementError: the reading is implausible (the message says what to change).
@@ -378,13 +385,44 @@ class VariantBench:
                 stack.enter_context(
                     power_limit(runtime.power_limit_w, torch_device=self._power_limit_device())
                 )
-            return measure_model(
+            result = measure_model(
                 model,
                 batch,
                 sampler=sampler,
                 protocol=self.protocol,
                 threads=runtime.threads or self.recipe.energy.threads,
             )
+        if not standalone:
+            return result
+        return self.repeatable(result, model=model, inputs=batch, runtime=runtime, variant=variant)
+
+    def repeatable(
+        self,
+        result: EnergyResult,
+        *,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        runtime: Runtime | None = None,
+        variant: str | None = None,
+    ) -> EnergyResult:
+        """A standalone ``result`` widened by this machine's repeatability, and recorded.
+
+        The term is this machine's for the result's sampler tier, learnt from finished studies
+        and earlier standalone measurements (:mod:`compresslab.protocol.repeatability`); the
+        figure joins the history of its workload (task and energy settings, variant, runtime).
+        """
+        from compresslab.protocol.repeatability import model_key, standalone, workload_key
+
+        runtime = runtime or Runtime()
+        threads = runtime.threads or self.recipe.energy.threads
+        if variant is None:
+            key, described = model_key(model, inputs, threads)
+            label = f"{self.recipe.name}: {described}"
+        else:
+            label = f"{self.recipe.name}: {variant}{runtime.label()}"
+            settings = [self.recipe.task.model_dump_json(), self.recipe.energy.model_dump_json()]
+            key = workload_key(*settings, variant, runtime.to_dict(), threads)
+        return standalone(result, key=key, label=label)
 
     @property
     def reference(self) -> nn.Module:
@@ -453,12 +491,16 @@ class VariantBench:
         runtime: Runtime | None = None,
         before_measure: Callable[[], None] | None = None,
         gate: Callable[[float, dict[str, Any]], None] | None = None,
+        standalone: bool = False,
     ) -> tuple[float, dict[str, Any]]:
         """Build the variant, then its metric and figures (JSON-able, as a trial stores them).
 
         With ``min_accuracy``, a variant clearly below it (the upper end of its accuracy's 95%
         interval, on a subset first, then on the whole split) is not measured for energy:
         :class:`Screened` is raised instead. The baseline is never screened.
+
+        ``standalone`` (``compresslab measure``, not a study's trial) widens the absolute
+        figure by this machine's repeatability (:meth:`repeatable`); a ratio never is.
 
         ``gate``, when given, is called before the energy measurement with the metric and what
         is known by then (``accuracy_ci95``, ``op_counts``, ``parts`` ...); it may raise to skip
@@ -507,13 +549,19 @@ class VariantBench:
             before_measure()
         timer.mark()
         if is_reference:
-            energy = self.measure(model, runtime=runtime, inputs=batch)
+            energy = self.measure(
+                model, runtime=runtime, inputs=batch, variant=spec.label(), standalone=standalone
+            )
             reference = None
             vs: dict[str, Any] = {"ratio": 1.0, "ci95_low": 1.0, "ci95_high": 1.0, "pairs": 0}
             vs["order"] = "the baseline itself"
         else:
             paired = self.measure_paired(model, runtime=runtime)
             energy, reference, vs = paired.candidate, paired.reference, paired.vs_reference()
+            if standalone:
+                energy = self.repeatable(
+                    energy, model=model, inputs=batch, runtime=runtime, variant=spec.label()
+                )
         timer.lap("measure")
         return metric, {
             "accuracy_ci95": list(interval),

@@ -27,6 +27,7 @@ from compresslab.study.predict import PREDICTION_ATTR, Predictor, prediction_blo
 from compresslab.study.records import (
     BASELINE_ATTR,
     BUDGET_SKIP,
+    baseline_measurements,
     counts_towards_budget,
     result_from_study,
     trial_record,
@@ -244,7 +245,31 @@ def run_search(
                 cost.stop()
         raise
     session.finish()
+    learn_repeatability(study, storage_url)
     return result_from_study(recipe, study, storage_url)
+
+
+def learn_repeatability(study: Any, storage_url: str) -> None:
+    """Keep the spread of the baseline measured beside each variant here, for this machine.
+
+    Standalone measurements on this machine widen their interval by it
+    (:mod:`compresslab.protocol.repeatability`); only this machine's trials count.
+    """
+    from compresslab.machine import machine_id
+    from compresslab.protocol.repeatability import RepeatabilityStore
+    from compresslab.stats import cv
+
+    store = RepeatabilityStore()
+    trials = study.get_trials(deepcopy=False)
+    for tier, values in baseline_measurements(trials, machine=machine_id(store.here)).items():
+        if len(values) >= 3:
+            store.record_study(
+                key=f"{storage_url}#{study.study_name}",
+                label=f"study {study.study_name}",
+                tier=tier,
+                cv=cv(values),
+                n=len(values),
+            )
 
 
 def _nothing_to_do(
