@@ -249,11 +249,14 @@ def run_search(
     return result_from_study(recipe, study, storage_url)
 
 
-def learn_repeatability(study: Any, storage_url: str) -> None:
+def learn_repeatability(study: Any, storage_url: str) -> dict[str, int]:
     """Keep the spread of the baseline measured beside each variant here, for this machine.
 
     Standalone measurements on this machine widen their interval by it
     (:mod:`compresslab.protocol.repeatability`); only this machine's trials count.
+
+    Returns:
+        The measurements kept, by sampler tier (none below three in a tier).
     """
     from compresslab.machine import machine_id
     from compresslab.protocol.repeatability import RepeatabilityStore
@@ -261,6 +264,7 @@ def learn_repeatability(study: Any, storage_url: str) -> None:
 
     store = RepeatabilityStore()
     trials = study.get_trials(deepcopy=False)
+    kept = {}
     for tier, values in baseline_measurements(trials, machine=machine_id(store.here)).items():
         if len(values) >= 3:
             store.record_study(
@@ -270,6 +274,8 @@ def learn_repeatability(study: Any, storage_url: str) -> None:
                 cv=cv(values),
                 n=len(values),
             )
+            kept[tier] = len(values)
+    return kept
 
 
 def _nothing_to_do(

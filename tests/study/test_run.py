@@ -38,7 +38,8 @@ def test_the_baseline_beside_each_variant_here_becomes_the_machines_term(
     trials += [trial(j, machine=here) for j in mine]
     trials += [trial(5.0, machine=there), trial(9.0, machine=there)]  # a fleet's other worker
     trials += [trial(3.0, machine=here, state="FAIL")]
-    learn_repeatability(fake_study(trials), "sqlite:///x/study.db")
+    kept = learn_repeatability(fake_study(trials), "sqlite:///x/study.db")
+    assert kept == {"estimate/estimated": 4}
 
     term = RepeatabilityStore().term(tier_of("estimate", "estimated"))
     assert term is not None
@@ -49,6 +50,6 @@ def test_the_baseline_beside_each_variant_here_becomes_the_machines_term(
 
 def test_a_study_with_too_few_baseline_measurements_teaches_nothing() -> None:
     trials = [trial(1.0, machine=machine_id()), trial(1.2, machine=machine_id())]
-    learn_repeatability(fake_study(trials), "sqlite:///x/study.db")
+    assert learn_repeatability(fake_study(trials), "sqlite:///x/study.db") == {}
     assert RepeatabilityStore().term(tier_of("estimate", "estimated")) is None
     assert not RepeatabilityStore().path.exists()
