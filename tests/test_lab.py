@@ -144,9 +144,7 @@ def test_measuring_a_trial_again_learns_the_machines_repeatability(study: lab.St
     assert all(r.repeatability_source == UNKNOWN for r in first)  # a fresh store: unknown
     assert all(r.ci95_j_per_inference == r.ci95_windows_j_per_inference for r in first)
     fourth = study.measure(best)
-    assert f"3 standalone measurements of small: {best.variant}" in str(
-        fourth.repeatability_source
-    )
+    assert f"3 standalone measurements of small: {best.variant}" in str(fourth.repeatability_source)
     assert fourth.repeatability_rel is not None and fourth.repeatability_rel >= 0
     assert fourth.ci95_j_per_inference >= fourth.ci95_windows_j_per_inference
 
