@@ -26,7 +26,8 @@ compresslab's cache folder. A term learnt on another machine is never used silen
 whose fingerprint is another machine's is ignored with a warning and the result says so, and
 :func:`widen` refuses a term of another machine unless asked (then it says so in the source).
 When no term is known the interval is the windows' and the result says that in words
-(:data:`UNKNOWN`).
+(:data:`UNKNOWN`). Writes are atomic; two processes writing at once may lose one entry (the
+history is a sample of recent figures, not a ledger).
 """
 
 from __future__ import annotations
