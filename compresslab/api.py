@@ -298,6 +298,7 @@ def measure_model(
     device: str = "cpu",
     protocol: Any = None,
     threads: int | None = None,
+    repeatability: bool = True,
 ) -> Any:
     """Measure energy per inference of ``model`` on the batch ``inputs`` (repeated windows).
 
@@ -308,15 +309,25 @@ def measure_model(
         device: where the model runs (decides ``auto``'s order).
         protocol: a :class:`compresslab.protocol.Protocol` (default: its defaults).
         threads: torch intra-op threads during the measurement.
+        repeatability: widen the interval by this machine's measured repeatability between
+            measurements and add the figure to this model's history
+            (:mod:`compresslab.protocol.repeatability`); False: the windows' interval only,
+            nothing recorded.
 
     Returns:
-        A :class:`compresslab.protocol.EnergyResult` (mean, CI, provenance, windows, ...).
+        A :class:`compresslab.protocol.EnergyResult` (mean, CI, provenance, windows, ...);
+        ``repeatability_source`` says how its interval was made.
     """
     from compresslab.energy import select_sampler
     from compresslab.protocol import measure_model as _measure
+    from compresslab.protocol.repeatability import model_key, standalone
 
     selection = select_sampler(sampler, device=device)
-    return _measure(model, inputs, sampler=selection.sampler, protocol=protocol, threads=threads)
+    result = _measure(model, inputs, sampler=selection.sampler, protocol=protocol, threads=threads)
+    if not repeatability:
+        return result
+    key, label = model_key(model, inputs, threads)
+    return standalone(result, key=key, label=label)
 
 
 def measure_recipe(

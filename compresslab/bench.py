@@ -298,11 +298,18 @@ class VariantBench:
         runtime: Runtime | None = None,
         inputs: torch.Tensor | None = None,
         selection: Selection | None = None,
+        variant: str | None = None,
+        standalone: bool = True,
     ) -> EnergyResult:
         """Energy per inference of ``model`` under the recipe's protocol and ``runtime``.
 
         ``model`` and the batch are moved to the recipe's device first (:meth:`place`); what
         is measured is the task's workload of them (:meth:`workload`).
+
+        A standalone measurement (the default) is widened by this machine's repeatability and
+        joins the history of ``variant`` (``spec.label()``; None: the model's own description):
+        see :meth:`repeatable`. A study's trial passes ``standalone=False`` (its records widen
+        the windows' interval by the study's own spread).
 
         Raises:
             MeasurementError: the reading is implausible (the message says what to change).
@@ -311,7 +318,10 @@ class VariantBench:
         runtime = runtime or Runtime()
         model = self.place(model)
         batch = self.on_device(inputs) if inputs is not None else self.inference_batch(runtime)
-        return self._measure_work(self.workload(model, batch, runtime), runtime, selection)
+        result = self._measure_work(self.workload(model, batch, runtime), runtime, selection)
+        if not standalone:
+            return result
+        return self.repeatable(result, model=model, inputs=batch, runtime=runtime, variant=variant)
 
     def workload(self, model: nn.Module, batch: torch.Tensor, runtime: Runtime) -> TaskWorkload:
         """What measuring ``model`` on ``batch`` runs (:meth:`.tasks.Task.workload`).
@@ -340,6 +350,34 @@ class VariantBench:
                 protocol=self.protocol,
                 threads=runtime.threads or self.recipe.energy.threads,
             )
+
+    def repeatable(
+        self,
+        result: EnergyResult,
+        *,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        runtime: Runtime | None = None,
+        variant: str | None = None,
+    ) -> EnergyResult:
+        """A standalone ``result`` widened by this machine's repeatability, and recorded.
+
+        The term is this machine's for the result's sampler tier, learnt from finished studies
+        and earlier standalone measurements (:mod:`compresslab.protocol.repeatability`); the
+        figure joins the history of its workload (task and energy settings, variant, runtime).
+        """
+        from compresslab.protocol.repeatability import model_key, standalone, workload_key
+
+        runtime = runtime or Runtime()
+        threads = runtime.threads or self.recipe.energy.threads
+        if variant is None:
+            key, described = model_key(model, inputs, threads)
+            label = f"{self.recipe.name}: {described}"
+        else:
+            label = f"{self.recipe.name}: {variant}{runtime.label()}"
+            settings = [self.recipe.task.model_dump_json(), self.recipe.energy.model_dump_json()]
+            key = workload_key(*settings, variant, runtime.to_dict(), threads)
+        return standalone(result, key=key, label=label)
 
     @property
     def reference(self) -> nn.Module:
@@ -407,6 +445,7 @@ class VariantBench:
         before_measure: Callable[[], None] | None = None,
         gate: Callable[[float, dict[str, Any]], None] | None = None,
         quality_gate: bool = False,
+        standalone: bool = False,
     ) -> tuple[float, dict[str, Any]]:
         """Build the variant, then its metric and figures (JSON-able, as a trial stores them).
 
@@ -415,6 +454,9 @@ class VariantBench:
         :class:`Screened` is raised instead. The baseline is never screened. With
         ``quality_gate`` (the search), a variant outside ``search.tolerance.perplexity`` is
         not measured either (:class:`Screened`), so every measured variant is within both.
+
+        ``standalone`` (``compresslab measure``, not a study's trial) widens the absolute
+        figure by this machine's repeatability (:meth:`repeatable`); a ratio never is.
 
         ``gate``, when given, is called before the energy measurement with the metric and what
         is known by then (``accuracy_ci95``, ``op_counts``, ``parts`` ...); it may raise to skip
@@ -471,13 +513,19 @@ class VariantBench:
             before_measure()
         timer.mark()
         if is_reference:
-            energy = self.measure(model, runtime=runtime, inputs=batch)
+            energy = self.measure(
+                model, runtime=runtime, inputs=batch, variant=spec.label(), standalone=standalone
+            )
             reference = None
             vs: dict[str, Any] = {"ratio": 1.0, "ci95_low": 1.0, "ci95_high": 1.0, "pairs": 0}
             vs["order"] = "the baseline itself"
         else:
             paired = self.measure_paired(model, runtime=runtime)
             energy, reference, vs = paired.candidate, paired.reference, paired.vs_reference()
+            if standalone:
+                energy = self.repeatable(
+                    energy, model=model, inputs=batch, runtime=runtime, variant=spec.label()
+                )
         phases = {name: self._measure_work(w, runtime).to_dict() for name, w in work.phases.items()}
         timer.lap("measure")
         return metric, {

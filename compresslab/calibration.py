@@ -21,7 +21,6 @@ saying so: :func:`check_machine` refuses, or, when asked to go on, warns naming 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -31,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compresslab.errors import CompressLabError
+from compresslab.errors import OtherMachineError
 from compresslab.fsio import atomic_write_text
-from compresslab.machine import fingerprint
+from compresslab.machine import describe_machine, fingerprint, machine_id
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +56,11 @@ UNITS = {
     "byte_sram": "byte through SRAM",
     "call": "forward call",
 }
-#: The fingerprint fields that name a machine (software versions may change under it).
-MACHINE_KEYS = ("host", "cpu_model", "logical_cpus")
 #: Error percentile a prediction states (of the leave-one-out relative errors).
 ERROR_QUANTILE = 0.9
 
 
-class CalibrationMachineError(CompressLabError):
+class CalibrationMachineError(OtherMachineError):
     """A calibration fitted on another machine was about to be used here."""
 
 
@@ -269,20 +266,6 @@ def fit(
     )
 
 
-def machine_id(machine: Mapping[str, str] | None = None) -> str:
-    """A short id of a machine (:data:`MACHINE_KEYS` of its fingerprint; default: this one)."""
-    fp = machine if machine is not None else fingerprint()
-    text = json.dumps({k: fp.get(k) for k in MACHINE_KEYS}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _name(machine: Mapping[str, str]) -> str:
-    return (
-        f"{machine.get('host', '?')} ({machine.get('cpu_model', '?')}, "
-        f"{machine.get('logical_cpus', '?')} CPUs)"
-    )
-
-
 def check_machine(
     calibration: Calibration,
     *,
@@ -302,9 +285,9 @@ def check_machine(
     if machine_id(calibration.machine) == machine_id(here):
         return True
     message = (
-        f"the energy calibration was fitted on {_name(calibration.machine)}, not on this "
-        f"machine, {_name(here)}: per-operation costs differ between CPUs (native bf16 or not, "
-        "int8 kernels, memory)"
+        f"the energy calibration was fitted on {describe_machine(calibration.machine)}, not on "
+        f"this machine, {describe_machine(here)}: per-operation costs differ between CPUs "
+        "(native bf16 or not, int8 kernels, memory)"
     )
     if not allow_other_machine:
         raise CalibrationMachineError(

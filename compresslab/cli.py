@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -251,6 +251,7 @@ def measure(
             + ("" if result.get("ci_target_met", True) else "; CI target missed")
             + ")",
         ),
+        ("interval", _interval_text(result, factor, unit[1])),
         (
             "Wh / million inferences",
             f"{units.wh_per_million(result['energy_j_per_inference']):.4g}",
@@ -288,6 +289,19 @@ def measure(
     for name, value in rows:
         table.add_row(name, escape(str(value)))
     out.print(table)
+
+
+def _interval_text(result: dict[str, Any], factor: float, unit: str) -> str:
+    """How a standalone figure's 95% interval was made: windows, repeatability, source."""
+    windows = result.get("ci95_windows_j_per_inference", result["ci95_j_per_inference"])
+    rel = result.get("repeatability_rel")
+    source = result.get("repeatability_source") or "not considered"
+    if rel is None:
+        return f"± {windows * factor:.2g} {unit} from the windows; repeatability {source}"
+    return (
+        f"± {windows * factor:.2g} {unit} from the windows and ± {100 * rel:.1f}% between "
+        f"measurements, in quadrature ({source})"
+    )
 
 
 @app.command()

@@ -74,6 +74,10 @@ class MeasurementError(CompressLabError):
     """An energy reading is implausible or could not be taken; never replaced by a guess."""
 
 
+class OtherMachineError(CompressLabError):
+    """A figure learnt on another machine (calibration, repeatability) was about to be used here."""
+
+
 class VariantError(CompressLabError):
     """A compression variant could not be built or evaluated (becomes a failed trial)."""
 

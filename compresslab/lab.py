@@ -352,6 +352,8 @@ class Study:
 
         Returns:
             A :class:`compresslab.protocol.EnergyResult`; ``.to_dict()`` gives every figure.
+            Its interval holds this machine's measured repeatability beside the windows'
+            (``repeatability_source`` says where it came from, or that none is known yet).
 
         Raises:
             MeasurementError: the reading is implausible (the message says what to change).
@@ -364,18 +366,22 @@ class Study:
 
         energy = self.recipe.energy
         runtime = Runtime()
+        variant: str | None = None  # an arbitrary model is described from itself
         if model_or_trial is None:
-            model = self.task.model
+            model, variant = self.task.model, "baseline"
         elif isinstance(model_or_trial, nn.Module):
             model = model_or_trial
         else:
             model = self.build(model_or_trial)
-            runtime = self._spec(model_or_trial)[1]
+            spec, runtime = self._spec(model_or_trial)
+            variant = spec.label()
         selection = select_sampler(
             sampler or energy.sampler, options=energy_options(energy), device=energy.device
         )
         log.info("measuring with %s", selection.explain())
-        return self.bench.measure(model, runtime=runtime, inputs=inputs, selection=selection)
+        return self.bench.measure(
+            model, runtime=runtime, inputs=inputs, selection=selection, variant=variant
+        )
 
     def export(self, trial: TrialRef, path: str | Path, *, force: bool = False) -> Path:
         """Export a trial's variant as a reproducible artefact folder.

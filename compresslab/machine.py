@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import socket
 import sys
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -80,6 +83,29 @@ def fingerprint() -> dict[str, str]:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+#: The fingerprint fields that name a machine (software versions may change under it).
+MACHINE_KEYS = ("host", "cpu_model", "logical_cpus")
+
+
+def machine_id(machine: Mapping[str, str] | None = None) -> str:
+    """A short id of a machine (:data:`MACHINE_KEYS` of its fingerprint; default: this one).
+
+    What is learnt on one machine (a calibration, a repeatability term) is stored under it and
+    never used on another without saying so.
+    """
+    fp = machine if machine is not None else fingerprint()
+    text = json.dumps({k: fp.get(k) for k in MACHINE_KEYS}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def describe_machine(machine: Mapping[str, str]) -> str:
+    """A machine in words, e.g. ``vm (Intel(R) Xeon(R) Processor, 2 CPUs)``."""
+    return (
+        f"{machine.get('host', '?')} ({machine.get('cpu_model', '?')}, "
+        f"{machine.get('logical_cpus', '?')} CPUs)"
+    )
 
 
 #: What :func:`prefer_passive_omp_wait` found when the package was imported.

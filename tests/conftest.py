@@ -31,6 +31,22 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["COMPRESSLAB_LOCK_DIR"] = str(cache)
 
 
+@pytest.fixture(autouse=True)
+def repeatability_store(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """This machine's repeatability store: empty, per test (also for subprocesses).
+
+    A standalone measurement is widened by what earlier measurements and studies on the
+    machine taught; a test starts with nothing learnt, whatever the tests before it measured.
+    """
+    from compresslab.protocol.repeatability import ENV
+
+    folder = tmp_path_factory.mktemp("repeatability")
+    monkeypatch.setenv(ENV, str(folder))
+    return folder
+
+
 # --- the host's hardware, hidden ---------------------------------------------------------------
 #
 # Every test runs as on a machine without RAPL and without an NVIDIA driver, whatever the host

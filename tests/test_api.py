@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from torch import nn
 import compresslab
 from compresslab.carbon import INTENSITY_G_PER_KWH, carbon_settings
 from compresslab.errors import MeasurementError, RecipeError
-from compresslab.protocol import Protocol, ci95_halfwidth
+from compresslab.protocol import Protocol, ci95_halfwidth, t95
+from compresslab.protocol.repeatability import UNKNOWN
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,11 +58,40 @@ def test_measure_json_reports_an_estimated_figure_with_its_ci(
     assert out["ci95_j_per_inference"] == pytest.approx(
         ci95_halfwidth(out["window_j_per_inference"])
     )
+    # Nothing learnt on this machine yet: the interval is the windows', and says so.
+    assert out["ci95_windows_j_per_inference"] == out["ci95_j_per_inference"]
+    assert out["repeatability_rel"] is None and out["repeatability_source"] == UNKNOWN
     assert out["variant"] == "baseline"
     assert out["modeled_j_per_inference"] > 0
     # auto tried RAPL first and fell back: the host's counters are hidden (an empty root).
     assert "rapl: not used (no RAPL package zone" in out["selection"]
     assert str(hidden_rapl) in out["selection"]
+
+
+def test_measure_json_widens_by_what_a_study_here_taught(tmp_path: Path) -> None:
+    from compresslab.protocol.repeatability import RepeatabilityStore, tier_of
+
+    tier = tier_of("estimate", "estimated")
+    RepeatabilityStore().record_study(key="db#d", label="study d", tier=tier, cv=0.04, n=12)
+    recipe = tmp_path / "r.yaml"
+    energy = {**FAST_ENERGY, "sampler": "estimate", "min_windows": 3, "max_windows": 3}
+    recipe.write_text(yaml.safe_dump(small(tmp_path, energy=energy)))
+    proc = _cli("measure", str(recipe), "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    windows = out["ci95_windows_j_per_inference"]
+    assert windows == pytest.approx(ci95_halfwidth(out["window_j_per_inference"]))
+    assert out["repeatability_rel"] == pytest.approx(t95(11) * 0.04 * (1 + 1 / 12) ** 0.5)
+    assert out["ci95_j_per_inference"] == pytest.approx(
+        math.hypot(windows, out["repeatability_rel"] * out["energy_j_per_inference"])
+    )
+    assert out["repeatability_source"].startswith("12 baseline measurements of study d, ")
+    assert "on this machine" in out["repeatability_source"]
+    # ... and the measurement joined this model's history, for the next ones.
+    stored = json.loads(RepeatabilityStore().path.read_text())["tiers"][tier]["workloads"]
+    (history,) = stored.values()
+    assert history["label"] == "small: baseline"
+    assert history["values_j"] == [out["energy_j_per_inference"]]
 
 
 @pytest.fixture

@@ -223,3 +223,20 @@ def test_known_library_noise_is_hidden_unless_verbose(caplog: pytest.LogCaptureF
         )
         logging.getLogger("torchao").warning("something torchao really wants said")
     assert [r.getMessage() for r in caplog.records] == ["something torchao really wants said"]
+
+
+def test_measure_says_how_its_interval_was_made() -> None:
+    from compresslab.cli import _interval_text
+    from compresslab.protocol.repeatability import UNKNOWN
+
+    windows_only = {
+        "ci95_j_per_inference": 2e-5,
+        "ci95_windows_j_per_inference": 2e-5,
+        "repeatability_rel": None,
+        "repeatability_source": UNKNOWN,
+    }
+    text = _interval_text(windows_only, 1e3, "mJ")
+    assert text.startswith("± 0.02 mJ from the windows") and UNKNOWN in text
+    widened = {**windows_only, "repeatability_rel": 0.12, "repeatability_source": "12 baseline"}
+    text = _interval_text(widened, 1e3, "mJ")
+    assert "± 12.0% between measurements, in quadrature (12 baseline)" in text

@@ -135,6 +135,20 @@ def test_measure_a_trial_a_model_or_the_baseline(study: lab.Study) -> None:
     assert str(study.measure().provenance) == "estimated"
 
 
+def test_measuring_a_trial_again_learns_the_machines_repeatability(study: lab.Study) -> None:
+    from compresslab.protocol.repeatability import UNKNOWN
+
+    best = study.best()
+    assert best is not None
+    first = [study.measure(best) for _ in range(3)]
+    assert all(r.repeatability_source == UNKNOWN for r in first)  # a fresh store: unknown
+    assert all(r.ci95_j_per_inference == r.ci95_windows_j_per_inference for r in first)
+    fourth = study.measure(best)
+    assert f"3 standalone measurements of small: {best.variant}" in str(fourth.repeatability_source)
+    assert fourth.repeatability_rel is not None and fourth.repeatability_rel >= 0
+    assert fourth.ci95_j_per_inference >= fourth.ci95_windows_j_per_inference
+
+
 def test_plot_draws_the_frontier_tolerance_and_baseline(study: lab.Study) -> None:
     ax = study.plot()
     try:

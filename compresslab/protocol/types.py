@@ -22,8 +22,14 @@ CONTENTION_POLICIES = ("flag", "wait", "reject")
 class EnergyResult:
     """Energy per inference of one workload, with how it was obtained and how certain it is.
 
-    ``ci95_j_per_inference`` is the 95% half-width of the mean over the windows, widened by
-    how well idle power is known (machine-level samplers). ``systematic_rel`` is the sampler's
+    ``ci95_windows_j_per_inference`` is the 95% half-width of the mean over the windows,
+    widened by how well idle power is known (machine-level samplers): it sees this run's
+    seconds only. ``ci95_j_per_inference`` is the interval a user sees: for a standalone
+    measurement it also holds the machine's measured repeatability between measurements, in
+    quadrature (``repeatability_rel``, relative to the mean, and ``repeatability_source``, in
+    words, which also says when none is known yet: see
+    :mod:`compresslab.protocol.repeatability`); for a study's trial it is the windows' (the
+    study's records widen it by the study's own spread). ``systematic_rel`` is the sampler's
     stated systematic uncertainty on absolute joules (``None``: not stated); it does not shrink
     with more windows and cancels in ratios measured on one machine.
     """
@@ -57,6 +63,16 @@ class EnergyResult:
     systematic_rel: float | None = None
     threads: int | None = None
     contention: dict[str, Any] = field(default_factory=dict)
+    #: The windows' own half-width (``nan`` when built without it: then the total's).
+    ci95_windows_j_per_inference: float = math.nan
+    #: Relative 95% half-width of the machine's repeatability term (None: not applied).
+    repeatability_rel: float | None = None
+    #: Where the repeatability term came from, or why there is none (None: not considered).
+    repeatability_source: str | None = None
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.ci95_windows_j_per_inference):
+            object.__setattr__(self, "ci95_windows_j_per_inference", self.ci95_j_per_inference)
 
     @property
     def kwh_per_1k(self) -> float:

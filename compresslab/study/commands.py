@@ -64,7 +64,8 @@ def measure_trial(
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
         prediction = frozen.user_attrs.get("predicted")
     bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
-    metric, attrs = bench.evaluate(spec, runtime=runtime)
+    # A measurement on its own: its absolute figure states the machine's repeatability too.
+    metric, attrs = bench.evaluate(spec, runtime=runtime, standalone=True)
     energy = attrs.pop("energy")
     return {
         **energy,

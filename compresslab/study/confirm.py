@@ -50,11 +50,12 @@ def confirm_claims(
 
     The pairs are spread in time: in each of :data:`ROUNDS` rounds every claim is measured
     once (a few interleaved pairs with the baseline), so one claim's rounds lie minutes apart
-    when the frontier is large. The confirmed ratio is the geometric mean of the rounds'
-    ratios, and its 95% interval comes from their spread (Student t, rounds - 1 degrees of
-    freedom): honest about a load that changes between measurements, which the pairs of one
-    span cannot see. The search-time measurement is not pooled in: the frontier was selected
-    on it, so it is biased towards savings (the winner's curse).
+    when the frontier is large. The confirmed ratio is the geometric mean of all the pairs,
+    and its 95% interval comes from the rounds' spread (Student t, rounds - 1 degrees of
+    freedom), never narrower than the pairs' own interval: honest about a load that changes
+    between measurements, which the pairs of one span cannot see. The search-time measurement
+    is not pooled in: the frontier was selected on it, so it is biased towards savings (the
+    winner's curse).
 
     Args:
         study: the Optuna study (confirmations are stored as its user attributes).
@@ -110,11 +111,33 @@ def confirm_claims(
     return done
 
 
+def _pair_logs(paired: PairedResult) -> list[float]:
+    """The log ratio of each pair of windows (candidate / reference, net)."""
+    return [
+        math.log(c / r)
+        for c, r in zip(
+            paired.candidate.window_j_per_inference,
+            paired.reference.window_j_per_inference,
+            strict=True,
+        )
+    ]
+
+
 def _combine(rounds: list[PairedResult], *, search_ratio: float | None) -> dict[str, Any]:
-    """One confirmation from rounds measured minutes apart (interval from their spread)."""
+    """One confirmation from rounds measured apart in time.
+
+    The ratio is the geometric mean of all pairs. Its interval is the wider of two Student t
+    intervals: from the rounds' spread (a load that changes between rounds) and from the
+    pairs' own spread (the noise within them). Three rounds give the first only two degrees
+    of freedom: rounds that happen to agree must not make an interval narrower than the pairs
+    themselves allow.
+    """
     logs = [math.log(p.ratio.ratio) for p in rounds]
-    mean = statistics.fmean(logs)
-    half = ci95_halfwidth(logs)
+    pair_logs = [x for p in rounds for x in _pair_logs(p)]
+    mean = statistics.fmean(pair_logs) if pair_logs else statistics.fmean(logs)
+    between = ci95_halfwidth(logs)
+    within = ci95_halfwidth(pair_logs) if len(pair_logs) >= 2 else 0.0
+    half = max(between, within)
     return {
         "ratio": math.exp(mean),
         "ci95_low": math.exp(mean - half),
@@ -122,6 +145,7 @@ def _combine(rounds: list[PairedResult], *, search_ratio: float | None) -> dict[
         "pairs": sum(p.ratio.pairs for p in rounds),
         "rounds": len(rounds),
         "round_ratios": [p.ratio.ratio for p in rounds],
+        "interval_from": "rounds" if between >= within else "pairs",
         "order": "ABBA, in rounds spread in time",
         "search_ratio": search_ratio,
         "candidate_j_per_inference": statistics.fmean(

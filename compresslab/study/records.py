@@ -11,10 +11,11 @@ from typing import Any
 from compresslab.bench import Runtime
 from compresslab.compress import Step, VariantSpec
 from compresslab.errors import StorageError
+from compresslab.protocol.repeatability import tier_of
 from compresslab.recipe import Recipe
 from compresslab.results import SearchResult, TrialRecord
 from compresslab.stats import cv, t95
-from compresslab.study.predict import PREDICTION_ATTR, stored_calibrations
+from compresslab.study.predict import MACHINE_ATTR, PREDICTION_ATTR, stored_calibrations
 from compresslab.study.sessions import sessions_of
 
 #: Trial attribute that marks the uncompressed baseline.
@@ -137,6 +138,26 @@ def confirmations(study: Any) -> dict[int, dict[str, Any]]:
     }
 
 
+def baseline_measurements(
+    trials: list[Any], *, machine: str | None = None
+) -> dict[str, list[float]]:
+    """The baseline's figures measured beside each variant, by sampler tier.
+
+    The tier is :func:`compresslab.protocol.repeatability.tier_of` (sampler and provenance).
+    ``machine``: only trials measured on the machine of this id (a fleet's studies mix them).
+    """
+    by_tier: dict[str, list[float]] = {}
+    for t in trials:
+        ref = t.user_attrs.get("reference_energy") if t.state.name == "COMPLETE" else None
+        if not ref or not ref.get("energy_j_per_inference"):
+            continue
+        if machine is not None and t.user_attrs.get(MACHINE_ATTR) != machine:
+            continue
+        tier = tier_of(str(ref.get("sampler", "?")), str(ref.get("provenance", "?")))
+        by_tier.setdefault(tier, []).append(float(ref["energy_j_per_inference"]))
+    return by_tier
+
+
 def repeatability(trials: list[Any]) -> dict[str, Any] | None:
     """How much one absolute measurement moves between measurements, from the study itself.
 
@@ -146,13 +167,7 @@ def repeatability(trials: list[Any]) -> dict[str, Any] | None:
     half-width of a prediction interval for one more measurement (Student t); None with fewer
     than three.
     """
-    values = [
-        float(ref["energy_j_per_inference"])
-        for t in trials
-        if t.state.name == "COMPLETE"
-        and (ref := t.user_attrs.get("reference_energy"))
-        and ref.get("energy_j_per_inference")
-    ]
+    values = [v for vs in baseline_measurements(trials).values() for v in vs]
     if len(values) < 3:
         return None
     spread = cv(values)

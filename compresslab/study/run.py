@@ -28,6 +28,7 @@ from compresslab.study.predict import PREDICTION_ATTR, Predictor, prediction_blo
 from compresslab.study.records import (
     BASELINE_ATTR,
     BUDGET_SKIP,
+    baseline_measurements,
     counts_towards_budget,
     result_from_study,
     trial_record,
@@ -266,6 +267,7 @@ def run_search(
             raise storage_error(e, storage=storage_url, doing="write to") from e
         raise
     session.finish()
+    learn_repeatability(study, storage_url)
     return result_from_study(recipe, study, storage_url)
 
 
@@ -322,6 +324,35 @@ def _interrupted(recipe: Recipe, study: Any, storage_url: str, target: int) -> S
     with contextlib.suppress(Exception):
         result = result_from_study(recipe, study, storage_url)
     return SearchInterrupted(completed=completed, target=target, result=result)
+
+
+def learn_repeatability(study: Any, storage_url: str) -> dict[str, int]:
+    """Keep the spread of the baseline measured beside each variant here, for this machine.
+
+    Standalone measurements on this machine widen their interval by it
+    (:mod:`compresslab.protocol.repeatability`); only this machine's trials count.
+
+    Returns:
+        The measurements kept, by sampler tier (none below three in a tier).
+    """
+    from compresslab.machine import machine_id
+    from compresslab.protocol.repeatability import RepeatabilityStore
+    from compresslab.stats import cv
+
+    store = RepeatabilityStore()
+    trials = study.get_trials(deepcopy=False)
+    kept = {}
+    for tier, values in baseline_measurements(trials, machine=machine_id(store.here)).items():
+        if len(values) >= 3:
+            store.record_study(
+                key=f"{storage_url}#{study.study_name}",
+                label=f"study {study.study_name}",
+                tier=tier,
+                cv=cv(values),
+                n=len(values),
+            )
+            kept[tier] = len(values)
+    return kept
 
 
 def _nothing_to_do(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests_support import small
 
 from compresslab.api import load_recipe, rebuild_report, search
@@ -53,22 +54,44 @@ def test_confirmation_can_be_turned_off(tmp_path: Path, digits_task: Any) -> Non
         assert "not confirmed" in (recipe.output_dir() / "report.md").read_text()
 
 
-def test_rounds_combine_into_an_interval_from_their_spread() -> None:
+def test_rounds_combine_into_an_interval_from_their_spread_never_below_the_pairs() -> None:
+    import math
     from types import SimpleNamespace
 
+    from compresslab.stats import ci95_halfwidth
     from compresslab.study.confirm import _combine
 
-    def paired(ratio: float) -> SimpleNamespace:
-        side = SimpleNamespace(energy_j_per_inference=1.0, contended=False)
+    def paired(*pair_ratios: float) -> SimpleNamespace:
+        """A round whose pairs have these ratios (reference 1 J, candidate the ratio)."""
+        ratio = math.exp(sum(math.log(r) for r in pair_ratios) / len(pair_ratios))
+        ref = SimpleNamespace(
+            energy_j_per_inference=1.0, contended=False, window_j_per_inference=(1.0,) * 2
+        )
+        cand = SimpleNamespace(
+            energy_j_per_inference=ratio, contended=False, window_j_per_inference=pair_ratios
+        )
         return SimpleNamespace(
-            ratio=SimpleNamespace(ratio=ratio, pairs=2), candidate=side, reference=side
+            ratio=SimpleNamespace(ratio=ratio, pairs=len(pair_ratios)),
+            candidate=cand,
+            reference=ref,
         )
 
-    steady = _combine([paired(0.5), paired(0.5), paired(0.5)], search_ratio=0.4)
+    steady = _combine([paired(0.5, 0.5), paired(0.5, 0.5), paired(0.5, 0.5)], search_ratio=0.4)
     assert (steady["ratio"], steady["ci95_low"], steady["ci95_high"]) == (0.5, 0.5, 0.5)
-    drifting = _combine([paired(0.45), paired(0.5), paired(0.56)], search_ratio=0.4)
+    drifting = _combine(
+        [paired(0.45, 0.45), paired(0.5, 0.5), paired(0.56, 0.56)], search_ratio=0.4
+    )
     assert drifting["ci95_low"] < 0.45 and drifting["ci95_high"] > 0.56  # wider than the rounds
     assert drifting["rounds"] == 3 and drifting["pairs"] == 6
+    assert drifting["interval_from"] == "rounds"
+    # Rounds that agree by chance, of pairs that scatter: the pairs' interval is the floor.
+    pairs = [(0.4, 0.625), (0.625, 0.4), (0.5, 0.5)]
+    lucky = _combine([paired(*p) for p in pairs], search_ratio=0.4)
+    logs = [math.log(r) for p in pairs for r in p]
+    assert lucky["interval_from"] == "pairs"
+    assert lucky["ratio"] == pytest.approx(0.5)
+    assert math.log(lucky["ci95_high"] / lucky["ratio"]) == pytest.approx(ci95_halfwidth(logs))
+    assert lucky["ci95_low"] < 0.45 and lucky["ci95_high"] > 0.55
 
 
 def test_repeatability_comes_from_the_baseline_measured_beside_each_variant() -> None:
