@@ -50,6 +50,13 @@ def recipe_file(tmp_path: Path, trials: int, window_s: float = 0.5) -> Path:
     return path
 
 
+def _sigint_as_a_terminal_gives_it() -> None:
+    # A test run started in the background (`make test &`, nohup) ignores SIGINT, and a
+    # child inherits that: Python then never raises KeyboardInterrupt. Ctrl-C at a terminal
+    # reaches a process whose SIGINT is the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(args: list[str], *, cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "COMPRESSLAB_LOCK_DIR": str(cwd), "COLUMNS": "200"}
     return subprocess.Popen(
@@ -59,6 +66,7 @@ def cli(args: list[str], *, cwd: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_sigint_as_a_terminal_gives_it,
     )
 
 
