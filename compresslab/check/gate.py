@@ -70,7 +70,16 @@ def _candidate(
         from compresslab.study import trial_variant
 
         spec, runtime = trial_variant(recipe, trial, storage=storage, base_dir=base_dir)
-    bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
+    task = load_task(recipe.task)
+    if task.unit != "inference":
+        raise GateInputError(
+            f"`compresslab check` gates one forward pass of a classifier's batch, and task "
+            f"'{recipe.task.name}' is measured per {task.unit}: its generation cannot be "
+            "captured as one program, so the gate would measure the wrong work. Compare "
+            "energy per generated token with `compresslab measure` on both revisions, or "
+            "`benchmarks/llm.py` (paired), until the gate measures generation"
+        )
+    bench = VariantBench(recipe=recipe, task=task)
     # Building and evaluating share the host; a measurement excludes them (as in the bench).
     with host_lock(exclusive=False):
         model = bench.build(spec)
