@@ -26,7 +26,6 @@ import csv
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +35,7 @@ import optuna
 import pytest
 import yaml
 from pg_support import free_port, postgres_server
-from tests_support import small
+from tests_support import small, start_cli
 
 from compresslab.api import load_recipe, rebuild_report, search
 from compresslab.errors import StorageError
@@ -69,14 +68,7 @@ def worker_env(lock_dir: Path) -> dict[str, str]:
 
 
 def start(args: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "compresslab", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(args, cwd=cwd, env=env)
 
 
 def kill(procs: list[subprocess.Popen[str]]) -> None:

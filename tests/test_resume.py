@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, finish, small, start_cli
 from torch import nn
 
 from compresslab.api import load_recipe, search
@@ -35,28 +33,6 @@ from compresslab.study import counts_towards_budget, make_storage
 pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 300
-
-
-def cli(args: list[str], *, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "COMPRESSLAB_LOCK_DIR": str(cwd), "COLUMNS": "200"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "compresslab", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, stdout, stderr
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -83,7 +59,7 @@ def test_a_killed_search_resumes_without_losing_or_repeating_a_trial(
     out = tmp_path / "reports" / "small"
     storage = f"sqlite:///{out / 'study.db'}"
 
-    proc = cli(["search", str(recipe)], cwd=tmp_path)
+    proc = start_cli(["search", str(recipe)], cwd=tmp_path)
     try:
         db: Any = None
         deadline = time.monotonic() + TIMEOUT_S
@@ -112,7 +88,7 @@ def test_a_killed_search_resumes_without_losing_or_repeating_a_trial(
     [killed] = [t for t in study.get_trials() if t.state.name == "RUNNING"]
     assert killed.number == victim.number and killed.params
 
-    rc, stdout, stderr = finish(cli(["search", str(recipe)], cwd=tmp_path))
+    rc, stdout, stderr = finish(start_cli(["search", str(recipe)], cwd=tmp_path))
     assert rc == 0, stderr
     assert "Traceback" not in stderr
     assert "interrupted" in stderr  # the warning that the trial is retried
@@ -240,7 +216,7 @@ def test_when_every_trial_fails_the_command_says_why(tmp_path: Path) -> None:
         path = tmp_path / f"{mode}.yaml"
         path.write_text(yaml.safe_dump(recipe))
         # cwd holds crashy_task.py: `python -m` puts it on sys.path.
-        procs[mode] = cli(["search", str(path)], cwd=tmp_path)
+        procs[mode] = start_cli(["search", str(path)], cwd=tmp_path)
     results = {mode: finish(p) for mode, p in procs.items()}
 
     # The model itself is broken: said before any trial, without a traceback.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +160,49 @@ def sample_result() -> SearchResult:
             "eval_examples": 360,
         },
     )
+
+
+#: Seconds a command started by :func:`start_cli` may run before :func:`finish` kills it.
+CLI_TIMEOUT_S = 300
+
+
+def _sigint_as_a_terminal_gives_it() -> None:
+    # A test run started in the background (`make test &`, nohup) ignores SIGINT, and a
+    # child inherits that: Python then never raises KeyboardInterrupt. Ctrl-C at a terminal
+    # reaches a process whose SIGINT is the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_cli(
+    args: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+) -> subprocess.Popen[str]:
+    """``python -m compresslab ARGS`` (or ``command``) in ``cwd``, its output captured.
+
+    The default environment gives the process its own measurement lock in ``cwd``.
+    """
+    if env is None:
+        env = {**os.environ, "COMPRESSLAB_LOCK_DIR": str(cwd), "COLUMNS": "200"}
+    return subprocess.Popen(
+        command or [sys.executable, "-m", "compresslab", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_as_a_terminal_gives_it,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout_s: float = CLI_TIMEOUT_S) -> tuple[int, str, str]:
+    """Wait for ``proc`` (killed after ``timeout_s``): exit code, stdout, stderr."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stdout, stderr

@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, finish, small, start_cli
 
 from compresslab.study import counts_towards_budget, make_storage
 from compresslab.study.heartbeat import (
@@ -207,19 +207,7 @@ def worker(args: list[str], *, cwd: Path, fake_pid: int | None = None) -> subpro
         script = cwd / "other_container.py"
         script.write_text(textwrap.dedent(OTHER_CONTAINER))
         command = [sys.executable, str(script), str(fake_pid), *args]
-    return subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, stdout, stderr
+    return start_cli(args, cwd=cwd, env=env, command=command)
 
 
 def wait_for_running_trial(proc: subprocess.Popen[str], url: str, *, after_complete: int) -> Any:

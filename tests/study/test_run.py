@@ -14,10 +14,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +24,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, finish, small, start_cli
 
 from compresslab.machine import machine_id
 from compresslab.protocol.repeatability import RepeatabilityStore, tier_of
@@ -48,36 +46,6 @@ def recipe_file(tmp_path: Path, trials: int, window_s: float = 0.5) -> Path:
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(small(tmp_path, energy=energy, search=search)))
     return path
-
-
-def _sigint_as_a_terminal_gives_it() -> None:
-    # A test run started in the background (`make test &`, nohup) ignores SIGINT, and a
-    # child inherits that: Python then never raises KeyboardInterrupt. Ctrl-C at a terminal
-    # reaches a process whose SIGINT is the default.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def cli(args: list[str], *, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "COMPRESSLAB_LOCK_DIR": str(cwd), "COLUMNS": "200"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "compresslab", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_sigint_as_a_terminal_gives_it,
-    )
-
-
-def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, stdout, stderr
 
 
 def trials_of(url: str) -> list[Any]:
@@ -110,7 +78,7 @@ def test_ctrl_c_says_how_far_it_got_and_the_same_command_resumes(
     recipe = recipe_file(tmp_path, target)
     out = tmp_path / "reports" / "small"
     url = f"sqlite:///{out / 'study.db'}"
-    proc = cli(["search", str(recipe)], cwd=tmp_path)
+    proc = start_cli(["search", str(recipe)], cwd=tmp_path)
     try:
         victim = wait_for_a_running_trial(proc, url)
         proc.send_signal(signal.SIGINT)
@@ -137,7 +105,7 @@ def test_ctrl_c_says_how_far_it_got_and_the_same_command_resumes(
     assert sorted(rows) == [t.number for t in trials]
     assert REASON_CTRL_C in (out / "report.md").read_text()
 
-    rc, _, stderr = finish(cli(["search", str(recipe)], cwd=tmp_path))
+    rc, _, stderr = finish(start_cli(["search", str(recipe)], cwd=tmp_path))
     assert rc == 0, stderr
     trials = trials_of(url)
     evaluated = [t for t in trials if counts_towards_budget(t)]
@@ -154,11 +122,11 @@ def test_two_searches_on_one_sqlite_study_share_it_like_a_fleet(
     target = 4
     recipe = recipe_file(tmp_path, target)
     url = f"sqlite:///{tmp_path / 'reports' / 'small' / 'study.db'}"
-    first = cli(["search", str(recipe)], cwd=tmp_path)
+    first = start_cli(["search", str(recipe)], cwd=tmp_path)
     try:
         # The second starts (the same command, in another terminal) while the first measures.
         held = wait_for_a_running_trial(first, url)
-        second = cli(["search", str(recipe)], cwd=tmp_path)
+        second = start_cli(["search", str(recipe)], cwd=tmp_path)
     finally:
         results = [finish(first)]
     results.append(finish(second))
