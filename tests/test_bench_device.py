@@ -208,7 +208,9 @@ def test_a_causal_workload_follows_the_placed_model(
     monkeypatch.setattr(compresslab.protocol, "measure_model", measure_model)
     monkeypatch.setattr(compresslab.protocol, "measure_models_paired", measure_models_paired)
     small_batch = Runtime(batch_size=2)
-    assert bench.measure(bench.build(VariantSpec()), runtime=small_batch) == "result"
+    assert (
+        bench.measure(bench.build(VariantSpec()), runtime=small_batch, standalone=False) == "result"
+    )
     assert seen["one"] == [({META}, META)]
     assert bench.measure_paired(bench.build(VariantSpec()), runtime=small_batch) == "paired"
     assert seen["pair"] == [({META}, META), ({META}, META)]
