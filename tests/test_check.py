@@ -329,7 +329,9 @@ def test_a_slower_forward_without_new_layers_fails_on_the_estimated_tier(tmp_pat
     assert verdict["outcome"] == "regression"
     assert verdict["modeled"]["passed"]  # the structural check does not see it ...
     m = verdict["energy"]["measurements"][-1]
-    assert m["outcome"] == "regression" and m["low"] > 1.3  # ... the measured one does
+    # ... the measured one does: its whole interval is above the 5% limit (the true ratio is
+    # about 1.5, benchmarks/gate_rates.py; on a loaded CI runner the low end fell to 1.11).
+    assert m["outcome"] == "regression" and m["low"] > 1.05 and m["ratio"] > 1.2
 
 
 def test_reference_rev_builds_the_old_code_and_removes_its_worktree(tmp_path: Path) -> None:
@@ -341,7 +343,8 @@ def test_reference_rev_builds_the_old_code_and_removes_its_worktree(tmp_path: Pa
     verdict = json.loads(proc.stdout)
     assert verdict["reference"].startswith("revision HEAD~1")
     assert "recipes/model.yaml as it was at HEAD~1" in verdict["reference"]
-    assert verdict["energy"]["measurements"][-1]["low"] > 1.3
+    last = verdict["energy"]["measurements"][-1]
+    assert last["low"] > 1.05 and last["ratio"] > 1.2  # above the limit, about 1.5 in truth
     assert verdict["modeled"]["reference"] == pytest.approx(verdict["modeled"]["candidate"])
     assert len(run_git(repo, "worktree", "list").splitlines()) == 1  # removed again
 
