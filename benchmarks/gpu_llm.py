@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from compresslab.bench import Runtime, VariantBench
-    from compresslab.compress import Step, VariantSpec
+    from compresslab.compress import Step, VariantSpec, notes_of
     from compresslab.tasks import load_task
 
     recipe = flagship_recipe(args)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 "accuracy_ci95": list(acc_ci),
                 **task.quality(model),
                 "answers": task.answers(model),
-                "notes": list(getattr(model, "compresslab_notes", [])),
+                "notes": notes_of(model),
             }
             log(f"{label}: accuracy {acc:.3f}, perplexity {quality[label]['perplexity']:.1f}")
             built[label] = model
@@ -203,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             row["traceback"] = traceback.format_exc(limit=6)
             log(f"{row['candidate']} vs {row['reference']}: FAILED {row['error']}")
         rows.append(row)
-        dump(args, bench, task, rows, quality)  # kept if the run is cut short
-    dump(args, bench, task, rows, quality)
+        dump(args, bench, task, rows, quality)  # after every pair: kept if the run is cut short
     return 1 if any("error" in r for r in rows) else 0
 
 
