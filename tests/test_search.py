@@ -205,6 +205,30 @@ def test_screening_skips_energy_for_clearly_infeasible_variants(tmp_path: Path) 
     assert result.screened == [t]
 
 
+def test_a_variant_below_the_tolerance_on_the_whole_split_is_not_measured(
+    tmp_path: Path,
+) -> None:
+    """Within its interval of the minimum but below it: never claimable, so never measured."""
+    from compresslab.bench import Screened, VariantBench
+    from compresslab.compress import Step, VariantSpec
+    from compresslab.tasks import load_task
+
+    recipe = load_recipe(small(tmp_path, search={"trials": 2, "screen_examples": 0}))
+    bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
+    spec = VariantSpec((Step("prune_channels", {"ratio": 0.3}),))
+    metric, (low, high) = bench.accuracy(bench.build(spec))
+    assert low < metric < high  # the interval reaches above the point
+    just_above = min(high, metric + 1e-3)
+    with pytest.raises(Screened, match="below the tolerance") as caught:
+        bench.evaluate(spec, min_accuracy=just_above)
+    assert caught.value.accuracy == pytest.approx(metric)
+    assert "energy not measured" in caught.value.reason
+    # At the minimum itself it is feasible, and measured.
+    at_min, figures = bench.evaluate(spec, min_accuracy=metric)
+    assert at_min == pytest.approx(metric)
+    assert figures["energy"]["energy_j_per_inference"] > 0
+
+
 def test_grid_sampler_evaluates_every_variant_once(tmp_path: Path) -> None:
     recipe = load_recipe(
         small(
