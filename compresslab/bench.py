@@ -451,9 +451,10 @@ class VariantBench:
 
         With ``min_accuracy``, a variant below it is not measured for energy: clearly below on
         a subset first (the upper end of its accuracy's 95% interval there), then below on the
-        whole split (the figure feasibility is judged on): :class:`Screened` is raised instead. The baseline is never screened. With
-        ``quality_gate`` (the search), a variant outside ``search.tolerance.perplexity`` is
-        not measured either (:class:`Screened`), so every measured variant is within both.
+        whole split (the figure feasibility is judged on): :class:`Screened` is raised instead.
+        The baseline is never screened. With ``quality_gate`` (the search), a variant outside
+        ``search.tolerance.perplexity`` is not measured either (:class:`Screened`), so every
+        measured variant is within both.
 
         ``standalone`` (``compresslab measure``, not a study's trial) widens the absolute
         figure by this machine's repeatability (:meth:`repeatable`); a ratio never is.
