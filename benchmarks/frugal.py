@@ -21,7 +21,7 @@ The after arm also reports its calibration's leave-one-out Spearman and the cost
 
 As figure 8 of ``benchmarks/run.py`` (``--only frugal``), or standalone::
 
-    .venv/bin/python benchmarks/frugal.py --repeats 2 [--flagship] [--base-rev REV]
+    .venv/bin/python benchmarks/frugal.py --repeats 3 [--flagship] [--base-rev REV]
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ def render(rows: list[dict[str, Any]], flagship: dict[str, Any] | None) -> str:
     return "\n\n".join(lines)
 
 
-def run(settings: Settings, *, repeats: int = 2, flagship: bool = True) -> Figure:
+def run(settings: Settings, *, repeats: int = 3, flagship: bool = True) -> Figure:
     """The comparison as a benchmark figure (for ``benchmarks/run.py``; key ``frugal``)."""
     root = settings.out / "frugal"
     code = {"before": extract(BASE_REV, root / f"base-{BASE_REV}"), "after": REPO}
@@ -392,7 +392,7 @@ def run(settings: Settings, *, repeats: int = 2, flagship: bool = True) -> Figur
 def main(argv: list[str] | None = None) -> None:
     """Run the arms, write ``benchmarks/out/frugal/frugal.json`` and print the summary."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--base-rev", default=BASE_REV)
     p.add_argument("--sequential", action="store_true", help="one arm at a time")
     p.add_argument("--flagship", action="store_true", help="also the MiniLM recipe (after)")
