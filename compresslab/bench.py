@@ -379,6 +379,34 @@ class VariantBench:
             key = workload_key(*settings, variant, runtime.to_dict(), threads)
         return standalone(result, key=key, label=label)
 
+    def ratio_repeatable(
+        self,
+        paired: PairedResult,
+        *,
+        runtime: Runtime | None = None,
+        variant: str,
+        record: bool = False,
+    ) -> PairedResult:
+        """A single-span paired ``paired`` widened by this machine's repeatability of ratios.
+
+        The term is this machine's for the candidate's sampler tier, learnt from confirmations
+        and earlier standalone paired measurements
+        (:mod:`compresslab.protocol.ratio_repeatability`); the pairs' own interval stays in
+        ``ratio_pairs``. With ``record`` the ratio joins the history of the variant against
+        the baseline (task and energy settings, variant, runtime).
+        """
+        from compresslab.protocol.ratio_repeatability import single_span
+        from compresslab.protocol.repeatability import workload_key
+
+        runtime = runtime or Runtime()
+        key = None
+        if record:
+            threads = runtime.threads or self.recipe.energy.threads
+            settings = [self.recipe.task.model_dump_json(), self.recipe.energy.model_dump_json()]
+            key = workload_key("paired", *settings, variant, runtime.to_dict(), threads)
+        label = f"{self.recipe.name}: {variant}{runtime.label()} vs the baseline"
+        return single_span(paired, key=key, label=label)
+
     @property
     def reference(self) -> nn.Module:
         """The uncompressed baseline, built once, on the recipe's device.
@@ -400,7 +428,8 @@ class VariantBench:
         """``model`` measured against the baseline, their windows interleaved (ABBA).
 
         The baseline runs at the recipe's own settings, the variant at ``runtime``'s; the
-        ratio (variant / baseline) and its interval come from the pairs.
+        ratio (variant / baseline) and its interval come from the pairs (one span of time:
+        :meth:`ratio_repeatable` widens it by the machine's spread between spans).
 
         Args:
             model: the variant.
@@ -457,7 +486,10 @@ class VariantBench:
         measured variant is within both.
 
         ``standalone`` (``compresslab measure``, not a study's trial) widens the absolute
-        figure by this machine's repeatability (:meth:`repeatable`); a ratio never is.
+        figure by this machine's repeatability (:meth:`repeatable`). A variant's ratio to the
+        baseline (``vs_baseline``) is widened by this machine's repeatability of paired ratios
+        in every case, a study's trial too (:meth:`ratio_repeatable`); a standalone one also
+        joins the variant's history of ratios.
 
         ``gate``, when given, is called before the energy measurement with the metric and what
         is known by then (``accuracy_ci95``, ``op_counts``, ``parts`` ...); it may raise to skip
@@ -525,7 +557,14 @@ class VariantBench:
             vs: dict[str, Any] = {"ratio": 1.0, "ci95_low": 1.0, "ci95_high": 1.0, "pairs": 0}
             vs["order"] = "the baseline itself"
         else:
-            paired = self.measure_paired(model, runtime=runtime)
+            # A single span of pairs: its interval is widened by the machine's measured spread
+            # of ratios between spans (a standalone one also joins the variant's history).
+            paired = self.ratio_repeatable(
+                self.measure_paired(model, runtime=runtime),
+                runtime=runtime,
+                variant=spec.label(),
+                record=standalone,
+            )
             energy, reference, vs = paired.candidate, paired.reference, paired.vs_reference()
             if standalone:
                 energy = self.repeatable(

@@ -277,14 +277,14 @@ def measure(
         ("sampler selection", result["selection"]),
     ]
     if vs.get("pairs"):
-        rows.insert(
-            1,
+        rows[1:1] = [
             (
                 "vs baseline (paired)",
                 f"{vs['ratio']:.3f} [{vs['ci95_low']:.3f}, {vs['ci95_high']:.3f}], "
                 f"{vs['pairs']} pairs",
             ),
-        )
+            ("ratio interval", _ratio_interval_text(vs)),
+        ]
     for name, value in rows:
         table.add_row(name, escape(str(value)))
     out.print(table)
@@ -300,6 +300,20 @@ def _interval_text(result: dict[str, Any], factor: float, unit: str) -> str:
     return (
         f"± {windows * factor:.2g} {unit} from the windows and ± {100 * rel:.1f}% between "
         f"measurements, in quadrature ({source})"
+    )
+
+
+def _ratio_interval_text(vs: dict[str, Any]) -> str:
+    """How a paired ratio's 95% interval was made: pairs, repeatability between spans, source."""
+    low = vs.get("ci95_low_pairs", vs["ci95_low"])
+    high = vs.get("ci95_high_pairs", vs["ci95_high"])
+    rel = vs.get("ratio_repeatability_rel")
+    source = vs.get("ratio_repeatability_source") or "not considered"
+    if rel is None:
+        return f"[{low:.3f}, {high:.3f}] from the pairs; repeatability of ratios {source}"
+    return (
+        f"[{low:.3f}, {high:.3f}] from the pairs and ± {100 * rel:.1f}% (log scale) between "
+        f"spans, in quadrature ({source})"
     )
 
 

@@ -240,3 +240,30 @@ def test_measure_says_how_its_interval_was_made() -> None:
     widened = {**windows_only, "repeatability_rel": 0.12, "repeatability_source": "12 baseline"}
     text = _interval_text(widened, 1e3, "mJ")
     assert "± 12.0% between measurements, in quadrature (12 baseline)" in text
+
+
+def test_measure_says_how_its_ratio_interval_was_made() -> None:
+    from compresslab.cli import _ratio_interval_text
+    from compresslab.protocol.ratio_repeatability import RATIO_UNKNOWN
+
+    pairs_only = {
+        "ratio": 0.5,
+        "ci95_low": 0.48,
+        "ci95_high": 0.52,
+        "ci95_low_pairs": 0.48,
+        "ci95_high_pairs": 0.52,
+        "ratio_repeatability_rel": None,
+        "ratio_repeatability_source": RATIO_UNKNOWN,
+    }
+    text = _ratio_interval_text(pairs_only)
+    assert text.startswith("[0.480, 0.520] from the pairs") and RATIO_UNKNOWN in text
+    widened = {
+        **pairs_only,
+        "ci95_low": 0.45,
+        "ci95_high": 0.55,
+        "ratio_repeatability_rel": 0.09,
+        "ratio_repeatability_source": "3 confirmation rounds",
+    }
+    text = _ratio_interval_text(widened)
+    assert "[0.480, 0.520] from the pairs and ± 9.0% (log scale) between spans" in text
+    assert text.endswith("in quadrature (3 confirmation rounds)")

@@ -23,7 +23,9 @@ For one workload (a model on a fixed batch, or any callable):
    is reached; ``ci_target_met`` says which.
 7. **Pairs** (:func:`measure_paired`): to compare a candidate with a reference, their windows
    alternate in ABBA order in the same span of time, and the ratio's interval comes from the
-   pairs, so a load change hits both sides alike.
+   pairs, so a load change hits both sides alike. A single span's ratio is then widened by
+   the machine's measured spread of ratios between spans, in quadrature on the log scale
+   (:mod:`compresslab.protocol.ratio_repeatability`; the pairs' own interval is kept beside it).
 8. **Isolation**: on one host, measuring holds :func:`compresslab.hostlock.host_lock`
    exclusively: no other measurement, build or training of the lab runs meanwhile.
 9. **Resolution**: a net figure whose interval reaches zero (the workload adds less than the

@@ -17,7 +17,9 @@ last :data:`MAX_AGE_S` seconds with at least :data:`MIN_VALUES` measurements are
 prediction interval for one more measurement, ``t95(dof) x cv x sqrt(1 + 1/n)``. A standalone
 measurement's interval becomes ``sqrt(windows² + (term x mean)²)``: the windows' half-width
 and the term in quadrature (conservative: the between-measurement CV already holds some of the
-windows' scatter). Paired ratios are not widened: pairing cancels a load common to both sides.
+windows' scatter). Paired ratios have their own term, kept in the same file: pairing cancels a
+load common to both sides, and what is left between spans is measured separately
+(:mod:`compresslab.protocol.ratio_repeatability`).
 
 The store is one JSON file per machine, ``<store>/<machine id>.json`` (the id of
 :func:`compresslab.machine.machine_id`, the calibration's), holding that machine's
@@ -167,7 +169,11 @@ class RepeatabilityStore:
         #: Set when the file found at :attr:`path` belongs to another machine (then ignored).
         self.foreign: str | None = None
 
-    def _read(self) -> dict[str, Any]:
+    def read(self) -> dict[str, Any]:
+        """The file's content, or an empty store when absent, unreadable or another machine's.
+
+        Another machine's file sets :attr:`foreign` (whose it is); nothing is written to it.
+        """
         empty: dict[str, Any] = {"format": FORMAT, "machine": self.here, "tiers": {}}
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -190,7 +196,8 @@ class RepeatabilityStore:
         self.foreign = None
         return data
 
-    def _write(self, data: dict[str, Any]) -> None:
+    def write(self, data: dict[str, Any]) -> None:
+        """Replace the file atomically (a failed write is logged: it never fails a measurement)."""
         try:
             atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
         except OSError as e:  # a read-only cache costs the history, never the measurement
@@ -206,7 +213,7 @@ class RepeatabilityStore:
         self, *, key: str, label: str, tier: str, cv: float, n: int, at: float | None = None
     ) -> None:
         """Keep a study's baseline spread (``cv`` over ``n`` measurements), newest per study."""
-        data = self._read()
+        data = self.read()
         if self.foreign is not None:
             return  # never mixed into another machine's file
         studies = self._tier(data, tier)["studies"]
@@ -218,7 +225,7 @@ class RepeatabilityStore:
         }
         for old in sorted(studies, key=lambda k: studies[k]["at"])[:-MAX_STUDIES]:
             del studies[old]
-        self._write(data)
+        self.write(data)
 
     def record_measurement(
         self, *, key: str, label: str, tier: str, energy_j: float, at: float | None = None
@@ -226,7 +233,7 @@ class RepeatabilityStore:
         """Add one standalone figure (J per inference) to the history of workload ``key``."""
         if not (math.isfinite(energy_j) and energy_j > 0):
             return
-        data = self._read()
+        data = self.read()
         if self.foreign is not None:
             return
         workloads = self._tier(data, tier)["workloads"]
@@ -236,12 +243,12 @@ class RepeatabilityStore:
         entry["at"] = [*entry["at"], at if at is not None else time.time()][-HISTORY:]
         for old in sorted(workloads, key=lambda k: workloads[k]["at"][-1])[:-MAX_WORKLOADS]:
             del workloads[old]
-        self._write(data)
+        self.write(data)
 
     def sources(self, tier: str, *, now: float | None = None) -> list[dict[str, Any]]:
         """Every recent source of ``tier`` on this machine: ``{"cv", "n", "what", "at"}``."""
         now = now if now is not None else time.time()
-        tiers = self._read()["tiers"].get(tier) or {}
+        tiers = self.read()["tiers"].get(tier) or {}
         out = []
         for study in (tiers.get("studies") or {}).values():
             out.append(

@@ -104,16 +104,48 @@ class PairedResult:
 
     ``ratio`` is candidate / reference energy per inference, from the pairs of adjacent
     windows; ``reference`` and ``candidate`` keep each side's absolute figure.
+
+    ``ratio_pairs`` is the interval the pairs alone give (one span of seconds); ``ratio`` is
+    the interval a user sees: the pairs' alone as measured, or, once widened by the machine's
+    measured repeatability of paired ratios between spans
+    (:mod:`compresslab.protocol.ratio_repeatability`), the two in quadrature on the log scale
+    (``ratio_repeatability_rel``, the term's 95% half-width of the log ratio, and
+    ``ratio_repeatability_source``, in words, which also says when none is known yet; both
+    None: not considered). ``ci_target_met`` is judged on the pairs (the stopping rule).
     """
 
     reference: EnergyResult
     candidate: EnergyResult
     ratio: RatioInterval
     ci_target_met: bool
+    #: The pairs' own interval (None when built without it: then ``ratio``'s).
+    ratio_pairs: RatioInterval | None = None
+    #: 95% half-width of the log ratio between spans, measured on this machine (None: not
+    #: applied).
+    ratio_repeatability_rel: float | None = None
+    #: Where that term came from, or why there is none (None: not considered).
+    ratio_repeatability_source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ratio_pairs is None:
+            object.__setattr__(self, "ratio_pairs", self.ratio)
 
     def vs_reference(self) -> dict[str, Any]:
-        """The ratio as stored with a trial: value, interval, pairs, order, target met."""
-        return {**self.ratio.to_dict(), "order": "ABBA", "ci_target_met": self.ci_target_met}
+        """The ratio as stored with a trial: value, interval, pairs, order, target met.
+
+        ``ci95_low``/``ci95_high`` are the interval a user sees; ``ci95_low_pairs`` and
+        ``ci95_high_pairs`` the pairs' own, with the term's size and source beside them.
+        """
+        pairs = self.ratio_pairs or self.ratio
+        return {
+            **self.ratio.to_dict(),
+            "ci95_low_pairs": pairs.low,
+            "ci95_high_pairs": pairs.high,
+            "ratio_repeatability_rel": self.ratio_repeatability_rel,
+            "ratio_repeatability_source": self.ratio_repeatability_source,
+            "order": "ABBA",
+            "ci_target_met": self.ci_target_met,
+        }
 
 
 @dataclass(frozen=True)

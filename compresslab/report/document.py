@@ -158,10 +158,17 @@ def _saving_sentence(result: SearchResult, best: TrialRecord, base: TrialRecord)
         )
     else:
         vs = best.vs_baseline or {}
+        widened = vs.get("ratio_repeatability_rel") is not None
         how = (
             f"{1 / shown:.2f}x less energy per inference than the baseline as measured in the "
             f"search (ratio {shown:.3f}, 95% CI {vs.get('ci95_low', math.nan):.3f} to "
-            f"{vs.get('ci95_high', math.nan):.3f}, paired with the baseline), not confirmed"
+            f"{vs.get('ci95_high', math.nan):.3f}, paired with the baseline"
+            + (
+                "; the pairs' interval widened by the machine's spread between spans"
+                if widened
+                else "; the pairs' own interval, no spread between spans known yet"
+            )
+            + "), not confirmed"
         )
     return (
         f"(trial {best.number}): {how}; accuracy {best.accuracy:.4f} ({_points(drop)}); saves "
@@ -392,12 +399,37 @@ def _comparison_notes(result: SearchResult) -> list[str]:
             "inference of a variant = its ratio x the baseline's own figure, so all are on one "
             "scale (each trial's own absolute figure is measured_j_per_inference in trials.csv)"
         )
+        widened = [
+            r for r in paired if (r.vs_baseline or {}).get("ratio_repeatability_rel") is not None
+        ]
+        if widened:
+            rels = [float((r.vs_baseline or {})["ratio_repeatability_rel"]) for r in widened]
+            notes.append(
+                f"{len(widened)} of {len(paired)} ratios were measured on a machine whose "
+                "repeatability of paired ratios between spans was known (learnt from "
+                "confirmation rounds and repeated paired measurements): their intervals hold it "
+                f"in quadrature with the pairs' (± {100 * min(rels):.1f}% to "
+                f"± {100 * max(rels):.1f}% on the log scale; ratio_ci95_low_pairs/"
+                "ratio_ci95_high_pairs in trials.csv keep the pairs' own)"
+                + (
+                    "; the others' intervals are their pairs' only"
+                    if len(widened) < len(paired)
+                    else ""
+                )
+            )
+        else:
+            notes.append(
+                "no repeatability of paired ratios between spans was known on the machine when "
+                "the variants were measured: their intervals are their pairs' only (a few "
+                "seconds); a confirmation of the frontier teaches it"
+            )
     repeat = result.info.get("repeatability")
     if repeat:
         notes.append(
             f"between measurements, the baseline's absolute figure varied by {repeat['cv']:.1%} "
             f"(CV over the {repeat['n']} times it was measured beside a variant); absolute "
-            "intervals include this spread, paired ratios are measured side by side and need not"
+            "intervals include this spread (paired ratios cancel it side by side; what moves "
+            "them between spans is their own term)"
         )
     contended = [r for r in done if ((r.energy or {}).get("contention") or {}).get("contended")]
     if contended:

@@ -25,6 +25,10 @@ COLUMNS = [
     "energy_ratio_vs_baseline",
     "ratio_ci95_low",
     "ratio_ci95_high",
+    "ratio_ci95_low_pairs",
+    "ratio_ci95_high_pairs",
+    "ratio_repeatability_rel",
+    "ratio_repeatability_source",
     "ratio_pairs",
     "confirmed_ratio",
     "confirmed_ci95_low",
@@ -89,6 +93,12 @@ def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> 
         "energy_ratio_vs_baseline": r.ratio_vs_baseline,
         "ratio_ci95_low": (vs or {}).get("ci95_low"),
         "ratio_ci95_high": (vs or {}).get("ci95_high"),
+        # The pairs' own interval (one span of seconds) beside the one widened by the
+        # machine's repeatability of ratios; older studies stored the pairs' only.
+        "ratio_ci95_low_pairs": (vs or {}).get("ci95_low_pairs", (vs or {}).get("ci95_low")),
+        "ratio_ci95_high_pairs": (vs or {}).get("ci95_high_pairs", (vs or {}).get("ci95_high")),
+        "ratio_repeatability_rel": (vs or {}).get("ratio_repeatability_rel"),
+        "ratio_repeatability_source": _ratio_source(vs or {}),
         "ratio_pairs": (vs or {}).get("pairs"),
         "confirmed_ratio": confirmed.get("ratio"),
         "confirmed_ci95_low": confirmed.get("ci95_low"),
@@ -131,6 +141,16 @@ def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> 
         **generation.columns(r),  # a generative task's per-token figures (else none)
         **{f"param.{k}": v for k, v in sorted(r.params.items())},
     }
+
+
+def _ratio_source(vs: dict[str, object]) -> str | None:
+    """Where a trial's ratio repeatability term came from, or why there is none."""
+    if not vs or not vs.get("pairs"):
+        return None  # the baseline itself, or no paired figure
+    source = vs.get("ratio_repeatability_source")
+    if source is None:
+        return "not considered (measured before ratios were widened): the pairs' interval only"
+    return str(source)
 
 
 def _ms(seconds: object) -> float | None:

@@ -153,6 +153,9 @@ def confirm_study(
         pairs=pairs or max(recipe.search.confirm_pairs, recipe.energy.min_windows),
         again=True,
     )
+    from compresslab.study.run import learn_ratio_repeatability
+
+    learn_ratio_repeatability(study, storage_url)
     return result_from_study(recipe, study, storage_url)
 
 

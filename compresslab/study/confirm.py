@@ -16,10 +16,13 @@ from typing import Any
 
 from compresslab.bench import VariantBench
 from compresslab.hostlock import host_lock
+from compresslab.machine import machine_id
 from compresslab.protocol import PairedResult
+from compresslab.protocol.ratio_repeatability import pair_log_ratios, span_spread, tier_of_paired
 from compresslab.results import TrialRecord
 from compresslab.stats import ci95_halfwidth
 from compresslab.study.objective import failure_reason
+from compresslab.study.predict import MACHINE_ATTR
 from compresslab.study.records import CONFIRMED_PREFIX, records_from_study, spec_of_trial
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,10 @@ def confirm_claims(
         record = models[number][0]
         confirmation = _combine(measured, search_ratio=record.ratio_vs_baseline)
         confirmation["spread_s"] = time.time() - started
+        try:
+            confirmation |= _rounds_spread(measured)
+        except (ValueError, ZeroDivisionError, IndexError) as e:  # it confirms all the same
+            log.warning("trial %d's rounds teach no repeatability: %s", number, e)
         study.set_user_attr(f"{CONFIRMED_PREFIX}{number}", confirmation)
         done[number] = confirmation
         log.info(
@@ -113,14 +120,24 @@ def confirm_claims(
 
 def _pair_logs(paired: PairedResult) -> list[float]:
     """The log ratio of each pair of windows (candidate / reference, net)."""
-    return [
-        math.log(c / r)
-        for c, r in zip(
-            paired.candidate.window_j_per_inference,
-            paired.reference.window_j_per_inference,
-            strict=True,
-        )
-    ]
+    return pair_log_ratios(paired)
+
+
+def _rounds_spread(rounds: list[PairedResult]) -> dict[str, Any]:
+    """What the rounds teach the machine's repeatability of ratios (their spans' spread).
+
+    Each round's mean log ratio and the variance of it its own pairs explain
+    (:func:`compresslab.protocol.ratio_repeatability.span_spread`), the sampler tier, and the
+    machine they were measured on; :func:`compresslab.study.run.learn_ratio_repeatability` keeps
+    them in this machine's store.
+    """
+    spans = [span_spread(p) for p in rounds]
+    return {
+        "round_log_ratios": [x for x, _ in spans],
+        "round_within_var": [v for _, v in spans],
+        "tier": tier_of_paired(rounds[0]),
+        MACHINE_ATTR: machine_id(),
+    }
 
 
 def _combine(rounds: list[PairedResult], *, search_ratio: float | None) -> dict[str, Any]:

@@ -24,11 +24,17 @@ from compresslab.study._optuna import TrialFailed
 from compresslab.study.confirm import confirm_claims
 from compresslab.study.heartbeat import REASON_CTRL_C, TrialWatch, fail_own_running
 from compresslab.study.objective import Objective
-from compresslab.study.predict import PREDICTION_ATTR, Predictor, prediction_blocker
+from compresslab.study.predict import (
+    MACHINE_ATTR,
+    PREDICTION_ATTR,
+    Predictor,
+    prediction_blocker,
+)
 from compresslab.study.records import (
     BASELINE_ATTR,
     BUDGET_SKIP,
     baseline_measurements,
+    confirmations,
     counts_towards_budget,
     result_from_study,
     trial_record,
@@ -268,6 +274,7 @@ def run_search(
         raise
     session.finish()
     learn_repeatability(study, storage_url)
+    learn_ratio_repeatability(study, storage_url)
     return result_from_study(recipe, study, storage_url)
 
 
@@ -352,6 +359,44 @@ def learn_repeatability(study: Any, storage_url: str) -> dict[str, int]:
                 n=len(values),
             )
             kept[tier] = len(values)
+    return kept
+
+
+def learn_ratio_repeatability(study: Any, storage_url: str) -> dict[str, int]:
+    """Keep the spread of each confirmation's rounds measured here, for this machine.
+
+    Each confirmation measured a claim in rounds minutes apart (:mod:`.confirm`): their log
+    ratios' spread beyond what their own pairs explain is the machine's repeatability of
+    paired ratios between spans, which widens every single-span ratio measured here
+    afterwards (:mod:`compresslab.protocol.ratio_repeatability`). Only confirmations that
+    recorded their rounds' spread and this machine's id count (older ones, or another
+    machine's, teach nothing).
+
+    Returns:
+        The rounds kept, by sampler tier.
+    """
+    from compresslab.machine import machine_id
+    from compresslab.protocol.ratio_repeatability import MIN_SPANS, record_confirmation
+    from compresslab.protocol.repeatability import RepeatabilityStore
+
+    store = RepeatabilityStore()
+    here = machine_id(store.here)
+    kept: dict[str, int] = {}
+    for number, c in sorted(confirmations(study).items()):
+        logs, within = c.get("round_log_ratios") or [], c.get("round_within_var") or []
+        if c.get(MACHINE_ATTR) != here or len(logs) < MIN_SPANS or len(within) != len(logs):
+            continue
+        tier = str(c.get("tier") or "?")
+        record_confirmation(
+            store,
+            key=f"{storage_url}#{study.study_name}#{number}",
+            label=f"trial {number} of study {study.study_name}",
+            tier=tier,
+            logs=logs,
+            within=within,
+            at=c.get("at"),
+        )
+        kept[tier] = kept.get(tier, 0) + len(logs)
     return kept
 
 

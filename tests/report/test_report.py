@@ -177,3 +177,36 @@ def test_the_interactive_plot_loads_plotly_written_once(tmp_path: Path) -> None:
     stamp = js.stat().st_mtime_ns
     again = write_report(sample_result(), tmp_path)
     assert "plotly.min.js" not in again and js.stat().st_mtime_ns == stamp  # not rewritten
+
+
+def test_trials_csv_carries_the_pairs_interval_and_the_ratio_term(tmp_path: Path) -> None:
+    result = sample_result()
+    vs = {
+        "ratio": 0.4,
+        "ci95_low": 0.36,
+        "ci95_high": 0.44,
+        "pairs": 6,
+        "ci95_low_pairs": 0.38,
+        "ci95_high_pairs": 0.42,
+        "ratio_repeatability_rel": 0.09,
+        "ratio_repeatability_source": "3 confirmation rounds of trial 3 of study digits",
+    }
+    result.trials[1] = dataclasses.replace(result.trials[1], vs_baseline=vs)
+    csv = pd.read_csv(write_report(result, tmp_path)["trials.csv"])
+    row = csv.loc[csv.trial == 1]
+    assert row["ratio_ci95_low"].item() == 0.36 and row["ratio_ci95_high"].item() == 0.44
+    assert row["ratio_ci95_low_pairs"].item() == 0.38
+    assert row["ratio_ci95_high_pairs"].item() == 0.42
+    assert row["ratio_repeatability_rel"].item() == 0.09
+    assert row["ratio_repeatability_source"].item().startswith("3 confirmation rounds")
+    # The interval a user sees is the widened one, on the baseline's scale too.
+    assert trials_frame(result).loc[lambda d: d.trial == 1, "ci95_j_per_inference"].item() == (
+        pytest.approx(0.04e-3)
+    )
+    assert "their intervals hold it in quadrature" in render_markdown(result)
+    # A ratio measured before ratios were widened: its interval was the pairs' own.
+    old = sample_result()
+    df = trials_frame(old)
+    assert df.loc[df.trial == 1, "ratio_ci95_low_pairs"].item() == pytest.approx(0.38)
+    assert "pairs' interval only" in df.loc[df.trial == 1, "ratio_repeatability_source"].item()
+    assert pd.isna(df.loc[df.trial == 0, "ratio_repeatability_source"].item())  # the baseline

@@ -37,6 +37,31 @@ def test_the_frontier_is_confirmed_and_the_headline_says_so(
     if result.best_saving() is not None and not result.best_saving().is_baseline:
         assert "confirmed after the search" in report and "the search itself measured" in report
 
+    # The search's ratios were measured before anything was learnt: their pairs' own
+    # interval, said so; the confirmation rounds then taught this machine's term.
+    from compresslab.api import measure_recipe
+    from compresslab.protocol.ratio_repeatability import RATIO_UNKNOWN, ratio_term
+    from compresslab.protocol.repeatability import RepeatabilityStore
+
+    for r in result.completed:
+        if r.is_baseline:
+            continue
+        vs = r.vs_baseline or {}
+        assert vs["ratio_repeatability_source"] == RATIO_UNKNOWN
+        assert (vs["ci95_low"], vs["ci95_high"]) == (vs["ci95_low_pairs"], vs["ci95_high_pairs"])
+    csv = (recipe.output_dir() / "trials.csv").read_text().splitlines()[0].split(",")
+    assert {"ratio_ci95_low_pairs", "ratio_repeatability_source"} <= set(csv)
+    tier = f"{front[0].energy['sampler']}/{front[0].energy['provenance']}"  # type: ignore[index]
+    learnt = ratio_term(RepeatabilityStore(), tier)
+    assert learnt is not None and learnt.n == 3 * len(front)
+    assert "confirmation rounds of trial" in learnt.source
+    # A ratio measured on its own afterwards (`compresslab measure --trial`) is widened by it.
+    again_measured = measure_recipe(recipe, trial=front[0].number)["vs_baseline"]
+    assert again_measured["ratio_repeatability_rel"] == pytest.approx(learnt.ci95_rel)
+    assert again_measured["ratio_repeatability_source"] == learnt.source
+    assert again_measured["ci95_low"] <= again_measured["ci95_low_pairs"]
+    assert again_measured["ci95_high"] >= again_measured["ci95_high_pairs"]
+
     first = {r.number: r.confirmed["at"] for r in front}
     again = rebuild_report(recipe, confirm=True)
     refreshed = {r.number: r.confirmed["at"] for r in again.frontier if r.confirmed}
@@ -109,3 +134,65 @@ def test_repeatability_comes_from_the_baseline_measured_beside_each_variant() ->
     rep = repeatability([trial(1.0), trial(1.1), trial(0.9), trial(1.0)])
     assert rep is not None and rep["n"] == 4 and 0.07 < rep["cv"] < 0.09
     assert rep["ci95_rel"] > 2 * rep["cv"]  # a prediction interval for one more measurement
+
+
+def test_a_confirmations_rounds_teach_the_machines_repeatability_of_ratios() -> None:
+    """Each round's log ratio and pair variance is kept; this machine's rounds teach the term."""
+    import math
+    import statistics
+    from types import SimpleNamespace
+
+    from compresslab.machine import machine_id
+    from compresslab.protocol.ratio_repeatability import ratio_term
+    from compresslab.protocol.repeatability import RepeatabilityStore
+    from compresslab.stats import t95
+    from compresslab.study.confirm import _combine, _rounds_spread
+    from compresslab.study.predict import MACHINE_ATTR
+    from compresslab.study.run import learn_ratio_repeatability
+
+    def paired(*pair_ratios: float) -> SimpleNamespace:
+        ratio = math.exp(statistics.fmean(math.log(r) for r in pair_ratios))
+        side = {"contended": False, "sampler": "estimate", "provenance": "estimated"}
+        ref = SimpleNamespace(
+            energy_j_per_inference=1.0, window_j_per_inference=(1.0,) * len(pair_ratios), **side
+        )
+        cand = SimpleNamespace(
+            energy_j_per_inference=ratio, window_j_per_inference=pair_ratios, **side
+        )
+        return SimpleNamespace(
+            ratio=SimpleNamespace(ratio=ratio, pairs=len(pair_ratios)),
+            candidate=cand,
+            reference=ref,
+        )
+
+    rounds = [paired(0.50, 0.51), paired(0.56, 0.55), paired(0.45, 0.46)]
+    spread = _rounds_spread(rounds)  # type: ignore[arg-type]
+    logs = [
+        statistics.fmean([math.log(a), math.log(b)])
+        for a, b in [(0.50, 0.51), (0.56, 0.55), (0.45, 0.46)]
+    ]
+    within = [
+        statistics.variance([math.log(a), math.log(b)]) / 2
+        for a, b in [(0.50, 0.51), (0.56, 0.55), (0.45, 0.46)]
+    ]
+    assert spread["round_log_ratios"] == pytest.approx(logs)
+    assert spread["round_within_var"] == pytest.approx(within)
+    assert spread["tier"] == "estimate/estimated" and spread[MACHINE_ATTR] == machine_id()
+
+    here = {**_combine(rounds, search_ratio=0.4), **spread}  # type: ignore[arg-type]
+    there = {**here, MACHINE_ATTR: "0123456789ab"}  # confirmed by a fleet's other machine
+    older = _combine(rounds, search_ratio=0.4)  # type: ignore[arg-type]  # no rounds' spread
+    study = SimpleNamespace(
+        study_name="digits",
+        user_attrs={"confirmed:3": here, "confirmed:4": there, "confirmed:5": older},
+    )
+    assert learn_ratio_repeatability(study, "sqlite:///x/study.db") == {"estimate/estimated": 3}
+    term = ratio_term(RepeatabilityStore(), "estimate/estimated")
+    assert term is not None and (term.n, term.dof) == (3, 2)
+    tau2 = statistics.variance(logs) - statistics.fmean(within)
+    assert term.tau == pytest.approx(math.sqrt(tau2))
+    assert term.ci95_rel == pytest.approx(t95(2) * math.sqrt(tau2))
+    assert "3 confirmation rounds of trial 3 of study digits" in term.source
+    # The same confirmation learnt again replaces its entry (one per trial and study).
+    learn_ratio_repeatability(study, "sqlite:///x/study.db")
+    assert ratio_term(RepeatabilityStore(), "estimate/estimated").n == 3  # type: ignore[union-attr]
