@@ -167,9 +167,20 @@ def build_table(recipe: Any, *, quick: bool) -> dict[str, Any]:
 
 
 def replay(
-    table: dict[str, Any], recipe: Any, *, sampler: str, seed: int, budget: int, energy: str
+    table: dict[str, Any],
+    recipe: Any,
+    *,
+    sampler: str,
+    seed: int,
+    budget: int,
+    energy: str,
+    build: Any = None,
 ) -> list[str]:
     """Distinct variants one sampler evaluates, in order, against the table (the search's rules).
+
+    ``build(seed)``, when given, makes the Optuna sampler in place of ``sampler``'s (for
+    configurations the search does not offer by name, ``benchmarks/sampler_configs.py``); it is
+    wrapped in the search's ``DistinctProposals`` all the same.
 
     Returns:
         Labels of the distinct variants evaluated, in the order the search would evaluate them.
@@ -177,15 +188,17 @@ def replay(
     import optuna
 
     from compresslab.study import SearchSpace, make_optuna_sampler
+    from compresslab.study.samplers import DistinctProposals
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = recipe.search.model_copy(update={"trials": budget, "seed": seed, "sampler": sampler})
     configured = recipe.model_copy(update={"search": search})
     space = SearchSpace.from_recipe(recipe.compression, recipe.runtime)
-    study = optuna.create_study(
-        directions=["maximize", "minimize"],
-        sampler=make_optuna_sampler(configured, sampler, space=space),
-    )
+    if build is None:
+        made = make_optuna_sampler(configured, sampler, space=space)
+    else:
+        made = DistinctProposals(build(seed), space.grid(), seed=seed)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=made)
     study.enqueue_trial(space.baseline_params())
     rows = table["rows"]
     distinct: list[str] = []
