@@ -49,7 +49,7 @@ def configs() -> dict[str, Callable[[int], Any]]:
     import optuna
 
     tpe = optuna.samplers.TPESampler
-    joint = {"multivariate": True, "group": True, "warn_independent_sampling": False}
+    joint = {"multivariate": True, "group": True}
     return {
         "random": lambda s: optuna.samplers.RandomSampler(seed=s),
         "tpe (Optuna's defaults)": lambda s: tpe(seed=s),

@@ -40,7 +40,7 @@ from benchlib import COMMAND, Figure, Settings, log, md_table, spread
 
 TARGET_FRACTION = 0.95
 TARGET_EVALS = 0.30
-SAMPLERS = ("nsga2", "tpe", "random")
+SAMPLERS = ("nsga2", "tpe", "tpe_joint", "random")
 #: The shipped recipes whose spaces are replayed, with the recovery epochs their grids try.
 SPACES = {"digits": 5, "fashion-mnist": 2}
 #: Task options of the shipped recipes (recipes/<name>.yaml), so the base model is the same.

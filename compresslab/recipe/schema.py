@@ -334,7 +334,7 @@ class SearchSpec(_Strict):
     trials: int = Field(default=30, ge=1, le=100000)
     #: ``auto``: an exhaustive grid when the whole space fits in ``trials``, else the sampler
     #: the replay benchmark found best at this budget and space size (compresslab.study.samplers).
-    sampler: Literal["auto", "nsga2", "tpe", "gp", "random", "grid"] = "auto"
+    sampler: Literal["auto", "nsga2", "tpe", "tpe_joint", "gp", "random", "grid"] = "auto"
     #: numpy's and Optuna's samplers take 32-bit seeds.
     seed: int = Field(default=0, ge=0, le=MAX_SEED, strict=True)
     storage: str | None = None

@@ -113,7 +113,7 @@ def test_proposals_are_distinct_until_the_grid_is_exhausted(tmp_path: Path) -> N
     space = SearchSpace.from_recipe(recipe.compression)
     grid = space.grid()
     assert len(grid) == 8
-    for name in ("tpe", "nsga2", "random"):
+    for name in ("tpe", "tpe_joint", "nsga2", "random"):
         sampler = make_optuna_sampler(recipe, name, space=space)
         assert isinstance(sampler, DistinctProposals)
         study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
@@ -126,3 +126,29 @@ def test_proposals_are_distinct_until_the_grid_is_exhausted(tmp_path: Path) -> N
     # without the space (nothing to check proposals against): Optuna's own sampler
     plain = make_optuna_sampler(recipe, "tpe")
     assert isinstance(plain, optuna.samplers.TPESampler)
+
+
+def test_tpe_joint_models_parameters_together_with_a_quarter_as_good(tmp_path: Path) -> None:
+    import optuna
+
+    from compresslab.study.samplers import make_optuna_sampler, tpe_joint_gamma
+
+    sampler = make_optuna_sampler(_recipe(tmp_path, trials=15, sampler="tpe_joint"), "tpe_joint")
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._multivariate and sampler._group
+    assert sampler._gamma is tpe_joint_gamma
+    assert [tpe_joint_gamma(n) for n in (1, 4, 29, 100)] == [1, 1, 8, 25]
+
+
+def test_auto_compares_samplers_only_on_tables_that_replayed_them_all(tmp_path: Path) -> None:
+    evidence = (
+        Evidence(
+            "toy", 100, 10, "modeled", {"tpe_joint": 0.97, "tpe": 0.95, "nsga2": 0.8, "random": 0.8}
+        ),
+        Evidence("toy", 100, 10, "older", {"tpe": 0.99, "nsga2": 0.70, "random": 0.70}),
+    )
+    space = SearchSpace.from_recipe(_recipe(tmp_path, trials=10).compression)
+    choice = choose_sampler(_recipe(tmp_path, trials=10), space, evidence=evidence)
+    # The older table never tried tpe_joint: neither a zero for it nor a win for tpe there.
+    assert choice.name == "tpe_joint"
+    assert "tpe_joint 97.0%, tpe 95.0%" in choice.reason and "(older)" not in choice.reason
