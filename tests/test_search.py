@@ -229,6 +229,36 @@ def test_a_variant_below_the_tolerance_on_the_whole_split_is_not_measured(
     assert figures["energy"]["energy_j_per_inference"] > 0
 
 
+def test_a_search_stores_its_calibration_even_before_it_could_predict(tmp_path: Path) -> None:
+    """Fewer variants than predict_min_measured: no prediction, yet the fit is kept and said."""
+    from compresslab.calibration import from_dict, machine_id
+
+    recipe = load_recipe(
+        small(
+            tmp_path,
+            compression=[
+                {"method": "prune_channels", "params": {"ratio": {"choices": [0.1, 0.3]}}}
+            ],
+            search={
+                "trials": 3,
+                "sampler": "grid",
+                "screen_examples": 0,
+                "tolerance": {"absolute": 0.5},
+                "confirm_pairs": 0,
+                "predict_min_measured": 100,
+            },
+        )
+    )
+    result = search(recipe)
+    assert len(result.measured) == 3 and not result.predicted
+    stored = result.info["calibrations"]
+    assert list(stored) == [machine_id()]
+    cal = from_dict(stored[machine_id()])
+    assert cal.n == 3 and cal.loo is not None
+    assert sorted(cal.trials) == sorted(r.number for r in result.measured)
+    assert cal.identified and all(c >= 0 for c in cal.coefficients.values())
+
+
 def test_grid_sampler_evaluates_every_variant_once(tmp_path: Path) -> None:
     recipe = load_recipe(
         small(

@@ -264,3 +264,21 @@ def calibrate_study(study: Any) -> Calibration | None:
     if len(samples) < 3:
         return None
     return fit(samples, target="J per inference (study scale)")
+
+
+def store_final_calibration(study: Any) -> Calibration | None:
+    """At the end of a search: fit on every variant measured here and keep it with the study.
+
+    A search stores a calibration while it predicts, fitted on the variants measured before
+    each prediction; one that measured fewer than ``predict_min_measured`` variants, or none
+    after its last fit, would otherwise leave none, or a stale one, for the report and for
+    later use. Never fails the search: a calibration that cannot be fitted is logged.
+    """
+    try:
+        cal = calibrate_study(study)
+        if cal is not None:
+            _store(study, cal, fingerprint())
+        return cal
+    except Exception as e:  # the search's figures stand without it
+        log.warning("no calibration stored: %s: %s", type(e).__name__, e)
+        return None

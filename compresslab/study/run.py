@@ -29,6 +29,7 @@ from compresslab.study.predict import (
     PREDICTION_ATTR,
     Predictor,
     prediction_blocker,
+    store_final_calibration,
 )
 from compresslab.study.records import (
     BASELINE_ATTR,
@@ -247,6 +248,8 @@ def run_search(
             )
         gc.unfreeze()
         study.set_user_attr(PREDICTION_ATTR, {"status": predictor.status if predictor else blocker})
+        if predictor is not None:
+            store_final_calibration(study)
         if recipe.search.confirm_pairs > 0:
             # Part of the search's cost: the claims a report states are measured again.
             confirm = PartTimer()
