@@ -48,7 +48,6 @@ measured side by side there, at the significance level its recipe asks for.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import math
 import statistics
@@ -59,7 +58,7 @@ from typing import Any
 
 from compresslab.errors import OtherMachineError
 from compresslab.machine import describe_machine, fingerprint, machine_id
-from compresslab.protocol.repeatability import RepeatabilityStore, tier_of
+from compresslab.protocol.repeatability import RepeatabilityStore, tier_of, utc_date
 from compresslab.protocol.types import PairedResult
 from compresslab.stats import RatioInterval, t95
 
@@ -141,10 +140,6 @@ class RatioTerm:
         return dataclasses.asdict(self)
 
 
-def _date(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, tz=dt.UTC).strftime("%Y-%m-%d")
-
-
 def pooled_ratio(
     sources: list[dict[str, Any]], *, tier: str, machine: Mapping[str, str]
 ) -> RatioTerm | None:
@@ -163,7 +158,7 @@ def pooled_ratio(
     moment = sum((len(s["logs"]) - 1) * excess(s["logs"], s["within"]) for s in usable) / dof
     tau = math.sqrt(max(0.0, moment))
     usable.sort(key=lambda s: -float(s["at"]))
-    said = "; ".join(f"{s['what']}, {_date(float(s['at']))}" for s in usable)
+    said = "; ".join(f"{s['what']}, {utc_date(float(s['at']))}" for s in usable)
     beyond = (
         f"log-ratio SD {100 * tau:.1f}% between spans beyond their pairs' own"
         if tau > 0

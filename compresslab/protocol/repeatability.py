@@ -121,7 +121,8 @@ class RepeatabilityTerm:
         return dataclasses.asdict(self)
 
 
-def _date(at: float) -> str:
+def utc_date(at: float) -> str:
+    """The UTC date (``YYYY-MM-DD``) of a Unix time, as sources are named."""
     return dt.datetime.fromtimestamp(at, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
@@ -136,7 +137,7 @@ def pooled(
     n = sum(int(s["n"]) for s in usable)
     spread = math.sqrt(sum((int(s["n"]) - 1) * float(s["cv"]) ** 2 for s in usable) / dof)
     usable.sort(key=lambda s: -float(s["at"]))
-    said = "; ".join(f"{s['what']}, {_date(float(s['at']))}" for s in usable)
+    said = "; ".join(f"{s['what']}, {utc_date(float(s['at']))}" for s in usable)
     source = (
         f"{said}; on this machine, {describe_machine(machine)}; {tier}: CV "
         f"{100 * spread:.1f}% over {n} measurements"
