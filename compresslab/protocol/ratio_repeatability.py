@@ -56,9 +56,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from compresslab.errors import OtherMachineError
-from compresslab.machine import describe_machine, fingerprint, machine_id
-from compresslab.protocol.repeatability import RepeatabilityStore, tier_of, utc_date
+from compresslab.machine import describe_machine, fingerprint
+from compresslab.protocol.repeatability import (
+    RepeatabilityStore,
+    term_source,
+    tier_of,
+    utc_date,
+)
 from compresslab.protocol.types import PairedResult
 from compresslab.stats import RatioInterval, t95
 
@@ -282,16 +286,6 @@ def ratio_term(
     return pooled_ratio(ratio_sources(store, tier, now=now), tier=tier, machine=store.here)
 
 
-def why_unknown(store: RepeatabilityStore) -> str:
-    """What a result says when :func:`ratio_term` is None (after it was asked)."""
-    if store.foreign is not None:
-        return (
-            f"{RATIO_UNKNOWN} (the store at {store.path} holds another machine's figures, "
-            f"{store.foreign}: never used here)"
-        )
-    return RATIO_UNKNOWN
-
-
 def tier_of_paired(paired: PairedResult) -> str:
     """The tier a paired result's term is kept under: its candidate's sampler and provenance."""
     return tier_of(paired.candidate.sampler, str(paired.candidate.provenance))
@@ -329,21 +323,14 @@ def widen_ratio(
     tier = tier_of_paired(paired)
     if term.tier != tier:
         raise ValueError(f"a ratio repeatability term of {term.tier} cannot widen a {tier} ratio")
-    here = dict(here if here is not None else fingerprint())
-    source = term.source
-    if machine_id(term.machine) != machine_id(here):
-        message = (
-            f"the ratio repeatability term was measured on {describe_machine(term.machine)}, "
-            f"not on this machine, {describe_machine(here)}: load and noise differ between "
-            "machines"
-        )
-        if not allow_other_machine:
-            raise OtherMachineError(
-                message + ": confirm a study or measure again here to learn this machine's "
-                "term, or pass allow_other_machine=True to use it anyway"
-            )
-        log.warning("%s; using it anyway, as asked", message)
-        source = f"ANOTHER MACHINE's term, used as asked: {source}"
+    source = term_source(
+        term.source,
+        term.machine,
+        here if here is not None else fingerprint(),
+        what="ratio repeatability term",
+        learn="confirm a study or measure again here to learn this machine's term",
+        allow_other_machine=allow_other_machine,
+    )
     r = pairs.ratio
     h_pairs = max(math.log(pairs.high / r), math.log(r / pairs.low))
     h = math.hypot(h_pairs, term.ci95_rel)
@@ -378,7 +365,7 @@ def single_span(
     store = store if store is not None else RepeatabilityStore()
     tier = tier_of_paired(paired)
     term = ratio_term(store, tier)
-    widened = widen_ratio(paired, term, unknown=why_unknown(store), here=store.here)
+    widened = widen_ratio(paired, term, unknown=store.why_unknown(RATIO_UNKNOWN), here=store.here)
     if key is not None:
         try:
             log_ratio, within = span_spread(paired)

@@ -277,14 +277,54 @@ class RepeatabilityStore:
         """This machine's term for ``tier`` (None: no source with enough measurements yet)."""
         return pooled(self.sources(tier, now=now), tier=tier, machine=self.here)
 
-    def why_unknown(self) -> str:
-        """What a result says when :meth:`term` is None (after :meth:`term` was asked)."""
+    def why_unknown(self, unknown: str = UNKNOWN) -> str:
+        """What a result says when no term is known (after the store was read).
+
+        ``unknown`` is the kind's own sentence (:data:`UNKNOWN`, or the ratios' one).
+        """
         if self.foreign is not None:
             return (
-                f"{UNKNOWN} (the store at {self.path} holds another machine's figures, "
+                f"{unknown} (the store at {self.path} holds another machine's figures, "
                 f"{self.foreign}: never used here)"
             )
-        return UNKNOWN
+        return unknown
+
+
+def term_source(
+    source: str,
+    machine: Mapping[str, str],
+    here: Mapping[str, str],
+    *,
+    what: str,
+    learn: str,
+    allow_other_machine: bool,
+) -> str:
+    """``source``, checked to be this machine's: another machine's term is refused, or said.
+
+    Args:
+        source: the term's source, in words.
+        machine: the fingerprint the term was measured on.
+        here: this machine's fingerprint.
+        what: the term, in words (``repeatability term``).
+        learn: how to learn this machine's own (ends the refusal's advice).
+        allow_other_machine: use another machine's term anyway (with a warning, and the
+            returned source says so).
+
+    Raises:
+        OtherMachineError: another machine's term, and not ``allow_other_machine``.
+    """
+    if machine_id(machine) == machine_id(here):
+        return source
+    message = (
+        f"the {what} was measured on {describe_machine(machine)}, not on this machine, "
+        f"{describe_machine(here)}: load and noise differ between machines"
+    )
+    if not allow_other_machine:
+        raise OtherMachineError(
+            f"{message}: {learn}, or pass allow_other_machine=True to use it anyway"
+        )
+    log.warning("%s; using it anyway, as asked", message)
+    return f"ANOTHER MACHINE's term, used as asked: {source}"
 
 
 def widen(
@@ -317,20 +357,14 @@ def widen(
     tier = tier_of(result.sampler, str(result.provenance))
     if term.tier != tier:
         raise ValueError(f"a repeatability term of {term.tier} cannot widen a {tier} figure")
-    here = dict(here if here is not None else fingerprint())
-    source = term.source
-    if machine_id(term.machine) != machine_id(here):
-        message = (
-            f"the repeatability term was measured on {describe_machine(term.machine)}, not on "
-            f"this machine, {describe_machine(here)}: load and noise differ between machines"
-        )
-        if not allow_other_machine:
-            raise OtherMachineError(
-                message + ": measure here again to learn this machine's term, or pass "
-                "allow_other_machine=True to use it anyway"
-            )
-        log.warning("%s; using it anyway, as asked", message)
-        source = f"ANOTHER MACHINE's term, used as asked: {source}"
+    source = term_source(
+        term.source,
+        term.machine,
+        here if here is not None else fingerprint(),
+        what="repeatability term",
+        learn="measure here again to learn this machine's term",
+        allow_other_machine=allow_other_machine,
+    )
     extra = term.ci95_rel * result.energy_j_per_inference
     return dataclasses.replace(
         result,
