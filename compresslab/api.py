@@ -12,7 +12,7 @@ import yaml
 from compresslab.errors import CompressLabError, RecipeError, UsageError
 from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source, storage_problem
 from compresslab.recipe import source_from_text as _source_from_text
-from compresslab.results import SearchInterrupted, SearchResult, TrialRecord
+from compresslab.records import SearchInterrupted, SearchResult, TrialRecord
 
 log = logging.getLogger(__name__)
 

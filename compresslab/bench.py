@@ -37,6 +37,15 @@ from compresslab.compress import (
 from compresslab.errors import VariantError
 from compresslab.hostlock import host_lock
 from compresslab.recipe import Recipe
+from compresslab.records import (
+    Answer,
+    Evaluation,
+    OpCounts,
+    PairedRatio,
+    Profile,
+    Quality,
+    Screening,
+)
 from compresslab.timing import PartTimer
 
 if TYPE_CHECKING:
@@ -48,28 +57,6 @@ if TYPE_CHECKING:
     from compresslab.tasks import Task, TaskWorkload
 
 log = logging.getLogger(__name__)
-
-#: What :meth:`VariantBench.evaluate` records for a variant besides its metric (a search copies
-#: them when a variant is proposed again; an export keeps them).
-MEASURED_ATTRS = (
-    "accuracy_ci95",
-    "energy",
-    "reference_energy",
-    "vs_baseline",
-    "modeled_j_per_inference",
-    "n_params",
-    "macs_per_inference",
-    "size_bytes",
-    "memory_bytes",
-    "sparsity",
-    "notes",
-    "op_counts",
-    # What a task reports besides its metric (a language model: perplexity, sample answers,
-    # the energy of each phase of a generation); empty for classifiers.
-    "quality",
-    "answers",
-    "phases",
-)
 
 #: Runtime knobs a recipe can search (``runtime.<name>``).
 RUNTIME_KNOBS = ("threads", "batch_size", "power_limit_w", "kv_cache")
@@ -124,6 +111,11 @@ class Screened(Exception):
         super().__init__(reason)
         self.reason = reason
         self.accuracy = accuracy
+
+    @property
+    def screening(self) -> Screening:
+        """The record a trial keeps of it."""
+        return Screening(self.reason, self.accuracy)
 
 
 def compress_context(recipe: Recipe, task: Task) -> CompressContext:
@@ -472,11 +464,11 @@ class VariantBench:
         min_accuracy: float | None = None,
         runtime: Runtime | None = None,
         before_measure: Callable[[], None] | None = None,
-        gate: Callable[[float, dict[str, Any]], None] | None = None,
+        gate: Callable[[float, OpCounts], None] | None = None,
         quality_gate: bool = False,
         standalone: bool = False,
-    ) -> tuple[float, dict[str, Any]]:
-        """Build the variant, then its metric and figures (JSON-able, as a trial stores them).
+    ) -> Evaluation:
+        """Build the variant, then its metric and figures: the :class:`Evaluation`.
 
         With ``min_accuracy``, a variant below it is not measured for energy: clearly below on
         a subset first (the upper end of its accuracy's 95% interval there), then below on the
@@ -491,13 +483,19 @@ class VariantBench:
         in every case, a study's trial too (:meth:`ratio_repeatable`); a standalone one also
         joins the variant's history of ratios.
 
-        ``gate``, when given, is called before the energy measurement with the metric and what
-        is known by then (``accuracy_ci95``, ``op_counts``, ``parts`` ...); it may raise to skip
-        the measurement (the search's prediction does: :mod:`compresslab.study.predict`).
+        ``gate``, when given, is called before the energy measurement with the metric and the
+        operations counted on the variant; it may raise to skip the measurement (the search's
+        prediction does: :mod:`compresslab.study.predict`).
+
+        The steps, in order: build (and place) the variant; its quality (perplexity) and, for
+        the search, the quality gate; screening on a subset, then the metric on the whole split
+        (a variant below ``min_accuracy`` raises :class:`Screened`); sample answers, profile and
+        operation counts; ``gate``; ``before_measure``; the energy measurement (paired with the
+        baseline, or the baseline on its own); the workload's phases.
 
         Returns:
-            The metric, and a dict with every key of :data:`MEASURED_ATTRS` and ``parts`` (wall
-            and CPU seconds per part of :data:`.timing.PARTS`; also in :attr:`last_parts`).
+            The :class:`Evaluation`, whose ``parts`` hold the wall and CPU seconds per part of
+            :data:`.timing.PARTS` (also in :attr:`last_parts`, also when this raised).
         """
         from compresslab.compress.profile import profile_model
         from compresslab.energy.model import modeled_j_per_inference
@@ -509,7 +507,7 @@ class VariantBench:
         with host_lock(exclusive=False):
             model = self.place(timer.build(self.build, spec))
             screening = min_accuracy is not None and not spec.is_baseline
-            quality = self.task.quality(model)
+            quality = Quality.of(self.task.quality(model))
             if quality_gate and not spec.is_baseline:
                 self._check_quality(quality)
             if screening:
@@ -526,26 +524,26 @@ class VariantBench:
                     "measured",
                     accuracy=metric,
                 )
-            answers = self.task.answers(model)
+            answers = tuple(Answer(**a) for a in self.task.answers(model))
             prof = profile_model(model, self.on_device(self.ctx.example_inputs))
             batch = self.inference_batch(runtime)
             work = self.workload(model, batch, runtime)
             # The deterministic modeled tier, recorded beside the measurement (ranks and gates),
             # per unit of the workload (a classifier's inference, a generated token).
-            counts = count_ops(work.runner, work.inputs)
+            # The counts themselves are kept too: a study calibrates the modeled tier on them.
+            counts = dataclasses.replace(
+                count_ops(work.runner, work.inputs), batch_size=int(batch.shape[0])
+            )
             modeled = modeled_j_per_inference(counts, batch_size=int(batch.shape[0]))
             # MACs per unit of the workload (a generated token) when it is not the model's own.
             macs = prof.macs_per_inference if work.runner is model else sum(counts.macs.values())
-            # The counts themselves too: a study calibrates the modeled tier on them.
-            op_counts = {**dataclasses.asdict(counts), "batch_size": int(batch.shape[0])}
             timer.lap("evaluate")
             is_reference = spec.is_baseline and runtime == Runtime()
             if not is_reference:
                 _ = self.reference  # built here, not inside the measurement
                 timer.lap("build")
         if gate is not None:
-            known = {"accuracy_ci95": list(interval), "op_counts": op_counts}
-            gate(metric, {**known, "macs_per_inference": macs})
+            gate(metric, counts)
         if before_measure is not None:
             before_measure()
         timer.mark()
@@ -554,8 +552,7 @@ class VariantBench:
                 model, runtime=runtime, inputs=batch, variant=spec.label(), standalone=standalone
             )
             reference = None
-            vs: dict[str, Any] = {"ratio": 1.0, "ci95_low": 1.0, "ci95_high": 1.0, "pairs": 0}
-            vs["order"] = "the baseline itself"
+            vs = PairedRatio.itself()
         else:
             # A single span of pairs: its interval is widened by the machine's measured spread
             # of ratios between spans (a standalone one also joins the variant's history).
@@ -570,30 +567,33 @@ class VariantBench:
                 energy = self.repeatable(
                     energy, model=model, inputs=batch, runtime=runtime, variant=spec.label()
                 )
-        phases = {name: self._measure_work(w, runtime).to_dict() for name, w in work.phases.items()}
+        phases = {name: self._measure_work(w, runtime) for name, w in work.phases.items()}
         timer.lap("measure")
-        return metric, {
-            "accuracy_ci95": list(interval),
-            "energy": energy.to_dict(),
-            "reference_energy": reference.to_dict() if reference is not None else None,
-            "vs_baseline": vs,
-            "modeled_j_per_inference": sum(modeled.values()),
-            "n_params": prof.params,
-            "macs_per_inference": macs,
-            "size_bytes": prof.size_bytes,
-            "memory_bytes": prof.memory_bytes,
-            "sparsity": prof.sparsity,
-            "notes": notes_of(model),
-            "op_counts": op_counts,
-            "quality": quality,
-            "answers": answers,
-            "phases": phases,
-            "parts": timer.to_dict(),
-        }
+        return Evaluation(
+            metric=metric,
+            metric_ci95=interval,
+            energy=energy,
+            vs_baseline=vs,
+            reference_energy=reference,
+            modeled_j_per_inference=sum(modeled.values()),
+            profile=Profile(
+                n_params=prof.params,
+                macs_per_inference=macs,
+                size_bytes=prof.size_bytes,
+                memory_bytes=prof.memory_bytes,
+                sparsity=prof.sparsity,
+            ),
+            op_counts=counts,
+            notes=tuple(notes_of(model)),
+            quality=quality,
+            answers=answers,
+            phases=phases,
+            parts=timer.times(),
+        )
 
     # --- what generative tasks add ----------------------------------------------------------
 
-    def _check_quality(self, quality: Mapping[str, Any]) -> None:
+    def _check_quality(self, quality: Quality) -> None:
         """Raise :class:`Screened` when the perplexity is outside ``search.tolerance``.
 
         The limit is on the variant's perplexity relative to the baseline's on the same
@@ -602,12 +602,17 @@ class VariantBench:
         limit = self.recipe.search.tolerance.perplexity
         if limit is None:
             return
-        ratio = float(quality["perplexity_ratio"])
+        ratio = quality.perplexity_ratio
+        if ratio is None:
+            raise VariantError(
+                "search.tolerance.perplexity needs the variant's perplexity ratio, and the task "
+                "measured none: remove search.tolerance.perplexity from the recipe"
+            )
         if ratio > 1 + limit:
-            low, high = quality.get("perplexity_ratio_ci95") or (ratio, ratio)
-            base = quality.get("baseline_perplexity", math.nan)
+            low, high = quality.perplexity_ratio_ci95 or (ratio, ratio)
+            base = quality.baseline_perplexity if quality.baseline_perplexity else math.nan
             raise Screened(
-                f"outside the tolerance: perplexity {quality['perplexity']:.4g} is "
+                f"outside the tolerance: perplexity {quality.perplexity or math.nan:.4g} is "
                 f"{(ratio - 1) * 100:+.1f}% from the baseline's {base:.4g}"
                 f" (95% CI {(low - 1) * 100:+.1f}% to {(high - 1) * 100:+.1f}%), above the "
                 f"+{limit * 100:g}% allowed; energy not measured",

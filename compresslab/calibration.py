@@ -33,6 +33,7 @@ from typing import Any
 from compresslab.errors import OtherMachineError
 from compresslab.fsio import atomic_write_text
 from compresslab.machine import describe_machine, fingerprint, machine_id
+from compresslab.records import OpCounts, from_json
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +65,23 @@ class CalibrationMachineError(OtherMachineError):
     """A calibration fitted on another machine was about to be used here."""
 
 
-def features(op_counts: Mapping[str, Any]) -> list[float]:
-    """The feature vector (per inference) of one variant's recorded ``op_counts``.
+def features(op_counts: OpCounts | Mapping[str, Any]) -> list[float]:
+    """The feature vector (per inference) of one variant's counted operations.
 
-    ``op_counts`` is what the bench stores with a trial: the fields of
-    :class:`compresslab.ops.OpCounts` plus ``batch_size``.
+    ``op_counts`` is the :class:`~compresslab.records.OpCounts` an evaluation holds (or its
+    JSON form, as the benchmarks' replay tables keep it).
     """
-    macs = op_counts.get("macs") or {}
-    batch = max(1, int(op_counts.get("batch_size") or 1))
-    dram = float(op_counts.get("weight_bytes", 0.0)) / batch + float(
-        op_counts.get("input_bytes_per_example", 0.0)
-    )
+    counts = op_counts if isinstance(op_counts, OpCounts) else from_json(OpCounts, op_counts)
+    macs = counts.macs
+    batch = max(1, counts.batch_size or 1)
+    dram = counts.weight_bytes / batch + counts.input_bytes_per_example
     return [
         float(macs.get("fp32", 0.0)),
         float(macs.get("fp16", 0.0)),
         float(macs.get("bf16", 0.0)),
         float(macs.get("int8", 0.0)),
         dram,
-        2.0 * float(op_counts.get("activation_bytes_per_example", 0.0)),
+        2.0 * counts.activation_bytes_per_example,
         1.0 / batch,
     ]
 
@@ -90,7 +90,7 @@ def features(op_counts: Mapping[str, Any]) -> list[float]:
 class Sample:
     """One measured variant: its operation counts and its energy per inference (J)."""
 
-    op_counts: Mapping[str, Any]
+    op_counts: OpCounts | Mapping[str, Any]
     energy_j: float
     label: str = ""
     trial: int | None = None
@@ -133,7 +133,7 @@ class Calibration:
     fitted_at: float = 0.0
     trials: list[int] = field(default_factory=list)
 
-    def predict(self, op_counts: Mapping[str, Any]) -> float:
+    def predict(self, op_counts: OpCounts | Mapping[str, Any]) -> float:
         """Joules per inference of a variant from its ``op_counts``."""
         x = features(op_counts)
         return sum(c * v for c, v in zip(self.coefficients.values(), x, strict=True))

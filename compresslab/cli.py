@@ -15,10 +15,10 @@ from rich.table import Table
 
 from compresslab._version import __version__
 from compresslab.errors import CompressLabError, RecipeError
-from compresslab.results import SearchInterrupted
+from compresslab.records import SearchInterrupted
 
 if TYPE_CHECKING:
-    from compresslab.results import SearchResult
+    from compresslab.records import SearchResult
 
 # Heavy libraries (torch, pandas, optuna) are imported inside the commands that use them, so
 # `--version`, `--help` and a bad command line answer at once.

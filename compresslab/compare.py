@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compresslab import units
-from compresslab.results import SearchResult, TrialRecord
+from compresslab.records import SearchResult, TrialRecord
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from compresslab.progress import search_progress
 from compresslab.recipe import Recipe
+from compresslab.records import SearchResult, TrialRecord
 from compresslab.report.plot import draw_pareto
-from compresslab.results import SearchResult, TrialRecord
 
 if TYPE_CHECKING:
     import pandas as pd

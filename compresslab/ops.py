@@ -6,22 +6,12 @@ prices these counts), so it sits below both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
+from compresslab.records import OpCounts
+
 _FLOAT_CLASS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
-
-@dataclass(frozen=True)
-class OpCounts:
-    """What one inference (one example) does, counted by :func:`count_ops`."""
-
-    macs: dict[str, float] = field(default_factory=dict)
-    weight_bytes: float = 0.0
-    activation_bytes_per_example: float = 0.0
-    input_bytes_per_example: float = 0.0
 
 
 def linear_like(m: nn.Module) -> bool:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from compresslab.results import TrialRecord
+from compresslab.records import TrialRecord
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from compresslab.machine import rss_bytes
+from compresslab.records import PartTime
 
 if TYPE_CHECKING:
     from torch import nn
@@ -91,5 +92,9 @@ class PartTimer:
                 self.add("finetune", wall_s=wall, cpu_s=cpu)
 
     def to_dict(self) -> dict[str, dict[str, float]]:
-        """JSON-able copy (what a trial stores as ``parts``)."""
+        """JSON-able copy (a session's parts)."""
         return {k: dict(v) for k, v in self.parts.items()}
+
+    def times(self) -> dict[str, PartTime]:
+        """The parts so far, typed (what a trial's evaluation holds as ``parts``)."""
+        return {k: PartTime(**v) for k, v in self.parts.items()}

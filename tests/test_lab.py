@@ -17,7 +17,7 @@ from compresslab.api import load_recipe
 from compresslab.errors import StorageError
 from compresslab.export import load_variant
 from compresslab.report.table import COLUMNS, frontier_frame
-from compresslab.results import SearchResult
+from compresslab.records import SearchResult
 
 
 def _recipe(tmp: Path, *, trials: int, name: str = "small") -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from compresslab.progress import Eta, trial_line
-from compresslab.results import TrialRecord
+from compresslab.records import TrialRecord
 
 
 def record(**kw: object) -> TrialRecord:

@@ -8,7 +8,7 @@ import pytest
 from tests_support import small
 
 from compresslab.api import load_recipe, search
-from compresslab.results import TrialRecord, pareto_front
+from compresslab.records import TrialRecord, pareto_front
 
 
 def _non_dominated(records: list[TrialRecord]) -> set[int]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compresslab.results import SearchResult, TrialRecord
+from compresslab.records import SearchResult, TrialRecord
 
 FAST_ENERGY = {
     "sampler": "estimate",

@@ -18,25 +18,11 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from compresslab.availability import Availability
 from compresslab.errors import MeasurementError
-
-
-class Provenance(StrEnum):
-    """How an energy figure was obtained, from strongest to weakest evidence."""
-
-    MEASURED = "measured"
-    INTEGRATED = "integrated"
-    ESTIMATED = "estimated"
-    MODELED = "modeled"
-
-    @property
-    def rank(self) -> int:
-        """0 for the strongest evidence (measured), 3 for the weakest (modeled)."""
-        return list(Provenance).index(self)
+from compresslab.records import Provenance
 
 
 def weakest(provenances: list[Provenance]) -> Provenance:

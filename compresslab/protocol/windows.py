@@ -17,6 +17,7 @@ from compresslab.energy import CounterFaultError, Provenance, Reading, Sampler
 from compresslab.errors import MeasurementError
 from compresslab.machine import logical_cpus, omp_wait_policy, rss_bytes
 from compresslab.protocol.types import CONTENTION_POLICIES, EnergyResult, Protocol, Workload
+from compresslab.records import Contention
 from compresslab.stats import ci95_halfwidth
 
 #: How many times in a row a window whose counter faulted (a reset, a torn read, a late poll:
@@ -215,22 +216,22 @@ class Run:
             return {}
         return {"windows_repeated": str(len(self.faults)), "window_faults": "; ".join(self.faults)}
 
-    def summary(self, series: Series) -> dict[str, Any]:
+    def summary(self, series: Series) -> Contention:
         """The contention seen over a series of windows, and what the policy did about it."""
         seen = series.contention
         foreign = [c.foreign_cpus for c in seen]
-        return {
-            "policy": self.protocol.contention,
-            "max_foreign_cpus": self.protocol.max_foreign_cpus,
-            "foreign_cpus_mean": statistics.fmean(foreign) if foreign else None,
-            "foreign_cpus_max": max(foreign) if foreign else None,
-            "steal_frac_mean": statistics.fmean(c.steal_frac for c in seen) if seen else None,
-            "load_1m_max": max(c.load_1m for c in seen) if seen else None,
-            "windows_rejected": self.rejected,
-            "waited_s": round(self.waited_s, 3),
-            "contended": any(self.contended(c) for c in seen),
-            "observed": bool(seen),
-        }
+        return Contention(
+            policy=self.protocol.contention,
+            max_foreign_cpus=self.protocol.max_foreign_cpus,
+            foreign_cpus_mean=statistics.fmean(foreign) if foreign else None,
+            foreign_cpus_max=max(foreign) if foreign else None,
+            steal_frac_mean=statistics.fmean(c.steal_frac for c in seen) if seen else None,
+            load_1m_max=max(c.load_1m for c in seen) if seen else None,
+            windows_rejected=self.rejected,
+            waited_s=round(self.waited_s, 3),
+            contended=any(self.contended(c) for c in seen),
+            observed=bool(seen),
+        )
 
     def result(self, series: Series, workload: Workload, threads: int) -> EnergyResult:
         """The :class:`EnergyResult` of a series (raises when it is below resolution)."""

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from compresslab.records import SearchResult
 from compresslab.report.blocks import Block, Bullets, Heading, Para, TableBlock, fmt_j
 from compresslab.report.figures import search_cost_parts
-from compresslab.results import SearchResult
 
 
 def _j(j: float) -> str:

@@ -11,6 +11,7 @@ import math
 
 from compresslab import units
 from compresslab.carbon import CarbonSettings
+from compresslab.records import SearchResult, TrialRecord
 from compresslab.report.blocks import (
     Bullets,
     Document,
@@ -24,7 +25,6 @@ from compresslab.report.blocks import (
 from compresslab.report.costs import cost_part_blocks, prediction_blocks
 from compresslab.report.figures import energy_stars, least_violating, project, search_cost
 from compresslab.report.text import given
-from compresslab.results import SearchResult, TrialRecord
 
 # --- formatting helpers ---------------------------------------------------------------------
 

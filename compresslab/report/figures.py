@@ -1,6 +1,6 @@
 """Figures derived from a search for the report: labels, projections, the search's own cost.
 
-Pure functions of a :class:`~compresslab.results.SearchResult`; nothing is measured here.
+Pure functions of a :class:`~compresslab.records.SearchResult`; nothing is measured here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from compresslab import units
 from compresslab.carbon import CarbonSettings
-from compresslab.results import SearchResult, TrialRecord
+from compresslab.records import SearchResult, TrialRecord
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from compresslab.records import SearchResult, TrialRecord
 from compresslab.report.blocks import Block, Heading, Para, TableBlock, fmt_j
 from compresslab.report.document import ratio_cell
 from compresslab.report.text import given
-from compresslab.results import SearchResult, TrialRecord
 
 #: Columns added to ``trials.csv`` for a generative task, in order.
 COLUMNS = [

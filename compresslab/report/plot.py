@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compresslab import units
-from compresslab.results import SearchResult, TrialRecord
+from compresslab.records import SearchResult, TrialRecord
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

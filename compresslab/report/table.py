@@ -6,8 +6,8 @@ import pandas as pd
 
 from compresslab import units
 from compresslab.carbon import CarbonSettings
+from compresslab.records import SearchResult, TrialRecord
 from compresslab.report import generation
-from compresslab.results import SearchResult, TrialRecord
 
 #: Columns of ``trials.csv``, in order (every energy figure next to its provenance).
 COLUMNS = [

@@ -9,7 +9,7 @@ from compresslab.bench import MEASURED_ATTRS, Runtime, VariantBench
 from compresslab.compress import VariantSpec
 from compresslab.errors import StorageError, UsageError
 from compresslab.recipe import Recipe
-from compresslab.results import SearchResult
+from compresslab.records import SearchResult
 from compresslab.study.records import result_from_study, spec_of_trial
 from compresslab.study.storage import default_storage, open_study
 from compresslab.tasks import load_task

@@ -8,6 +8,7 @@ are stored with the study (``confirmed:<trial>``) beside the search-time figure.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import statistics
@@ -19,18 +20,18 @@ from compresslab.hostlock import host_lock
 from compresslab.machine import machine_id
 from compresslab.protocol import PairedResult
 from compresslab.protocol.ratio_repeatability import pair_log_ratios, span_spread, tier_of_paired
-from compresslab.results import TrialRecord
+from compresslab.records import Confirmation, TrialRecord
 from compresslab.stats import ci95_halfwidth
+from compresslab.study import attrs
 from compresslab.study.objective import failure_reason
-from compresslab.study.predict import MACHINE_ATTR
-from compresslab.study.records import CONFIRMED_PREFIX, records_from_study, spec_of_trial
+from compresslab.study.records import records_from_study, spec_of_trial
 
 log = logging.getLogger(__name__)
 
 
 def claims_to_confirm(records: list[TrialRecord], *, min_accuracy: float) -> list[TrialRecord]:
     """The feasible frontier's variants (not the baseline), cheapest first."""
-    from compresslab.results import pareto_front
+    from compresslab.records import pareto_front
 
     feasible = [r for r in records if r.accuracy is not None and r.accuracy >= min_accuracy]
     return [r for r in pareto_front(feasible) if not r.is_baseline]
@@ -48,7 +49,7 @@ def confirm_claims(
     min_accuracy: float,
     pairs: int,
     again: bool = False,
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, Confirmation]:
     """Re-measure the frontier paired with the baseline; store and return each ratio.
 
     The pairs are spread in time: in each of :data:`ROUNDS` rounds every claim is measured
@@ -94,24 +95,24 @@ def confirm_claims(
             except Exception as e:
                 log.warning("trial %d could not be confirmed: %s", number, failure_reason(e))
                 del rounds[number]
-    done: dict[int, dict[str, Any]] = {}
+    done: dict[int, Confirmation] = {}
     for number, measured in rounds.items():
         record = models[number][0]
         confirmation = _combine(measured, search_ratio=record.ratio_vs_baseline)
-        confirmation["spread_s"] = time.time() - started
+        confirmation = dataclasses.replace(confirmation, spread_s=time.time() - started)
         try:
-            confirmation |= _rounds_spread(measured)
+            confirmation = dataclasses.replace(confirmation, **_rounds_spread(measured))
         except (ValueError, ZeroDivisionError, IndexError) as e:  # it confirms all the same
             log.warning("trial %d's rounds teach no repeatability: %s", number, e)
-        study.set_user_attr(f"{CONFIRMED_PREFIX}{number}", confirmation)
+        attrs.write_confirmation(study, number, confirmation)
         done[number] = confirmation
         log.info(
             "confirmed trial %d (%s): %.3f [%.3f, %.3f] over %d rounds (search: %s)",
             number,
             record.variant,
-            confirmation["ratio"],
-            confirmation["ci95_low"],
-            confirmation["ci95_high"],
+            confirmation.ratio,
+            confirmation.ci95_low,
+            confirmation.ci95_high,
             len(measured),
             record.ratio_vs_baseline,
         )
@@ -133,14 +134,14 @@ def _rounds_spread(rounds: list[PairedResult]) -> dict[str, Any]:
     """
     spans = [span_spread(p) for p in rounds]
     return {
-        "round_log_ratios": [x for x, _ in spans],
-        "round_within_var": [v for _, v in spans],
+        "round_log_ratios": tuple(x for x, _ in spans),
+        "round_within_var": tuple(v for _, v in spans),
         "tier": tier_of_paired(rounds[0]),
-        MACHINE_ATTR: machine_id(),
+        "machine_id": machine_id(),
     }
 
 
-def _combine(rounds: list[PairedResult], *, search_ratio: float | None) -> dict[str, Any]:
+def _combine(rounds: list[PairedResult], *, search_ratio: float | None) -> Confirmation:
     """One confirmation from rounds measured apart in time.
 
     The ratio is the geometric mean of all pairs. Its interval is the wider of two Student t
@@ -155,22 +156,22 @@ def _combine(rounds: list[PairedResult], *, search_ratio: float | None) -> dict[
     between = ci95_halfwidth(logs)
     within = ci95_halfwidth(pair_logs) if len(pair_logs) >= 2 else 0.0
     half = max(between, within)
-    return {
-        "ratio": math.exp(mean),
-        "ci95_low": math.exp(mean - half),
-        "ci95_high": math.exp(mean + half),
-        "pairs": sum(p.ratio.pairs for p in rounds),
-        "rounds": len(rounds),
-        "round_ratios": [p.ratio.ratio for p in rounds],
-        "interval_from": "rounds" if between >= within else "pairs",
-        "order": "ABBA, in rounds spread in time",
-        "search_ratio": search_ratio,
-        "candidate_j_per_inference": statistics.fmean(
+    return Confirmation(
+        ratio=math.exp(mean),
+        ci95_low=math.exp(mean - half),
+        ci95_high=math.exp(mean + half),
+        pairs=sum(p.ratio.pairs for p in rounds),
+        rounds=len(rounds),
+        round_ratios=tuple(p.ratio.ratio for p in rounds),
+        interval_from="rounds" if between >= within else "pairs",
+        order="ABBA, in rounds spread in time",
+        search_ratio=search_ratio,
+        candidate_j_per_inference=statistics.fmean(
             p.candidate.energy_j_per_inference for p in rounds
         ),
-        "reference_j_per_inference": statistics.fmean(
+        reference_j_per_inference=statistics.fmean(
             p.reference.energy_j_per_inference for p in rounds
         ),
-        "contended": any(p.candidate.contended or p.reference.contended for p in rounds),
-        "at": time.time(),
-    }
+        contended=any(p.candidate.contended or p.reference.contended for p in rounds),
+        at=time.time(),
+    )

@@ -8,15 +8,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from compresslab.bench import MEASURED_ATTRS, Runtime, Screened, VariantBench
+from compresslab.bench import Runtime, Screened, VariantBench
 from compresslab.calibration import machine_id
 from compresslab.compress import VariantSpec
 from compresslab.energy import Selection
 from compresslab.recipe import Recipe
+from compresslab.records import OpCounts
+from compresslab.study import attrs
 from compresslab.study._optuna import TrialFailed, load_optuna
 from compresslab.study.heartbeat import REASON_CTRL_C, REASON_STORAGE, Heartbeat
-from compresslab.study.predict import MACHINE_ATTR, PredictedDominated, Predictor
-from compresslab.study.records import BASELINE_ATTR, BUDGET_SKIP, CONSTRAINT, counts_towards_budget
+from compresslab.study.predict import PredictedDominated, Predictor
+from compresslab.study.records import BUDGET_SKIP, CONSTRAINT, counts_towards_budget
 from compresslab.study.space import SearchSpace
 from compresslab.study.storage_errors import is_storage_failure
 from compresslab.study.workers import identity
@@ -77,44 +79,47 @@ class Objective:
                 return self._run(trial)
             except KeyboardInterrupt:
                 with contextlib.suppress(Exception):
-                    trial.set_user_attr("error", REASON_CTRL_C)
+                    trial.set_user_attr(attrs.ERROR, REASON_CTRL_C)
                 raise
 
     def _run(self, trial: Any) -> tuple[float, float]:
         optuna = load_optuna()
         t0 = time.perf_counter()
-        trial.set_user_attr(MACHINE_ATTR, self.machine_id)
+        trial.set_user_attr(attrs.MACHINE, self.machine_id)
         spec = self.space.suggest(trial)
         # The enqueued baseline runs at the recipe's own runtime settings.
-        is_baseline = spec.is_baseline and bool(trial.user_attrs.get(BASELINE_ATTR))
+        is_baseline = spec.is_baseline and attrs.read(trial).is_baseline
         runtime = Runtime() if is_baseline else self.space.suggest_runtime(trial)
         is_baseline = spec.is_baseline and runtime == Runtime()
         label = spec.label() + runtime.label()
-        trial.set_user_attr("variant", label)
-        trial.set_user_attr("spec", spec.to_dict())
-        trial.set_user_attr("runtime", runtime.to_dict())
-        trial.set_user_attr(BASELINE_ATTR, is_baseline)
+        attrs.write_variant(
+            trial,
+            label=label,
+            spec=spec.to_dict(),
+            runtime=runtime.to_dict(),
+            is_baseline=is_baseline,
+        )
         previous = self._previous(trial, label)
         if previous is not None:
             # The same variant again (samplers repeat points in small spaces): reuse its
             # result rather than spend energy measuring it twice.
-            trial.set_user_attr("reused_from", previous.number)
-            trial.set_user_attr("duration_s", time.perf_counter() - t0)
-            if previous.state.name == "PRUNED" and "predicted" in previous.user_attrs:
-                trial.set_user_attr("predicted", previous.user_attrs["predicted"])
-                raise optuna.TrialPruned(previous.user_attrs["predicted"]["reason"])
-            if previous.state.name == "PRUNED":
-                trial.set_user_attr("screened", previous.user_attrs["screened"])
-                trial.set_user_attr("screen_accuracy", previous.user_attrs["screen_accuracy"])
-                raise optuna.TrialPruned(previous.user_attrs["screened"])
-            for key in MEASURED_ATTRS:
-                if key in previous.user_attrs:  # studies from older versions lack new keys
-                    trial.set_user_attr(key, previous.user_attrs[key])
+            trial.set_user_attr(attrs.REUSED_FROM, previous.number)
+            trial.set_user_attr(attrs.DURATION, time.perf_counter() - t0)
+            before = attrs.read(previous)
+            if before.prediction is not None:
+                attrs.write_prediction(trial, before.prediction)
+                raise optuna.TrialPruned(before.prediction.reason)
+            if before.screening is not None:
+                attrs.write_screening(trial, before.screening)
+                raise optuna.TrialPruned(before.screening.reason)
+            attrs.copy_result(trial, previous)
             trial.set_constraint(CONSTRAINT, previous.constraints[CONSTRAINT])
             return previous.values[0], previous.values[1]
         self._skip_if_racing(trial, label)
         if self._over_budget(trial):
-            trial.set_user_attr("skipped", f"{BUDGET_SKIP} of {self.target} variants is reached")
+            trial.set_user_attr(
+                attrs.SKIPPED, f"{BUDGET_SKIP} of {self.target} variants is reached"
+            )
             raise optuna.TrialPruned("budget reached")
         try:
             # Checked again once the variant is built: a worker that started at the same instant
@@ -123,19 +128,18 @@ class Objective:
                 trial, spec, runtime, before_measure=lambda: self._skip_if_racing(trial, label)
             )
         except Screened as e:
-            trial.set_user_attr("screened", e.reason)
-            trial.set_user_attr("screen_accuracy", e.accuracy)
+            attrs.write_screening(trial, e.screening)
             self.bench.last_parts.lap("evaluate")
-            trial.set_user_attr("parts", self.bench.last_parts.to_dict())
-            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            attrs.write_parts(trial, self.bench.last_parts.times())
+            trial.set_user_attr(attrs.DURATION, time.perf_counter() - t0)
             raise optuna.TrialPruned(e.reason) from e
         except PredictedDominated as e:
-            trial.set_user_attr("predicted", e.prediction)
+            attrs.write_prediction(trial, e.prediction)
             self.bench.last_parts.lap("evaluate")
-            trial.set_user_attr("parts", self.bench.last_parts.to_dict())
-            trial.set_user_attr("duration_s", time.perf_counter() - t0)
-            log.info("trial %d (%s): %s", trial.number, label, e.prediction["reason"])
-            raise optuna.TrialPruned(e.prediction["reason"]) from e
+            attrs.write_parts(trial, self.bench.last_parts.times())
+            trial.set_user_attr(attrs.DURATION, time.perf_counter() - t0)
+            log.info("trial %d (%s): %s", trial.number, label, e.prediction.reason)
+            raise optuna.TrialPruned(e.prediction.reason) from e
         except optuna.TrialPruned:
             raise  # another worker is measuring this variant (see _skip_if_racing)
         except Exception as e:  # the trial boundary: any library's error fails this trial only
@@ -146,14 +150,14 @@ class Objective:
                 # retried by the next search (failed here if the storage still takes a write,
                 # else found with its process gone).
                 with contextlib.suppress(Exception):
-                    trial.set_user_attr("error", REASON_STORAGE)
+                    trial.set_user_attr(attrs.ERROR, REASON_STORAGE)
                 raise
             reason = failure_reason(e)
-            trial.set_user_attr("error", reason)
-            trial.set_user_attr("duration_s", time.perf_counter() - t0)
+            trial.set_user_attr(attrs.ERROR, reason)
+            trial.set_user_attr(attrs.DURATION, time.perf_counter() - t0)
             log.warning("trial %d (%s) failed: %s", trial.number, label, reason)
             raise TrialFailed(reason) from e
-        trial.set_user_attr("duration_s", time.perf_counter() - t0)
+        trial.set_user_attr(attrs.DURATION, time.perf_counter() - t0)
         return values
 
     def _over_budget(self, trial: Any) -> bool:
@@ -176,7 +180,7 @@ class Objective:
         """
         racing = self._racing(trial, label)
         if racing is not None:
-            trial.set_user_attr("skipped", f"trial {racing} is evaluating the same variant")
+            trial.set_user_attr(attrs.SKIPPED, f"trial {racing} is evaluating the same variant")
             raise load_optuna().TrialPruned("the same variant is being evaluated")
 
     def _racing(self, trial: Any, label: str) -> int | None:
@@ -188,28 +192,29 @@ class Objective:
         """
         mine = trial.params
         for t in trial.study.get_trials(deepcopy=False):
-            ua = t.user_attrs
             if t.number >= trial.number or t.state.name != "RUNNING":
                 continue
-            if ua.get("reused_from") is not None or ua.get("skipped"):
+            other = attrs.read(t)
+            if other.reused_from is not None or other.skipped:
                 continue
             # The label once the other worker has written it; before that, its parameters
             # (written as they are suggested) already say which variant it builds.
-            same = ua.get("variant") == label if "variant" in ua else t.params == mine
+            same = other.variant == label if other.variant is not None else t.params == mine
             if same:
                 return int(t.number)
         return None
 
     def _previous(self, trial: Any, label: str) -> Any:
         for t in trial.study.get_trials(deepcopy=False):
-            if t.number == trial.number or t.user_attrs.get("variant") != label:
+            if t.number == trial.number or t.state.name not in ("COMPLETE", "PRUNED"):
                 continue
-            if t.user_attrs.get("reused_from") is not None:
+            other = attrs.read(t)
+            if other.variant != label or other.reused_from is not None:
                 continue
-            if t.state.name == "COMPLETE" and "energy" in t.user_attrs:
+            if t.state.name == "COMPLETE" and other.evaluation is not None:
                 return t
             if t.state.name == "PRUNED" and (
-                "screened" in t.user_attrs or "predicted" in t.user_attrs
+                other.screening is not None or other.prediction is not None
             ):
                 return t
         return None
@@ -227,18 +232,16 @@ class Objective:
         if self.predictor is not None and not spec.is_baseline:
             predictor = self.predictor
 
-            def gate(metric: float, known: dict[str, Any]) -> None:
-                """Record what is known, then skip the measurement if predicted dominated."""
-                for key, value in known.items():
-                    trial.set_user_attr(key, value)
+            def gate(metric: float, op_counts: OpCounts) -> None:
+                """Skip the measurement if the variant is predicted dominated."""
                 try:
-                    predictor.check(trial.study, metric=metric, op_counts=known["op_counts"])
+                    predictor.check(trial.study, metric=metric, op_counts=op_counts)
                 except PredictedDominated:
                     # Samplers that read constraints learn from a skipped variant's accuracy.
                     trial.set_constraint(CONSTRAINT, self.min_accuracy - metric)
                     raise
 
-        metric, attrs = self.bench.evaluate(
+        evaluation = self.bench.evaluate(
             spec,
             min_accuracy=screen,
             runtime=runtime,
@@ -246,9 +249,8 @@ class Objective:
             gate=gate,
             quality_gate=True,
         )
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        trial.set_constraint(CONSTRAINT, self.min_accuracy - metric)
+        attrs.write_evaluation(trial, evaluation)
+        trial.set_constraint(CONSTRAINT, self.min_accuracy - evaluation.metric)
         # Energy relative to the baseline, from windows interleaved with it: comparable across
         # trials measured hours apart, unlike two absolute figures.
-        return metric, float(attrs["vs_baseline"]["ratio"])
+        return evaluation.metric, evaluation.vs_baseline.ratio

@@ -29,6 +29,8 @@ from compresslab.calibration import Calibration, Sample, check_machine, fit, mac
 from compresslab.calibration import from_dict as calibration_from_dict
 from compresslab.machine import fingerprint
 from compresslab.recipe import Recipe
+from compresslab.records import CalibrationUsed, OpCounts, Prediction
+from compresslab.study import attrs
 from compresslab.study.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 #: (``calibration:<machine id>``).
 CALIBRATION_PREFIX = "calibration:"
 #: Trial attribute with the machine a trial was measured on (:func:`machine_id`).
-MACHINE_ATTR = "machine_id"
+MACHINE_ATTR = attrs.MACHINE
 #: Study attribute: how prediction stood at the end of the last session (``status``).
 PREDICTION_ATTR = "prediction"
 #: Runtime knobs that change energy in ways operation counts cannot see.
@@ -60,8 +62,8 @@ def prediction_blocker(recipe: Recipe, space: SearchSpace) -> str | None:
 class PredictedDominated(Exception):
     """A variant predicted, with its stated error, to be dominated: not measured."""
 
-    def __init__(self, prediction: dict[str, Any]) -> None:
-        super().__init__(prediction["reason"])
+    def __init__(self, prediction: Prediction) -> None:
+        super().__init__(prediction.reason)
         self.prediction = prediction
 
 
@@ -73,26 +75,23 @@ def study_samples(trials: list[Any], *, machine: str | None = None) -> list[Samp
     figure). With ``machine``, only trials measured on that machine (older trials, which
     record no machine, are left out).
     """
-    base_j = None
-    for t in trials:
-        if t.state.name == "COMPLETE" and t.user_attrs.get("is_baseline"):
-            base_j = (t.user_attrs.get("energy") or {}).get("energy_j_per_inference")
-            break
+    base_j = attrs.baseline_j(trials)
     if not base_j:
         return []
     out = []
     for t in trials:
-        ua = t.user_attrs
-        if t.state.name != "COMPLETE" or ua.get("reused_from") is not None:
+        if t.state.name != "COMPLETE":
             continue
-        if machine is not None and ua.get(MACHINE_ATTR) != machine:
+        stored = attrs.read(t)
+        ev = stored.evaluation
+        if ev is None or stored.reused_from is not None:
             continue
-        ratio = (ua.get("vs_baseline") or {}).get("ratio")
-        if not ua.get("op_counts") or not ratio or not math.isfinite(ratio) or ratio <= 0:
+        if machine is not None and stored.machine_id != machine:
             continue
-        out.append(
-            Sample(ua["op_counts"], float(ratio) * float(base_j), ua.get("variant", ""), t.number)
-        )
+        ratio = ev.vs_baseline.ratio
+        if not ev.op_counts.macs or not math.isfinite(ratio) or ratio <= 0:
+            continue
+        out.append(Sample(ev.op_counts, ratio * base_j, stored.variant or "", t.number))
     return out
 
 
@@ -102,13 +101,15 @@ def _frontier(
     """The feasible measured variants as (accuracy, J per inference, trial), non-dominated."""
     pool = []
     for t in trials:
-        ua = t.user_attrs
-        if t.state.name != "COMPLETE" or ua.get("reused_from") is not None or not t.values:
+        if t.state.name != "COMPLETE" or not t.values:
             continue
-        ratio = (ua.get("vs_baseline") or {}).get("ratio")
-        if ratio is None or t.values[0] < min_accuracy:
+        stored = attrs.read(t)
+        if stored.reused_from is not None or stored.evaluation is None:
             continue
-        pool.append((float(t.values[0]), float(ratio) * base_j, int(t.number)))
+        if t.values[0] < min_accuracy:
+            continue
+        ratio = stored.evaluation.vs_baseline.ratio
+        pool.append((float(t.values[0]), ratio * base_j, int(t.number)))
     return [
         p
         for p in pool
@@ -152,7 +153,7 @@ class Predictor:
             _store(study, cal, self.machine)
         return self._fitted[1]
 
-    def check(self, study: Any, *, metric: float, op_counts: dict[str, Any]) -> None:
+    def check(self, study: Any, *, metric: float, op_counts: OpCounts) -> None:
         """Raise :class:`PredictedDominated` when the variant is predicted dominated.
 
         Returns quietly when it is not, or when no trustworthy prediction exists (too few
@@ -176,7 +177,7 @@ class Predictor:
             )
             return
         self.status = f"predicting: {cal.describe()}"
-        base_j = _baseline_j(trials)
+        base_j = attrs.baseline_j(trials)
         if base_j is None:
             return
         predicted = cal.predict(op_counts)
@@ -190,39 +191,31 @@ class Predictor:
             return
         acc, energy, number = min(dominating, key=lambda p: p[1])
         raise PredictedDominated(
-            {
-                "reason": (
+            Prediction(
+                reason=(
                     f"predicted dominated: {predicted * 1e3:.3g} mJ per inference predicted "
                     f"(±{100 * err:.0f}%, optimistic {optimistic * 1e3:.3g} mJ) at accuracy "
                     f"{metric:.4f}; trial {number} is at least as accurate ({acc:.4f}) for "
                     f"{energy * 1e3:.3g} mJ; energy not measured"
                 ),
-                "accuracy": metric,
-                "j_per_inference": predicted,
-                "ratio": predicted / base_j,
-                "error_rel": err,
-                "optimistic_j_per_inference": optimistic,
-                "dominated_by": number,
-                "dominating_accuracy": acc,
-                "dominating_j_per_inference": energy,
-                "calibration": {
-                    "n": cal.n,
-                    "loo_spearman": rho,
-                    "loo_median_error_rel": cal.loo.median_error_rel if cal.loo else None,
-                    "fitted_at": cal.fitted_at,
-                    "machine_id": self.machine_id,
-                },
-                "provenance": "modeled",
-            }
+                accuracy=metric,
+                j_per_inference=predicted,
+                ratio=predicted / base_j,
+                error_rel=err,
+                optimistic_j_per_inference=optimistic,
+                dominated_by=number,
+                dominating_accuracy=acc,
+                dominating_j_per_inference=energy,
+                calibration=CalibrationUsed(
+                    n=cal.n,
+                    loo_spearman=rho,
+                    loo_median_error_rel=cal.loo.median_error_rel if cal.loo else None,
+                    fitted_at=cal.fitted_at,
+                    machine_id=self.machine_id,
+                ),
+                provenance="modeled",
+            )
         )
-
-
-def _baseline_j(trials: list[Any]) -> float | None:
-    for t in trials:
-        if t.state.name == "COMPLETE" and t.user_attrs.get("is_baseline"):
-            j = (t.user_attrs.get("energy") or {}).get("energy_j_per_inference")
-            return float(j) if j else None
-    return None
 
 
 def _store(study: Any, cal: Calibration, machine: dict[str, str]) -> None:

@@ -1,6 +1,7 @@
 """Reading an Optuna study back: plain trial records, the search result, a trial's variant.
 
-Also the names of the trial attributes the search writes, so that writer and readers agree.
+The stored figures are read through :mod:`compresslab.study.attrs`, the one module that knows
+their keys.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from compresslab.compress import Step, VariantSpec
 from compresslab.errors import StorageError
 from compresslab.protocol.repeatability import tier_of
 from compresslab.recipe import Recipe
-from compresslab.results import SearchResult, TrialRecord
+from compresslab.records import Confirmation, SearchResult, TrialRecord
 from compresslab.stats import cv, t95
-from compresslab.study.predict import MACHINE_ATTR, PREDICTION_ATTR, stored_calibrations
+from compresslab.study import attrs
+from compresslab.study.predict import PREDICTION_ATTR, stored_calibrations
 from compresslab.study.sessions import sessions_of
 
 #: Trial attribute that marks the uncompressed baseline.
-BASELINE_ATTR = "is_baseline"
+BASELINE_ATTR = attrs.BASELINE
 #: Optuna constraint: minimum accuracy minus the variant's accuracy; feasible when <= 0.
 CONSTRAINT = "accuracy_below_tolerance"
 #: The start of the ``skipped`` reason of a trial that found the budget already taken.
@@ -35,7 +37,7 @@ def interruption(trial: Any) -> str | None:
     """Why a failed trial was interrupted (not the variant's own failure), or None."""
     if trial.state.name != "FAIL":
         return None
-    reason = trial.user_attrs.get("error")
+    reason = trial.user_attrs.get(attrs.ERROR)
     if reason is None:
         return REASON_UNRECORDED
     return str(reason) if str(reason).startswith(INTERRUPTED) else None
@@ -47,19 +49,18 @@ def counts_towards_budget(trial: Any, *, include_running: bool = False) -> bool:
     Not a reuse, a skip or a failure.
     """
     ua = trial.user_attrs
-    if ua.get("reused_from") is not None or ua.get("skipped"):
+    if ua.get(attrs.REUSED_FROM) is not None or ua.get(attrs.SKIPPED):
         return False
     state = trial.state.name
     if state == "COMPLETE":
         return True
     if state == "PRUNED":
-        return "screened" in ua or "predicted" in ua
+        return attrs.SCREENED in ua or attrs.PREDICTED in ua
     return include_running and state == "RUNNING"
 
 
-#: Study attribute prefix of a confirmed claim (``confirmed:<trial number>``): finished trials
-#: cannot take new attributes, the study can.
-CONFIRMED_PREFIX = "confirmed:"
+#: Study attribute prefix of a confirmed claim (``confirmed:<trial number>``).
+CONFIRMED_PREFIX = attrs.CONFIRMED_PREFIX
 
 
 def trial_record(
@@ -67,7 +68,7 @@ def trial_record(
     *,
     min_accuracy: float,
     baseline_j: float | None = None,
-    confirmed: dict[str, Any] | None = None,
+    confirmed: Confirmation | None = None,
     repeatability_rel: float | None = None,
 ) -> TrialRecord:
     """The plain record of one frozen Optuna trial (the report's only input).
@@ -79,63 +80,39 @@ def trial_record(
         confirmed: the trial's confirmed re-measurement, if any.
         repeatability_rel: the study's between-measurement spread (see :func:`repeatability`).
     """
-    ua = trial.user_attrs
+    stored = attrs.read(trial)
     complete = trial.state.name == "COMPLETE" and trial.values is not None
-    accuracy = trial.values[0] if complete else None
-    ci = ua.get("accuracy_ci95")
+    evaluation = stored.evaluation if complete else None
+    accuracy = evaluation.metric if evaluation is not None else None
     return TrialRecord(
         number=trial.number,
         state=trial.state.name,
-        variant=ua.get("variant", "?"),
-        is_baseline=bool(ua.get(BASELINE_ATTR, False)),
+        variant=stored.variant or "?",
+        is_baseline=stored.is_baseline,
         params=dict(trial.params),
-        accuracy=accuracy,
-        accuracy_ci95=tuple(ci) if ci else None,
+        evaluation=evaluation,
         feasible=(accuracy >= min_accuracy) if accuracy is not None else None,
-        energy=ua.get("energy") if complete else None,
-        modeled_j_per_inference=ua.get("modeled_j_per_inference"),
-        n_params=ua.get("n_params"),
-        macs_per_inference=ua.get("macs_per_inference"),
-        size_bytes=ua.get("size_bytes"),
-        memory_bytes=ua.get("memory_bytes"),
-        sparsity=ua.get("sparsity"),
-        error=ua.get("error") or ua.get("skipped") or interruption(trial),
-        screened=ua.get("screened"),
-        screen_accuracy=ua.get("screen_accuracy"),
-        duration_s=ua.get("duration_s"),
-        reused_from=ua.get("reused_from"),
-        host=ua.get("host"),
-        notes=tuple(ua.get("notes") or ()),
-        vs_baseline=ua.get("vs_baseline") if complete else None,
-        reference_energy=ua.get("reference_energy") if complete else None,
+        error=stored.error or stored.skipped or interruption(trial),
+        screening=stored.screening,
+        predicted=stored.prediction,
+        duration_s=stored.duration_s,
+        reused_from=stored.reused_from,
+        host=stored.host,
         confirmed=confirmed,
         baseline_j=baseline_j,
         repeatability_rel=repeatability_rel,
-        predicted=ua.get("predicted"),
-        parts=ua.get("parts"),
-        quality=dict(ua.get("quality") or {}),
-        answers=tuple(ua.get("answers") or ()),
-        phases=dict(ua.get("phases") or {}) if complete else {},
+        parts=stored.parts,
     )
 
 
 def baseline_j_of(trials: list[Any]) -> float | None:
     """The first completed baseline trial's measured joules per inference (None: none yet)."""
-    for t in trials:
-        if t.state.name == "COMPLETE" and t.user_attrs.get(BASELINE_ATTR):
-            energy = t.user_attrs.get("energy") or {}
-            if energy.get("energy_j_per_inference"):
-                return float(energy["energy_j_per_inference"])
-    return None
+    return attrs.baseline_j(trials)
 
 
-def confirmations(study: Any) -> dict[int, dict[str, Any]]:
+def confirmations(study: Any) -> dict[int, Confirmation]:
     """Confirmed claims of ``study`` by trial number."""
-    return {
-        int(key.removeprefix(CONFIRMED_PREFIX)): value
-        for key, value in study.user_attrs.items()
-        if key.startswith(CONFIRMED_PREFIX)
-    }
+    return attrs.confirmations(study.user_attrs)
 
 
 def baseline_measurements(
@@ -148,13 +125,16 @@ def baseline_measurements(
     """
     by_tier: dict[str, list[float]] = {}
     for t in trials:
-        ref = t.user_attrs.get("reference_energy") if t.state.name == "COMPLETE" else None
-        if not ref or not ref.get("energy_j_per_inference"):
+        if t.state.name != "COMPLETE":
             continue
-        if machine is not None and t.user_attrs.get(MACHINE_ATTR) != machine:
+        stored = attrs.read(t)
+        ref = stored.evaluation.reference_energy if stored.evaluation is not None else None
+        if ref is None or not ref.energy_j_per_inference:
             continue
-        tier = tier_of(str(ref.get("sampler", "?")), str(ref.get("provenance", "?")))
-        by_tier.setdefault(tier, []).append(float(ref["energy_j_per_inference"]))
+        if machine is not None and stored.machine_id != machine:
+            continue
+        tier = tier_of(ref.sampler, str(ref.provenance))
+        by_tier.setdefault(tier, []).append(ref.energy_j_per_inference)
     return by_tier
 
 
@@ -195,14 +175,14 @@ def records_from_study(study: Any, *, min_accuracy: float) -> list[TrialRecord]:
 
 def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchResult:
     """The :class:`SearchResult` of a study, from its storage alone (plus the recipe's name)."""
-    if "baseline_accuracy" not in study.user_attrs:
+    if attrs.BASELINE_ACCURACY not in study.user_attrs:
         raise StorageError(
             f"study '{study.study_name}' in '{storage_url}' holds no compresslab search yet: "
             f"run `compresslab search` on the recipe first"
         )
-    baseline_accuracy = float(study.user_attrs["baseline_accuracy"])
+    baseline_accuracy = float(study.user_attrs[attrs.BASELINE_ACCURACY])
     min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
-    info = dict(study.user_attrs.get("report_info", {}))
+    info = dict(study.user_attrs.get(attrs.REPORT_INFO, {}))
     # One entry per session (a resumed or killed search, a fleet's workers), with its state.
     info["search_energy"] = sessions_of(study.user_attrs)
     info["repeatability"] = repeatability(study.get_trials(deepcopy=False))
@@ -233,8 +213,8 @@ def spec_of_trial(study: Any, number: int) -> tuple[VariantSpec, Runtime]:
             f"study '{study.study_name}' has no trial {number} (it has {len(trials)} trials): "
             "see trials.csv for the trial numbers"
         )
-    stored = match[0].user_attrs.get("spec")
-    if stored is None:
+    stored = attrs.read(match[0])
+    if stored.spec is None:
         raise StorageError(f"trial {number} records no variant (it never started building one)")
-    spec = VariantSpec(tuple(Step(s["method"], dict(s["params"])) for s in stored["steps"]))
-    return spec, Runtime.from_dict(match[0].user_attrs.get("runtime"))
+    spec = VariantSpec(tuple(Step(s["method"], dict(s["params"])) for s in stored.spec["steps"]))
+    return spec, Runtime.from_dict(stored.runtime)

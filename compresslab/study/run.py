@@ -19,13 +19,13 @@ from compresslab.errors import BackendUnavailableError, StorageError, TaskError
 from compresslab.machine import fingerprint
 from compresslab.protocol import energy_options, select_for
 from compresslab.recipe import Recipe, recipe_hash
-from compresslab.results import SearchInterrupted, SearchResult, TrialRecord
+from compresslab.records import SearchInterrupted, SearchResult, TrialRecord
+from compresslab.study import attrs
 from compresslab.study._optuna import TrialFailed
 from compresslab.study.confirm import confirm_claims
 from compresslab.study.heartbeat import REASON_CTRL_C, TrialWatch, fail_own_running
 from compresslab.study.objective import Objective
 from compresslab.study.predict import (
-    MACHINE_ATTR,
     PREDICTION_ATTR,
     Predictor,
     prediction_blocker,
@@ -134,7 +134,7 @@ def run_search(
             """Distinct variants evaluated (a repeated variant reuses the first result)."""
             return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
 
-        if completed() >= target and "baseline_accuracy" in study.user_attrs:
+        if completed() >= target and attrs.BASELINE_ACCURACY in study.user_attrs:
             with contextlib.suppress(Exception):
                 cost.stop()
             return _nothing_to_do(recipe, study, storage_url, target, on_trial)
@@ -176,9 +176,9 @@ def run_search(
                 "marked %d interrupted trial(s) as failed; they are retried", len(interrupted)
             )
         _enqueue_start(study, space, grid)
-        study.set_user_attr("baseline_accuracy", baseline_accuracy)
+        study.set_user_attr(attrs.BASELINE_ACCURACY, baseline_accuracy)
         info = _report_info(recipe, task, selection, space, sampler, target)
-        study.set_user_attr("report_info", {**info, "optuna_sampler_reason": choice.reason})
+        study.set_user_attr(attrs.REPORT_INFO, {**info, "optuna_sampler_reason": choice.reason})
         predictor = None
         blocker = prediction_blocker(recipe, space)
         if blocker is None:
@@ -233,7 +233,9 @@ def run_search(
                 if on_trial is not None:
                     on_trial(trial_record(t, min_accuracy=min_accuracy), completed(), target)
             mine = [t for t in new if is_this_process(t.user_attrs)]
-            held = any(t.user_attrs.get("skipped", "").startswith(BUDGET_SKIP) for t in mine)
+            held = any(
+                (t.user_attrs.get(attrs.SKIPPED) or "").startswith(BUDGET_SKIP) for t in mine
+            )
             # Other workers' running trials hold the rest of the budget: wait until they end
             # (a dead worker's is retried, here or elsewhere), rather than spin.
             if held and not _wait_for_room(study, watch, target, completed):
@@ -386,10 +388,10 @@ def learn_ratio_repeatability(study: Any, storage_url: str) -> dict[str, int]:
     here = machine_id(store.here)
     kept: dict[str, int] = {}
     for number, c in sorted(confirmations(study).items()):
-        logs, within = c.get("round_log_ratios") or [], c.get("round_within_var") or []
-        if c.get(MACHINE_ATTR) != here or len(logs) < MIN_SPANS or len(within) != len(logs):
+        logs, within = list(c.round_log_ratios), list(c.round_within_var)
+        if c.machine_id != here or len(logs) < MIN_SPANS or len(within) != len(logs):
             continue
-        tier = str(c.get("tier") or "?")
+        tier = c.tier or "?"
         record_confirmation(
             store,
             key=f"{storage_url}#{study.study_name}#{number}",
@@ -397,7 +399,7 @@ def learn_ratio_repeatability(study: Any, storage_url: str) -> dict[str, int]:
             tier=tier,
             logs=logs,
             within=within,
-            at=c.get("at"),
+            at=c.at,
         )
         kept[tier] = kept.get(tier, 0) + len(logs)
     return kept

@@ -16,7 +16,7 @@ from compresslab.errors import RecipeError
 from compresslab.recipe import recipe_hash
 from compresslab.report.blocks import to_html, to_markdown
 from compresslab.report.document import build_document
-from compresslab.results import SearchResult, TrialRecord
+from compresslab.records import SearchResult, TrialRecord
 
 
 def _recipe(tmp: Path, **search: Any) -> dict[str, Any]:
