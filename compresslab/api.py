@@ -12,7 +12,7 @@ import yaml
 from compresslab.errors import CompressLabError, RecipeError, UsageError
 from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source, storage_problem
 from compresslab.recipe import source_from_text as _source_from_text
-from compresslab.records import SearchInterrupted, SearchResult, TrialRecord
+from compresslab.records import Measurement, SearchInterrupted, SearchResult, TrialRecord
 
 log = logging.getLogger(__name__)
 
@@ -336,11 +336,12 @@ def measure_recipe(
     trial: int | None = None,
     storage: str | None = None,
     base_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> Measurement:
     """Measure a recipe's baseline model, or the variant of one trial of its study.
 
-    Returns a JSON-able dict with at least ``energy_j_per_inference``, ``ci95_j_per_inference``,
-    ``provenance``, ``sampler``, ``n_inferences`` and ``windows``.
+    Returns the :class:`~compresslab.records.Measurement` (its ``evaluation`` holds the
+    energy, the paired ratio for a variant, and the metric); ``to_json()`` is what
+    ``compresslab measure --json`` prints.
     """
     from compresslab.study import measure_trial
 
@@ -352,35 +353,35 @@ def measure_recipe(
 
 
 def record_measurement(
-    recipe: Recipe, result: dict[str, Any], *, command: str, base_dir: Path | None = None
+    recipe: Recipe, result: Measurement, *, command: str, base_dir: Path | None = None
 ) -> None:
     """One history line for a measurement (what ``measure --json`` prints)."""
     from compresslab import history
+    from compresslab.records import to_json
 
-    n = int(result["n_inferences"])
-    keys = (
-        "energy_j_per_inference",
-        "ci95_j_per_inference",
-        "sampler",
-        "windows",
-        "trial",
-        "vs_baseline",
-        recipe.task.metric,
-        "ci_target_met",
-        "systematic_rel",
-    )
+    ev = result.evaluation
+    energy = ev.energy
+    n = energy.n_inferences
     history.record(
         recipe,
         command=command,
-        variant=str(result["variant"]),
-        energy_j=float(result["energy_j_per_inference"]) * n,
-        duration_s=float(result["duration_s"]),
-        provenance=str(result["provenance"]),
-        ci95_j=float(result["ci95_j_per_inference"]) * n,
-        components_j={k: v * n for k, v in result["components_j_per_inference"].items()},
+        variant=result.variant,
+        energy_j=energy.energy_j_per_inference * n,
+        duration_s=energy.duration_s,
+        provenance=str(energy.provenance),
+        ci95_j=energy.ci95_j_per_inference * n,
+        components_j={k: v * n for k, v in energy.components_j_per_inference.items()},
         figures={
-            **{k: result.get(k) for k in keys},
-            "contended": (result.get("contention") or {}).get("contended"),
+            "energy_j_per_inference": energy.energy_j_per_inference,
+            "ci95_j_per_inference": energy.ci95_j_per_inference,
+            "sampler": energy.sampler,
+            "windows": energy.windows,
+            "trial": result.trial,
+            "vs_baseline": to_json(ev.vs_baseline),
+            recipe.task.metric: ev.metric,
+            "ci_target_met": energy.ci_target_met,
+            "systematic_rel": energy.systematic_rel,
+            "contended": energy.contended,
         },
         base_dir=base_dir,
     )

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,7 +18,13 @@ from compresslab.errors import CompressLabError, RecipeError
 from compresslab.records import SearchInterrupted
 
 if TYPE_CHECKING:
-    from compresslab.records import SearchResult
+    from compresslab.records import (
+        EnergyResult,
+        Measurement,
+        PairedRatio,
+        SearchResult,
+        TrialRecord,
+    )
 
 # Heavy libraries (torch, pandas, optuna) are imported inside the commands that use them, so
 # `--version`, `--help` and a bad command line answer at once.
@@ -151,20 +157,18 @@ def search(
     )
 
 
-def _ratio(value: object, baseline: bool) -> str:
-    if baseline:
+def _ratio(record: TrialRecord) -> str:
+    if record.is_baseline:
         return "1x"
-    if isinstance(value, float) and value == value:  # not NaN
-        return f"{value:.2f}x"
-    return "-"
+    ratio = record.ratio_vs_baseline
+    return f"{ratio:.2f}x" if ratio is not None and ratio == ratio else "-"  # not NaN
 
 
 def _print_frontier(result: SearchResult) -> None:
     from compresslab import units
-    from compresslab.report import frontier_frame
 
-    front = frontier_frame(result)
-    factor, unit = units.energy_unit(list(front["energy_j_per_inference"]))
+    front = result.frontier
+    factor, unit = units.energy_unit([r.energy_j_per_inference for r in front])
     table = Table(
         title=escape(f"Pareto frontier of {result.recipe_name} (within {result.tolerance})")
     )
@@ -178,16 +182,15 @@ def _print_frontier(result: SearchResult) -> None:
         "provenance",
     ):
         table.add_column(col)
-    for _, row in front.iterrows():
+    for r in front:
         table.add_row(
-            str(row["trial"]),
-            escape(str(row["variant"])),
-            f"{row['accuracy']:.4f}",
-            f"{row['energy_j_per_inference'] * factor:.3g} ± "
-            f"{row['ci95_j_per_inference'] * factor:.2g}",
-            f"{units.wh_per_million(row['energy_j_per_inference']):.3g}",
-            _ratio(row["energy_ratio_vs_baseline"], bool(row["baseline"])),
-            str(row["provenance"]),
+            str(r.number),
+            escape(r.variant),
+            f"{r.accuracy:.4f}",
+            f"{r.energy_j_per_inference * factor:.3g} ± {r.ci95_j_per_inference * factor:.2g}",
+            f"{units.wh_per_million(r.energy_j_per_inference):.3g}",
+            _ratio(r),
+            r.provenance,
         )
     out.print(table)
 
@@ -230,71 +233,70 @@ def measure(
 
     result = measure_recipe(recipe, trial=trial, storage=storage)
     if as_json:
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(result.to_json(), indent=2, default=str))
         return
+    out.print(_measurement_table(result))
+
+
+def _measurement_table(result: Measurement) -> Table:
+    """The rows ``compresslab measure`` prints for one measurement."""
     from compresslab import units
 
-    unit = units.energy_unit([result["energy_j_per_inference"]])
-    factor = unit[0]
-    table = Table(title=escape(f"{result['recipe']}: {result['variant']}"), show_header=False)
+    ev = result.evaluation
+    e = ev.energy
+    factor, unit = units.energy_unit([e.energy_j_per_inference])
+    table = Table(title=escape(f"{result.recipe}: {result.variant}"), show_header=False)
     table.add_column("figure")
     table.add_column("value")
-    contention = result.get("contention") or {}
-    vs = result.get("vs_baseline") or {}
     rows = [
         (
             "energy / inference",
-            f"{result['energy_j_per_inference'] * factor:.4g} "
-            f"± {result['ci95_j_per_inference'] * factor:.2g} {unit[1]} (95% CI, "
-            f"{result['windows']} windows"
-            + ("" if result.get("ci_target_met", True) else "; CI target missed")
+            f"{e.energy_j_per_inference * factor:.4g} "
+            f"± {e.ci95_j_per_inference * factor:.2g} {unit} (95% CI, {e.windows} windows"
+            + ("" if e.ci_target_met else "; CI target missed")
             + ")",
         ),
-        ("interval", _interval_text(result, factor, unit[1])),
-        (
-            "Wh / million inferences",
-            f"{units.wh_per_million(result['energy_j_per_inference']):.4g}",
-        ),
-        ("provenance", f"{result['provenance']} ({result['sampler']})"),
+        ("interval", _interval_text(e, factor, unit)),
+        ("Wh / million inferences", f"{units.wh_per_million(e.energy_j_per_inference):.4g}"),
+        ("provenance", f"{e.provenance} ({e.sampler})"),
         (
             "gross / idle",
-            f"{units.format_energy(result['gross_j_per_inference'])} / "
-            f"{result['idle_power_w']:.3g} W",
+            f"{units.format_energy(e.gross_j_per_inference)} / {e.idle_power_w:.3g} W",
         ),
-        ("modeled", f"{units.format_energy(result['modeled_j_per_inference'])} (modeled)"),
-        ("inferences measured", f"{result['n_inferences']} in batches of {result['batch_size']}"),
+        ("modeled", f"{units.format_energy(ev.modeled_j_per_inference)} (modeled)"),
+        ("inferences measured", f"{e.n_inferences} in batches of {e.batch_size}"),
         (
             "latency / batch",
-            f"{result['latency_s_per_batch'] * 1e3:.3g} ms mean, "
-            f"p50 {result.get('latency_p50_s_per_batch', float('nan')) * 1e3:.3g}, "
-            f"p95 {result.get('latency_p95_s_per_batch', float('nan')) * 1e3:.3g} ms",
+            f"{e.latency_s_per_batch * 1e3:.3g} ms mean, "
+            f"p50 {e.latency_p50_s_per_batch * 1e3:.3g}, "
+            f"p95 {e.latency_p95_s_per_batch * 1e3:.3g} ms",
         ),
         (
             "contention",
-            f"others kept {contention.get('foreign_cpus_mean') or 0:.2f} CPUs busy"
-            + (" (contended)" if contention.get("contended") else ""),
+            f"others kept {e.contention.foreign_cpus_mean or 0:.2f} CPUs busy"
+            + (" (contended)" if e.contended else ""),
         ),
-        ("sampler selection", result["selection"]),
+        ("sampler selection", result.selection),
     ]
-    if vs.get("pairs"):
+    vs = ev.vs_baseline
+    if vs.pairs:
         rows[1:1] = [
             (
                 "vs baseline (paired)",
-                f"{vs['ratio']:.3f} [{vs['ci95_low']:.3f}, {vs['ci95_high']:.3f}], "
-                f"{vs['pairs']} pairs",
+                f"{vs.ratio:.3f} [{vs.ci95_low:.3f}, {vs.ci95_high:.3f}], {vs.pairs} pairs",
             ),
             ("ratio interval", _ratio_interval_text(vs)),
         ]
     for name, value in rows:
         table.add_row(name, escape(str(value)))
-    out.print(table)
+    return table
 
 
-def _interval_text(result: dict[str, Any], factor: float, unit: str) -> str:
+def _interval_text(result: EnergyResult, factor: float, unit: str) -> str:
     """How a standalone figure's 95% interval was made: windows, repeatability, source."""
-    windows = result.get("ci95_windows_j_per_inference", result["ci95_j_per_inference"])
-    rel = result.get("repeatability_rel")
-    source = result.get("repeatability_source") or "not considered"
+    windows = result.ci95_windows_j_per_inference
+    rel = result.repeatability_rel
+    source = result.repeatability_source or "not considered"
     if rel is None:
         return f"± {windows * factor:.2g} {unit} from the windows; repeatability {source}"
     return (
@@ -303,12 +305,12 @@ def _interval_text(result: dict[str, Any], factor: float, unit: str) -> str:
     )
 
 
-def _ratio_interval_text(vs: dict[str, Any]) -> str:
+def _ratio_interval_text(vs: PairedRatio) -> str:
     """How a paired ratio's 95% interval was made: pairs, repeatability between spans, source."""
-    low = vs.get("ci95_low_pairs", vs["ci95_low"])
-    high = vs.get("ci95_high_pairs", vs["ci95_high"])
-    rel = vs.get("ratio_repeatability_rel")
-    source = vs.get("ratio_repeatability_source") or "not considered"
+    low = vs.ci95_low_pairs if vs.ci95_low_pairs is not None else vs.ci95_low
+    high = vs.ci95_high_pairs if vs.ci95_high_pairs is not None else vs.ci95_high
+    rel = vs.ratio_repeatability_rel
+    source = vs.ratio_repeatability_source or "not considered"
     if rel is None:
         return f"[{low:.3f}, {high:.3f}] from the pairs; repeatability of ratios {source}"
     return (

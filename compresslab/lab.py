@@ -464,13 +464,14 @@ class Study:
             return None
         ratio = ""
         if base is not None and best is not base and best.ratio_vs_baseline is not None:
-            vs = best.confirmed or best.vs_baseline or {}
+            vs = best.confirmed or best.vs_baseline
+            assert vs is not None
             what = "confirmed" if best.confirmed else "paired, in the search"
             ratio = (
-                f", {float(vs['ratio']):.2f}x the baseline's energy ({what}; 95% CI "
-                f"{float(vs['ci95_low']):.2f} to {float(vs['ci95_high']):.2f})"
+                f", {vs.ratio:.2f}x the baseline's energy ({what}; 95% CI "
+                f"{vs.ci95_low:.2f} to {vs.ci95_high:.2f})"
             )
-            if float(vs["ci95_high"]) >= 1:
+            if vs.ci95_high >= 1:
                 ratio += " (the interval reaches 1: not a clear saving)"
         return (
             f"trial {best.number} {best.variant}: accuracy {_fmt(best.accuracy)}, "

@@ -5,6 +5,7 @@
   ratio to the baseline, profile, op counts, quality, phases, parts).
 - :class:`TrialRecord`: one trial of a search, holding its :class:`Evaluation` and state.
 - :class:`SearchResult`: a search's trials, frontier and context.
+- :class:`Measurement`: a baseline or a trial's variant measured on its own.
 
 :func:`to_json` and :func:`from_json` are the one codec between these records and JSON; the
 Optuna user attributes of a trial are written and read only by
@@ -22,6 +23,7 @@ from compresslab.records._evaluation import (
     Profile,
     Quality,
 )
+from compresslab.records._measurement import Measurement
 from compresslab.records._search import SearchInterrupted, SearchResult
 from compresslab.records._trial import (
     CalibrationUsed,
@@ -39,6 +41,7 @@ __all__ = [
     "Confirmation",
     "Contention",
     "EnergyResult",
+    "Measurement",
     "Evaluation",
     "OpCounts",
     "PairedRatio",

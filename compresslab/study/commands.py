@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from compresslab.bench import MEASURED_ATTRS, Runtime, VariantBench
+from compresslab.bench import Runtime, VariantBench
 from compresslab.compress import VariantSpec
 from compresslab.errors import StorageError, UsageError
 from compresslab.recipe import Recipe
-from compresslab.records import SearchResult
+from compresslab.records import Measurement, SearchResult
+from compresslab.study import attrs
 from compresslab.study.records import result_from_study, spec_of_trial
 from compresslab.study.storage import default_storage, open_study
 from compresslab.tasks import load_task
@@ -49,7 +49,7 @@ def measure_trial(
     trial: int | None = None,
     storage: str | None = None,
     base_dir: Path | None = None,
-) -> dict[str, Any]:
+) -> Measurement:
     """Measure the recipe's baseline (or the variant of ``trial`` in its study) once more.
 
     A trial that was predicted dominated instead of measured is measured like any other; its
@@ -62,21 +62,19 @@ def measure_trial(
         study = open_study(recipe, storage=storage_of(recipe, storage, base_dir))
         spec, runtime = spec_of_trial(study, trial)
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
-        prediction = frozen.user_attrs.get("predicted")
+        prediction = attrs.read(frozen).prediction
     bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
     # A measurement on its own: its absolute figure states the machine's repeatability too.
-    metric, attrs = bench.evaluate(spec, runtime=runtime, standalone=True)
-    energy = attrs.pop("energy")
-    return {
-        **energy,
-        "variant": spec.label() + runtime.label(),
-        "trial": trial,
-        "recipe": recipe.name,
-        recipe.task.metric: metric,
-        "selection": bench.selection.explain(),
-        **attrs,
-        **({"prediction": prediction} if prediction is not None else {}),
-    }
+    evaluation = bench.evaluate(spec, runtime=runtime, standalone=True)
+    return Measurement(
+        recipe=recipe.name,
+        variant=spec.label() + runtime.label(),
+        trial=trial,
+        metric_name=recipe.task.metric,
+        evaluation=evaluation,
+        selection=bench.selection.explain(),
+        prediction=prediction,
+    )
 
 
 def export_trial(
@@ -100,21 +98,25 @@ def export_trial(
     study = open_study(recipe, storage=storage_of(recipe, storage, base_dir))
     spec, _ = spec_of_trial(study, trial)
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
+    stored = attrs.read(frozen)
     if frozen.state.name != "COMPLETE" and not force:
-        why = frozen.user_attrs.get("screened") or frozen.user_attrs.get("error") or "no result"
+        why = stored.screening.reason if stored.screening else stored.error or "no result"
         raise UsageError(
             f"trial {trial} is {frozen.state.name.lower()} ({why}): it is not a measured "
             "variant; export another trial, or pass --force to export it anyway"
         )
     bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
-    measured = {
-        key: frozen.user_attrs.get(key)
-        for key in ("variant", "runtime", *MEASURED_ATTRS)
-        if key in frozen.user_attrs
-    }
-    if frozen.values:
-        measured[recipe.task.metric] = frozen.values[0]
-    measured["trial"] = trial
+    measured = None
+    if stored.evaluation is not None:
+        measured = Measurement(
+            recipe=recipe.name,
+            variant=stored.variant or "?",
+            trial=trial,
+            metric_name=recipe.task.metric,
+            evaluation=stored.evaluation,
+            selection="as measured during the search",
+        ).to_json()
+        measured["runtime"] = dict(stored.runtime)
     return export_variant(
         task=bench.task,
         spec=spec,
