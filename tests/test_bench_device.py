@@ -235,11 +235,11 @@ def test_a_causal_variant_is_evaluated_where_it_is_placed(tmp_path: Path, device
     bench = _bench(tmp_path, task)
     bench.device = device
     runtime = Runtime(batch_size=2)
-    metric, attrs = bench.evaluate(VariantSpec((Step("bf16", {}),)), runtime=runtime)
-    assert 0.0 <= metric <= 1.0
-    assert attrs["quality"]["perplexity"] > 1 and attrs["answers"]
-    assert attrs["energy"]["batch_size"] == 2 * task.new_tokens  # units: generated tokens
-    assert attrs["phases"]["prefill"]["batch_size"] == 2  # units: requests
+    ev = bench.evaluate(VariantSpec((Step("bf16", {}),)), runtime=runtime)
+    assert 0.0 <= ev.metric <= 1.0
+    assert (ev.quality.perplexity or 0) > 1 and ev.answers
+    assert ev.energy.batch_size == 2 * task.new_tokens  # units: generated tokens
+    assert ev.phases["prefill"].batch_size == 2  # units: requests
     model = bench.place(bench.build(VariantSpec()))
     expected = torch.device(device)
     assert model_device(model) is not None and model_device(model).type == expected.type

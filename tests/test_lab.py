@@ -16,8 +16,8 @@ from compresslab import lab, units
 from compresslab.api import load_recipe
 from compresslab.errors import StorageError
 from compresslab.export import load_variant
-from compresslab.report.table import COLUMNS, frontier_frame
 from compresslab.records import SearchResult
+from compresslab.report.table import COLUMNS, frontier_frame
 
 
 def _recipe(tmp: Path, *, trials: int, name: str = "small") -> dict[str, Any]:

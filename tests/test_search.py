@@ -64,9 +64,10 @@ def test_small_search_end_to_end(searched) -> None:  # type: ignore[no-untyped-d
     assert result.baseline_accuracy == first.accuracy
     for t in result.completed:
         assert t.energy is not None
-        assert t.energy["provenance"] == "estimated"
-        assert t.energy["energy_j_per_inference"] > 0
-        assert t.energy["windows"] >= 2
+        assert t.energy is not None
+        assert t.energy.provenance == "estimated"
+        assert t.energy.energy_j_per_inference > 0
+        assert t.energy.windows >= 2
         assert t.macs_per_inference and t.macs_per_inference > 0
         assert t.modeled_j_per_inference and t.modeled_j_per_inference > 0
     out = recipe.output_dir()
@@ -224,9 +225,9 @@ def test_a_variant_below_the_tolerance_on_the_whole_split_is_not_measured(
     assert caught.value.accuracy == pytest.approx(metric)
     assert "energy not measured" in caught.value.reason
     # At the minimum itself it is feasible, and measured.
-    at_min, figures = bench.evaluate(spec, min_accuracy=metric)
-    assert at_min == pytest.approx(metric)
-    assert figures["energy"]["energy_j_per_inference"] > 0
+    at_min = bench.evaluate(spec, min_accuracy=metric)
+    assert at_min.metric == pytest.approx(metric)
+    assert at_min.energy.energy_j_per_inference > 0
 
 
 def test_a_search_stores_its_calibration_even_before_it_could_predict(tmp_path: Path) -> None:
@@ -316,9 +317,9 @@ def test_runtime_knobs_are_searched_and_recorded(tmp_path: Path) -> None:
         labels
     )
     runs = [t for t in result.completed if "batch_size=16" in t.variant]
-    assert runs and all(t.energy and t.energy["batch_size"] == 16 for t in runs)
+    assert runs and all(t.energy and t.energy.batch_size == 16 for t in runs)
     base = result.baseline
-    assert base is not None and base.energy and base.energy["batch_size"] == 32
+    assert base is not None and base.energy and base.energy.batch_size == 32
 
 
 def test_bad_runtime_knob_is_a_recipe_error(tmp_path: Path) -> None:

@@ -21,15 +21,15 @@ def test_flag_keeps_every_window_and_says_it_was_contended(monkeypatch: pytest.M
     script_contention(monkeypatch, itertools.cycle([0.1, 1.5, 0.1]))
     result = _measure(CostSampler(), Protocol(warmup_s=0, window_s=0.01, max_windows=3))
     c = result.contention
-    assert result.contended and c["policy"] == "flag" and c["windows_rejected"] == 0
-    assert c["foreign_cpus_max"] == pytest.approx(1.5) and result.windows == 3
+    assert result.contended and c.policy == "flag" and c.windows_rejected == 0
+    assert c.foreign_cpus_max == pytest.approx(1.5) and result.windows == 3
     assert result.to_dict()["contention"]["contended"] is True
 
 
 def test_a_quiet_machine_is_not_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
     script_contention(monkeypatch, itertools.repeat(0.05))
     result = _measure(CostSampler(), Protocol(warmup_s=0, window_s=0.01, max_windows=3))
-    assert not result.contended and result.contention["foreign_cpus_mean"] == pytest.approx(0.05)
+    assert not result.contended and result.contention.foreign_cpus_mean == pytest.approx(0.05)
 
 
 def test_reject_drops_contended_windows_and_measures_others(
@@ -40,7 +40,7 @@ def test_reject_drops_contended_windows_and_measures_others(
         warmup_s=0, window_s=0.01, min_windows=3, max_windows=3, contention="reject"
     )
     result = _measure(CostSampler(), protocol)
-    assert result.windows == 3 and result.contention["windows_rejected"] == 2
+    assert result.windows == 3 and result.contention.windows_rejected == 2
     assert not result.contended  # every kept window was quiet
 
 
@@ -55,7 +55,7 @@ def test_reject_is_bounded_and_then_flags(monkeypatch: pytest.MonkeyPatch) -> No
         max_rejected=2,
     )
     result = _measure(CostSampler(), protocol)
-    assert result.contention["windows_rejected"] == 2 and result.contended
+    assert result.contention.windows_rejected == 2 and result.contended
 
 
 def test_wait_sleeps_until_the_machine_is_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +63,7 @@ def test_wait_sleeps_until_the_machine_is_quiet(monkeypatch: pytest.MonkeyPatch)
     script_contention(monkeypatch, iter([2.0, 2.0] + [0.1] * 50))
     protocol = Protocol(warmup_s=0, window_s=0.01, min_windows=3, max_windows=3, contention="wait")
     result = _measure(CostSampler(), protocol)
-    assert result.contention["waited_s"] == pytest.approx(0.5) and not result.contended
+    assert result.contention.waited_s == pytest.approx(0.5) and not result.contended
 
 
 def test_a_net_figure_whose_interval_reaches_zero_is_refused() -> None:

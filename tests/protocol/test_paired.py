@@ -22,7 +22,7 @@ def test_windows_alternate_abba_and_the_ratio_is_exact_on_a_steady_machine() -> 
     # warm-up A, B; then A B | B A | A B (three pairs reach the target on a steady machine)
     assert sampler.log == ["A", "B", "A", "B", "A", "B"]
     assert result.ratio.pairs == 3 and result.ci_target_met
-    assert result.vs_reference()["order"] == "ABBA"
+    assert result.vs_reference().order == "ABBA"
 
 
 def test_a_load_change_between_pairs_cancels_in_the_ratio() -> None:

@@ -26,6 +26,7 @@ from compresslab.protocol.ratio_repeatability import (
     widen_ratio,
 )
 from compresslab.protocol.repeatability import RepeatabilityStore, tier_of
+from compresslab.records import to_json
 from compresslab.stats import t95
 
 TIER = tier_of("cost", "measured")
@@ -86,10 +87,10 @@ def test_a_term_widens_the_pairs_interval_in_quadrature_on_the_log_scale() -> No
     )
     assert wide.ci_target_met == res.ci_target_met  # the stopping rule judged the pairs
     vs = wide.vs_reference()
-    assert (vs["ci95_low"], vs["ci95_high"]) == (wide.ratio.low, wide.ratio.high)
-    assert (vs["ci95_low_pairs"], vs["ci95_high_pairs"]) == (pairs.low, pairs.high)
-    assert vs["ratio_repeatability_rel"] == 0.08
-    json.dumps(vs)
+    assert (vs.ci95_low, vs.ci95_high) == (wide.ratio.low, wide.ratio.high)
+    assert (vs.ci95_low_pairs, vs.ci95_high_pairs) == (pairs.low, pairs.high)
+    assert vs.ratio_repeatability_rel == 0.08
+    json.dumps(to_json(vs))
     # A steady span (its pairs' interval is a point) gets the term alone.
     steady = widen_ratio(paired(0.5), term(0.08))
     assert steady.ratio.high == pytest.approx(0.5 * math.exp(0.08))
@@ -106,12 +107,12 @@ def test_unknown_leaves_the_pairs_interval_and_says_so(tmp_path: Path) -> None:
     assert out.ratio_repeatability_source == RATIO_UNKNOWN
     assert "pairs only" in RATIO_UNKNOWN and "confirm" in RATIO_UNKNOWN
     vs = out.vs_reference()
-    assert vs["ratio_repeatability_source"] == RATIO_UNKNOWN
-    assert (vs["ci95_low"], vs["ci95_high"]) == (vs["ci95_low_pairs"], vs["ci95_high_pairs"])
+    assert vs.ratio_repeatability_source == RATIO_UNKNOWN
+    assert (vs.ci95_low, vs.ci95_high) == (vs.ci95_low_pairs, vs.ci95_high_pairs)
     # Measured but never widened (the protocol's own result): not considered, said by None.
     raw = res.vs_reference()
-    assert raw["ratio_repeatability_source"] is None
-    assert raw["ci95_low_pairs"] == raw["ci95_low"]
+    assert raw.ratio_repeatability_source is None
+    assert raw.ci95_low_pairs == raw.ci95_low
     assert not RepeatabilityStore(tmp_path).path.exists()  # no key: nothing recorded
 
 

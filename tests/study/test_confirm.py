@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
+from record_builders import energy
 from tests_support import small
 
 from compresslab.api import load_recipe, rebuild_report, search
+from compresslab.records import Evaluation, PairedRatio, to_json
 
 
 def test_the_frontier_is_confirmed_and_the_headline_says_so(
@@ -28,9 +31,9 @@ def test_the_frontier_is_confirmed_and_the_headline_says_so(
     front = [r for r in result.frontier if not r.is_baseline]
     assert front, "a pruned or int8 variant should beat the baseline's energy"
     for r in front:
-        assert r.confirmed is not None and r.confirmed["pairs"] >= 3 and r.confirmed["rounds"] == 3
-        assert r.confirmed["ci95_low"] <= r.confirmed["ratio"] <= r.confirmed["ci95_high"]
-        assert r.confirmed["search_ratio"] == r.ratio_vs_baseline
+        assert r.confirmed is not None and r.confirmed.pairs >= 3 and r.confirmed.rounds == 3
+        assert r.confirmed.ci95_low <= r.confirmed.ratio <= r.confirmed.ci95_high
+        assert r.confirmed.search_ratio == r.ratio_vs_baseline
     off_front = [r for r in result.completed if r.number not in {f.number for f in front}]
     assert all(r.confirmed is None for r in off_front)  # only claims are re-measured
     report = (recipe.output_dir() / "report.md").read_text()
@@ -46,25 +49,28 @@ def test_the_frontier_is_confirmed_and_the_headline_says_so(
     for r in result.completed:
         if r.is_baseline:
             continue
-        vs = r.vs_baseline or {}
-        assert vs["ratio_repeatability_source"] == RATIO_UNKNOWN
-        assert (vs["ci95_low"], vs["ci95_high"]) == (vs["ci95_low_pairs"], vs["ci95_high_pairs"])
+        vs = r.vs_baseline
+        assert vs is not None and vs.ratio_repeatability_source == RATIO_UNKNOWN
+        assert (vs.ci95_low, vs.ci95_high) == (vs.ci95_low_pairs, vs.ci95_high_pairs)
     csv = (recipe.output_dir() / "trials.csv").read_text().splitlines()[0].split(",")
     assert {"ratio_ci95_low_pairs", "ratio_repeatability_source"} <= set(csv)
-    tier = f"{front[0].energy['sampler']}/{front[0].energy['provenance']}"  # type: ignore[index]
+    energy = front[0].energy
+    assert energy is not None
+    tier = f"{energy.sampler}/{energy.provenance}"
     learnt = ratio_term(RepeatabilityStore(), tier)
     assert learnt is not None and learnt.n == 3 * len(front)
     assert "confirmation rounds of trial" in learnt.source
     # A ratio measured on its own afterwards (`compresslab measure --trial`) is widened by it.
-    again_measured = measure_recipe(recipe, trial=front[0].number)["vs_baseline"]
-    assert again_measured["ratio_repeatability_rel"] == pytest.approx(learnt.ci95_rel)
-    assert again_measured["ratio_repeatability_source"] == learnt.source
-    assert again_measured["ci95_low"] <= again_measured["ci95_low_pairs"]
-    assert again_measured["ci95_high"] >= again_measured["ci95_high_pairs"]
+    again_measured = measure_recipe(recipe, trial=front[0].number).evaluation.vs_baseline
+    assert again_measured.ratio_repeatability_rel == pytest.approx(learnt.ci95_rel)
+    assert again_measured.ratio_repeatability_source == learnt.source
+    assert again_measured.ci95_low_pairs is not None and again_measured.ci95_high_pairs is not None
+    assert again_measured.ci95_low <= again_measured.ci95_low_pairs
+    assert again_measured.ci95_high >= again_measured.ci95_high_pairs
 
-    first = {r.number: r.confirmed["at"] for r in front}
+    first = {r.number: r.confirmed.at for r in front if r.confirmed}
     again = rebuild_report(recipe, confirm=True)
-    refreshed = {r.number: r.confirmed["at"] for r in again.frontier if r.confirmed}
+    refreshed = {r.number: r.confirmed.at for r in again.frontier if r.confirmed}
     assert set(refreshed) == set(first) and all(refreshed[n] > first[n] for n in first)
 
 
@@ -102,21 +108,21 @@ def test_rounds_combine_into_an_interval_from_their_spread_never_below_the_pairs
         )
 
     steady = _combine([paired(0.5, 0.5), paired(0.5, 0.5), paired(0.5, 0.5)], search_ratio=0.4)
-    assert (steady["ratio"], steady["ci95_low"], steady["ci95_high"]) == (0.5, 0.5, 0.5)
+    assert (steady.ratio, steady.ci95_low, steady.ci95_high) == (0.5, 0.5, 0.5)
     drifting = _combine(
         [paired(0.45, 0.45), paired(0.5, 0.5), paired(0.56, 0.56)], search_ratio=0.4
     )
-    assert drifting["ci95_low"] < 0.45 and drifting["ci95_high"] > 0.56  # wider than the rounds
-    assert drifting["rounds"] == 3 and drifting["pairs"] == 6
-    assert drifting["interval_from"] == "rounds"
+    assert drifting.ci95_low < 0.45 and drifting.ci95_high > 0.56  # wider than the rounds
+    assert drifting.rounds == 3 and drifting.pairs == 6
+    assert drifting.interval_from == "rounds"
     # Rounds that agree by chance, of pairs that scatter: the pairs' interval is the floor.
     pairs = [(0.4, 0.625), (0.625, 0.4), (0.5, 0.5)]
     lucky = _combine([paired(*p) for p in pairs], search_ratio=0.4)
     logs = [math.log(r) for p in pairs for r in p]
-    assert lucky["interval_from"] == "pairs"
-    assert lucky["ratio"] == pytest.approx(0.5)
-    assert math.log(lucky["ci95_high"] / lucky["ratio"]) == pytest.approx(ci95_halfwidth(logs))
-    assert lucky["ci95_low"] < 0.45 and lucky["ci95_high"] > 0.55
+    assert lucky.interval_from == "pairs"
+    assert lucky.ratio == pytest.approx(0.5)
+    assert math.log(lucky.ci95_high / lucky.ratio) == pytest.approx(ci95_halfwidth(logs))
+    assert lucky.ci95_low < 0.45 and lucky.ci95_high > 0.55
 
 
 def test_repeatability_comes_from_the_baseline_measured_beside_each_variant() -> None:
@@ -125,9 +131,18 @@ def test_repeatability_comes_from_the_baseline_measured_beside_each_variant() ->
     from compresslab.study.records import repeatability
 
     def trial(j: float) -> SimpleNamespace:
+        ev = Evaluation(
+            metric=0.9,
+            metric_ci95=(0.9, 0.9),
+            energy=energy(j),
+            vs_baseline=PairedRatio(ratio=1.0, ci95_low=0.9, ci95_high=1.1),
+            reference_energy=energy(j),
+        )
         return SimpleNamespace(
+            number=1,
+            values=[0.9, 1.0],
             state=SimpleNamespace(name="COMPLETE"),
-            user_attrs={"reference_energy": {"energy_j_per_inference": j}},
+            user_attrs={"format": 1, "evaluation": to_json(ev)},
         )
 
     assert repeatability([trial(1.0), trial(1.1)]) is None  # too few to say
@@ -147,7 +162,6 @@ def test_a_confirmations_rounds_teach_the_machines_repeatability_of_ratios() -> 
     from compresslab.protocol.repeatability import RepeatabilityStore
     from compresslab.stats import t95
     from compresslab.study.confirm import _combine, _rounds_spread
-    from compresslab.study.predict import MACHINE_ATTR
     from compresslab.study.run import learn_ratio_repeatability
 
     def paired(*pair_ratios: float) -> SimpleNamespace:
@@ -177,11 +191,12 @@ def test_a_confirmations_rounds_teach_the_machines_repeatability_of_ratios() -> 
     ]
     assert spread["round_log_ratios"] == pytest.approx(logs)
     assert spread["round_within_var"] == pytest.approx(within)
-    assert spread["tier"] == "estimate/estimated" and spread[MACHINE_ATTR] == machine_id()
+    assert spread["tier"] == "estimate/estimated" and spread["machine_id"] == machine_id()
 
-    here = {**_combine(rounds, search_ratio=0.4), **spread}  # type: ignore[arg-type]
-    there = {**here, MACHINE_ATTR: "0123456789ab"}  # confirmed by a fleet's other machine
-    older = _combine(rounds, search_ratio=0.4)  # type: ignore[arg-type]  # no rounds' spread
+    combined = _combine(rounds, search_ratio=0.4)  # type: ignore[arg-type]
+    here = to_json(dataclasses.replace(combined, **spread))
+    there = {**here, "machine_id": "0123456789ab"}  # confirmed by a fleet's other machine
+    older = to_json(combined)  # no rounds' spread
     study = SimpleNamespace(
         study_name="digits",
         user_attrs={"confirmed:3": here, "confirmed:4": there, "confirmed:5": older},

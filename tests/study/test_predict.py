@@ -7,6 +7,7 @@ known; the Objective is driven with a fake bench that records which variants wer
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from pathlib import Path
@@ -14,12 +15,20 @@ from typing import Any
 
 import optuna
 import pytest
+from record_builders import energy as energy_result
 from tests_support import small
 
 from compresslab.api import load_recipe
 from compresslab.bench import PartTimer
 from compresslab.calibration import features, machine_id
-from compresslab.study import Objective, SearchSpace, counts_towards_budget, records_from_study
+from compresslab.records import Evaluation, OpCounts, PairedRatio, from_json, to_json
+from compresslab.study import (
+    Objective,
+    SearchSpace,
+    attrs,
+    counts_towards_budget,
+    records_from_study,
+)
 from compresslab.study.predict import MACHINE_ATTR, PredictedDominated, Predictor
 
 COST = [2e-10, 0.0, 9e-10, 5e-11, 3e-9, 1e-11, 2e-4]  # J per unit of each feature
@@ -60,9 +69,18 @@ def _add(
             user_attrs={
                 "variant": f"v{number}",
                 "is_baseline": base,
-                "op_counts": counts,
-                "vs_baseline": {"ratio": 1.0 if base else energy / BASE_J},
-                "energy": {"energy_j_per_inference": BASE_J if base else energy},
+                "format": 1,
+                "evaluation": to_json(
+                    Evaluation(
+                        metric=acc,
+                        metric_ci95=(acc, acc),
+                        energy=energy_result(BASE_J if base else energy),
+                        vs_baseline=PairedRatio(
+                            ratio=1.0 if base else energy / BASE_J, ci95_low=0.0, ci95_high=9.0
+                        ),
+                        op_counts=from_json(OpCounts, counts),
+                    )
+                ),
                 MACHINE_ATTR: machine,
             },
         )
@@ -101,15 +119,13 @@ def test_a_variant_predicted_far_above_the_frontier_is_not_measured() -> None:
     with pytest.raises(PredictedDominated) as e:
         predictor.check(study, metric=0.985, op_counts=far)
     p = e.value.prediction
-    assert p["j_per_inference"] == pytest.approx(_energy(far), rel=0.35)
-    assert 0 < p["error_rel"] <= 0.5
-    assert p["optimistic_j_per_inference"] == pytest.approx(
-        p["j_per_inference"] * (1 - p["error_rel"])
-    )
-    assert p["dominating_accuracy"] >= 0.985
-    assert p["dominating_j_per_inference"] < p["optimistic_j_per_inference"]
-    assert p["provenance"] == "modeled" and p["calibration"]["n"] == 10
-    assert "predicted dominated" in p["reason"] and f"trial {p['dominated_by']}" in p["reason"]
+    assert p.j_per_inference == pytest.approx(_energy(far), rel=0.35)
+    assert 0 < p.error_rel <= 0.5
+    assert p.optimistic_j_per_inference == pytest.approx(p.j_per_inference * (1 - p.error_rel))
+    assert p.dominating_accuracy >= 0.985
+    assert p.dominating_j_per_inference < p.optimistic_j_per_inference
+    assert p.provenance == "modeled" and p.calibration.n == 10
+    assert "predicted dominated" in p.reason and f"trial {p.dominated_by}" in p.reason
     # The calibration is stored with the study, under this machine's id.
     assert study.user_attrs[f"calibration:{HERE}"]["n"] == 10
 
@@ -120,10 +136,12 @@ def test_a_variant_near_the_frontier_is_measured() -> None:
     trials = study.get_trials()
     # Predicted 10% dearer than the cheapest feasible variant, at its accuracy: within the
     # stated error, so it might be cheaper: measured.
-    cheapest = min(
-        (t for t in trials if t.values[0] >= 0.97), key=lambda t: t.values[1]
-    ).user_attrs["op_counts"]
-    near = {**cheapest, "macs": {k: v * 1.1 for k, v in cheapest["macs"].items()}}
+    cheapest = attrs.read(
+        min((t for t in trials if t.values[0] >= 0.97), key=lambda t: t.values[1])
+    ).evaluation
+    assert cheapest is not None
+    counts = cheapest.op_counts
+    near = dataclasses.replace(counts, macs={k: v * 1.1 for k, v in counts.macs.items()})
     predictor.check(study, metric=0.99, op_counts=near)  # does not raise
     # More accurate than every measured variant: nothing dominates it, however dear.
     predictor.check(study, metric=0.999, op_counts=_counts(4 * 1.6e6))
@@ -180,25 +198,27 @@ def test_the_objective_records_a_predicted_dominated_variant(
     measured: list[str] = []
     rng = random.Random(2)
 
-    def fake_evaluate(spec: Any, *, gate: Any = None, **_: Any) -> tuple[float, dict[str, Any]]:
+    def fake_evaluate(spec: Any, *, gate: Any = None, **_: Any) -> Evaluation:
         label = spec.label()
         objective.bench.last_parts = timer = PartTimer()
         # Variants with bf16 are four times the baseline's work here, at a lower accuracy.
         macs = 1.6e6 * (4 if "bf16" in label else rng.uniform(0.3, 1.0))
-        counts = _counts(1.6e6 if spec.is_baseline else macs)
+        counts = from_json(OpCounts, _counts(1.6e6 if spec.is_baseline else macs))
         acc = 0.99 if spec.is_baseline else (0.975 if "bf16" in label else 0.985)
         if gate is not None:
-            gate(acc, {"accuracy_ci95": [acc - 0.01, acc + 0.01], "op_counts": counts})
+            gate(acc, counts)
         timer.lap("measure")
         measured.append(label)
         energy = BASE_J if spec.is_baseline else _energy(counts) * rng.uniform(0.95, 1.05)
-        return acc, {
-            "accuracy_ci95": [acc - 0.01, acc + 0.01],
-            "energy": {"energy_j_per_inference": energy},
-            "vs_baseline": {"ratio": energy / BASE_J},
-            "op_counts": counts,
-            "parts": timer.to_dict(),
-        }
+        ratio = energy / BASE_J
+        return Evaluation(
+            metric=acc,
+            metric_ci95=(acc - 0.01, acc + 0.01),
+            energy=energy_result(energy),
+            vs_baseline=PairedRatio(ratio=ratio, ci95_low=ratio, ci95_high=ratio),
+            op_counts=counts,
+            parts=timer.times(),
+        )
 
     objective.bench.evaluate = fake_evaluate  # type: ignore[method-assign]
     study = optuna.create_study(
@@ -221,10 +241,10 @@ def test_the_objective_records_a_predicted_dominated_variant(
     repeat = [t for t in predicted if t.user_attrs.get("reused_from") is not None]
     assert len(repeat) == 1 and all(counts_towards_budget(t) for t in first)
     assert not counts_towards_budget(repeat[0])
-    for t in first:  # what is known was recorded: accuracy, counts, the time spent
-        assert t.user_attrs["accuracy_ci95"] and t.user_attrs["op_counts"]
-        assert "measure" not in t.user_attrs["parts"]
-        assert t.user_attrs["predicted"]["accuracy"] == 0.975
+    for t in first:  # what is known was recorded: the prediction and the time spent
+        stored = attrs.read(t)
+        assert stored.evaluation is None and "measure" not in stored.parts
+        assert stored.prediction is not None and stored.prediction.accuracy == 0.975
     records = records_from_study(study, min_accuracy=0.97)
     skipped = [r for r in records if r.predicted is not None and r.reused_from is None]
     assert len(skipped) == len(first) and all(r.evaluated for r in skipped)

@@ -14,9 +14,9 @@ from tests_support import FAST_ENERGY
 from compresslab.api import load_recipe, search
 from compresslab.errors import RecipeError
 from compresslab.recipe import recipe_hash
+from compresslab.records import SearchResult, TrialRecord
 from compresslab.report.blocks import to_html, to_markdown
 from compresslab.report.document import build_document
-from compresslab.records import SearchResult, TrialRecord
 
 
 def _recipe(tmp: Path, **search: Any) -> dict[str, Any]:
@@ -74,7 +74,8 @@ def test_energy_is_per_generated_token(searched) -> None:  # type: ignore[no-unt
     base = result.baseline
     assert base is not None and base.energy is not None
     # 2 requests x 4 new tokens per call; the prefill phase counts requests.
-    assert base.energy["batch_size"] == 2 * TINY_OPTIONS["new_tokens"]
+    assert base.energy is not None
+    assert base.energy.batch_size == 2 * TINY_OPTIONS["new_tokens"]
     assert base.phases["prefill"]["batch_size"] == 2
     assert result.info["unit"] == "generated token"
     assert base.quality["perplexity_ratio"] == pytest.approx(1.0)

@@ -95,6 +95,6 @@ def test_user_entrypoint_recipe_runs_a_whole_search(
     # before its energy is measured); every measured one carries its provenance.
     assert sum(1 for t in result.trials if t.evaluated) == 3
     assert len(result.completed) >= 2
-    assert all(t.energy and t.energy["provenance"] == "estimated" for t in result.completed)
+    assert all(t.energy and t.energy.provenance == "estimated" for t in result.completed)
     assert (recipe.output_dir() / "report.md").is_file()
     assert "an MLP loaded from safetensors" in (recipe.output_dir() / "report.md").read_text()
