@@ -589,6 +589,7 @@ class VariantBench:
             answers=answers,
             phases=phases,
             parts=timer.times(),
+            metric_examples=len(self.task.eval_labels),
         )
 
     # --- what generative tasks add ----------------------------------------------------------

@@ -142,6 +142,8 @@ class Evaluation:
         phases: phases of the workload measured on their own (a generation: ``prefill``).
         parts: wall and CPU seconds per part of the evaluation (build, finetune, evaluate,
             measure).
+        metric_examples: how many evaluation examples the metric was computed on (0: not
+            recorded, a study written before it was).
     """
 
     metric: float
@@ -157,6 +159,7 @@ class Evaluation:
     answers: tuple[Answer, ...] = ()
     phases: dict[str, EnergyResult] = field(default_factory=dict)
     parts: dict[str, PartTime] = field(default_factory=dict)
+    metric_examples: int = 0
 
     @property
     def energy_j_per_inference(self) -> float:
