@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -96,3 +97,19 @@ def test_a_format0_trial_reads_as_an_evaluation(format0: optuna.Study) -> None:
     assert attrs.baseline_j(format0.trials) == baseline.evaluation.energy_j_per_inference
     confirmed = attrs.confirmations(format0.user_attrs)
     assert set(confirmed) == {1} and confirmed[1].rounds == 3
+
+
+def test_a_new_figure_needs_no_change_here() -> None:
+    # metric_examples was added to Evaluation after format 1 was written: the record and
+    # the bench changed, this module did not. A trial stored before it reads the default.
+    study = _study()
+    trial = study.ask()
+    stored = to_json(evaluation())
+    del stored["metric_examples"]
+    trial.set_user_attr(attrs.EVALUATION, stored)
+    study.tell(trial, [0.98, 0.5])
+    assert attrs.read(study.trials[0]).evaluation.metric_examples == 0  # type: ignore[union-attr]
+    again = study.ask()
+    attrs.write_evaluation(again, dataclasses.replace(evaluation(), metric_examples=360))
+    study.tell(again, [0.98, 0.5])
+    assert attrs.read(study.trials[1]).evaluation.metric_examples == 360  # type: ignore[union-attr]
