@@ -62,8 +62,8 @@ MAX_CONFIRMATIONS = 30
 MAX_AGE_S = 30 * 86400.0
 #: Each kind's key in the file, and the keys of its two sources under a tier.
 LAYOUT = {
-    "absolute": ("tiers", "studies", "workloads"),
-    "ratio": ("ratios", "confirmations", "workloads"),
+    RepeatabilityTerm.kind: ("tiers", "studies", "workloads"),
+    RatioTerm.kind: ("ratios", "confirmations", "workloads"),
 }
 
 
@@ -169,7 +169,9 @@ class MachineStore:
     ) -> None:
         """Keep a study's baseline spread (``cv`` over ``n`` measurements), newest per study."""
         entry = {"label": label, "cv": cv, "n": n, "at": at if at is not None else time.time()}
-        self._update("absolute", tier, lambda t: _keep(t["studies"], key, entry, MAX_STUDIES))
+        self._update(
+            RepeatabilityTerm.kind, tier, lambda t: _keep(t["studies"], key, entry, MAX_STUDIES)
+        )
 
     def record_measurement(
         self, *, key: str, label: str, tier: str, energy_j: float, at: float | None = None
@@ -178,12 +180,14 @@ class MachineStore:
         if not (math.isfinite(energy_j) and energy_j > 0):
             return
         values = {"values_j": energy_j, "at": at if at is not None else time.time()}
-        self._update("absolute", tier, lambda t: _append(t["workloads"], key, label, values))
+        self._update(
+            RepeatabilityTerm.kind, tier, lambda t: _append(t["workloads"], key, label, values)
+        )
 
     def sources(self, tier: str, *, now: float | None = None) -> list[dict[str, Any]]:
         """Every recent absolute source of ``tier`` here: ``{"cv", "n", "what", "at"}``."""
         now = now if now is not None else time.time()
-        tiers = self._recent("absolute", tier)
+        tiers = self._recent(RepeatabilityTerm.kind, tier)
         out = []
         for study in (tiers.get("studies") or {}).values():
             out.append(
@@ -231,7 +235,7 @@ class MachineStore:
             "at": at if at is not None else time.time(),
         }
         self._update(
-            "ratio", tier, lambda t: _keep(t["confirmations"], key, entry, MAX_CONFIRMATIONS)
+            RatioTerm.kind, tier, lambda t: _keep(t["confirmations"], key, entry, MAX_CONFIRMATIONS)
         )
 
     def record_paired(
@@ -248,12 +252,12 @@ class MachineStore:
         if not (math.isfinite(log_ratio) and math.isfinite(within)):
             return
         values = {"logs": log_ratio, "within": within, "at": at if at is not None else time.time()}
-        self._update("ratio", tier, lambda t: _append(t["workloads"], key, label, values))
+        self._update(RatioTerm.kind, tier, lambda t: _append(t["workloads"], key, label, values))
 
     def ratio_sources(self, tier: str, *, now: float | None = None) -> list[dict[str, Any]]:
         """Every recent ratio source of ``tier`` here: ``{"logs", "within", "what", "at"}``."""
         now = now if now is not None else time.time()
-        kind = self._recent("ratio", tier)
+        kind = self._recent(RatioTerm.kind, tier)
         out: list[dict[str, Any]] = []
         # An entry that does not parse (a hand-edited or half-written file) is skipped, said so:
         # a measurement never fails on the store.
