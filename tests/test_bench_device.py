@@ -132,7 +132,7 @@ def test_bitsandbytes_quantizes_on_the_recipe_device(
         return real_to(self, "cpu")  # quantize here: this machine has no GPU
 
     monkeypatch.setattr(layer_type, "to", to)
-    bnb._int8_layer(nn.Linear(256, 64), threshold=6.0, device="cuda:0")
+    bnb.int8_layer(nn.Linear(256, 64), threshold=6.0, device="cuda:0")
     assert moved_to == [torch.device("cuda:0")]
 
 

@@ -32,13 +32,13 @@ The term is the 95% half-width, on the log scale, of the ratio a span misses by:
 (conservative, as the absolute term is: two t quantiles in quadrature). The pairs' own interval
 stays beside it (``ratio_pairs``, ``ci95_low_pairs``/``ci95_high_pairs``).
 
-The store is the absolute term's file (:class:`~compresslab.protocol.repeatability.
-RepeatabilityStore`: one JSON file per machine, with its fingerprint), under the sibling key
-``ratios``. A term learnt on another machine is refused as the absolute one is: a file of
-another machine is ignored with a warning and the result says so; :func:`widen_ratio` raises
+The store is the absolute term's file (:class:`~compresslab.protocol.machine_store.
+MachineStore`: one JSON file per machine, with its fingerprint), under the sibling key
+``ratios``. A term learnt on another machine is refused as the absolute one is, by the same
+check (:func:`~compresslab.protocol.terms.other_machine`): a file of another machine is
+ignored with a warning and the result says so; :func:`widen_ratio` raises
 :class:`~compresslab.errors.OtherMachineError` unless asked. Without a term the interval is
-the pairs' and the result says that in words (:data:`RATIO_UNKNOWN`). Writes are atomic; two
-processes writing at once may lose one entry (a sample of recent spans, not a ledger).
+the pairs' and the result says that in words (:data:`RATIO_UNKNOWN`).
 
 The energy gate (``compresslab check``) is not widened: it decides on its own interval of the
 windows of one job (:func:`compresslab.check.ratio_interval`), reference and candidate
@@ -48,39 +48,51 @@ measured side by side there, at the significance level its recipe asks for.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import statistics
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from compresslab.machine import describe_machine, fingerprint
-from compresslab.protocol.repeatability import (
-    RepeatabilityStore,
-    term_source,
+from compresslab.protocol.machine_store import (
+    HISTORY,
+    MAX_AGE_S,
+    MAX_CONFIRMATIONS,
+    MAX_WORKLOADS,
+    MachineStore,
+)
+from compresslab.protocol.terms import (
+    MIN_SPANS,
+    RATIO_UNKNOWN,
+    RatioTerm,
+    excess,
+    pooled_ratio,
     tier_of,
-    utc_date,
 )
 from compresslab.protocol.types import PairedResult
-from compresslab.stats import RatioInterval, t95
+from compresslab.stats import RatioInterval
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "HISTORY",
+    "KIND",
+    "MAX_AGE_S",
+    "MAX_CONFIRMATIONS",
+    "MAX_WORKLOADS",
+    "MIN_SPANS",
+    "RATIO_UNKNOWN",
+    "RatioTerm",
+    "excess",
+    "pair_log_ratios",
+    "pooled_ratio",
+    "ratio_sources",
+    "ratio_term",
+    "record_confirmation",
+    "record_paired",
+    "single_span",
+    "span_spread",
+    "tier_of_paired",
+    "widen_ratio",
+]
 
-#: What a paired result says when no ratio repeatability is known for its machine and tier.
-RATIO_UNKNOWN = (
-    "unknown: this interval covers this span's pairs only; confirm a study's frontier or "
-    "measure the variant again to learn the machine's repeatability of ratios"
-)
-#: Spans a source needs before its spread counts (a confirmation has three rounds).
-MIN_SPANS = 3
-#: Log ratios kept per standalone workload (the newest), workloads and confirmations per tier.
-HISTORY = 10
-MAX_WORKLOADS = 20
-MAX_CONFIRMATIONS = 30
-#: Sources older than this are not used: the machine and its load change over weeks.
-MAX_AGE_S = 30 * 86400.0
 #: The key of the ratios' kind in the store's file (beside the absolute ``tiers``).
 KIND = "ratios"
 
@@ -111,86 +123,8 @@ def span_spread(paired: Any) -> tuple[float, float]:
     return statistics.fmean(logs), statistics.variance(logs) / len(logs)
 
 
-def excess(logs: Sequence[float], within: Sequence[float]) -> float:
-    """Between-span variance of ``logs`` in excess of the ``within`` variances (may be < 0)."""
-    return statistics.variance(logs) - statistics.fmean(within)
-
-
-@dataclass(frozen=True)
-class RatioTerm:
-    """The between-span spread of one machine's paired log ratios, for one sampler tier.
-
-    Attributes:
-        tau: standard deviation of a span's log ratio beyond its pairs' own scatter.
-        n: spans it rests on, in all sources.
-        dof: degrees of freedom (``n`` minus one per source).
-        ci95_rel: 95% half-width it adds to a log ratio (``t95(dof) x tau``; about the
-            relative half-width for small values).
-        tier: the sampler tier (:func:`~compresslab.protocol.repeatability.tier_of`).
-        machine: the fingerprint of the machine it was measured on.
-        source: where it comes from, in words.
-    """
-
-    tau: float
-    n: int
-    dof: int
-    ci95_rel: float
-    tier: str
-    machine: dict[str, str]
-    source: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return dataclasses.asdict(self)
-
-
-def pooled_ratio(
-    sources: list[dict[str, Any]], *, tier: str, machine: Mapping[str, str]
-) -> RatioTerm | None:
-    """The term of ``sources`` (each ``{"logs", "within", "what", "at"}``); None without any."""
-    usable = [
-        s
-        for s in sources
-        if len(s["logs"]) >= MIN_SPANS
-        and len(s["within"]) == len(s["logs"])
-        and all(math.isfinite(float(x)) for x in [*s["logs"], *s["within"]])
-    ]
-    if not usable:
-        return None
-    dof = sum(len(s["logs"]) - 1 for s in usable)
-    n = sum(len(s["logs"]) for s in usable)
-    moment = sum((len(s["logs"]) - 1) * excess(s["logs"], s["within"]) for s in usable) / dof
-    tau = math.sqrt(max(0.0, moment))
-    usable.sort(key=lambda s: -float(s["at"]))
-    said = "; ".join(f"{s['what']}, {utc_date(float(s['at']))}" for s in usable)
-    beyond = (
-        f"log-ratio SD {100 * tau:.1f}% between spans beyond their pairs' own"
-        if tau > 0
-        else "no spread between spans beyond their pairs' own"
-    )
-    source = (
-        f"{said}; on this machine, {describe_machine(machine)}; {tier}: {beyond}, over {n} spans"
-    )
-    return RatioTerm(
-        tau=tau,
-        n=n,
-        dof=dof,
-        ci95_rel=t95(dof) * tau,
-        tier=tier,
-        machine=dict(machine),
-        source=source,
-    )
-
-
-def _kind(data: dict[str, Any], tier: str) -> dict[str, Any]:
-    entry: dict[str, Any] = data.setdefault(KIND, {}).setdefault(tier, {})
-    entry.setdefault("confirmations", {})
-    entry.setdefault("workloads", {})
-    return entry
-
-
 def record_confirmation(
-    store: RepeatabilityStore,
+    store: MachineStore,
     *,
     key: str,
     label: str,
@@ -199,24 +133,12 @@ def record_confirmation(
     within: Sequence[float],
     at: float | None = None,
 ) -> None:
-    """Keep one confirmation's rounds (their log ratios and pair variances), newest per key."""
-    data = store.read()
-    if store.foreign is not None:
-        return  # never mixed into another machine's file
-    confirmations = _kind(data, tier)["confirmations"]
-    confirmations[key] = {
-        "label": label,
-        "logs": [float(x) for x in logs],
-        "within": [float(x) for x in within],
-        "at": at if at is not None else time.time(),
-    }
-    for old in sorted(confirmations, key=lambda k: confirmations[k]["at"])[:-MAX_CONFIRMATIONS]:
-        del confirmations[old]
-    store.write(data)
+    """Keep one confirmation's rounds in ``store`` (:meth:`MachineStore.record_confirmation`)."""
+    store.record_confirmation(key=key, label=label, tier=tier, logs=logs, within=within, at=at)
 
 
 def record_paired(
-    store: RepeatabilityStore,
+    store: MachineStore,
     *,
     key: str,
     label: str,
@@ -225,65 +147,20 @@ def record_paired(
     within: float,
     at: float | None = None,
 ) -> None:
-    """Add one standalone paired measurement (its log ratio and pair variance) to ``key``."""
-    if not (math.isfinite(log_ratio) and math.isfinite(within)):
-        return
-    data = store.read()
-    if store.foreign is not None:
-        return
-    workloads = _kind(data, tier)["workloads"]
-    entry = workloads.setdefault(key, {"label": label, "logs": [], "within": [], "at": []})
-    entry["label"] = label
-    entry["logs"] = [*entry["logs"], log_ratio][-HISTORY:]
-    entry["within"] = [*entry["within"], within][-HISTORY:]
-    entry["at"] = [*entry["at"], at if at is not None else time.time()][-HISTORY:]
-    for old in sorted(workloads, key=lambda k: workloads[k]["at"][-1])[:-MAX_WORKLOADS]:
-        del workloads[old]
-    store.write(data)
+    """Add one standalone paired measurement to ``store`` (:meth:`MachineStore.record_paired`)."""
+    store.record_paired(key=key, label=label, tier=tier, log_ratio=log_ratio, within=within, at=at)
 
 
 def ratio_sources(
-    store: RepeatabilityStore, tier: str, *, now: float | None = None
+    store: MachineStore, tier: str, *, now: float | None = None
 ) -> list[dict[str, Any]]:
-    """Every recent source of ``tier`` on this machine: ``{"logs", "within", "what", "at"}``."""
-    now = now if now is not None else time.time()
-    kind = (store.read().get(KIND) or {}).get(tier) or {}
-    out: list[dict[str, Any]] = []
-    # An entry that does not parse (a hand-edited or half-written file) is skipped, said so: a
-    # measurement never fails on the store.
-    for c in (kind.get("confirmations") or {}).values():
-        try:
-            out.append(
-                {
-                    "logs": [float(x) for x in c["logs"]],
-                    "within": [float(x) for x in c["within"]],
-                    "at": float(c["at"]),
-                    "what": f"{len(c['logs'])} confirmation rounds of {c['label']}",
-                }
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            log.warning("a confirmation in %s is unreadable (%r): not used", store.path, e)
-    for w in (kind.get("workloads") or {}).values():
-        try:
-            if len(w["logs"]) >= 2:
-                out.append(
-                    {
-                        "logs": [float(x) for x in w["logs"]],
-                        "within": [float(x) for x in w["within"]],
-                        "at": float(w["at"][-1]),
-                        "what": f"{len(w['logs'])} paired measurements of {w['label']}",
-                    }
-                )
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            log.warning("a paired history in %s is unreadable (%r): not used", store.path, e)
-    return [s for s in out if now - float(s["at"]) <= MAX_AGE_S]
+    """Every recent ratio source of ``tier`` in ``store`` (:meth:`MachineStore.ratio_sources`)."""
+    return store.ratio_sources(tier, now=now)
 
 
-def ratio_term(
-    store: RepeatabilityStore, tier: str, *, now: float | None = None
-) -> RatioTerm | None:
-    """This machine's term for ``tier`` (None: no source with enough spans yet)."""
-    return pooled_ratio(ratio_sources(store, tier, now=now), tier=tier, machine=store.here)
+def ratio_term(store: MachineStore, tier: str, *, now: float | None = None) -> RatioTerm | None:
+    """This machine's ratio term for ``tier`` (:meth:`MachineStore.ratio_term`)."""
+    return store.ratio_term(tier, now=now)
 
 
 def tier_of_paired(paired: PairedResult) -> str:
@@ -320,16 +197,8 @@ def widen_ratio(
             ratio_repeatability_rel=None,
             ratio_repeatability_source=unknown,
         )
-    tier = tier_of_paired(paired)
-    if term.tier != tier:
-        raise ValueError(f"a ratio repeatability term of {term.tier} cannot widen a {tier} ratio")
-    source = term_source(
-        term.source,
-        term.machine,
-        here if here is not None else fingerprint(),
-        what="ratio repeatability term",
-        learn="confirm a study or measure again here to learn this machine's term",
-        allow_other_machine=allow_other_machine,
+    source = term.source_for(
+        tier_of_paired(paired), here=here, allow_other_machine=allow_other_machine
     )
     r = pairs.ratio
     h_pairs = max(math.log(pairs.high / r), math.log(r / pairs.low))
@@ -348,7 +217,7 @@ def single_span(
     *,
     key: str | None = None,
     label: str = "",
-    store: RepeatabilityStore | None = None,
+    store: MachineStore | None = None,
 ) -> PairedResult:
     """A single-span paired ratio widened by this machine's term, then added to its history.
 
@@ -362,14 +231,14 @@ def single_span(
         label: the variant in words (for the source of later terms).
         store: the store (default: this machine's).
     """
-    store = store if store is not None else RepeatabilityStore()
+    store = store if store is not None else MachineStore()
     tier = tier_of_paired(paired)
-    term = ratio_term(store, tier)
+    term = store.ratio_term(tier)
     widened = widen_ratio(paired, term, unknown=store.why_unknown(RATIO_UNKNOWN), here=store.here)
     if key is not None:
         try:
             log_ratio, within = span_spread(paired)
         except (ValueError, ZeroDivisionError):
             return widened
-        record_paired(store, key=key, label=label, tier=tier, log_ratio=log_ratio, within=within)
+        store.record_paired(key=key, label=label, tier=tier, log_ratio=log_ratio, within=within)
     return widened

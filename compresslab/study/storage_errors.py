@@ -13,6 +13,7 @@ import errno
 import re
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from compresslab.errors import StorageError
@@ -94,6 +95,18 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         todo += [e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None]
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """What :func:`storage_error` knows of one failure, read once for every check."""
+
+    chain: list[BaseException]
+    text: str  # every error of the chain, lower case
+    first: str  # the innermost error, one line, without the password
+    where: str  # "cannot <doing> the study storage <url>"
+    db: Path | None
+    journal: Path | None
+
+
 def storage_error(error: BaseException, *, storage: str, doing: str = "open") -> StorageError:
     """The :class:`StorageError` that says what ``error`` means for ``storage``, and the fix.
 
@@ -106,77 +119,111 @@ def storage_error(error: BaseException, *, storage: str, doing: str = "open") ->
     for e in chain:
         if isinstance(e, StorageError):
             return e
-    url = redact(storage)
-    text = " | ".join(str(e) for e in chain).lower()
     # The innermost error says most (Optuna's StorageInternalError says "commit failed").
     wrapped = type(error).__name__ == "StorageInternalError" and error.__cause__ is not None
     cause = error.__cause__ if wrapped and error.__cause__ is not None else error
-    first = _hide_password(f"{type(cause).__name__}: {' '.join(str(cause).split())}", storage)
-    where = f"cannot {doing} the study storage {url}"
-    db, journal = sqlite_path(storage), journal_path(storage)
+    failure = _Failure(
+        chain=chain,
+        text=" | ".join(str(e) for e in chain).lower(),
+        first=_hide_password(f"{type(cause).__name__}: {' '.join(str(cause).split())}", storage),
+        where=f"cannot {doing} the study storage {redact(storage)}",
+        db=sqlite_path(storage),
+        journal=journal_path(storage),
+    )
+    for check in (_missing_driver, _disk_full, _sqlite_problem, _bad_journal, _server_problem):
+        found = check(failure)
+        if found is not None:
+            return found
+    return StorageError(
+        f"{failure.where} ({failure.first}): check the URL, that the server runs and that the "
+        "database is reachable from this host"
+    )
 
-    if any(isinstance(e, ImportError) for e in chain):
-        return StorageError(
-            f"{where}: its database driver is not installed ({first}): "
-            "`pip install 'psycopg[binary]'` for postgresql:// (see docs/fleet.md)"
-        )
-    for e in chain:
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) and journal:
-            return write_error(journal, e)
+
+def _missing_driver(f: _Failure) -> StorageError | None:
+    """A database driver that is not installed."""
+    if not any(isinstance(e, ImportError) for e in f.chain):
+        return None
+    return StorageError(
+        f"{f.where}: its database driver is not installed ({f.first}): "
+        "`pip install 'psycopg[binary]'` for postgresql:// (see docs/fleet.md)"
+    )
+
+
+def _disk_full(f: _Failure) -> StorageError | None:
+    """A full disk (or quota): the journal's own message, else the database's."""
+    for e in f.chain:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) and f.journal:
+            return write_error(f.journal, e)
     full = ("database or disk is full", "no space left on device", "disk quota exceeded")
-    if any(f in text for f in full) or any(
+    if not any(x in f.text for x in full) and not any(
         isinstance(e, OSError)
         and e.errno in (errno.ENOSPC, errno.EDQUOT)
         or type(e).__name__ == "DiskFull"  # PostgreSQL's SQLSTATE 53100
-        for e in chain
+        for e in f.chain
     ):
-        return StorageError(
-            f"{where}: the disk holding it is full ({first}): free space there and run the "
-            "same command again; the database rolled back the unfinished write, so every trial "
-            "recorded so far is kept"
-        )
-    if db is not None and "database is locked" in text:
-        return StorageError(
-            f"{where}: another process held its write lock for over {SQLITE_BUSY_S} s "
-            f"({first}): let it finish, or stop a stuck one, then run the same command again"
-        )
-    if db is not None:
-        corrupt = sqlite_corruption(db)
-        if corrupt:
-            return StorageError(
-                f"{where}: {db} is corrupt ({corrupt}): move it aside (e.g. rename it to "
-                f"{db.name}.corrupt) and run the same command again to start a new study; the "
-                "trials in it cannot be read"
-            )
-        if "readonly" in text or "unable to open" in text:
-            return StorageError(
-                f"{where}: SQLite cannot open {db} for writing ({first}): check that its folder "
-                "exists and that you may write to the file and the folder"
-            )
-    if journal is not None and journal.is_file():
-        line = first_bad_record(journal)
-        if line is not None:
-            return StorageError(
-                f"{where}: record {line} of {journal} is not whole JSON (written by another "
-                "tool, or by an older compresslab after a failed write), and records follow it: "
-                f"keep a copy of the file, then either cut line {line} out of it, or move the "
-                "file aside and run the same command again to start a new study (its trials "
-                "are lost)"
-            )
-    if "timeout expired" in text or "timed out" in text:
-        return StorageError(
-            f"{where}: the server did not answer within {CONNECT_TIMEOUT_S} s ({first}): check "
-            "that it runs and is not overloaded, and that no firewall drops the packets"
-        )
-    if "password authentication failed" in text or "authentication" in text:
-        return StorageError(
-            f"{where}: the server refused the user or password ({first}): check the user in "
-            "the URL and the password in ~/.pgpass (see docs/fleet.md)"
-        )
+        return None
     return StorageError(
-        f"{where} ({first}): check the URL, that the server runs and that the database is "
-        "reachable from this host"
+        f"{f.where}: the disk holding it is full ({f.first}): free space there and run the "
+        "same command again; the database rolled back the unfinished write, so every trial "
+        "recorded so far is kept"
     )
+
+
+def _sqlite_problem(f: _Failure) -> StorageError | None:
+    """An SQLite file held locked by another process, corrupt, or not writable."""
+    db = f.db
+    if db is None:
+        return None
+    if "database is locked" in f.text:
+        return StorageError(
+            f"{f.where}: another process held its write lock for over {SQLITE_BUSY_S} s "
+            f"({f.first}): let it finish, or stop a stuck one, then run the same command again"
+        )
+    corrupt = sqlite_corruption(db)
+    if corrupt:
+        return StorageError(
+            f"{f.where}: {db} is corrupt ({corrupt}): move it aside (e.g. rename it to "
+            f"{db.name}.corrupt) and run the same command again to start a new study; the "
+            "trials in it cannot be read"
+        )
+    if "readonly" in f.text or "unable to open" in f.text:
+        return StorageError(
+            f"{f.where}: SQLite cannot open {db} for writing ({f.first}): check that its folder "
+            "exists and that you may write to the file and the folder"
+        )
+    return None
+
+
+def _bad_journal(f: _Failure) -> StorageError | None:
+    """A journal file with a broken record in the middle."""
+    if f.journal is None or not f.journal.is_file():
+        return None
+    line = first_bad_record(f.journal)
+    if line is None:
+        return None
+    return StorageError(
+        f"{f.where}: record {line} of {f.journal} is not whole JSON (written by another "
+        "tool, or by an older compresslab after a failed write), and records follow it: "
+        f"keep a copy of the file, then either cut line {line} out of it, or move the "
+        "file aside and run the same command again to start a new study (its trials "
+        "are lost)"
+    )
+
+
+def _server_problem(f: _Failure) -> StorageError | None:
+    """A database server that does not answer, or refuses the user."""
+    if "timeout expired" in f.text or "timed out" in f.text:
+        return StorageError(
+            f"{f.where}: the server did not answer within {CONNECT_TIMEOUT_S} s ({f.first}): "
+            "check that it runs and is not overloaded, and that no firewall drops the packets"
+        )
+    if "password authentication failed" in f.text or "authentication" in f.text:
+        return StorageError(
+            f"{f.where}: the server refused the user or password ({f.first}): check the user "
+            "in the URL and the password in ~/.pgpass (see docs/fleet.md)"
+        )
+    return None
 
 
 def is_storage_failure(error: BaseException) -> bool:
