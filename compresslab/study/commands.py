@@ -155,7 +155,7 @@ def confirm_study(
         pairs=pairs or max(recipe.search.confirm_pairs, recipe.energy.min_windows),
         again=True,
     )
-    from compresslab.study.run import learn_ratio_repeatability
+    from compresslab.study.learning import learn_ratio_repeatability
 
     learn_ratio_repeatability(study, storage_url)
     return result_from_study(recipe, study, storage_url)

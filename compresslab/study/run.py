@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import logging
-import time
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from compresslab.bench import PartTimer, compress_context
-from compresslab.carbon import carbon_settings
-from compresslab.compress import capabilities
-from compresslab.energy import Selection, make_sampler
-from compresslab.errors import BackendUnavailableError, StorageError, TaskError
-from compresslab.machine import fingerprint
+from compresslab.energy import make_sampler
+from compresslab.errors import BackendUnavailableError, StorageError
 from compresslab.protocol import energy_options, select_for
-from compresslab.recipe import Recipe, recipe_hash
-from compresslab.records import SearchInterrupted, SearchResult, TrialRecord
+from compresslab.recipe import Recipe
+from compresslab.records import SearchResult, TrialRecord
 from compresslab.study import attrs
 from compresslab.study._optuna import TrialFailed
 from compresslab.study.confirm import confirm_claims
-from compresslab.study.heartbeat import REASON_CTRL_C, TrialWatch, fail_own_running
+from compresslab.study.heartbeat import TrialWatch
+from compresslab.study.learning import learn_ratio_repeatability, learn_repeatability
 from compresslab.study.objective import Objective
 from compresslab.study.predict import (
     PREDICTION_ATTR,
@@ -32,13 +29,19 @@ from compresslab.study.predict import (
     store_final_calibration,
 )
 from compresslab.study.records import (
-    BASELINE_ATTR,
     BUDGET_SKIP,
-    baseline_measurements,
-    confirmations,
     counts_towards_budget,
     result_from_study,
     trial_record,
+)
+from compresslab.study.run_steps import (
+    baseline_accuracy,
+    enqueue_start,
+    interrupted_search,
+    nothing_to_do,
+    report_info,
+    taken_over,
+    wait_for_room,
 )
 from compresslab.study.samplers import budget_warnings, choose_sampler, make_optuna_sampler
 from compresslab.study.sessions import Session
@@ -51,9 +54,7 @@ from compresslab.study.storage import (
 )
 from compresslab.study.storage_errors import is_storage_failure, storage_error
 from compresslab.study.workers import is_this_process
-from compresslab.tasks import Task, load_task
-from compresslab.tasks.metrics import METRICS
-from compresslab.versions import versions
+from compresslab.tasks import load_task
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def run_search(
     """Run (or resume) the recipe's search until ``trials`` distinct variants are measured.
 
     A variant the sampler proposes again is recorded as a trial that reuses the first
-    measurement (``reused_from``) and does not count towards ``trials``.
+    measurement (``reused_from``) and does not count towards ``trials``. The steps are
+    :class:`SearchRun`'s, in the order its docstring gives.
 
     Args:
         recipe: a validated recipe.
@@ -88,137 +90,211 @@ def run_search(
         RecipeChangedError: the study was created under other values of a field that decides
             results (:data:`compresslab.recipe.RESULT_FIELDS`); nothing was run.
     """
-    target = trials if trials is not None else recipe.search.trials
-    storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
-    space = SearchSpace.from_recipe(recipe.compression, recipe.runtime)
-    for name, why in space.skipped.items():
-        log.warning("method %s left out of the search: %s", name, why)
-    if not space.by_stage:
-        raise BackendUnavailableError(
-            "no compression method of the recipe can run on this machine: "
-            + "; ".join(f"{n}: {w}" for n, w in space.skipped.items())
-        )
-    choice = choose_sampler(recipe, space)
-    sampler = choice.name
-    grid = space.grid() if sampler == "grid" else []
-    selection = select_for(recipe.energy)
-    log.info("energy sampler: %s", selection.explain())
-    if fresh:
-        deleted = delete_study(recipe, storage=storage_url)
-        if deleted is None:
-            log.info(
-                "--fresh: no study '%s' in %s yet; starting one", recipe.study_name, storage_url
-            )
-        else:
-            log.warning(
-                "--fresh: deleted study '%s' (%d trial(s)) from %s; starting over",
-                recipe.study_name,
-                deleted,
-                storage_url,
-            )
-    # The search's own energy, all of it (task set-up, builds, evaluation, measurement), in a
-    # window of its own; a modeled run has no counter for that, so the estimator takes it.
-    cost_name = "estimate" if selection.sampler.name == "model" else selection.sampler.name
-    cost = make_sampler(cost_name, energy_options(recipe.energy).get(cost_name))
-    cost.start()
-    parts = PartTimer()  # the session's own parts: set-up and confirmation
-    session: Session | None = None
-    study: Any = None
+    run = SearchRun(recipe, base_dir=base_dir, trials=trials, storage=storage, on_trial=on_trial)
+    run.start(fresh=fresh)
     try:
-        # The storage first: a wrong URL is reported before a model loads (minutes for MiniLM).
-        study = open_study(recipe, storage=storage_url, sampler=sampler)
+        if not run.open():
+            return run.nothing_to_do()
+        run.prepare()
+        run.loop()
+        run.finish()
+    except BaseException as e:
+        translated = run.abandon(e)
+        if translated is e:
+            raise
+        raise translated from e
+    return run.learn()
+
+
+class SearchRun:
+    """One search session over a recipe's study, as named steps.
+
+    :func:`run_search` calls them once each, in this order:
+
+    1. ``SearchRun(...)``: the search space, the sampler's choice, the energy sampler and the
+       storage URL. Nothing is opened or run; methods that cannot run here are said.
+    2. :meth:`start`: ``--fresh`` deletes the study; a window opens that measures the search's
+       own energy (set-up, builds, evaluation, measurement, confirmation).
+    3. :meth:`open`: the study (a wrong storage URL fails here, before a model loads) and the
+       recipe guard. False when the budget is already reached: :meth:`nothing_to_do` then
+       returns the study's result and the run ends.
+    4. :meth:`prepare`: the task, the space fitted to its model, the baseline's accuracy and
+       the tolerance's minimum, recovery of dead workers' trials, the enqueued baseline (and
+       grid), the report's context, the predictor and the objective.
+    5. :meth:`loop`: one trial at a time until the budget of distinct variants (or a bound on
+       attempts) is reached, waiting while other workers' running trials hold the rest.
+    6. :meth:`finish`: the prediction's status, the calibration fitted on every variant
+       measured here, and the confirmation of the frontier's claims.
+    7. :meth:`learn`: the session's energy is closed, this machine's repeatability terms learn
+       from the study, and the result is read back.
+
+    Whatever a step from 3 to 6 raises goes through :meth:`abandon`: the session is recorded
+    as interrupted or failed, Ctrl-C becomes a :class:`SearchInterrupted` holding what the
+    study has, and a storage failure an error that says what to do.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        *,
+        base_dir: Path | None,
+        trials: int | None,
+        storage: str | None,
+        on_trial: Callable[[TrialRecord, int, int], None] | None,
+    ) -> None:
+        self.recipe = recipe
+        self.target = trials if trials is not None else recipe.search.trials
+        self.storage_url = storage or recipe.search.storage or default_storage(recipe, base_dir)
+        self.on_trial = on_trial
+        self.space = SearchSpace.from_recipe(recipe.compression, recipe.runtime)
+        for name, why in self.space.skipped.items():
+            log.warning("method %s left out of the search: %s", name, why)
+        if not self.space.by_stage:
+            raise BackendUnavailableError(
+                "no compression method of the recipe can run on this machine: "
+                + "; ".join(f"{n}: {w}" for n, w in self.space.skipped.items())
+            )
+        self.choice = choose_sampler(recipe, self.space)
+        self.sampler = self.choice.name
+        self.grid = self.space.grid() if self.sampler == "grid" else []
+        self.selection = select_for(recipe.energy)
+        log.info("energy sampler: %s", self.selection.explain())
+        self.parts = PartTimer()  # the session's own parts: set-up and confirmation
+        self.session: Session | None = None
+        self.study: Any = None
+        self.cost: Any = None
+        self.watch = TrialWatch()
+        self.min_accuracy = math.nan
+        self.predictor: Predictor | None = None
+        self.blocker: str | None = None
+        self.objective: Objective | None = None
+
+    def start(self, *, fresh: bool) -> None:
+        """Delete the study first with ``fresh``; open the window of the search's own energy."""
+        recipe, storage_url = self.recipe, self.storage_url
+        if fresh:
+            deleted = delete_study(recipe, storage=storage_url)
+            if deleted is None:
+                log.info(
+                    "--fresh: no study '%s' in %s yet; starting one", recipe.study_name, storage_url
+                )
+            else:
+                log.warning(
+                    "--fresh: deleted study '%s' (%d trial(s)) from %s; starting over",
+                    recipe.study_name,
+                    deleted,
+                    storage_url,
+                )
+        # A modeled run has no counter for the search's own energy: the estimator takes it.
+        name = "estimate" if self.selection.sampler.name == "model" else self.selection.sampler.name
+        self.cost = make_sampler(name, energy_options(recipe.energy).get(name))
+        self.cost.start()
+
+    def completed(self) -> int:
+        """Distinct variants evaluated (a repeated variant reuses the first result)."""
+        return sum(1 for t in self.study.get_trials(deepcopy=False) if counts_towards_budget(t))
+
+    def open(self) -> bool:
+        """Open the study and guard it; False when its budget is already reached."""
+        self.study = open_study(self.recipe, storage=self.storage_url, sampler=self.sampler)
         # Before any work: a changed recipe must not add trials to the old study.
-        guard_recipe(study, recipe, storage=storage_url)
-
-        def completed() -> int:
-            """Distinct variants evaluated (a repeated variant reuses the first result)."""
-            return sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
-
-        if completed() >= target and attrs.BASELINE_ACCURACY in study.user_attrs:
+        guard_recipe(self.study, self.recipe, storage=self.storage_url)
+        if self.completed() >= self.target and attrs.BASELINE_ACCURACY in self.study.user_attrs:
             with contextlib.suppress(Exception):
-                cost.stop()
-            return _nothing_to_do(recipe, study, storage_url, target, on_trial)
-        session = Session(study, cost)
-        for warning in budget_warnings(recipe, space, sampler, target):
+                self.cost.stop()
+            return False
+        self.session = Session(self.study, self.cost)
+        return True
+
+    def nothing_to_do(self) -> SearchResult:
+        """The result of a study whose budget is already reached (see :func:`nothing_to_do`)."""
+        return nothing_to_do(self.recipe, self.study, self.storage_url, self.target, self.on_trial)
+
+    def prepare(self) -> None:
+        """Load the task and fit the space to it, then make the objective (see the class)."""
+        recipe, study = self.recipe, self.study
+        for warning in budget_warnings(recipe, self.space, self.sampler, self.target):
             log.warning(warning)
         # A resumed single-process study would replay the first session's random stream and
         # re-propose the same variants: continue the seed instead (still reproducible).
         finished = len(study.get_trials(deepcopy=False))
-        shared = not storage_url.startswith("sqlite")
+        shared = not self.storage_url.startswith("sqlite")
         # The space too: in a finite grid the sampler proposes variants not yet evaluated.
         study.sampler = make_optuna_sampler(
-            recipe, sampler, shared=shared, seed_offset=0 if shared else finished, space=space
+            recipe,
+            self.sampler,
+            shared=shared,
+            seed_offset=0 if shared else finished,
+            space=self.space,
         )
         task = load_task(recipe.task)
         # Before the first trial: a method that cannot apply to this model and data is a bad
         # recipe; values that cannot apply are left out, said here and in the report.
-        space = space.fitted(task.model, compress_context(recipe, task), recipe.compression)
-        for what, why in space.left_out.items():
+        self.space = self.space.fitted(
+            task.model, compress_context(recipe, task), recipe.compression
+        )
+        for what, why in self.space.left_out.items():
             log.warning("left out of the search for this model: %s: %s", what, why)
-        if sampler == "grid":
-            grid = space.grid()
-        try:
-            baseline_accuracy = METRICS[recipe.task.metric](
-                task.predictions(task.model), task.eval_labels
-            )
-        except Exception as e:  # the user's model: any error; none is a trial's fault
-            raise TaskError(
-                f"the task's own (uncompressed) model fails on its evaluation inputs "
-                f"({type(e).__name__}: {e}): fix the task's model or data; no trial was run"
-            ) from e
-        min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
-
+        if self.sampler == "grid":
+            self.grid = self.space.grid()
+        base_accuracy = baseline_accuracy(recipe, task)
+        self.min_accuracy = recipe.search.tolerance.min_accuracy(base_accuracy)
         # A dead worker's trial (a kill, a lost host) is failed and its variant retried.
-        watch = TrialWatch()
-        interrupted = watch.recover(study)
+        interrupted = self.watch.recover(study)
         if interrupted:
             log.warning(
                 "marked %d interrupted trial(s) as failed; they are retried", len(interrupted)
             )
-        _enqueue_start(study, space, grid)
-        study.set_user_attr(attrs.BASELINE_ACCURACY, baseline_accuracy)
-        info = _report_info(recipe, task, selection, space, sampler, target)
-        study.set_user_attr(attrs.REPORT_INFO, {**info, "optuna_sampler_reason": choice.reason})
-        predictor = None
-        blocker = prediction_blocker(recipe, space)
-        if blocker is None:
-            predictor = Predictor(
-                min_accuracy=min_accuracy,
+        enqueue_start(study, self.space, self.grid)
+        study.set_user_attr(attrs.BASELINE_ACCURACY, base_accuracy)
+        info = report_info(recipe, task, self.selection, self.space, self.sampler, self.target)
+        info["optuna_sampler_reason"] = self.choice.reason
+        study.set_user_attr(attrs.REPORT_INFO, info)
+        self.blocker = prediction_blocker(recipe, self.space)
+        if self.blocker is None:
+            self.predictor = Predictor(
+                min_accuracy=self.min_accuracy,
                 min_measured=recipe.search.predict_min_measured,
                 max_error=recipe.search.predict_max_error,
             )
         else:
-            log.info("no prediction: %s", blocker)
-
-        objective = Objective(
+            log.info("no prediction: %s", self.blocker)
+        self.objective = Objective(
             recipe=recipe,
             task=task,
-            space=space,
-            selection=selection,
-            min_accuracy=min_accuracy,
-            target=target,
-            predictor=predictor,
+            space=self.space,
+            selection=self.selection,
+            min_accuracy=self.min_accuracy,
+            target=self.target,
+            predictor=self.predictor,
         )
-        parts.lap("setup")
-        session.add_parts(parts.to_dict())
+        self.parts.lap("setup")
+        assert self.session is not None
+        self.session.add_parts(self.parts.to_dict())
+
+    def loop(self) -> None:
+        """Run trials, one at a time, until the budget of distinct variants is reached."""
+        study, watch, session = self.study, self.watch, self.session
+        assert session is not None
         # gc_after_trial collects the cycles a variant leaves behind; a full collection also
         # walks every object torch, scikit-learn and Optuna loaded (about 0.5 CPU-s per trial
         # on the 2-core VM: a tenth of a digits trial). They live as long as the search, so
         # they are frozen for the loop (and collected first, then unfrozen after it).
         gc.collect()
         gc.freeze()
-
         # Bounded so that a small space (samplers repeat points) or one where every variant
         # breaks still ends.
-        max_attempts = 3 * target + 10
+        max_attempts = 3 * self.target + 10
         attempts = 0
-        while completed() < target and attempts < max_attempts:
+        while self.completed() < self.target and attempts < max_attempts:
             before = len(study.get_trials(deepcopy=False))
             watch.recover(study)
             try:
-                study.optimize(objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+                study.optimize(
+                    self.objective, n_trials=1, catch=(TrialFailed,), gc_after_trial=True
+                )
             except Exception as e:
-                if not _taken_over(e):
+                if not taken_over(e):
                     raise
                 log.warning(
                     "another worker declared this worker's trial dead (no heartbeat for %.0f s) "
@@ -228,266 +304,76 @@ def run_search(
             attempts += 1
             # A kill from here on loses at most the next trial's share of the search's energy.
             session.checkpoint()
-            new = study.get_trials(deepcopy=False)[before:]
-            for t in new:
-                if on_trial is not None:
-                    on_trial(trial_record(t, min_accuracy=min_accuracy), completed(), target)
-            mine = [t for t in new if is_this_process(t.user_attrs)]
-            held = any(
-                (t.user_attrs.get(attrs.SKIPPED) or "").startswith(BUDGET_SKIP) for t in mine
-            )
-            # Other workers' running trials hold the rest of the budget: wait until they end
-            # (a dead worker's is retried, here or elsewhere), rather than spin.
-            if held and not _wait_for_room(study, watch, target, completed):
+            if self._budget_held(study.get_trials(deepcopy=False)[before:]) and not (
+                wait_for_room(study, watch, self.target, self.completed)
+            ):
                 break
-        if completed() < target:
+        if self.completed() < self.target:
             log.warning(
                 "stopped after %d trials with %d distinct variants evaluated (asked for %d): the "
                 "space is smaller than the budget or variants keep failing; see the report",
                 attempts,
-                completed(),
-                target,
+                self.completed(),
+                self.target,
             )
         gc.unfreeze()
-        study.set_user_attr(PREDICTION_ATTR, {"status": predictor.status if predictor else blocker})
-        if predictor is not None:
+
+    def _budget_held(self, new: list[Any]) -> bool:
+        """Report the new trials; whether one of ours found the budget held by other workers."""
+        for t in new:
+            if self.on_trial is not None:
+                record = trial_record(t, min_accuracy=self.min_accuracy)
+                self.on_trial(record, self.completed(), self.target)
+        mine = [t for t in new if is_this_process(t.user_attrs)]
+        # Other workers' running trials hold the rest of the budget: wait until they end
+        # (a dead worker's is retried, here or elsewhere), rather than spin.
+        return any((t.user_attrs.get(attrs.SKIPPED) or "").startswith(BUDGET_SKIP) for t in mine)
+
+    def finish(self) -> None:
+        """The prediction's status and final calibration, then the claims confirmed."""
+        study = self.study
+        status = self.predictor.status if self.predictor else self.blocker
+        study.set_user_attr(PREDICTION_ATTR, {"status": status})
+        if self.predictor is not None:
             store_final_calibration(study)
-        if recipe.search.confirm_pairs > 0:
+        if self.recipe.search.confirm_pairs > 0 and self.objective is not None:
             # Part of the search's cost: the claims a report states are measured again.
             confirm = PartTimer()
             confirm_claims(
                 study,
-                objective.bench,
-                min_accuracy=min_accuracy,
-                pairs=recipe.search.confirm_pairs,
+                self.objective.bench,
+                min_accuracy=self.min_accuracy,
+                pairs=self.recipe.search.confirm_pairs,
             )
             confirm.lap("confirm")
-            session.add_parts(confirm.to_dict())
-    except BaseException as e:
+            assert self.session is not None
+            self.session.add_parts(confirm.to_dict())
+
+    def abandon(self, error: BaseException) -> BaseException:
+        """Record how the session ended; the exception to raise for ``error``."""
         gc.unfreeze()
-        if session is not None:
-            session.abandon(
-                "interrupted" if isinstance(e, KeyboardInterrupt) else f"error: {type(e).__name__}"
+        if self.session is not None:
+            kind = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+            self.session.abandon(
+                kind if kind == "interrupted" else f"error: {type(error).__name__}"
             )
         else:
             with contextlib.suppress(Exception):
-                cost.stop()
-        if isinstance(e, KeyboardInterrupt) and study is not None:
-            raise _interrupted(recipe, study, storage_url, target) from e
-        if isinstance(e, Exception) and not isinstance(e, StorageError) and is_storage_failure(e):
-            raise storage_error(e, storage=storage_url, doing="write to") from e
-        raise
-    session.finish()
-    learn_repeatability(study, storage_url)
-    learn_ratio_repeatability(study, storage_url)
-    return result_from_study(recipe, study, storage_url)
+                self.cost.stop()
+        if isinstance(error, KeyboardInterrupt) and self.study is not None:
+            return interrupted_search(self.recipe, self.study, self.storage_url, self.target)
+        if (
+            isinstance(error, Exception)
+            and not isinstance(error, StorageError)
+            and is_storage_failure(error)
+        ):
+            return storage_error(error, storage=self.storage_url, doing="write to")
+        return error
 
-
-def _taken_over(error: Exception) -> bool:
-    """Whether Optuna failed to record a trial because another worker had failed it already."""
-    return type(error).__name__ == "UpdateFinishedTrialError" or (
-        isinstance(error, ValueError) and str(error).startswith("Cannot tell a ")
-    )
-
-
-def _wait_for_room(
-    study: Any, watch: TrialWatch, target: int, completed: Callable[[], int]
-) -> bool:
-    """Wait while other workers' running trials hold the rest of the budget.
-
-    Returns True when there is room for another trial again (one of them failed, or was
-    declared dead and failed here: its variant is enqueued), False when the budget is reached.
-    """
-    logged = False
-    while True:
-        watch.recover(study)
-        done = completed()
-        if done >= target:
-            return False
-        running = [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if t.state.name == "RUNNING"
-            and counts_towards_budget(t, include_running=True)
-            and not is_this_process(t.user_attrs)
-        ]
-        if done + len(running) < target:
-            return True
-        if not logged:
-            log.info(
-                "%d of %d variants done; waiting for %d trial(s) of other workers (one whose "
-                "worker sends no heartbeat for %.0f s is failed and retried)",
-                done,
-                target,
-                len(running),
-                watch.grace_s,
-            )
-            logged = True
-        time.sleep(min(max(watch.grace_s / 12, 0.2), 5.0))
-
-
-def _interrupted(recipe: Recipe, study: Any, storage_url: str, target: int) -> SearchInterrupted:
-    """The interrupt a search raises on Ctrl-C, once its own running trial is failed as such."""
-    with contextlib.suppress(Exception):
-        fail_own_running(study, REASON_CTRL_C)
-    completed, result = 0, None
-    with contextlib.suppress(Exception):
-        completed = sum(1 for t in study.get_trials(deepcopy=False) if counts_towards_budget(t))
-    with contextlib.suppress(Exception):
-        result = result_from_study(recipe, study, storage_url)
-    return SearchInterrupted(completed=completed, target=target, result=result)
-
-
-def learn_repeatability(study: Any, storage_url: str) -> dict[str, int]:
-    """Keep the spread of the baseline measured beside each variant here, for this machine.
-
-    Standalone measurements on this machine widen their interval by it
-    (:mod:`compresslab.protocol.repeatability`); only this machine's trials count.
-
-    Returns:
-        The measurements kept, by sampler tier (none below three in a tier).
-    """
-    from compresslab.machine import machine_id
-    from compresslab.protocol.repeatability import RepeatabilityStore
-    from compresslab.stats import cv
-
-    store = RepeatabilityStore()
-    trials = study.get_trials(deepcopy=False)
-    kept = {}
-    for tier, values in baseline_measurements(trials, machine=machine_id(store.here)).items():
-        if len(values) >= 3:
-            store.record_study(
-                key=f"{storage_url}#{study.study_name}",
-                label=f"study {study.study_name}",
-                tier=tier,
-                cv=cv(values),
-                n=len(values),
-            )
-            kept[tier] = len(values)
-    return kept
-
-
-def learn_ratio_repeatability(study: Any, storage_url: str) -> dict[str, int]:
-    """Keep the spread of each confirmation's rounds measured here, for this machine.
-
-    Each confirmation measured a claim in rounds minutes apart (:mod:`.confirm`): their log
-    ratios' spread beyond what their own pairs explain is the machine's repeatability of
-    paired ratios between spans, which widens every single-span ratio measured here
-    afterwards (:mod:`compresslab.protocol.ratio_repeatability`). Only confirmations that
-    recorded their rounds' spread and this machine's id count (older ones, or another
-    machine's, teach nothing).
-
-    Returns:
-        The rounds kept, by sampler tier.
-    """
-    from compresslab.machine import machine_id
-    from compresslab.protocol.ratio_repeatability import MIN_SPANS, record_confirmation
-    from compresslab.protocol.repeatability import RepeatabilityStore
-
-    store = RepeatabilityStore()
-    here = machine_id(store.here)
-    kept: dict[str, int] = {}
-    for number, c in sorted(confirmations(study).items()):
-        logs, within = list(c.round_log_ratios), list(c.round_within_var)
-        if c.machine_id != here or len(logs) < MIN_SPANS or len(within) != len(logs):
-            continue
-        tier = c.tier or "?"
-        record_confirmation(
-            store,
-            key=f"{storage_url}#{study.study_name}#{number}",
-            label=f"trial {number} of study {study.study_name}",
-            tier=tier,
-            logs=logs,
-            within=within,
-            at=c.at,
-        )
-        kept[tier] = kept.get(tier, 0) + len(logs)
-    return kept
-
-
-def _nothing_to_do(
-    recipe: Recipe,
-    study: Any,
-    storage_url: str,
-    target: int,
-    on_trial: Callable[[TrialRecord, int, int], None] | None,
-) -> SearchResult:
-    """The budget is already reached: say so, change nothing, return what the study holds."""
-    result = result_from_study(recipe, study, storage_url)
-    evaluated = [t for t in result.trials if t.evaluated]
-    log.warning(
-        "nothing to do: %d of %d variants already evaluated in study '%s' (%s); raise "
-        "--trials (or search.trials) to evaluate more, or pass --fresh to start over",
-        len(evaluated),
-        target,
-        study.study_name,
-        storage_url,
-    )
-    if on_trial is not None and evaluated:
-        on_trial(evaluated[-1], len(evaluated), target)
-    return result
-
-
-def _enqueue_start(study: Any, space: SearchSpace, grid: list[dict[str, Any]]) -> None:
-    """The baseline first (once), then every grid point not yet in the study."""
-    done = study.get_trials(deepcopy=False)
-    has_baseline = any(
-        t.user_attrs.get(BASELINE_ATTR) and t.state.name in ("COMPLETE", "WAITING", "RUNNING")
-        for t in done
-    )
-    if not has_baseline:
-        study.enqueue_trial(space.baseline_params(), user_attrs={BASELINE_ATTR: True})
-    if grid:
-        seen = [t.params for t in done if t.state.name != "FAIL"]
-        baseline = space.baseline_params()
-        for point in grid:
-            if point != baseline and point not in seen:
-                study.enqueue_trial(point, skip_if_exists=True)
-
-
-def _report_info(
-    recipe: Recipe,
-    task: Task,
-    selection: Selection,
-    space: SearchSpace,
-    sampler: str,
-    target: int,
-) -> dict[str, Any]:
-    """Everything the report states about how the study was run (stored with the study)."""
-    return {
-        # A user's Task often has no description: its name and the entrypoint say what ran.
-        "task": task.description
-        or (f"{task.name} (entrypoint {recipe.task.entrypoint})" if recipe.task.entrypoint else "")
-        or task.name,
-        "metric": recipe.task.metric,
-        "eval_examples": int(len(task.eval_labels)),
-        "sampler_selection": selection.explain(),
-        "sampler_metadata": selection.sampler.metadata(),
-        "optuna_sampler": sampler,
-        "seed": recipe.search.seed,
-        "trials_requested": target,
-        "recipe_hash": recipe_hash(recipe),
-        "machine": fingerprint(),
-        "skipped_methods": space.skipped,
-        "left_out": space.left_out,
-        "batch_size": recipe.energy.batch_size,
-        "task_info": dict(task.info),
-        "tolerance": recipe.search.tolerance.describe(),
-        "carbon": dataclasses.asdict(
-            carbon_settings(
-                region=recipe.carbon.region,
-                intensity_g_per_kwh=recipe.carbon.intensity_g_per_kwh,
-                pue=recipe.carbon.pue,
-            )
-        ),
-        "projection": recipe.report.model_dump(),
-        # What one "inference" is to the task's users (Task.unit: "inference", a causal
-        # task's "generated token"; a user's task may declare e.g. "requests", and
-        # `tokens_per_inference`); the report and break-even use it.
-        "unit": str(getattr(task, "unit", None) or "inference"),
-        "tokens_per_inference": getattr(task, "tokens_per_inference", None),
-        "versions": versions(),
-        # Which libraries are installed, not imported: the methods' own probes already
-        # proved what runs, and importing bitsandbytes costs seconds per worker.
-        "capabilities": capabilities(import_libraries=False),
-    }
+    def learn(self) -> SearchResult:
+        """Close the session; this machine learns its repeatability; the result, read back."""
+        assert self.session is not None
+        self.session.finish()
+        learn_repeatability(self.study, self.storage_url)
+        learn_ratio_repeatability(self.study, self.storage_url)
+        return result_from_study(self.recipe, self.study, self.storage_url)
