@@ -310,11 +310,12 @@ def nvml_counter_vs_power(device: str, quick: bool) -> Check:
     """Over the same windows, NVML's energy counter vs its power polled and integrated."""
     import torch
 
-    from compresslab.energy import nvml as nvml_module
     from compresslab.energy.nvml_devices import select_targets
+    from compresslab.energy.nvml_library import init_nvml, load_nvml, shutdown_nvml
+    from compresslab.energy.nvml_window import trapezoid_mj
 
-    nv = nvml_module._load()
-    nvml_module._init(nv)
+    nv = load_nvml()
+    init_nvml(nv)
     try:
         target = select_targets(nv, device_indices=None, torch_device=device)[0]
         handle = target.handle
@@ -351,7 +352,7 @@ def nvml_counter_vs_power(device: str, quick: bool) -> Check:
             torch.cuda.synchronize(device)
             e1_mj, t1 = nv.nvmlDeviceGetTotalEnergyConsumption(handle), time.perf_counter()
             inside = [(t, p) for t, p in samples if t0 <= t <= t1]
-            integrated_j = nvml_module._trapezoid_mj(inside) / 1000.0
+            integrated_j = trapezoid_mj(inside) / 1000.0
             # The samples start and end a poll interval inside the window: scale to its length.
             span = inside[-1][0] - inside[0][0] if len(inside) > 1 else 0.0
             if span > 0:
@@ -375,7 +376,7 @@ def nvml_counter_vs_power(device: str, quick: bool) -> Check:
         stop.set()
         poller.join()
     finally:
-        nvml_module._shutdown(nv)
+        shutdown_nvml(nv)
     worst = max(abs(r["rel_difference"]) for r in rows)
     figures = {"windows": rows, "threshold_rel": AGREEMENT_REL, "window_s": window_s}
     summary = f"counter vs integrated power: worst {worst:.2%} over {windows} x {window_s:g} s"

@@ -11,7 +11,8 @@ Parameter ranges in ``compression`` are written in one of three forms::
     ratio: {low: 0.1, high: 0.7, step: 0.1}    # numeric range (``log: true`` for log scale)
     importance: {choices: [l1, l2, fpgm]}      # categorical
 
-Modules: :mod:`.schema` (the models), :mod:`.source` (reading the YAML, error messages),
+Modules: :mod:`.schema` (the models, with one module per large section), :mod:`.source`
+(reading the YAML), :mod:`.validate` (checking it against the models, error messages),
 :mod:`.identity` (the recipe's hash and what decides its results). This package checks the
 form; which methods and parameters exist is checked by :func:`compresslab.compress.check_space`
 (called from :func:`compresslab.api.load_recipe`).
@@ -48,12 +49,8 @@ from compresslab.recipe.schema import (
     rapl_domains_problem,
     storage_problem,
 )
-from compresslab.recipe.source import (
-    RecipeSource,
-    parse_recipe,
-    read_source,
-    source_from_text,
-)
+from compresslab.recipe.source import RecipeSource, read_source, source_from_text
+from compresslab.recipe.validate import parse_recipe
 
 __all__ = [
     "rapl_domains_problem",

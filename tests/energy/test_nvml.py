@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from compresslab.energy import Provenance, cuda, make_sampler
-from compresslab.energy import nvml as nvml_module
+from compresslab.energy import Provenance, cuda, make_sampler, nvml_library
 from compresslab.energy.nvml import NvmlSampler
 from compresslab.energy.nvml_devices import cuda_visible_entries
+from compresslab.energy.nvml_window import trapezoid_mj
 from compresslab.errors import BackendUnavailableError, MeasurementError, RecipeError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 # Captured at import, before any fixture patches it.
-_REAL_NVML_IMPORT = nvml_module._nvml
+_REAL_NVML_IMPORT = nvml_library._nvml
 
 
 def _energies(reading) -> dict[str, float]:
@@ -125,8 +125,8 @@ def test_without_energy_counter_power_is_polled_and_integrated(fake_nvml: Any) -
 def test_trapezoid_rule() -> None:
     # A ramp from 100 W to 300 W over 2 s, sampled unevenly: exactly 400 J = 400,000 mJ.
     samples = [(10.0, 100_000.0), (10.5, 150_000.0), (11.75, 275_000.0), (12.0, 300_000.0)]
-    assert nvml_module._trapezoid_mj(samples) == pytest.approx(400_000.0)
-    assert nvml_module._trapezoid_mj(samples[:1]) == 0
+    assert trapezoid_mj(samples) == pytest.approx(400_000.0)
+    assert trapezoid_mj(samples[:1]) == 0
 
 
 def test_device_with_neither_energy_nor_power_is_unavailable(fake_nvml: Any) -> None:
@@ -206,7 +206,7 @@ def test_fake_can_also_be_patched_in_as_the_pynvml_module(
     fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = fake_nvml(count=2)
-    monkeypatch.setattr(nvml_module, "_nvml", _REAL_NVML_IMPORT)  # the real lazy import
+    monkeypatch.setattr(nvml_library, "_nvml", _REAL_NVML_IMPORT)  # the real lazy import
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     sampler = make_sampler("nvml")
     assert "gpu-1 NVIDIA Fake V100" in sampler.available().reason
@@ -469,7 +469,7 @@ def test_no_synchronisation_when_cuda_is_unused(
 
 
 def test_power_limit_is_set_for_the_block_and_restored(fake_nvml: Any) -> None:
-    from compresslab.energy.nvml import power_limit
+    from compresslab.energy.nvml_power_limit import power_limit
 
     fake = fake_nvml(count=2)
     with power_limit(200.0):
@@ -479,7 +479,7 @@ def test_power_limit_is_set_for_the_block_and_restored(fake_nvml: Any) -> None:
 
 
 def test_power_limit_is_restored_when_the_block_raises(fake_nvml: Any) -> None:
-    from compresslab.energy.nvml import power_limit
+    from compresslab.energy.nvml_power_limit import power_limit
 
     fake = fake_nvml()
     with pytest.raises(RuntimeError, match="boom"), power_limit(150.0):
@@ -489,7 +489,7 @@ def test_power_limit_is_restored_when_the_block_raises(fake_nvml: Any) -> None:
 
 
 def test_power_limit_out_of_range_or_without_permission(fake_nvml: Any) -> None:
-    from compresslab.energy.nvml import power_limit
+    from compresslab.energy.nvml_power_limit import power_limit
     from compresslab.errors import BackendUnavailableError, RecipeError
 
     fake = fake_nvml()
