@@ -2,8 +2,8 @@
 
 The protocol is written once, in ``docs/protocol.md``, with the item numbers every other
 document cites (1 counter period, 2 idle power, 3 warm-up, 4 threads, 5 windows, 6 contention,
-7 pairs, 8 confirmation, 9 isolation, 10 resolution, 11 never negative, 12 and 13
-repeatability of absolute figures and of paired ratios). Here: :func:`measure_model` and
+7 pairs, 8 confirmation, 9 isolation, 10 resolution, 11 never negative, 12 repeatability of
+absolute figures, 13 repeatability of paired ratios). Here: :func:`measure_model` and
 :func:`measure_callable` measure one workload (items 1 to 6 and 9 to 11),
 :func:`measure_paired` and :func:`measure_models_paired` a candidate against a reference
 (item 7); :mod:`.repeatability` and :mod:`.ratio_repeatability` hold items 12 and 13.
