@@ -449,7 +449,14 @@ def _slug(title: str) -> str:
 
 def main() -> None:
     """Print the recipe reference page (``python -m compresslab.recipe.reference``)."""
-    sys.stdout.write(recipe_reference())
+    page = recipe_reference()
+    raw = getattr(sys.stdout, "buffer", None)
+    if raw is None:  # a text stream without bytes underneath (a test's StringIO)
+        sys.stdout.write(page)
+        return
+    sys.stdout.flush()
+    raw.write(page.encode("utf-8"))  # UTF-8 whatever the locale: the page holds "€"
+    raw.flush()
 
 
 if __name__ == "__main__":
