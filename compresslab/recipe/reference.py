@@ -15,8 +15,6 @@ Nothing here imports torch, optuna or pandas.
 
 from __future__ import annotations
 
-import inspect
-import re
 import sys
 import types
 import typing
@@ -30,10 +28,17 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from compresslab.recipe import Recipe
-
-#: Where the generated pages live, relative to the repository root.
-RECIPE_PAGE = "docs/reference/recipe.md"
-METHODS_PAGE = "docs/reference/methods.md"
+from compresslab.recipe._markdown import (
+    attributes_section,
+    cell,
+    docstring_text,
+    field_comments,
+    first_paragraph,
+    prose,
+    sentence,
+    slug,
+    yaml_flow,
+)
 
 #: Pointers the schema cannot hold (another page), by field path. A path that names no
 #: field is an error, so a renamed field cannot silently lose its pointer.
@@ -108,10 +113,10 @@ def methods_reference(methods: Mapping[str, Any]) -> str:
         "|---|---|---|",
     ]
     for name, method in methods.items():
-        lines.append(f"| [`{name}`](#{_slug(name)}) | {method.stage} | {_cell(method.summary)} |")
+        lines.append(f"| [`{name}`](#{slug(name)}) | {method.stage} | {cell(method.summary)} |")
     for name, method in methods.items():
-        lines += ["", f"## `{name}`", "", f"Stage: {method.stage}. {_sentence(method.summary)}"]
-        doc = _first_paragraph(type(method).__doc__)
+        lines += ["", f"## `{name}`", "", f"Stage: {method.stage}. {sentence(method.summary)}"]
+        doc = first_paragraph(type(method).__doc__)
         if doc:
             lines += ["", doc]
         params = dict(method.params)
@@ -121,8 +126,8 @@ def methods_reference(methods: Mapping[str, Any]) -> str:
         lines += ["", "| parameter | allowed | default | description |", "|---|---|---|---|"]
         for pname, pdef in params.items():
             lines.append(
-                f"| `{pname}` | {_cell(pdef.describe())} | `{_yaml(pdef.default)}` "
-                f"| {_cell(pdef.doc)} |"
+                f"| `{pname}` | {cell(pdef.describe())} | `{yaml_flow(pdef.default)}` "
+                f"| {cell(pdef.doc)} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -194,7 +199,7 @@ def _union_members(annotation: Any) -> list[Any] | None:
 
 
 def _anchor(section: _Section) -> str:
-    return "#" + _slug(_title(section))
+    return "#" + slug(_title(section))
 
 
 def _title(section: _Section) -> str:
@@ -206,7 +211,7 @@ def _title(section: _Section) -> str:
 def _render_section(section: _Section, anchors: dict[type[BaseModel], str], used: set[str]) -> str:
     model = section.model
     lines = [f"## {_title(section)}", ""]
-    doc = _docstring_text(model)
+    doc = docstring_text(model)
     if doc:
         lines += [doc, ""]
     key = section.path or ""
@@ -214,8 +219,8 @@ def _render_section(section: _Section, anchors: dict[type[BaseModel], str], used
         used.add(key)
         lines += [f"See also {SEE_ALSO[key]}.", ""]
     lines += ["| field | type | default | allowed | description |", "|---|---|---|---|---|"]
-    comments = _field_comments(model)
-    attributes = _attributes_section(model)
+    comments = field_comments(model)
+    attributes = attributes_section(model)
     for name, field in model.model_fields.items():
         path = f"{section.path}.{name}" if section.path else name
         description = (
@@ -228,8 +233,8 @@ def _render_section(section: _Section, anchors: dict[type[BaseModel], str], used
             f"`{name}`",
             _type_text(field.annotation, anchors),
             _default_text(field, anchors),
-            _cell(_constraints(field)),
-            _cell(_prose(description)),
+            cell(_constraints(field)),
+            cell(prose(description)),
         )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -249,7 +254,7 @@ def _type_text(annotation: Any, anchors: dict[type[BaseModel], str]) -> str:
         )
     origin, args = typing.get_origin(ann), typing.get_args(ann)
     if origin is typing.Literal:
-        return "one of " + ", ".join(f"`{_yaml(a)}`" for a in args)
+        return "one of " + ", ".join(f"`{yaml_flow(a)}`" for a in args)
     if origin is list:
         inner = _type_text(args[0], anchors) if args else "any"
         bounds = _constraint_text(_metadata_of(args[0])) if args else ""
@@ -298,8 +303,8 @@ def _default_text(field: FieldInfo, anchors: dict[type[BaseModel], str]) -> str:
     if isinstance(value, BaseModel):
         if field.default_factory is type(value):
             return "its fields' defaults"
-        return f"`{_yaml(value.model_dump(exclude_none=True))}`"
-    return f"`{_yaml(value)}`"
+        return f"`{yaml_flow(value.model_dump(exclude_none=True))}`"
+    return f"`{yaml_flow(value)}`"
 
 
 def _metadata_of(annotation: Any) -> list[Any]:
@@ -320,13 +325,13 @@ def _constraint_text(metadata: list[Any]) -> str:
     parts: list[str] = []
     for m in metadata:
         if isinstance(m, annotated_types.Ge):
-            low = f"[{_yaml(m.ge)}"
+            low = f"[{yaml_flow(m.ge)}"
         elif isinstance(m, annotated_types.Gt):
-            low = f"({_yaml(m.gt)}"
+            low = f"({yaml_flow(m.gt)}"
         elif isinstance(m, annotated_types.Le):
-            high = f"{_yaml(m.le)}]"
+            high = f"{yaml_flow(m.le)}]"
         elif isinstance(m, annotated_types.Lt):
-            high = f"{_yaml(m.lt)})"
+            high = f"{yaml_flow(m.lt)})"
         elif isinstance(m, annotated_types.MinLen):
             parts.append(f"at least {m.min_length} long")
         elif isinstance(m, annotated_types.MaxLen):
@@ -338,113 +343,6 @@ def _constraint_text(metadata: list[Any]) -> str:
     if low or high:
         parts.insert(0, f"in {low or '(-inf'}, {high or 'inf)'}")
     return "; ".join(parts)
-
-
-def _yaml(value: Any) -> str:
-    """``value`` in YAML flow style, as a recipe would write it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"{value:g}" if isinstance(value, float) and abs(value) >= 1e4 else repr(value)
-    if isinstance(value, str):
-        return value if value and re.fullmatch(r"[\w.\-/]+", value) else f'"{value}"'
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {_yaml(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_yaml(v) for v in value) + "]"
-    return str(value)
-
-
-# --- descriptions from the source -----------------------------------------------------------
-
-
-def _field_comments(model: type[BaseModel]) -> dict[str, str]:
-    """The ``#:`` comment block right above each field of ``model`` (and its bases)."""
-    found: dict[str, str] = {}
-    for cls in reversed(model.__mro__):
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
-            continue
-        try:
-            source = inspect.getsource(cls)
-        except (OSError, TypeError):
-            continue
-        lines = source.splitlines()
-        body = [ln for ln in lines[1:] if ln.strip()]
-        if not body:
-            continue
-        indent = len(body[0]) - len(body[0].lstrip())
-        pending: list[str] = []
-        for line in lines[1:]:
-            stripped = line.strip()
-            if not stripped:
-                pending = []
-            elif len(line) - len(line.lstrip()) == indent:  # a statement of the class body
-                if stripped.startswith("#:"):
-                    pending.append(stripped[2:].strip())
-                    continue
-                match = re.match(r"([A-Za-z_]\w*)\s*:", stripped)
-                if match and pending:
-                    found[match.group(1)] = " ".join(pending)
-                pending = []
-    return found
-
-
-def _attributes_section(model: type[BaseModel]) -> dict[str, str]:
-    """``name: text`` entries of a Google-style ``Attributes:`` section of the docstring."""
-    doc = inspect.cleandoc(model.__doc__ or "")
-    match = re.search(r"^Attributes:\n((?:[ \t]+.*\n?|\n)+)", doc, flags=re.M)
-    if not match:
-        return {}
-    entries: dict[str, str] = {}
-    current: str | None = None
-    for line in match.group(1).splitlines():
-        head = re.match(r"^\s{2,8}(\w+)(?: \([^)]*\))?:\s*(.*)$", line)
-        if head and len(line) - len(line.lstrip()) <= 8:
-            current = head.group(1)
-            entries[current] = head.group(2)
-        elif current and line.strip():
-            entries[current] += " " + line.strip()
-    return entries
-
-
-def _docstring_text(model: type[BaseModel]) -> str:
-    """The class docstring without its ``Attributes:`` section, as markdown prose."""
-    doc = inspect.cleandoc(model.__doc__ or "")
-    if model.__doc__ is None or doc == inspect.cleandoc(BaseModel.__doc__ or ""):
-        return ""
-    doc = re.split(r"^Attributes:\n", doc, flags=re.M)[0].strip()
-    return _prose(doc)
-
-
-def _first_paragraph(doc: str | None) -> str:
-    return _prose(inspect.cleandoc(doc or "").split("\n\n", 1)[0])
-
-
-def _prose(text: str) -> str:
-    """Markdown from reST inline markup: ````x```` -> `` `x` ``, roles dropped; one line each."""
-    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", text)
-    text = text.replace("``", "`")
-    paragraphs = [" ".join(p.split()) for p in text.split("\n\n")]
-    return "\n\n".join(p for p in paragraphs if p)
-
-
-def _sentence(text: str) -> str:
-    """``text`` as a sentence: capitalised, with a full stop."""
-    text = _prose(text)
-    return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else ""
-
-
-def _cell(text: str) -> str:
-    """Text for one markdown table cell: one line, pipes escaped."""
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def _slug(title: str) -> str:
-    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
-    text = re.sub(r"[^\w\- ]", "", title.strip().lower())
-    return text.replace(" ", "-")
 
 
 def main() -> None:
