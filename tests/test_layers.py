@@ -1,4 +1,4 @@
-"""The package's imports follow the layering that README.md writes down."""
+"""The package's imports follow the layering that docs/architecture.md writes down."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "compresslab"
 
 
-def readme_layers() -> list[set[str]]:
-    """The numbered list under '### Layers' in README.md: backticked units, bottom first."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("### Layers", 1)[1].split("\n#", 1)[0]
+def documented_layers() -> list[set[str]]:
+    """The numbered list under '## Layers' in docs/architecture.md: backticked units, bottom up."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("\n## Layers\n", 1)[1].split("\n#", 1)[0]
     layers = []
     for line in section.splitlines():
         if re.match(r"^\d+\. ", line):
@@ -51,8 +51,8 @@ def imports_of(path: Path) -> set[str]:
     return {m for m in found if m.split(".")[0] == "compresslab"}
 
 
-def test_the_readme_lists_every_part_of_the_package_once() -> None:
-    layers = readme_layers()
+def test_the_layers_list_every_part_of_the_package_once() -> None:
+    layers = documented_layers()
     listed = [name for layer in layers for name in layer]
     assert len(listed) == len(set(listed)), "a unit is listed in two layers"
     present = {p.stem for p in PACKAGE.glob("*.py")} | {
@@ -62,7 +62,7 @@ def test_the_readme_lists_every_part_of_the_package_once() -> None:
 
 
 def test_every_import_goes_down_the_layers() -> None:
-    rank = {name: i for i, layer in enumerate(readme_layers()) for name in layer}
+    rank = {name: i for i, layer in enumerate(documented_layers()) for name in layer}
     wrong = []
     for path in sorted(PACKAGE.rglob("*.py")):
         src = unit_of(module_name(path))
@@ -108,7 +108,7 @@ def test_the_layer_check_catches_an_upward_import(tmp_path: Path) -> None:
     fake = tmp_path / "units.py"
     fake.write_text("def f():\n    from compresslab.study import run_search\n")
     assert imports_of(fake) == {"compresslab.study"}
-    rank = {name: i for i, layer in enumerate(readme_layers()) for name in layer}
+    rank = {name: i for i, layer in enumerate(documented_layers()) for name in layer}
     assert rank["study"] > rank["units"]
 
 

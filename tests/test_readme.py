@@ -1,31 +1,75 @@
-"""README.md tells the truth about the recipes it shows."""
+"""README.md tells the truth about the repository: its trees, its commands, its example."""
 
 from __future__ import annotations
 
+import ast
 import re
+import subprocess
 from pathlib import Path
 
-import yaml
-
-from compresslab.api import load_recipe
-
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "compresslab"
 
 
-def _recipe_blocks() -> list[str]:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Recipe format", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+def _readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def test_the_readme_shows_the_shipped_default_recipe_exactly() -> None:
-    shipped = (ROOT / "recipes" / "digits.yaml").read_text(encoding="utf-8")
-    assert _recipe_blocks()[0] == shipped
+def _tree(first_line: str) -> list[str]:
+    """The entries (first word of each line) of the code block that starts with ``first_line``."""
+    block = re.search(rf"^```\n({re.escape(first_line)}\n.*?)^```", _readme(), flags=re.S | re.M)
+    assert block, f"the README shows a tree starting with {first_line!r}"
+    return [line.split()[0] for line in block.group(1).splitlines()[1:] if line.strip()]
 
 
-def test_the_readme_reference_recipe_is_valid(tmp_path: Path) -> None:
-    reference = yaml.safe_load(_recipe_blocks()[1])
-    reference["output"] = str(tmp_path)
-    recipe = load_recipe(reference)
-    assert recipe.name == "digits" and recipe.search.sampler == "auto"
-    assert {m.method for m in recipe.compression} == {"prune_channels", "dynamic_int8", "bf16"}
+def test_the_package_tree_names_every_module_and_package_once() -> None:
+    entries = _tree("compresslab/")
+    assert len(entries) == len(set(entries)), "an entry is listed twice"
+    present = {p.name for p in PACKAGE.glob("*.py")} | {
+        p.parent.name + "/" for p in PACKAGE.glob("*/__init__.py")
+    }
+    assert set(entries) == present, (
+        f"the README's package tree is out of date: missing {sorted(present - set(entries))}, "
+        f"gone {sorted(set(entries) - present)}"
+    )
+
+
+def test_the_repository_tree_names_what_is_there() -> None:
+    first = _readme().split("## The repository", 1)[1].split("```\n", 2)[1].splitlines()[0]
+    entries = [first.split()[0], *_tree(first)]
+    missing = [e for e in entries if not (ROOT / e.rstrip("/")).exists()]
+    assert not missing, missing
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.split()
+    folders = {f.split("/")[0] + "/" for f in tracked if "/" in f and not f.startswith(".")}
+    assert folders <= set(entries), f"top folders not in the tree: {folders - set(entries)}"
+
+
+def test_the_two_commands_are_make_targets() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    shown = set(re.findall(r"^make (\w+)", _readme(), flags=re.M))
+    assert {"demo", "test"} <= shown
+    for target in shown:
+        assert re.search(rf"^{target}:", makefile, flags=re.M), target
+
+
+def test_the_python_example_uses_names_that_exist() -> None:
+    import compresslab
+    from compresslab import lab
+    from compresslab.protocol import EnergyResult
+
+    (block,) = re.findall(r"```python\n(.*?)```", _readme(), flags=re.S)
+    tree = ast.parse(block)
+    owners = {"compresslab": compresslab, "lab": lab, "study": lab.Study, "res": EnergyResult}
+    used = {
+        (node.value.id, node.attr)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+    }
+    assert used, "the example calls the API"
+    for owner, attr in used:
+        if owner in owners:
+            target = owners[owner]
+            fields = getattr(target, "__dataclass_fields__", {})
+            assert hasattr(target, attr) or attr in fields, f"{owner}.{attr}"

@@ -1,5 +1,5 @@
 """The energy section's options: NVML and RAPL settings are recipe fields, validated like the
-others, and every ``energy.*`` field a message or the README names exists in the schema."""
+others, and every ``energy.*`` field a message, the README or docs/ names exists in the schema."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 # code, ``compresslab.energy.rapl`` a module); code in backticks or quotes still counts.
 _FIELD_RE = re.compile(r"(?<![\w.])energy\.([a-z_]+(?:\.[a-z_]+)*)")
 # Attribute access on a variable that happens to be called ``energy``, and a URL.
-_NOT_FIELDS = re.compile(r"(?<![\w.])energy\.(to_dict|get|items|keys|org)\b")
+_NOT_FIELDS = re.compile(r"(?<![\w.])energy\.(to_dict|get|items|keys|org|md)\b")
 
 
 def _resolves(model: type[BaseModel], path: list[str]) -> bool:
@@ -49,9 +49,13 @@ def _string_text(source: str) -> str:
 
 
 def _named_fields() -> dict[str, list[str]]:
-    """Every ``energy.*`` field named in the package's sources and the README, with where."""
+    """Every ``energy.*`` field named in the package's sources, the README and docs/, with where."""
     found: dict[str, list[str]] = {}
-    files = [*sorted((REPO / "compresslab").rglob("*.py")), REPO / "README.md"]
+    files = [
+        *sorted((REPO / "compresslab").rglob("*.py")),
+        REPO / "README.md",
+        *sorted((REPO / "docs").rglob("*.md")),
+    ]
     for path in files:
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".py":
