@@ -43,7 +43,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from compresslab.records import EnergyResult
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without an install
@@ -152,27 +155,25 @@ def digits_recipe(*, device: str, sampler: str, quick: bool, out: Path) -> Any:
     return load_recipe(data)
 
 
-def _energy_figures(energy: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "sampler",
-        "provenance",
-        "energy_j_per_inference",
-        "ci95_j_per_inference",
-        "gross_j_per_inference",
-        "idle_power_w",
-        "windows",
-        "ci_target_met",
-        "components_j_per_inference",
-        "component_provenance",
-        "latency_s_per_batch",
-        "threads",
-    )
-    out = {k: energy.get(k) for k in keys}
-    meta = energy.get("metadata", {})
-    out["windows_repeated"] = meta.get("windows_repeated", "0")
-    out["window_faults"] = meta.get("window_faults", "")
-    out["covers"] = meta.get("covers", "")
-    return out
+def _energy_figures(energy: EnergyResult) -> dict[str, Any]:
+    meta = energy.metadata
+    return {
+        "sampler": energy.sampler,
+        "provenance": str(energy.provenance),
+        "energy_j_per_inference": energy.energy_j_per_inference,
+        "ci95_j_per_inference": energy.ci95_j_per_inference,
+        "gross_j_per_inference": energy.gross_j_per_inference,
+        "idle_power_w": energy.idle_power_w,
+        "windows": energy.windows,
+        "ci_target_met": energy.ci_target_met,
+        "components_j_per_inference": dict(energy.components_j_per_inference),
+        "component_provenance": dict(energy.component_provenance),
+        "latency_s_per_batch": energy.latency_s_per_batch,
+        "threads": energy.threads,
+        "windows_repeated": meta.get("windows_repeated", "0"),
+        "window_faults": meta.get("window_faults", ""),
+        "covers": meta.get("covers", ""),
+    }
 
 
 def measure_digits(
@@ -182,6 +183,7 @@ def measure_digits(
     from compresslab.bench import VariantBench
     from compresslab.compress import VariantSpec
     from compresslab.compress.base import Step
+    from compresslab.records import to_json
     from compresslab.tasks import load_task
     from compresslab.tasks.metrics import model_device
 
@@ -196,20 +198,19 @@ def measure_digits(
         placed = bench.place(bench.build(spec))
         where = model_device(placed)
         log(f"  {label}: built on the CPU, placed on {where}; evaluating and measuring")
-        metric, attrs = bench.evaluate(spec)
-        energy = attrs["energy"]
+        evaluation = bench.evaluate(spec)
+        energy = evaluation.energy
         row = {
-            "accuracy": metric,
+            "accuracy": evaluation.metric,
             "model_device": str(where),
             "batch_device": str(bench.inference_batch().device),
             **_energy_figures(energy),
+            "vs_baseline": to_json(evaluation.vs_baseline),
         }
-        if attrs.get("vs_baseline"):
-            row["vs_baseline"] = attrs["vs_baseline"]
         figures[label] = row
         log(
-            f"  {label}: accuracy {metric:.4f}, {energy['energy_j_per_inference']:.4g} J per "
-            f"inference +/- {energy['ci95_j_per_inference']:.2g} ({energy['provenance']}), "
+            f"  {label}: accuracy {evaluation.metric:.4f}, {energy.energy_j_per_inference:.4g} "
+            f"J per inference +/- {energy.ci95_j_per_inference:.2g} ({energy.provenance}), "
             f"components {row['component_provenance']}"
         )
     return figures

@@ -112,6 +112,12 @@ def heldout_on_grid(cal: dict[str, Any] | None, fitted: list[Any], grid: Path) -
     from scipy.stats import spearmanr
 
     from compresslab.calibration import from_dict
+    from compresslab.records import OpCounts, from_json, to_json
+
+    def key(counts: Any) -> str:
+        """One variant's counts as text, whether typed or JSON (ints read back as floats)."""
+        typed = counts if isinstance(counts, OpCounts) else from_json(OpCounts, counts)
+        return json.dumps(to_json(typed), sort_keys=True)
 
     if not cal:
         return {"why": "the search stored no calibration"}
@@ -120,12 +126,12 @@ def heldout_on_grid(cal: dict[str, Any] | None, fitted: list[Any], grid: Path) -
     table = json.loads(grid.read_text())
     rows = table["rows"]
     calibration = from_dict(cal)
-    seen = {json.dumps(dict(c), sort_keys=True) for c in fitted}
+    seen = {key(c) for c in fitted}
     base = rows["baseline"]
     pred_base = calibration.predict(base["op_counts"])
     predicted, measured = [], []
     for row in rows.values():
-        if not row.get("estimated_j") or json.dumps(row["op_counts"], sort_keys=True) in seen:
+        if not row.get("estimated_j") or key(row["op_counts"]) in seen:
             continue
         predicted.append(calibration.predict(row["op_counts"]) / pred_base)
         measured.append(row["estimated_j"] / base["estimated_j"])
@@ -155,14 +161,15 @@ def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) 
     front = result.frontier
     points = []
     for r in front:
-        ratio = (r.confirmed or {}).get("ratio", r.ratio_vs_baseline)
+        ratio = r.confirmed.ratio if r.confirmed is not None else r.ratio_vs_baseline
         if ratio is not None:
-            points.append((float(ratio), float(r.accuracy or 0)))
+            points.append((ratio, float(r.accuracy or 0)))
     best = result.best_saving()
     base = result.baseline
     best_ratio = None
     if best is not None and not best.is_baseline:
-        best_ratio = float((best.confirmed or {}).get("ratio", best.ratio_vs_baseline or 1.0))
+        confirmed = best.confirmed
+        best_ratio = confirmed.ratio if confirmed is not None else (best.ratio_vs_baseline or 1.0)
     saving = base.energy_j_per_inference * (1 - best_ratio) if base and best_ratio else None
     energy = cost.energy_j if cost else float("nan")
     cal = next(iter((result.info.get("calibrations") or {}).values()), None)

@@ -177,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             vs = paired.vs_reference()
             row |= {
-                "ratio_per_token": vs["ratio"],
-                "ci95": [vs["ci95_low"], vs["ci95_high"]],
-                "pairs": vs["pairs"],
+                "ratio_per_token": vs.ratio,
+                "ci95": [vs.ci95_low, vs.ci95_high],
+                "pairs": vs.pairs,
                 "candidate_j_per_token": paired.candidate.energy_j_per_inference,
                 "reference_j_per_token": paired.reference.energy_j_per_inference,
                 "candidate_ci95_j": paired.candidate.ci95_j_per_inference,
@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                 "reference_tokens_per_s": paired.reference.throughput_per_s,
             }
             log(
-                f"{row['candidate']} vs {row['reference']}: x{vs['ratio']:.3f} "
-                f"[{vs['ci95_low']:.3f}, {vs['ci95_high']:.3f}] per token "
+                f"{row['candidate']} vs {row['reference']}: x{vs.ratio:.3f} "
+                f"[{vs.ci95_low:.3f}, {vs.ci95_high:.3f}] per token "
                 f"({paired.candidate.energy_j_per_inference:.4g} J/token, {row['provenance']})"
             )
         except Exception as e:  # one failing pair is reported, the others still run

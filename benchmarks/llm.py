@@ -66,30 +66,31 @@ def _best(result: Any) -> dict[str, Any]:
     base = result.baseline
     if best is None or base is None or best.is_baseline:
         return {"variant": None}
-    confirmed = best.confirmed or {}
-    ratio = float(confirmed.get("ratio", best.ratio_vs_baseline))
+    confirmed = best.confirmed
+    ratio = confirmed.ratio if confirmed is not None else best.ratio_vs_baseline
+    assert ratio is not None  # a frontier variant other than the baseline is paired
     compression_only = [r for r in result.frontier if " @ " not in r.variant and not r.is_baseline]
     return {
         "trial": best.number,
         "variant": best.variant,
         "ratio": ratio,
-        "ci95": [confirmed.get("ci95_low"), confirmed.get("ci95_high")],
-        "pairs": confirmed.get("pairs"),
-        "confirmed": bool(confirmed),
+        "ci95": [confirmed.ci95_low, confirmed.ci95_high] if confirmed else [None, None],
+        "pairs": confirmed.pairs if confirmed is not None else None,
+        "confirmed": confirmed is not None,
         "search_ratio": best.ratio_vs_baseline,
         "saving_x": 1 / ratio,
         "accuracy": best.accuracy,
         "baseline_accuracy": base.accuracy,
-        "perplexity_ratio": best.quality.get("perplexity_ratio"),
-        "perplexity_ratio_ci95": best.quality.get("perplexity_ratio_ci95"),
+        "perplexity_ratio": best.quality.perplexity_ratio,
+        "perplexity_ratio_ci95": best.quality.perplexity_ratio_ci95,
         "compression_only_frontier": [r.variant for r in compression_only],
         "frontier": [
             {
                 "trial": r.number,
                 "variant": r.variant,
-                "ratio": (r.confirmed or {}).get("ratio", r.ratio_vs_baseline),
+                "ratio": r.confirmed.ratio if r.confirmed is not None else r.ratio_vs_baseline,
                 "accuracy": r.accuracy,
-                "perplexity_ratio": r.quality.get("perplexity_ratio"),
+                "perplexity_ratio": r.quality.perplexity_ratio,
             }
             for r in result.frontier
         ],
@@ -99,11 +100,11 @@ def _best(result: Any) -> dict[str, Any]:
                 "variant": r.variant,
                 "ratio": r.ratio_vs_baseline,
                 "ci95": [
-                    (r.vs_baseline or {}).get("ci95_low"),
-                    (r.vs_baseline or {}).get("ci95_high"),
+                    r.vs_baseline.ci95_low if r.vs_baseline is not None else None,
+                    r.vs_baseline.ci95_high if r.vs_baseline is not None else None,
                 ],
                 "accuracy": r.accuracy,
-                "perplexity_ratio": r.quality.get("perplexity_ratio"),
+                "perplexity_ratio": r.quality.perplexity_ratio,
             }
             for r in result.measured
         ],
@@ -130,14 +131,14 @@ def _contrasts(recipe: Any, pairs: int, kv: bool, only: str | None) -> list[dict
         log(f"{label}: perplexity x{quality['perplexity_ratio']:.3f}, accuracy {acc:.3f}")
         paired = bench.measure_paired(model, runtime=Runtime(**runtime), pairs=pairs)
         vs = paired.vs_reference()
-        log(f"{label}: {vs['ratio']:.3f} [{vs['ci95_low']:.3f}, {vs['ci95_high']:.3f}] per token")
+        log(f"{label}: {vs.ratio:.3f} [{vs.ci95_low:.3f}, {vs.ci95_high:.3f}] per token")
         rows.append(
             {
                 "label": label,
                 "variant": spec.label() + Runtime(**runtime).label(),
-                "ratio": vs["ratio"],
-                "ci95": [vs["ci95_low"], vs["ci95_high"]],
-                "pairs": vs["pairs"],
+                "ratio": vs.ratio,
+                "ci95": [vs.ci95_low, vs.ci95_high],
+                "pairs": vs.pairs,
                 "j_per_token": paired.candidate.energy_j_per_inference,
                 "baseline_j_per_token": paired.reference.energy_j_per_inference,
                 "provenance": str(paired.candidate.provenance),

@@ -214,19 +214,21 @@ def confirmation(run: SearchRun, trial: int) -> dict[str, Any] | None:
     if run.result is None:
         return None
     record = next((r for r in run.result.trials if r.number == trial), None)
-    if record is None or not record.confirmed or record.ratio_vs_baseline is None:
+    if record is None or record.confirmed is None or record.ratio_vs_baseline is None:
         return None
-    c, vs = record.confirmed, record.vs_baseline or {}
-    saving = 1 / float(c["ratio"])
-    search = 1 / float(vs["ratio"])
+    if record.vs_baseline is None:  # not reached: a paired ratio is the trial's vs_baseline
+        return None
+    c, vs = record.confirmed, record.vs_baseline
+    saving = 1 / c.ratio
+    search = 1 / vs.ratio
     return {
         "saving": saving,
-        "low": 1 / float(c["ci95_high"]),
-        "high": 1 / float(c["ci95_low"]),
-        "pairs": int(c["pairs"]),
-        "contended": bool(c.get("contended")),
+        "low": 1 / c.ci95_high,
+        "high": 1 / c.ci95_low,
+        "pairs": c.pairs,
+        "contended": c.contended,
         "search_saving": search,
-        "search_pairs": vs.get("pairs"),
+        "search_pairs": vs.pairs,
         "difference": abs(search / saving - 1),
     }
 

@@ -111,6 +111,7 @@ def build_table(recipe: Any, *, quick: bool) -> dict[str, Any]:
     from compresslab.energy.model import modeled_j_per_inference
     from compresslab.ops import count_ops
     from compresslab.protocol import Protocol, measure_model
+    from compresslab.records import to_json
     from compresslab.study import SearchSpace
     from compresslab.tasks import load_task
     from compresslab.tasks.metrics import predict
@@ -151,7 +152,7 @@ def build_table(recipe: Any, *, quick: bool) -> dict[str, Any]:
             "estimated_ci95_j": energy.ci95_j_per_inference,
             "modeled_j": sum(modeled.values()),
             # as the bench records them: the calibrated model is fitted on these
-            "op_counts": {**dataclasses.asdict(counts), "batch_size": int(batch.shape[0])},
+            "op_counts": to_json(dataclasses.replace(counts, batch_size=int(batch.shape[0]))),
         }
         if (i + 1) % 10 == 0 or i + 1 == len(grid):
             log(f"search: grid table {i + 1}/{len(grid)} ({time.perf_counter() - t0:.0f} s)")

@@ -59,6 +59,8 @@ from typing import Any
 
 from benchlib import COMMAND, REPO, Figure, Settings, cv, log, md_table, quick_recipe
 
+from compresslab.records import Confirmation, EnergyResult, PairedRatio
+
 TARGET_RATIO_CV = 0.03
 TARGET_ABS_CV = 0.05
 TARGET_COVERAGE = 0.80
@@ -84,21 +86,24 @@ def _fmt_load(values: list[float]) -> str:
     return "/".join(f"{v:.2f}" for v in values)
 
 
-def _saving(vs: dict[str, Any]) -> dict[str, Any]:
+def _saving(vs: PairedRatio | Confirmation) -> dict[str, Any]:
     """A stored ratio (variant / baseline) as a saving (baseline / variant) with its interval.
 
     ``low_pairs``/``high_pairs``: the pairs' own interval (the same when the ratio was not
-    widened, or was measured before ratios were).
+    widened, was measured before ratios were, or is a confirmation's).
     """
+    paired = vs if isinstance(vs, PairedRatio) else None
+    low_pairs = paired.ci95_low_pairs if paired is not None else None
+    high_pairs = paired.ci95_high_pairs if paired is not None else None
     return {
-        "saving": 1 / float(vs["ratio"]),
-        "low": 1 / float(vs["ci95_high"]),
-        "high": 1 / float(vs["ci95_low"]),
-        "low_pairs": 1 / float(vs.get("ci95_high_pairs", vs["ci95_high"])),
-        "high_pairs": 1 / float(vs.get("ci95_low_pairs", vs["ci95_low"])),
-        "ratio_repeatability_rel": vs.get("ratio_repeatability_rel"),
-        "ratio_repeatability_source": vs.get("ratio_repeatability_source"),
-        "pairs": int(vs["pairs"]),
+        "saving": 1 / vs.ratio,
+        "low": 1 / vs.ci95_high,
+        "high": 1 / vs.ci95_low,
+        "low_pairs": 1 / (vs.ci95_high if high_pairs is None else high_pairs),
+        "high_pairs": 1 / (vs.ci95_low if low_pairs is None else low_pairs),
+        "ratio_repeatability_rel": paired.ratio_repeatability_rel if paired else None,
+        "ratio_repeatability_source": paired.ratio_repeatability_source if paired else None,
+        "pairs": vs.pairs,
     }
 
 
@@ -118,13 +123,13 @@ def leave_one_out(
     return out
 
 
-def _contention(res: Any) -> dict[str, Any]:
-    c = res.contention or {}
+def _contention(res: EnergyResult) -> dict[str, Any]:
+    c = res.contention
     return {
-        "contended": bool(c.get("contended")),
-        "foreign_cpus_mean": c.get("foreign_cpus_mean"),
-        "foreign_cpus_max": c.get("foreign_cpus_max"),
-        "load_1m_max": c.get("load_1m_max"),
+        "contended": c.contended,
+        "foreign_cpus_mean": c.foreign_cpus_mean,
+        "foreign_cpus_max": c.foreign_cpus_max,
+        "load_1m_max": c.load_1m_max,
     }
 
 
@@ -221,8 +226,8 @@ def search_vs_confirmed(run: Any) -> dict[str, Any]:
         entry["why"] = "the study predates paired measurement (no vs_baseline)"
         return entry
     entry["search"] = _saving(best.vs_baseline)
-    entry["search_contended"] = bool(((best.energy or {}).get("contention") or {}).get("contended"))
-    if not best.confirmed:
+    entry["search_contended"] = best.energy is not None and best.energy.contended
+    if best.confirmed is None:
         entry["why"] = (
             "not confirmed (search.confirm_pairs is 0 or the confirmation failed; "
             "`compresslab report --confirm` confirms a stored study)"
@@ -230,10 +235,10 @@ def search_vs_confirmed(run: Any) -> dict[str, Any]:
         return entry
     c = best.confirmed
     entry["confirmed"] = _saving(c)
-    entry["confirmed_contended"] = bool(c.get("contended"))
-    entry["confirmed_round_savings"] = [1 / float(r) for r in c.get("round_ratios") or []]
-    entry["confirmed_interval_from"] = c.get("interval_from", "rounds")
-    entry["confirmed_at"] = c.get("at")
+    entry["confirmed_contended"] = c.contended
+    entry["confirmed_round_savings"] = [1 / r for r in c.round_ratios]
+    entry["confirmed_interval_from"] = c.interval_from
+    entry["confirmed_at"] = c.at
     s, k = entry["search"], entry["confirmed"]
     entry["difference"] = abs(s["saving"] / k["saving"] - 1)
     entry["search_in_confirmed_ci"] = k["low"] <= s["saving"] <= k["high"]
