@@ -37,17 +37,9 @@ PENDING: frozenset[str] = frozenset(
         "compresslab/check/__init__.py",
         "compresslab/check/gate.py",
         "compresslab/cli.py",
-        "compresslab/compress/__init__.py",
-        "compresslab/compress/bnb.py",
-        "compresslab/compress/llm_prune.py",
-        "compresslab/compress/prune.py",
         "compresslab/lab.py",
-        "compresslab/protocol/repeatability.py",
         "compresslab/report/__init__.py",
         "compresslab/report/document.py",
-        "compresslab/study/run.py",
-        "compresslab/study/samplers.py",
-        "compresslab/study/storage_errors.py",
     }
 )
 
