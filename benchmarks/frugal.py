@@ -111,7 +111,7 @@ def heldout_on_grid(cal: dict[str, Any] | None, fitted: list[Any], grid: Path) -
     import numpy as np
     from scipy.stats import spearmanr
 
-    from compresslab.calibration import from_dict
+    from compresslab.modeled.calibration import from_dict
     from compresslab.records import OpCounts, from_json, to_json
 
     def key(counts: Any) -> str:

@@ -108,8 +108,8 @@ def build_table(recipe: Any, *, quick: bool) -> dict[str, Any]:
 
     from compresslab.bench import VariantBench
     from compresslab.energy.estimate import EstimateSampler
-    from compresslab.energy.model import modeled_j_per_inference
-    from compresslab.ops import count_ops
+    from compresslab.modeled.costs import modeled_j_per_inference
+    from compresslab.modeled.ops import count_ops
     from compresslab.protocol import Protocol, measure_model
     from compresslab.records import to_json
     from compresslab.study import SearchSpace
@@ -291,7 +291,7 @@ def _spearman(table: dict[str, Any]) -> dict[str, Any]:
     """Rank correlation with the estimated figures: modeled tier, and calibrated (held out)."""
     from scipy.stats import spearmanr
 
-    from compresslab.calibration import Sample, leave_one_out
+    from compresslab.modeled.calibration import Sample, leave_one_out
 
     def rho(rows: list[dict[str, Any]]) -> float:
         return float(

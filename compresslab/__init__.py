@@ -32,16 +32,16 @@ if TYPE_CHECKING:
         rebuild_report,
         search,
     )
-    from compresslab.block import BlockMeasurement, measure
     from compresslab.errors import CompressLabError, RecipeError
     from compresslab.lab import Study
+    from compresslab.protocol.block import BlockMeasurement, measure
 
 # Public name -> the module that defines it.
 _PUBLIC = {
-    "BlockMeasurement": "compresslab.block",
+    "BlockMeasurement": "compresslab.protocol.block",
     "export_trial": "compresslab.api",
     "load_recipe": "compresslab.api",
-    "measure": "compresslab.block",
+    "measure": "compresslab.protocol.block",
     "measure_model": "compresslab.api",
     "measure_recipe": "compresslab.api",
     "rebuild_report": "compresslab.api",

@@ -395,7 +395,7 @@ def compare(
     study_b: str | None = None,
     force: bool = False,
 ) -> Any:
-    """Two stored studies side by side (see :mod:`compresslab.compare`).
+    """Two stored studies side by side (see :mod:`compresslab.report.compare`).
 
     Args:
         a: a report folder holding ``study.db``, a ``.db`` file or a storage URL.
@@ -405,9 +405,9 @@ def compare(
         force: divide absolute figures of different provenance anyway (said so).
 
     Returns:
-        A :class:`compresslab.compare.Comparison` (``.frame()``, ``.markdown()``).
+        A :class:`compresslab.report.compare.Comparison` (``.frame()``, ``.markdown()``).
     """
-    from compresslab.compare import compare_results
+    from compresslab.report.compare import compare_results
     from compresslab.study import load_stored_result
 
     return compare_results(

@@ -35,7 +35,8 @@ from compresslab.compress import (
     notes_of,
 )
 from compresslab.errors import VariantError
-from compresslab.hostlock import host_lock
+from compresslab.protocol.hostlock import host_lock
+from compresslab.protocol.timing import PartTimer
 from compresslab.recipe import Recipe
 from compresslab.records import (
     Answer,
@@ -46,7 +47,6 @@ from compresslab.records import (
     Quality,
     Screening,
 )
-from compresslab.timing import PartTimer
 
 if TYPE_CHECKING:
     import torch
@@ -498,8 +498,8 @@ class VariantBench:
             :data:`.timing.PARTS` (also in :attr:`last_parts`, also when this raised).
         """
         from compresslab.compress.profile import profile_model
-        from compresslab.energy.model import modeled_j_per_inference
-        from compresslab.ops import count_ops
+        from compresslab.modeled.costs import modeled_j_per_inference
+        from compresslab.modeled.ops import count_ops
 
         runtime = runtime or Runtime()
         self.last_parts = timer = PartTimer()

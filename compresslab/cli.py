@@ -484,7 +484,7 @@ def compare(
 
     comparison = run_compare(study_a, study_b, study_a=name_a, study_b=name_b, force=force)
     if out_dir is not None:
-        from compresslab.compare import write_comparison
+        from compresslab.report.compare import write_comparison
 
         write_comparison(comparison, out_dir)
     if as_json:

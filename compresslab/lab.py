@@ -166,7 +166,7 @@ def compare(a: Study | str | Path, b: Study | str | Path, *, force: bool = False
 
     The comparison's warnings (other machines, other recipes, mixed provenance) are logged.
     """
-    from compresslab.compare import compare_results
+    from compresslab.report.compare import compare_results
     from compresslab.study import load_stored_result
 
     results = [s.records if isinstance(s, Study) else load_stored_result(s) for s in (a, b)]

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from compresslab import contention
 from compresslab.energy import Availability, ComponentEnergy, Provenance, Reading
+from compresslab.protocol import contention
 
 
 class CostSampler:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from compresslab import calibration
-from compresslab.calibration import (
+from compresslab.modeled import calibration
+from compresslab.modeled.calibration import (
     FEATURES,
     CalibrationMachineError,
     Sample,
@@ -140,7 +140,7 @@ def test_a_calibration_is_refused_on_another_machine(tmp_path: Path) -> None:
 def test_another_machine_is_named_when_use_is_forced(caplog: pytest.LogCaptureFixture) -> None:
     cal = fit(_samples(10), machine=HERE)
     other = {**HERE, "cpu_model": "Xeon with AMX"}
-    with caplog.at_level(logging.WARNING, logger="compresslab.calibration"):
+    with caplog.at_level(logging.WARNING, logger="compresslab.modeled.calibration"):
         assert check_machine(cal, here=other, allow_other_machine=True) is False
     assert "Xeon A" in caplog.text and "Xeon with AMX" in caplog.text
     assert check_machine(cal, here=HERE) is True

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from compresslab.api import compare, load_recipe, search
 from compresslab.cli import app
-from compresslab.compare import COLUMNS, compare_results, write_comparison
+from compresslab.report.compare import COLUMNS, compare_results, write_comparison
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from compresslab import contention
+from compresslab.protocol import contention
 
 
 def _stat(path: Path, user: int, system: int, idle: int, steal: int) -> Path:

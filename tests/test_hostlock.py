@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from compresslab.hostlock import host_lock
+from compresslab.protocol.hostlock import host_lock
 
 
 def _hold(exclusive: bool, seconds: float, started: multiprocessing.synchronize.Event) -> None:

@@ -232,7 +232,7 @@ def test_a_variant_below_the_tolerance_on_the_whole_split_is_not_measured(
 
 def test_a_search_stores_its_calibration_even_before_it_could_predict(tmp_path: Path) -> None:
     """Fewer variants than predict_min_measured: no prediction, yet the fit is kept and said."""
-    from compresslab.calibration import from_dict, machine_id
+    from compresslab.modeled.calibration import from_dict, machine_id
 
     recipe = load_recipe(
         small(

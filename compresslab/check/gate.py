@@ -30,7 +30,7 @@ from compresslab.check.verdict import (
     ratio_interval,
 )
 from compresslab.compress import VariantSpec
-from compresslab.hostlock import host_lock
+from compresslab.protocol.hostlock import host_lock
 from compresslab.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ class Candidate:
 def _candidate(
     recipe: Recipe, *, trial: int | None, storage: str | None, base_dir: Path | None
 ) -> Candidate:
-    from compresslab.energy.model import modeled_j_per_inference
-    from compresslab.ops import count_ops
+    from compresslab.modeled.costs import modeled_j_per_inference
+    from compresslab.modeled.ops import count_ops
     from compresslab.tasks import load_task
 
     spec, runtime = VariantSpec(), Runtime()
@@ -234,10 +234,10 @@ def _from_baseline(path: Path, snap: Snapshot, warnings: list[str]) -> Reference
 
 
 def _from_export(folder: Path, cand: Candidate) -> Reference:
-    from compresslab.energy.model import modeled_j_per_inference
     from compresslab.errors import VariantError
     from compresslab.export import load_variant
-    from compresslab.ops import count_ops
+    from compresslab.modeled.costs import modeled_j_per_inference
+    from compresslab.modeled.ops import count_ops
 
     try:
         model = load_variant(folder, task=cand.bench.task)

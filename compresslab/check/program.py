@@ -178,8 +178,8 @@ class ProgramModule(nn.Module):
 def _modeled(model: nn.Module, batch: torch.Tensor) -> float | None:
     """The modeled J per inference, when the compresslab on the path can count it."""
     try:
-        from compresslab.energy.model import modeled_j_per_inference
-        from compresslab.ops import count_ops
+        from compresslab.modeled.costs import modeled_j_per_inference
+        from compresslab.modeled.ops import count_ops
 
         parts = modeled_j_per_inference(count_ops(model, batch), batch_size=int(batch.shape[0]))
         return float(sum(parts.values()))

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compresslab.ops import count_ops, linear_like
+from compresslab.modeled.ops import count_ops, linear_like
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ An implausible reading (negative, zero, not finite) raises
 
 from __future__ import annotations
 
-from compresslab.hostlock import host_lock
+from compresslab.protocol.hostlock import host_lock
 from compresslab.protocol.measure import (
     measure_callable,
     measure_model,

@@ -12,7 +12,7 @@ from torch import nn
 
 from compresslab.energy import Sampler
 from compresslab.errors import MeasurementError
-from compresslab.hostlock import host_lock
+from compresslab.protocol.hostlock import host_lock
 from compresslab.protocol.types import EnergyResult, PairedResult, Protocol, Workload
 from compresslab.protocol.windows import Run, Series, effective_threads
 from compresslab.stats import RatioInterval, ci95_halfwidth, paired_ratio

@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from compresslab import contention
 from compresslab.energy import CounterFaultError, Provenance, Reading, Sampler
 from compresslab.errors import MeasurementError
 from compresslab.machine import logical_cpus, omp_wait_policy, rss_bytes
+from compresslab.protocol import contention
 from compresslab.protocol.types import CONTENTION_POLICIES, EnergyResult, Protocol, Workload
 from compresslab.records import Contention
 from compresslab.stats import ci95_halfwidth

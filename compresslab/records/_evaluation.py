@@ -50,7 +50,7 @@ class PairedRatio:
 
 @dataclass(frozen=True)
 class OpCounts:
-    """What one inference (one example) does, counted by :func:`compresslab.ops.count_ops`.
+    """What one inference (one example) does, counted by :func:`compresslab.modeled.ops.count_ops`.
 
     ``macs`` by operation class (``fp32_linear``, ``int8_linear`` ...); bytes per example.
     ``batch_size`` is the batch the counts were taken on (0: not recorded).

@@ -113,7 +113,7 @@ def _calibration_text(cal: dict[str, Any]) -> str:
         else "too few variants to test it on held-out ones"
     )
     coef = cal.get("coefficients") or {}
-    from compresslab.calibration import UNITS as units
+    from compresslab.modeled.calibration import UNITS as units
 
     shown = ", ".join(
         f"{_per_unit(v)} per {units.get(k, k)}"

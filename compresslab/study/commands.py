@@ -140,7 +140,7 @@ def confirm_study(
     Every frontier variant is measured again, also those confirmed before (a later session
     may run on a quieter or busier machine: the newest confirmation is the one shown).
     """
-    from compresslab.hostlock import host_lock
+    from compresslab.protocol.hostlock import host_lock
     from compresslab.study.confirm import confirm_claims
 
     result = load_result(recipe, storage=storage, base_dir=base_dir)

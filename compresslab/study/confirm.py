@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 from compresslab.bench import VariantBench
-from compresslab.hostlock import host_lock
 from compresslab.machine import machine_id
 from compresslab.protocol import PairedResult
+from compresslab.protocol.hostlock import host_lock
 from compresslab.protocol.ratio_repeatability import pair_log_ratios, span_spread, tier_of_paired
 from compresslab.records import Confirmation, TrialRecord
 from compresslab.stats import ci95_halfwidth

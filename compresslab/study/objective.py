@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from compresslab.bench import Runtime, Screened, VariantBench
-from compresslab.calibration import machine_id
 from compresslab.compress import VariantSpec
 from compresslab.energy import Selection
+from compresslab.modeled.calibration import machine_id
 from compresslab.recipe import Recipe
 from compresslab.records import OpCounts
 from compresslab.study import attrs

@@ -1,22 +1,22 @@
 """Prediction that saves measurements: skip variants a calibrated model knows are dominated.
 
 Once a study has measured enough variants on this machine (``search.predict_min_measured``,
-default 8), the modeled tier is calibrated to them (:mod:`compresslab.calibration`: per-format
-costs fitted by non-negative least squares, tested leave-one-out). If its held-out error is
-acceptable (``error_rel``, the 90th percentile of the leave-one-out relative errors, at most
-``search.predict_max_error``), each new variant's energy is predicted from its operation
-counts before it is measured. Its accuracy is measured first anyway; when even the optimistic
-end of the prediction, ``predicted x (1 - error_rel)``, is dominated by a variant of the
-current feasible frontier (as accurate or more, and cheaper), the variant is not measured: it
-is recorded as *predicted dominated*, an Optuna PRUNED trial with a ``predicted`` attribute
-(the prediction, its stated error, the calibration's leave-one-out figures and the
-dominating trial). It counts towards the budget like a screened variant, and ``compresslab
-measure RECIPE --trial N`` measures it whenever its prediction is to be checked.
+default 8), the modeled tier is calibrated to them (:mod:`compresslab.modeled.calibration`:
+per-format costs fitted by non-negative least squares, tested leave-one-out). If its held-out
+error is acceptable (``error_rel``, the 90th percentile of the leave-one-out relative errors,
+at most ``search.predict_max_error``), each new variant's energy is predicted from its
+operation counts before it is measured. Its accuracy is measured first anyway; when even the
+optimistic end of the prediction, ``predicted x (1 - error_rel)``, is dominated by a variant of
+the current feasible frontier (as accurate or more, and cheaper), the variant is not measured:
+it is recorded as *predicted dominated*, an Optuna PRUNED trial with a ``predicted`` attribute
+(the prediction, its stated error, the calibration's leave-one-out figures and the dominating
+trial). It counts towards the budget like a screened variant, and ``compresslab measure RECIPE
+--trial N`` measures it whenever its prediction is to be checked.
 
 Everything is fitted from the study's storage alone: each measured trial records its
 ``op_counts``, its paired ratio to the baseline and the machine it ran on (``machine_id``).
 Only trials measured on this machine are fitted; a calibration stored by another machine is
-not used here (see :func:`compresslab.calibration.check_machine`).
+not used here (see :func:`compresslab.modeled.calibration.check_machine`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import logging
 import math
 from typing import Any
 
-from compresslab.calibration import Calibration, Sample, check_machine, fit, machine_id
-from compresslab.calibration import from_dict as calibration_from_dict
 from compresslab.machine import fingerprint
+from compresslab.modeled.calibration import Calibration, Sample, check_machine, fit, machine_id
+from compresslab.modeled.calibration import from_dict as calibration_from_dict
 from compresslab.recipe import Recipe
 from compresslab.records import CalibrationUsed, OpCounts, Prediction
 from compresslab.study import attrs

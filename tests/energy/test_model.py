@@ -6,9 +6,10 @@ from torch import nn
 
 from compresslab.compress import CompressContext, Step, VariantSpec, build_variant
 from compresslab.energy import Provenance
-from compresslab.energy.model import HOROWITZ_45NM, ModelSampler, modeled_j_per_inference
+from compresslab.energy.model import ModelSampler
 from compresslab.errors import MeasurementError
-from compresslab.ops import count_ops
+from compresslab.modeled.costs import HOROWITZ_45NM, modeled_j_per_inference
+from compresslab.modeled.ops import count_ops
 from compresslab.protocol import Protocol, measure_model
 
 

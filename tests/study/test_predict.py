@@ -20,7 +20,7 @@ from tests_support import small
 
 from compresslab.api import load_recipe
 from compresslab.bench import PartTimer
-from compresslab.calibration import features, machine_id
+from compresslab.modeled.calibration import features, machine_id
 from compresslab.records import Evaluation, OpCounts, PairedRatio, from_json, to_json
 from compresslab.study import (
     Objective,

@@ -1,9 +1,9 @@
 """The modeled tier calibrated to one machine: per-operation costs fitted to its measurements.
 
-The modeled tier (:mod:`compresslab.energy.model`) prices counted operations with fixed 45 nm
+The modeled tier (:mod:`compresslab.modeled.costs`) prices counted operations with fixed 45 nm
 figures, blind to what this CPU does: whether it runs bf16 natively or by conversion, what
 int8 packing and per-call dispatch cost, which layers wait on memory. Here the same counts
-(:func:`compresslab.ops.count_ops`, recorded with every trial as ``op_counts``) become the
+(:func:`compresslab.modeled.ops.count_ops`, recorded with every trial as ``op_counts``) become the
 features of a linear model whose coefficients, joules per MAC by number format, per byte
 moved and per call, are fitted to the variants measured on this machine by non-negative
 least squares (``scipy.optimize.nnls``) on relative errors, so that a 0.2 mJ variant weighs
