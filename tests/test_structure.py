@@ -33,7 +33,6 @@ INIT_DEFINITIONS_ALLOWED = {"compresslab/__init__.py": {"__getattr__", "__dir__"
 PENDING: frozenset[str] = frozenset(
     {
         "compresslab/api.py",
-        "compresslab/bench.py",
         "compresslab/check/__init__.py",
         "compresslab/check/gate.py",
         "compresslab/cli.py",

@@ -1,19 +1,4 @@
-"""The variant bench: the one place that builds, evaluates and measures a variant.
-
-A variant is a :class:`~compresslab.compress.VariantSpec` (the compression steps) run under a
-:class:`Runtime` (threads, batch size, GPU power limit). The search, the notebook API,
-``measure``, ``check``, ``export`` and the benchmarks all go through :class:`VariantBench`, so a
-variant is built the same way wherever it is asked for (the same context: example inputs,
-layers kept whole, seed and training data).
-
-This layer takes plain values (a spec, a runtime) and never an Optuna trial: turning a trial
-into a spec stays in :mod:`compresslab.study`.
-
-Where a variant runs is the recipe's ``energy.device``: variants are built on the CPU (methods
-whose layers quantize on a device, bitsandbytes, quantize on that one), then
-:meth:`VariantBench.place` moves the built model to the device, and the inference batch, the
-accuracy evaluation and the profile's forward pass follow it there.
-"""
+"""The variant bench: builds variants of a task's model and measures them (see the package)."""
 
 from __future__ import annotations
 
@@ -21,31 +6,21 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from compresslab.availability import Availability
+from compresslab.bench._runtime import Runtime, compress_context
 from compresslab.compress import (
-    CompressContext,
     VariantSpec,
     build_variant,
     get_method,
-    notes_of,
 )
 from compresslab.errors import VariantError
-from compresslab.protocol.hostlock import host_lock
 from compresslab.protocol.timing import PartTimer
 from compresslab.recipe import Recipe
 from compresslab.records import (
-    Answer,
     Evaluation,
     OpCounts,
-    PairedRatio,
-    Profile,
-    Quality,
-    Screening,
 )
 
 if TYPE_CHECKING:
@@ -56,78 +31,8 @@ if TYPE_CHECKING:
     from compresslab.protocol import EnergyResult, PairedResult
     from compresslab.tasks import Task, TaskWorkload
 
+
 log = logging.getLogger(__name__)
-
-#: Runtime knobs a recipe can search (``runtime.<name>``).
-RUNTIME_KNOBS = ("threads", "batch_size", "power_limit_w", "kv_cache")
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """How a variant is run while it is measured (``None``: the recipe's ``energy`` value)."""
-
-    threads: int | None = None
-    batch_size: int | None = None
-    power_limit_w: float | None = None
-    #: Generative tasks: keep the KV cache while generating (``None``: the task's default, on).
-    kv_cache: bool | None = None
-
-    def label(self) -> str:
-        """E.g. `` @ threads=1, batch_size=32`` (empty when nothing is set)."""
-        parts = [f"{k}={v}" for k, v in dataclasses.asdict(self).items() if v is not None]
-        return f" @ {', '.join(parts)}" if parts else ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (stored with a trial; :meth:`from_dict` reads it back)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> Runtime:
-        """The runtime stored by :meth:`to_dict` (missing keys: the recipe's value)."""
-        return cls(**{k: v for k, v in (data or {}).items() if k in RUNTIME_KNOBS})
-
-
-def knob_availability(name: str) -> Availability:
-    """Whether runtime knob ``name`` can be set on this machine, and why (not)."""
-    if name == "power_limit_w":
-        from compresslab.energy import power_limit_availability
-
-        gpu = power_limit_availability()
-        if not gpu:
-            return Availability(False, f"needs an NVIDIA GPU: {gpu.reason}")
-        return gpu
-    if name == "kv_cache":
-        return Availability(True, "set in the generation workload of generative tasks")
-    return Availability(True, "set through torch")
-
-
-class Screened(Exception):
-    """A variant clearly outside the tolerance (accuracy, or perplexity): not measured for energy.
-
-    ``accuracy`` is what screening saw (None when the perplexity ruled the variant out first).
-    """
-
-    def __init__(self, reason: str, *, accuracy: float | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.accuracy = accuracy
-
-    @property
-    def screening(self) -> Screening:
-        """The record a trial keeps of it."""
-        return Screening(self.reason, self.accuracy)
-
-
-def compress_context(recipe: Recipe, task: Task) -> CompressContext:
-    """The context every variant of ``recipe`` is built with (the same everywhere)."""
-    return CompressContext(
-        example_inputs=task.example_inputs(),
-        keep_modules=(*task.keep_layers, *recipe.task.keep_layers),
-        seed=recipe.search.seed,
-        train_inputs=task.train_inputs,
-        train_labels=task.train_labels,
-        device=recipe.energy.device,
-    )
 
 
 class VariantBench:
@@ -246,32 +151,6 @@ class VariantBench:
         correct = int((preds == labels).sum())
         return metric, wilson_interval(correct, len(labels))
 
-    def screen(self, model: nn.Module, min_accuracy: float) -> None:
-        """Raise :class:`Screened` when a subset shows the model clearly below ``min_accuracy``.
-
-        The subset is ``search.screen_examples`` examples drawn with the recipe's seed; the
-        upper end of the accuracy's 95% interval on it must reach ``min_accuracy``.
-        """
-        import torch
-
-        from compresslab.tasks.metrics import wilson_interval
-
-        labels = self.task.eval_labels
-        n = min(self.recipe.search.screen_examples, len(labels))
-        if n <= 0 or n >= len(labels):
-            return
-        gen = torch.Generator().manual_seed(self.recipe.search.seed)
-        idx = torch.randperm(len(labels), generator=gen)[:n]
-        preds = self.task.predictions(model, idx)
-        correct = int((preds == labels[idx]).sum())
-        _, high = wilson_interval(correct, n)
-        if high < min_accuracy:
-            raise Screened(
-                f"screened out: accuracy {correct / n:.3f} on {n} examples (95% CI up to "
-                f"{high:.3f}) is clearly below the minimum {min_accuracy:.4f}; energy not measured",
-                accuracy=correct / n,
-            )
-
     # --- energy -----------------------------------------------------------------------------
 
     def inference_batch(self, runtime: Runtime | None = None) -> torch.Tensor:
@@ -310,7 +189,7 @@ class VariantBench:
         runtime = runtime or Runtime()
         model = self.place(model)
         batch = self.on_device(inputs) if inputs is not None else self.inference_batch(runtime)
-        result = self._measure_work(self.workload(model, batch, runtime), runtime, selection)
+        result = self.measure_work(self.workload(model, batch, runtime), runtime, selection)
         if not standalone:
             return result
         return self.repeatable(result, model=model, inputs=batch, runtime=runtime, variant=variant)
@@ -323,7 +202,7 @@ class VariantBench:
         """
         return self.task.workload(model, batch, kv_cache=runtime.kv_cache)
 
-    def _measure_work(
+    def measure_work(
         self, work: TaskWorkload, runtime: Runtime, selection: Selection | None = None
     ) -> EnergyResult:
         from compresslab.protocol import measure_model
@@ -470,6 +349,10 @@ class VariantBench:
     ) -> Evaluation:
         """Build the variant, then its metric and figures: the :class:`Evaluation`.
 
+        The steps and their order are :mod:`compresslab.bench._evaluate`'s: assess (build,
+        quality, screening, the metric, counts), then ``gate`` and ``before_measure``, then the
+        energy.
+
         With ``min_accuracy``, a variant below it is not measured for energy: clearly below on
         a subset first (the upper end of its accuracy's 95% interval there), then below on the
         whole split (the figure feasibility is judged on): :class:`Screened` is raised instead.
@@ -487,135 +370,20 @@ class VariantBench:
         operations counted on the variant; it may raise to skip the measurement (the search's
         prediction does: :mod:`compresslab.study.predict`).
 
-        The steps, in order: build (and place) the variant; its quality (perplexity) and, for
-        the search, the quality gate; screening on a subset, then the metric on the whole split
-        (a variant below ``min_accuracy`` raises :class:`Screened`); sample answers, profile and
-        operation counts; ``gate``; ``before_measure``; the energy measurement (paired with the
-        baseline, or the baseline on its own); the workload's phases.
-
         Returns:
             The :class:`Evaluation`, whose ``parts`` hold the wall and CPU seconds per part of
-            :data:`.timing.PARTS` (also in :attr:`last_parts`, also when this raised).
+            :data:`compresslab.protocol.timing.PARTS` (also in :attr:`last_parts`, also when
+            this raised).
         """
-        from compresslab.compress.profile import profile_model
-        from compresslab.modeled.costs import modeled_j_per_inference
-        from compresslab.modeled.ops import count_ops
+        from compresslab.bench._evaluate import assess, measure_energy
 
         runtime = runtime or Runtime()
         self.last_parts = timer = PartTimer()
-        # Building, fine-tuning and evaluating share the host; a measurement excludes them.
-        with host_lock(exclusive=False):
-            model = self.place(timer.build(self.build, spec))
-            screening = min_accuracy is not None and not spec.is_baseline
-            quality = Quality.of(self.task.quality(model))
-            if quality_gate and not spec.is_baseline:
-                self._check_quality(quality)
-            if screening:
-                assert min_accuracy is not None
-                self.screen(model, min_accuracy)
-            metric, interval = self.accuracy(model)
-            if screening and metric < min_accuracy:  # type: ignore[operator]
-                # Feasibility (the frontier, the claims, the best variant) is judged on this
-                # figure: a variant below it can never be claimed, so its energy is not spent.
-                raise Screened(
-                    f"below the tolerance: accuracy {metric:.4f} on the whole split (95% CI "
-                    f"{interval[0]:.4f} to {interval[1]:.4f}) is under the minimum "
-                    f"{min_accuracy:.4f}, so it cannot be on the feasible frontier; energy not "
-                    "measured",
-                    accuracy=metric,
-                )
-            answers = tuple(Answer(**a) for a in self.task.answers(model))
-            prof = profile_model(model, self.on_device(self.ctx.example_inputs))
-            batch = self.inference_batch(runtime)
-            work = self.workload(model, batch, runtime)
-            # The deterministic modeled tier, recorded beside the measurement (ranks and gates),
-            # per unit of the workload (a classifier's inference, a generated token).
-            # The counts themselves are kept too: a study calibrates the modeled tier on them.
-            counts = dataclasses.replace(
-                count_ops(work.runner, work.inputs), batch_size=int(batch.shape[0])
-            )
-            modeled = modeled_j_per_inference(counts, batch_size=int(batch.shape[0]))
-            # MACs per unit of the workload (a generated token) when it is not the model's own.
-            macs = prof.macs_per_inference if work.runner is model else sum(counts.macs.values())
-            timer.lap("evaluate")
-            is_reference = spec.is_baseline and runtime == Runtime()
-            if not is_reference:
-                _ = self.reference  # built here, not inside the measurement
-                timer.lap("build")
+        assessed = assess(
+            self, spec, runtime, timer, min_accuracy=min_accuracy, quality_gate=quality_gate
+        )
         if gate is not None:
-            gate(metric, counts)
+            gate(assessed.metric, assessed.counts)
         if before_measure is not None:
             before_measure()
-        timer.mark()
-        if is_reference:
-            energy = self.measure(
-                model, runtime=runtime, inputs=batch, variant=spec.label(), standalone=standalone
-            )
-            reference = None
-            vs = PairedRatio.itself()
-        else:
-            # A single span of pairs: its interval is widened by the machine's measured spread
-            # of ratios between spans (a standalone one also joins the variant's history).
-            paired = self.ratio_repeatable(
-                self.measure_paired(model, runtime=runtime),
-                runtime=runtime,
-                variant=spec.label(),
-                record=standalone,
-            )
-            energy, reference, vs = paired.candidate, paired.reference, paired.vs_reference()
-            if standalone:
-                energy = self.repeatable(
-                    energy, model=model, inputs=batch, runtime=runtime, variant=spec.label()
-                )
-        phases = {name: self._measure_work(w, runtime) for name, w in work.phases.items()}
-        timer.lap("measure")
-        return Evaluation(
-            metric=metric,
-            metric_ci95=interval,
-            energy=energy,
-            vs_baseline=vs,
-            reference_energy=reference,
-            modeled_j_per_inference=sum(modeled.values()),
-            profile=Profile(
-                n_params=prof.params,
-                macs_per_inference=macs,
-                size_bytes=prof.size_bytes,
-                memory_bytes=prof.memory_bytes,
-                sparsity=prof.sparsity,
-            ),
-            op_counts=counts,
-            notes=tuple(notes_of(model)),
-            quality=quality,
-            answers=answers,
-            phases=phases,
-            parts=timer.times(),
-            metric_examples=len(self.task.eval_labels),
-        )
-
-    # --- what generative tasks add ----------------------------------------------------------
-
-    def _check_quality(self, quality: Quality) -> None:
-        """Raise :class:`Screened` when the perplexity is outside ``search.tolerance``.
-
-        The limit is on the variant's perplexity relative to the baseline's on the same
-        tokens (a point estimate, like accuracy's minimum); its interval is recorded.
-        """
-        limit = self.recipe.search.tolerance.perplexity
-        if limit is None:
-            return
-        ratio = quality.perplexity_ratio
-        if ratio is None:
-            raise VariantError(
-                "search.tolerance.perplexity needs the variant's perplexity ratio, and the task "
-                "measured none: remove search.tolerance.perplexity from the recipe"
-            )
-        if ratio > 1 + limit:
-            low, high = quality.perplexity_ratio_ci95 or (ratio, ratio)
-            base = quality.baseline_perplexity if quality.baseline_perplexity else math.nan
-            raise Screened(
-                f"outside the tolerance: perplexity {quality.perplexity or math.nan:.4g} is "
-                f"{(ratio - 1) * 100:+.1f}% from the baseline's {base:.4g}"
-                f" (95% CI {(low - 1) * 100:+.1f}% to {(high - 1) * 100:+.1f}%), above the "
-                f"+{limit * 100:g}% allowed; energy not measured",
-                accuracy=None,
-            )
+        return measure_energy(self, spec, runtime, timer, assessed, standalone=standalone)
