@@ -279,7 +279,7 @@ def _measurement_table(result: Measurement) -> Table:
         ("sampler selection", result.selection),
     ]
     vs = ev.vs_baseline
-    if vs.pairs:
+    if vs is not None and vs.pairs:
         rows[1:1] = [
             (
                 "vs baseline (paired)",

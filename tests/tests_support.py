@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -9,7 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compresslab.records import SearchResult, TrialRecord
+from compresslab.records import (
+    EnergyResult,
+    Evaluation,
+    PairedRatio,
+    Profile,
+    Provenance,
+    SearchResult,
+    TrialRecord,
+)
 
 FAST_ENERGY = {
     "sampler": "estimate",
@@ -41,17 +50,27 @@ def small(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     return recipe
 
 
-def _energy(j: float, ci: float = 0.0) -> dict[str, object]:
-    return {
-        "energy_j_per_inference": j,
-        "ci95_j_per_inference": ci,
-        "provenance": "estimated",
-        "sampler": "estimate",
-        "windows": 3,
-        "n_inferences": 300,
-        "latency_s_per_batch": 0.01,
-        "batch_size": 64,
-    }
+def _energy(j: float, ci: float = 0.0) -> EnergyResult:
+    return EnergyResult(
+        sampler="estimate",
+        provenance=Provenance.ESTIMATED,
+        energy_j_per_inference=j,
+        std_j_per_inference=0.0,
+        ci95_j_per_inference=ci,
+        windows=3,
+        n_inferences=300,
+        batch_size=64,
+        latency_s_per_batch=0.01,
+        duration_s=3.0,
+        window_j_per_inference=(j, j, j),
+        components_j_per_inference={},
+        component_provenance={},
+        gross_j_per_inference=j,
+        idle_power_w=0.0,
+        idle_measured=False,
+        update_period_s=0.0,
+        window_s=1.0,
+    )
 
 
 def _done(
@@ -61,33 +80,39 @@ def _done(
     acc: float,
     ci: tuple[float, float],
     feasible: bool,
-    energy: dict[str, object],
+    energy: EnergyResult,
     n_params: int,
     macs: float,
     size: int,
 ) -> TrialRecord:
     # Paired with the baseline (1 mJ per inference) in the trial's own span, +/-5% on the ratio.
-    ratio = float(energy["energy_j_per_inference"]) / 1e-3  # type: ignore[arg-type]
-    vs = {"ratio": ratio, "ci95_low": ratio * 0.95, "ci95_high": ratio * 1.05, "pairs": 4}
+    ratio = energy.energy_j_per_inference / 1e-3
+    vs = PairedRatio(ratio=ratio, ci95_low=ratio * 0.95, ci95_high=ratio * 1.05, pairs=4)
     if n == 0:
-        vs = {"ratio": 1.0, "ci95_low": 1.0, "ci95_high": 1.0, "pairs": 0}
+        vs = PairedRatio(ratio=1.0, ci95_low=1.0, ci95_high=1.0, pairs=0)
     return TrialRecord(
         number=n,
         state="COMPLETE",
         variant=variant,
         is_baseline=n == 0,
         params=params,
-        accuracy=acc,
-        accuracy_ci95=ci,
+        evaluation=Evaluation(
+            metric=acc,
+            metric_ci95=ci,
+            energy=energy,
+            vs_baseline=vs,
+            modeled_j_per_inference=2e-5 * (n + 1),
+            profile=Profile(n_params=n_params, macs_per_inference=macs, size_bytes=size),
+        ),
         feasible=feasible,
-        energy=energy,
-        modeled_j_per_inference=2e-5 * (n + 1),
-        n_params=n_params,
-        macs_per_inference=macs,
-        size_bytes=size,
-        vs_baseline=vs,
         baseline_j=1e-3,
     )
+
+
+def with_evaluation(trial: TrialRecord, **changes: Any) -> TrialRecord:
+    """``trial`` with fields of its evaluation replaced (``vs_baseline``, ``quality`` ...)."""
+    assert trial.evaluation is not None
+    return dataclasses.replace(trial, evaluation=dataclasses.replace(trial.evaluation, **changes))
 
 
 def sample_result() -> SearchResult:

@@ -130,7 +130,8 @@ class Evaluation:
         metric_ci95: its 95% interval (accuracy: Wilson's, unpaired).
         energy: the variant's energy per inference (its side of the pairs, or the baseline's
             own measurement for the baseline).
-        vs_baseline: the paired ratio to the baseline (exactly 1 for the baseline itself).
+        vs_baseline: the paired ratio to the baseline (exactly 1 for the baseline itself;
+            None in studies written before variants were measured paired).
         reference_energy: the baseline's side of the pairs (None for the baseline itself).
         modeled_j_per_inference: the modeled tier's joules per inference (counted operations
             times uncalibrated per-operation energies).
@@ -149,7 +150,7 @@ class Evaluation:
     metric: float
     metric_ci95: tuple[float, float]
     energy: EnergyResult
-    vs_baseline: PairedRatio
+    vs_baseline: PairedRatio | None
     reference_energy: EnergyResult | None = None
     modeled_j_per_inference: float = math.nan
     profile: Profile = field(default_factory=Profile)

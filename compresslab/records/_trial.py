@@ -14,7 +14,14 @@ from typing import Any
 
 from compresslab import units
 from compresslab.records._energy import EnergyResult
-from compresslab.records._evaluation import Answer, Evaluation, PairedRatio, PartTime, Quality
+from compresslab.records._evaluation import (
+    Answer,
+    Evaluation,
+    PairedRatio,
+    PartTime,
+    Profile,
+    Quality,
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,11 @@ class TrialRecord:
     def reference_energy(self) -> EnergyResult | None:
         """The baseline's side of this trial's pairs (None: the baseline, or not measured)."""
         return self.evaluation.reference_energy if self.evaluation is not None else None
+
+    @property
+    def profile(self) -> Profile:
+        """Parameters, MACs, bytes and sparsity (all None: not evaluated)."""
+        return self.evaluation.profile if self.evaluation is not None else Profile()
 
     @property
     def quality(self) -> Quality:

@@ -16,7 +16,8 @@ from pathlib import Path
 from compresslab.fsio import atomic_write
 from compresslab.records import SearchResult
 from compresslab.report.blocks import to_html, to_markdown
-from compresslab.report.document import build_document, frontier_table
+from compresslab.report.cells import frontier_table
+from compresslab.report.document import build_document
 from compresslab.report.plot import hypervolume_plot, parallel_plot, pareto_html, pareto_plot
 from compresslab.report.table import frontier_frame, trials_frame
 

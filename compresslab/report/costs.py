@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from compresslab.records import SearchResult
+from compresslab.records import Prediction, SearchResult
 from compresslab.report.blocks import Block, Bullets, Heading, Para, TableBlock, fmt_j
 from compresslab.report.figures import search_cost_parts
 
@@ -91,15 +91,19 @@ def prediction_blocks(result: SearchResult) -> list[Block]:
     return blocks
 
 
-def _predicted_item(number: int, variant: str, p: dict[str, Any] | None) -> str:
-    p = p or {}
+def _predicted_item(number: int, variant: str, p: Prediction | None) -> str:
+    p = p or Prediction(reason="")
     return (
-        f"trial {number} ({variant}): accuracy {float(p.get('accuracy', math.nan)):.4f}, "
-        f"predicted {_j(float(p.get('j_per_inference', math.nan)))} per inference "
-        f"(±{100 * float(p.get('error_rel', math.nan)):.0f}%, modeled, calibrated); dominated "
-        f"by trial {p.get('dominated_by')} ({float(p.get('dominating_accuracy', math.nan)):.4f}, "
-        f"{_j(float(p.get('dominating_j_per_inference', math.nan)))})"
+        f"trial {number} ({variant}): accuracy {_num(p.accuracy):.4f}, "
+        f"predicted {_j(_num(p.j_per_inference))} per inference "
+        f"(±{100 * _num(p.error_rel):.0f}%, modeled, calibrated); dominated "
+        f"by trial {p.dominated_by} ({_num(p.dominating_accuracy):.4f}, "
+        f"{_j(_num(p.dominating_j_per_inference))})"
     )
+
+
+def _num(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _calibration_text(cal: dict[str, Any]) -> str:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from compresslab import units
 from compresslab.carbon import CarbonSettings
-from compresslab.records import SearchResult, TrialRecord
+from compresslab.records import PartTime, SearchResult, TrialRecord
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 
@@ -57,7 +58,7 @@ def project(r: TrialRecord, result: SearchResult) -> Projection | None:
     proj = result.info.get("projection") or {}
     rate = float(proj.get("requests_per_s", 10.0))
     price = float(proj.get("price_per_kwh", 0.15))
-    carbon = _carbon(result)
+    carbon = carbon_settings(result)
     kwh_m = units.kwh_per_million(r.energy_j_per_inference)
     per_year = rate * SECONDS_PER_YEAR
     kwh_y = units.j_to_kwh(r.energy_j_per_inference * per_year)
@@ -73,7 +74,8 @@ def project(r: TrialRecord, result: SearchResult) -> Projection | None:
     )
 
 
-def _carbon(result: SearchResult) -> CarbonSettings | None:
+def carbon_settings(result: SearchResult) -> CarbonSettings | None:
+    """The study's carbon intensity settings (None: the recipe set none)."""
     c = result.info.get("carbon")
     return CarbonSettings(**c) if c else None
 
@@ -173,18 +175,17 @@ def search_cost_parts(result: SearchResult) -> list[CostPart]:
     sessions = result.info.get("search_energy") or []
     totals: dict[str, dict[str, float]] = {}
 
-    def add(parts: dict[str, Any] | None) -> None:
-        for name, part in (parts or {}).items():
+    def add(parts: Mapping[str, PartTime]) -> None:
+        for name, part in parts.items():
             into = totals.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "gb_s": 0.0})
-            wall = float(part.get("wall_s", 0.0))
-            into["wall_s"] += wall
-            into["cpu_s"] += float(part.get("cpu_s", 0.0))
-            into["gb_s"] += float(part.get("rss_gb", 0.0)) * wall
+            into["wall_s"] += part.wall_s
+            into["cpu_s"] += part.cpu_s
+            into["gb_s"] += part.rss_gb * part.wall_s
 
     for r in result.trials:
         add(r.parts)
     for s in sessions:
-        add(s.get("parts"))
+        add(_session_parts(s.get("parts")))
     if not totals:
         return []
     coefficients = {json_key(s.get("coefficients")) for s in sessions}
@@ -210,6 +211,18 @@ def search_cost_parts(result: SearchResult) -> list[CostPart]:
     elif rest_wall > 0:
         out.append(CostPart("other", rest_wall, math.nan, None))
     return sorted(out, key=lambda p: -(p.energy_j if p.energy_j is not None else p.wall_s))
+
+
+def _session_parts(parts: Mapping[str, Any] | None) -> dict[str, PartTime]:
+    """A session's parts as recorded with the study's context (plain values)."""
+    return {
+        name: PartTime(
+            wall_s=float(part.get("wall_s", 0.0)),
+            cpu_s=float(part.get("cpu_s", 0.0)),
+            rss_gb=float(part.get("rss_gb", 0.0)),
+        )
+        for name, part in (parts or {}).items()
+    }
 
 
 def json_key(value: Any) -> str | None:

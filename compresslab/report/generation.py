@@ -15,11 +15,10 @@ escape them.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from compresslab.records import SearchResult, TrialRecord
+from compresslab.records import Quality, SearchResult, TrialRecord
 from compresslab.report.blocks import Block, Heading, Para, TableBlock, fmt_j
-from compresslab.report.document import ratio_cell
+from compresslab.report.cells import ratio_cell
 from compresslab.report.text import given
 
 #: Columns added to ``trials.csv`` for a generative task, in order.
@@ -42,21 +41,18 @@ COLUMNS = [
 ]
 
 
-def _num(d: dict[str, Any], key: str) -> float:
-    v = d.get(key)
-    return float(v) if isinstance(v, int | float) else math.nan
-
-
 def figures(r: TrialRecord) -> dict[str, float]:
     """Per-request, prefill, decode and latency figures of a measured generation (or empty)."""
-    gen, prefill = r.energy or {}, (r.phases or {}).get("prefill") or {}
-    units, requests = _num(gen, "batch_size"), _num(prefill, "batch_size")
+    gen, prefill = r.energy, r.phases.get("prefill")
+    if gen is None or prefill is None:
+        return {}
+    units, requests = float(gen.batch_size), float(prefill.batch_size)
     if not (units > 0 and requests > 0):
         return {}
     n = units / requests  # tokens per request
-    own_j, own_ci = _num(gen, "energy_j_per_inference"), _num(gen, "ci95_j_per_inference")
-    pre_j, pre_ci = _num(prefill, "energy_j_per_inference"), _num(prefill, "ci95_j_per_inference")
-    latency = _num(gen, "latency_s_per_batch")
+    own_j, own_ci = gen.energy_j_per_inference, gen.ci95_j_per_inference
+    pre_j, pre_ci = prefill.energy_j_per_inference, prefill.ci95_j_per_inference
+    latency = gen.latency_s_per_batch
     out = {
         "new_tokens": n,
         "j_per_request": r.energy_j_per_inference * n,
@@ -76,17 +72,17 @@ def figures(r: TrialRecord) -> dict[str, float]:
 
 def columns(r: TrialRecord) -> dict[str, object]:
     """The :data:`COLUMNS` of one trial (empty for a trial of a task without them)."""
-    q = r.quality or {}
+    q = r.quality
     fig = figures(r)
-    if not q and not fig:
+    if q.empty and not fig:
         return {}
-    ppl_ci = q.get("perplexity_ci95") or [None, None]
-    ratio_ci = q.get("perplexity_ratio_ci95") or [None, None]
+    ppl_ci = q.perplexity_ci95 or (None, None)
+    ratio_ci = q.perplexity_ratio_ci95 or (None, None)
     row: dict[str, object] = {
-        "perplexity": q.get("perplexity"),
+        "perplexity": q.perplexity,
         "perplexity_ci95_low": ppl_ci[0],
         "perplexity_ci95_high": ppl_ci[1],
-        "perplexity_ratio": q.get("perplexity_ratio"),
+        "perplexity_ratio": q.perplexity_ratio,
         "perplexity_ratio_ci95_low": ratio_ci[0],
         "perplexity_ratio_ci95_high": ratio_ci[1],
     }
@@ -100,23 +96,21 @@ def _pm(value: float, ci: float) -> str:
     return f"{fmt_j(value)} ± {fmt_j(ci)}" if math.isfinite(ci) else fmt_j(value)
 
 
-def _ppl_cell(q: dict[str, Any]) -> str:
-    if "perplexity" not in q:
+def _ppl_cell(q: Quality) -> str:
+    if q.perplexity is None:
         return "-"
-    lo, hi = q.get("perplexity_ci95") or (math.nan, math.nan)
-    return f"{q['perplexity']:.4g} [{lo:.4g}, {hi:.4g}]"
+    lo, hi = q.perplexity_ci95 or (math.nan, math.nan)
+    return f"{q.perplexity:.4g} [{lo:.4g}, {hi:.4g}]"
 
 
 def _ppl_ratio_cell(r: TrialRecord) -> str:
-    q = r.quality or {}
-    if "perplexity_ratio" not in q:
+    ratio = r.quality.perplexity_ratio
+    if ratio is None:
         return "-"
     if r.is_baseline:
         return "1x (reference)"
-    lo, hi = q.get("perplexity_ratio_ci95") or (math.nan, math.nan)
-    return (
-        f"{(q['perplexity_ratio'] - 1) * 100:+.1f}% [{(lo - 1) * 100:+.1f}, {(hi - 1) * 100:+.1f}]"
-    )
+    lo, hi = r.quality.perplexity_ratio_ci95 or (math.nan, math.nan)
+    return f"{(ratio - 1) * 100:+.1f}% [{(lo - 1) * 100:+.1f}, {(hi - 1) * 100:+.1f}]"
 
 
 def _acc_cell(r: TrialRecord) -> str:
@@ -150,7 +144,7 @@ def _energy_table(result: SearchResult) -> TableBlock:
                 _pm(fig["decode_j_per_token"], fig["decode_ci95_j_per_token"]),
                 f"{fig['ms_per_token']:.1f}",
                 _acc_cell(r),
-                _ppl_cell(r.quality or {}),
+                _ppl_cell(r.quality),
                 _ppl_ratio_cell(r),
                 r.provenance,
             ]
@@ -191,11 +185,10 @@ def _answers(result: SearchResult) -> list[Block]:
     for i, item in enumerate(base.answers):
         rows = []
         for r in shown:
-            answers = r.answers or ()
-            text = answers[i]["answer"] if i < len(answers) else "-"
+            text = r.answers[i].answer if i < len(r.answers) else "-"
             rows.append([str(r.number), given(r.variant), given(text) if text else "(empty)"])
         blocks += [
-            Para(given(item["prompt"]), strong=f"Prompt {i + 1}:"),
+            Para(given(item.prompt), strong=f"Prompt {i + 1}:"),
             TableBlock(["trial", "variant", "answer"], rows, "rll"),
         ]
     return blocks
@@ -209,7 +202,8 @@ def generation_blocks(result: SearchResult) -> list[Block]:
     base = result.baseline
     fig = figures(shown[0])
     n = int(round(fig["new_tokens"]))
-    batch = int(round(_num(shown[0].energy or {}, "batch_size") / max(fig["new_tokens"], 1)))
+    units = shown[0].energy.batch_size if shown[0].energy is not None else math.nan
+    batch = int(round(units / max(fig["new_tokens"], 1)))
     text = (
         f"One inference here is one generated token: each request gets {n} new tokens "
         f"(greedy decoding, the end of sequence held back so every variant generates as "
@@ -223,12 +217,12 @@ def generation_blocks(result: SearchResult) -> list[Block]:
         Heading("Energy per generated token and per request"),
         Para(text),
     ]
-    if base is not None and base.quality.get("perplexity") is not None:
+    if base is not None and base.quality.perplexity is not None:
         q = base.quality
         blocks.append(
             Para(
-                f"Baseline perplexity {_ppl_cell(q)} on {q.get('perplexity_tokens')} tokens of "
-                f"{q.get('perplexity_texts')} held-out texts; a variant's perplexity is compared "
+                f"Baseline perplexity {_ppl_cell(q)} on {q.perplexity_tokens} tokens of "
+                f"{q.perplexity_texts} held-out texts; a variant's perplexity is compared "
                 "with it on the same tokens (the interval of the ratio from the per-text "
                 "differences). * marks the frontier."
             )

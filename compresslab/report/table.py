@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from compresslab import units
 from compresslab.carbon import CarbonSettings
-from compresslab.records import SearchResult, TrialRecord
+from compresslab.records import EnergyResult, PairedRatio, Profile, SearchResult, TrialRecord
 from compresslab.report import generation
+from compresslab.report.figures import carbon_settings
 
 #: Columns of ``trials.csv``, in order (every energy figure next to its provenance).
 COLUMNS = [
@@ -72,11 +75,8 @@ COLUMNS = [
 
 
 def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> dict[str, object]:
-    e = r.energy or {}
+    e = r.energy
     j = r.energy_j_per_inference
-    vs = r.vs_baseline if r.ratio_vs_baseline is not None else {}
-    confirmed = r.confirmed or {}
-    contention = e.get("contention") or {}
     return {
         "trial": r.number,
         "state": r.state,
@@ -89,49 +89,15 @@ def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> 
         "pareto": r.number in front_ids,
         "energy_j_per_inference": j if e else None,
         "ci95_j_per_inference": r.ci95_j_per_inference if e else None,
-        # Paired with the baseline in this trial's span (never two sessions' figures divided).
-        "energy_ratio_vs_baseline": r.ratio_vs_baseline,
-        "ratio_ci95_low": (vs or {}).get("ci95_low"),
-        "ratio_ci95_high": (vs or {}).get("ci95_high"),
-        # The pairs' own interval (one span of seconds) beside the one widened by the
-        # machine's repeatability of ratios; older studies stored the pairs' only.
-        "ratio_ci95_low_pairs": (vs or {}).get("ci95_low_pairs", (vs or {}).get("ci95_low")),
-        "ratio_ci95_high_pairs": (vs or {}).get("ci95_high_pairs", (vs or {}).get("ci95_high")),
-        "ratio_repeatability_rel": (vs or {}).get("ratio_repeatability_rel"),
-        "ratio_repeatability_source": _ratio_source(vs or {}),
-        "ratio_pairs": (vs or {}).get("pairs"),
-        "confirmed_ratio": confirmed.get("ratio"),
-        "confirmed_ci95_low": confirmed.get("ci95_low"),
-        "confirmed_ci95_high": confirmed.get("ci95_high"),
-        "confirmed_pairs": confirmed.get("pairs"),
-        "measured_j_per_inference": e.get("energy_j_per_inference"),
-        "measured_ci95_j_per_inference": e.get("ci95_j_per_inference"),
-        "reference_j_per_inference": (r.reference_energy or {}).get("energy_j_per_inference"),
-        "ci_target_met": e.get("ci_target_met"),
-        "systematic_rel": e.get("systematic_rel"),
-        "contended": contention.get("contended"),
-        "foreign_cpus_mean": contention.get("foreign_cpus_mean"),
-        "threads": e.get("threads"),
         "kwh_per_1k": units.kwh_per_1k(j) if e else None,
         "gco2e_per_1k": carbon.gco2e(units.kwh_per_1k(j)) if e and carbon else None,
-        "provenance": e.get("provenance"),
-        "sampler": e.get("sampler"),
-        "gross_j_per_inference": e.get("gross_j_per_inference"),
-        "idle_power_w": e.get("idle_power_w"),
+        **_ratio_columns(r),
+        **_energy_columns(e),
         "modeled_j_per_inference": r.modeled_j_per_inference,
-        "windows": e.get("windows"),
-        "n_inferences": e.get("n_inferences"),
-        "latency_ms_per_batch": e["latency_s_per_batch"] * 1e3 if e else None,
-        "latency_p50_ms": _ms(e.get("latency_p50_s_per_batch")),
-        "latency_p95_ms": _ms(e.get("latency_p95_s_per_batch")),
-        "throughput_per_s": e.get("throughput_per_s"),
-        "peak_rss_bytes": e.get("peak_rss_bytes"),
-        "batch_size": e.get("batch_size"),
-        "params": r.n_params,
-        "macs_per_inference": r.macs_per_inference,
-        "size_bytes": r.size_bytes,
-        "memory_bytes": r.memory_bytes,
-        "sparsity": r.sparsity,
+        "reference_j_per_inference": (
+            r.reference_energy.energy_j_per_inference if r.reference_energy else None
+        ),
+        **_profile_columns(r.profile),
         "screened": r.screened,
         "reused_from": r.reused_from,
         "host": r.host,
@@ -143,24 +109,117 @@ def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> 
     }
 
 
-def _ratio_source(vs: dict[str, object]) -> str | None:
+def _ratio_columns(r: TrialRecord) -> dict[str, object]:
+    """The paired ratio to the baseline and its confirmation (empty cells: none)."""
+    # Paired with the baseline in this trial's span (never two sessions' figures divided).
+    vs = r.vs_baseline if r.ratio_vs_baseline is not None else None
+    confirmed = r.confirmed
+    return {
+        "energy_ratio_vs_baseline": r.ratio_vs_baseline,
+        "ratio_ci95_low": vs.ci95_low if vs else None,
+        "ratio_ci95_high": vs.ci95_high if vs else None,
+        # The pairs' own interval (one span of seconds) beside the one widened by the
+        # machine's repeatability of ratios; older studies stored the pairs' only.
+        "ratio_ci95_low_pairs": _first(vs.ci95_low_pairs, vs.ci95_low) if vs else None,
+        "ratio_ci95_high_pairs": _first(vs.ci95_high_pairs, vs.ci95_high) if vs else None,
+        "ratio_repeatability_rel": vs.ratio_repeatability_rel if vs else None,
+        "ratio_repeatability_source": _ratio_source(vs),
+        "ratio_pairs": vs.pairs if vs else None,
+        "confirmed_ratio": confirmed.ratio if confirmed else None,
+        "confirmed_ci95_low": confirmed.ci95_low if confirmed else None,
+        "confirmed_ci95_high": confirmed.ci95_high if confirmed else None,
+        "confirmed_pairs": confirmed.pairs if confirmed else None,
+    }
+
+
+#: The columns :func:`_energy_columns` fills (empty for a trial not measured).
+_ENERGY_COLUMNS = (
+    "measured_j_per_inference",
+    "measured_ci95_j_per_inference",
+    "ci_target_met",
+    "systematic_rel",
+    "contended",
+    "foreign_cpus_mean",
+    "threads",
+    "provenance",
+    "sampler",
+    "gross_j_per_inference",
+    "idle_power_w",
+    "windows",
+    "n_inferences",
+    "latency_ms_per_batch",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "throughput_per_s",
+    "peak_rss_bytes",
+    "batch_size",
+)
+
+
+def _energy_columns(e: EnergyResult | None) -> dict[str, object]:
+    """The trial's own measurement: figures, how it was taken, what disturbed it."""
+    if e is None:
+        return dict.fromkeys(_ENERGY_COLUMNS)
+    return {
+        "measured_j_per_inference": e.energy_j_per_inference,
+        "measured_ci95_j_per_inference": e.ci95_j_per_inference,
+        "ci_target_met": e.ci_target_met,
+        "systematic_rel": e.systematic_rel,
+        "contended": e.contention.contended,
+        "foreign_cpus_mean": e.contention.foreign_cpus_mean,
+        "threads": e.threads,
+        "provenance": e.provenance.value,
+        "sampler": e.sampler,
+        "gross_j_per_inference": e.gross_j_per_inference,
+        "idle_power_w": e.idle_power_w,
+        "windows": e.windows,
+        "n_inferences": e.n_inferences,
+        "latency_ms_per_batch": e.latency_s_per_batch * 1e3,
+        "latency_p50_ms": _ms(e.latency_p50_s_per_batch),
+        "latency_p95_ms": _ms(e.latency_p95_s_per_batch),
+        "throughput_per_s": _known(e.throughput_per_s),
+        "peak_rss_bytes": e.peak_rss_bytes,
+        "batch_size": e.batch_size,
+    }
+
+
+def _profile_columns(p: Profile) -> dict[str, object]:
+    return {
+        "params": p.n_params,
+        "macs_per_inference": p.macs_per_inference,
+        "size_bytes": p.size_bytes,
+        "memory_bytes": p.memory_bytes,
+        "sparsity": p.sparsity,
+    }
+
+
+def _first(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _ratio_source(vs: PairedRatio | None) -> str | None:
     """Where a trial's ratio repeatability term came from, or why there is none."""
-    if not vs or not vs.get("pairs"):
+    if vs is None or not vs.pairs:
         return None  # the baseline itself, or no paired figure
-    source = vs.get("ratio_repeatability_source")
+    source = vs.ratio_repeatability_source
     if source is None:
         return "not considered (measured before ratios were widened): the pairs' interval only"
-    return str(source)
+    return source
 
 
-def _ms(seconds: object) -> float | None:
-    return float(seconds) * 1e3 if isinstance(seconds, int | float) else None
+def _known(value: float) -> float | None:
+    """``value``, or None where it was not recorded (``nan``: a study from before it was)."""
+    return None if math.isnan(value) else value
+
+
+def _ms(seconds: float) -> float | None:
+    return None if math.isnan(seconds) else seconds * 1e3
 
 
 def trials_frame(result: SearchResult) -> pd.DataFrame:
     """One row per trial: parameters, accuracy, energy with provenance and CI, cost, status."""
     front_ids = {r.number for r in result.frontier}
-    carbon = CarbonSettings(**result.info["carbon"]) if result.info.get("carbon") else None
+    carbon = carbon_settings(result)
     rows = [_row(r, front_ids, carbon) for r in result.trials]
     df = pd.DataFrame(rows)
     if df.empty:

@@ -171,11 +171,8 @@ def _evaluation(trial: Any) -> Evaluation | None:
         metric=metric,
         metric_ci95=(float(ci[0]), float(ci[1])) if ci else (metric, metric),
         energy=from_json(EnergyResult, ua["energy"]),
-        vs_baseline=(
-            from_json(PairedRatio, get("vs_baseline"))
-            if get("vs_baseline")
-            else PairedRatio.itself()
-        ),
+        # Studies from before pairing measured each variant alone: no ratio (None).
+        vs_baseline=from_json(PairedRatio, get("vs_baseline")) if get("vs_baseline") else None,
         reference_energy=(
             from_json(EnergyResult, get("reference_energy")) if get("reference_energy") else None
         ),

@@ -253,4 +253,5 @@ class Objective:
         trial.set_constraint(CONSTRAINT, self.min_accuracy - evaluation.metric)
         # Energy relative to the baseline, from windows interleaved with it: comparable across
         # trials measured hours apart, unlike two absolute figures.
+        assert evaluation.vs_baseline is not None  # the bench pairs every variant it measures
         return evaluation.metric, evaluation.vs_baseline.ratio

@@ -84,7 +84,7 @@ def study_samples(trials: list[Any], *, machine: str | None = None) -> list[Samp
             continue
         stored = attrs.read(t)
         ev = stored.evaluation
-        if ev is None or stored.reused_from is not None:
+        if ev is None or ev.vs_baseline is None or stored.reused_from is not None:
             continue
         if machine is not None and stored.machine_id != machine:
             continue
@@ -104,11 +104,12 @@ def _frontier(
         if t.state.name != "COMPLETE" or not t.values:
             continue
         stored = attrs.read(t)
-        if stored.reused_from is not None or stored.evaluation is None:
+        ev = stored.evaluation
+        if stored.reused_from is not None or ev is None or ev.vs_baseline is None:
             continue
         if t.values[0] < min_accuracy:
             continue
-        ratio = stored.evaluation.vs_baseline.ratio
+        ratio = ev.vs_baseline.ratio
         pool.append((float(t.values[0]), ratio * base_j, int(t.number)))
     return [
         p

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests_support import sample_result
+from tests_support import sample_result, with_evaluation
 
+from compresslab.records import Confirmation, PairedRatio
 from compresslab.report import frontier_frame, render_markdown, trials_frame, write_report
 from compresslab.report.figures import energy_stars, hypervolume_curve, project, search_cost
 from compresslab.report.table import COLUMNS
@@ -127,7 +128,7 @@ def test_write_report_writes_all_files_atomically(tmp_path: Path) -> None:
 
 def test_the_headline_states_the_confirmed_ratio_beside_the_search_figure() -> None:
     result = sample_result()
-    confirmed = {"ratio": 0.5, "ci95_low": 0.49, "ci95_high": 0.51, "pairs": 8}
+    confirmed = Confirmation(ratio=0.5, ci95_low=0.49, ci95_high=0.51, pairs=8)
     result.trials[1] = dataclasses.replace(result.trials[1], confirmed=confirmed)
     text = render_markdown(result)
     assert "confirmed after the search: 2.00x less energy per inference" in text
@@ -138,7 +139,9 @@ def test_the_headline_states_the_confirmed_ratio_beside_the_search_figure() -> N
 
 def test_an_unpaired_trial_shows_no_ratio_across_sessions() -> None:
     result = sample_result()
-    result.trials[1] = dataclasses.replace(result.trials[1], vs_baseline=None, baseline_j=None)
+    # Evaluation.vs_baseline is typed as always set; the report still copes without one.
+    unpaired = with_evaluation(result.trials[1], vs_baseline=None)
+    result.trials[1] = dataclasses.replace(unpaired, baseline_j=None)
     df = trials_frame(result)
     assert pd.isna(df.loc[df.trial == 1, "energy_ratio_vs_baseline"].item())
     assert "| 1 | prune_channels(ratio=0.5) |" in render_markdown(result)
@@ -181,17 +184,17 @@ def test_the_interactive_plot_loads_plotly_written_once(tmp_path: Path) -> None:
 
 def test_trials_csv_carries_the_pairs_interval_and_the_ratio_term(tmp_path: Path) -> None:
     result = sample_result()
-    vs = {
-        "ratio": 0.4,
-        "ci95_low": 0.36,
-        "ci95_high": 0.44,
-        "pairs": 6,
-        "ci95_low_pairs": 0.38,
-        "ci95_high_pairs": 0.42,
-        "ratio_repeatability_rel": 0.09,
-        "ratio_repeatability_source": "3 confirmation rounds of trial 3 of study digits",
-    }
-    result.trials[1] = dataclasses.replace(result.trials[1], vs_baseline=vs)
+    vs = PairedRatio(
+        ratio=0.4,
+        ci95_low=0.36,
+        ci95_high=0.44,
+        pairs=6,
+        ci95_low_pairs=0.38,
+        ci95_high_pairs=0.42,
+        ratio_repeatability_rel=0.09,
+        ratio_repeatability_source="3 confirmation rounds of trial 3 of study digits",
+    )
+    result.trials[1] = with_evaluation(result.trials[1], vs_baseline=vs)
     csv = pd.read_csv(write_report(result, tmp_path)["trials.csv"])
     row = csv.loc[csv.trial == 1]
     assert row["ratio_ci95_low"].item() == 0.36 and row["ratio_ci95_high"].item() == 0.44

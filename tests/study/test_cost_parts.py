@@ -16,6 +16,7 @@ import pytest
 from tests_support import sample_result, small
 
 from compresslab.api import load_recipe, search
+from compresslab.records import PartTime, Prediction
 from compresslab.report import render_markdown
 from compresslab.report.figures import search_cost, search_cost_parts
 from compresslab.study import measure_trial, open_study, storage_of
@@ -59,9 +60,9 @@ def _with_parts(**info: Any) -> Any:
     trials[1] = dataclasses.replace(
         trials[1],
         parts={
-            "build": {"wall_s": 1.0, "cpu_s": 1.0, "rss_gb": 0.4},
-            "finetune": {"wall_s": 6.0, "cpu_s": 4.0, "rss_gb": 0.4},
-            "measure": {"wall_s": 3.0, "cpu_s": 2.0, "rss_gb": 0.4},
+            "build": PartTime(wall_s=1.0, cpu_s=1.0, rss_gb=0.4),
+            "finetune": PartTime(wall_s=6.0, cpu_s=4.0, rss_gb=0.4),
+            "measure": PartTime(wall_s=3.0, cpu_s=2.0, rss_gb=0.4),
         },
     )
     sessions = [
@@ -127,17 +128,16 @@ def test_the_report_lists_predicted_variants_and_the_calibration() -> None:
     trials[2] = dataclasses.replace(
         trials[2],
         state="PRUNED",
-        accuracy=None,
-        energy=None,
-        predicted={
-            "reason": "predicted dominated",
-            "accuracy": 0.985,
-            "j_per_inference": 9e-4,
-            "error_rel": 0.25,
-            "dominated_by": 1,
-            "dominating_accuracy": 0.985,
-            "dominating_j_per_inference": 4e-4,
-        },
+        evaluation=None,
+        predicted=Prediction(
+            reason="predicted dominated",
+            accuracy=0.985,
+            j_per_inference=9e-4,
+            error_rel=0.25,
+            dominated_by=1,
+            dominating_accuracy=0.985,
+            dominating_j_per_inference=4e-4,
+        ),
     )
     result = dataclasses.replace(result, trials=trials)
     assert [r.number for r in result.predicted] == [2]

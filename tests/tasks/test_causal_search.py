@@ -9,12 +9,12 @@ from typing import Any
 import pandas as pd
 import pytest
 from llm_support import TINY_OPTIONS, write_fake_wordnet, write_tiny_model
-from tests_support import FAST_ENERGY
+from tests_support import FAST_ENERGY, with_evaluation
 
 from compresslab.api import load_recipe, search
 from compresslab.errors import RecipeError
 from compresslab.recipe import recipe_hash
-from compresslab.records import SearchResult, TrialRecord
+from compresslab.records import Answer, SearchResult
 from compresslab.report.blocks import to_html, to_markdown
 from compresslab.report.document import build_document
 
@@ -102,9 +102,7 @@ def test_answers_are_escaped_in_html_and_markdown(searched) -> None:  # type: ig
     evil = "<script>alert(1)</script> | & more"
     base = result.baseline
     assert base is not None
-    fake = TrialRecord(
-        **{**base.__dict__, "answers": ({"prompt": "<b>hi</b>", "answer": evil},)},
-    )
+    fake = with_evaluation(base, answers=(Answer(prompt="<b>hi</b>", answer=evil),))
     trials = [fake if t.number == base.number else t for t in result.trials]
     doc = build_document(SearchResult(**{**result.__dict__, "trials": trials}))
     page = to_html(doc, base_dir=tmp)
