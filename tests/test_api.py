@@ -33,6 +33,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow
 def test_measure_json_reports_an_estimated_figure_with_its_ci(
     tmp_path: Path, hidden_rapl: Path
 ) -> None:
@@ -68,6 +69,7 @@ def test_measure_json_reports_an_estimated_figure_with_its_ci(
     assert str(hidden_rapl) in out["selection"]
 
 
+@pytest.mark.slow
 def test_measure_json_widens_by_what_a_study_here_taught(tmp_path: Path) -> None:
     from compresslab.protocol.repeatability import RepeatabilityStore, tier_of
 
@@ -122,6 +124,7 @@ def advancing_powercap(tmp_path: Path) -> Iterator[Path]:
     thread.join()
 
 
+@pytest.mark.slow
 def test_measure_json_on_a_fake_powercap_tree_is_measured(
     tmp_path: Path, advancing_powercap: Path
 ) -> None:

@@ -349,6 +349,7 @@ def test_bad_recipe_names_file_line_field_and_fix(tmp_path: Path, case: Bad) -> 
     assert "\n" not in message, "one sentence on one line"
 
 
+@pytest.mark.slow
 def test_bad_recipes_exit_2_through_the_cli_before_any_work(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "200"}
     runs = {}

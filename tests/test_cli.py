@@ -23,6 +23,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.slow
 def test_bad_recipe_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntask: {name: digits}\ncompression: [{method: nope}]\n")
@@ -33,12 +34,14 @@ def test_bad_recipe_exits_2_with_one_message_and_no_traceback(tmp_path: Path) ->
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.slow
 def test_missing_recipe_and_bad_flags_exit_2(tmp_path: Path) -> None:
     assert run_cli("search", str(tmp_path / "missing.yaml")).returncode == 2
     proc = run_cli("search", "--trials", "zero", str(tmp_path / "x.yaml"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_samplers_json_lists_every_backend_with_a_reason(hidden_rapl: Path) -> None:
     proc = run_cli("samplers", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -54,6 +57,7 @@ def test_samplers_json_lists_every_backend_with_a_reason(hidden_rapl: Path) -> N
     assert all(r["reason"] for r in rows.values())
 
 
+@pytest.mark.slow
 def test_search_command_prints_the_frontier_and_writes_the_report(tmp_path: Path) -> None:
     recipe = tmp_path / "small.yaml"
     recipe.write_text(yaml.safe_dump(small(tmp_path, search={"trials": 3, "sampler": "random"})))
@@ -105,6 +109,7 @@ def user_recipe(folder: Path, name: str, entrypoint: str, **options: object) -> 
     return path
 
 
+@pytest.mark.slow
 def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None:
     for rel, text in USER_PACKAGE.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +174,7 @@ def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None
     assert stderr.strip().splitlines()[-1].startswith("error: the entrypoint")
 
 
+@pytest.mark.slow
 def test_trials_and_storage_out_of_range_exit_2(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: r\ntask: {name: digits}\ncompression: [{method: bf16}]\n")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +211,62 @@ def finish(proc: subprocess.Popen[str], timeout_s: float = CLI_TIMEOUT_S) -> tup
             proc.kill()
             proc.wait()
     return proc.returncode, stdout, stderr
+
+
+#: Seconds a test waits for another process or thread before it calls it stuck.
+WAIT_TIMEOUT_S = 30
+
+
+def _hold_host_lock(
+    exclusive: bool,
+    started: multiprocessing.synchronize.Event,
+    release: multiprocessing.synchronize.Event,
+) -> None:
+    from compresslab.hostlock import host_lock
+
+    with host_lock(exclusive=exclusive):
+        started.set()
+        release.wait(WAIT_TIMEOUT_S)
+
+
+def lock_had_while_held(
+    *,
+    exclusive_other: bool,
+    exclusive_mine: bool,
+    within_s: float = WAIT_TIMEOUT_S,
+    lock: Callable[..., AbstractContextManager[None]] | None = None,
+) -> bool:
+    """Whether this process has the host lock within ``within_s`` while another holds it.
+
+    The other process (spawned) holds the lock until this one has tried for ``within_s``; then
+    it lets go, and this one must have it. Told by events, not by measured seconds: a loaded
+    machine can only make a wait longer. Uses ``$COMPRESSLAB_LOCK_DIR`` as the caller set it;
+    ``lock`` is this side's ``host_lock`` (as a module re-exports it).
+    """
+    from compresslab.hostlock import host_lock
+
+    lock = lock or host_lock
+
+    ctx = multiprocessing.get_context("spawn")
+    started, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold_host_lock, args=(exclusive_other, started, release))
+    proc.start()
+    got = threading.Event()
+
+    def take() -> None:
+        with lock(exclusive=exclusive_mine):
+            got.set()
+
+    taker = threading.Thread(target=take)
+    try:
+        assert started.wait(WAIT_TIMEOUT_S), "the other process never took the lock"
+        taker.start()
+        had = got.wait(within_s)
+        release.set()
+        assert got.wait(WAIT_TIMEOUT_S), "the lock was never had, even after the other let go"
+        return had
+    finally:
+        release.set()
+        if taker.ident is not None:
+            taker.join(WAIT_TIMEOUT_S)
+        proc.join(WAIT_TIMEOUT_S)

@@ -241,6 +241,7 @@ def test_one_wrap_is_added_back(powercap: PowercapTree) -> None:
     assert reading.details["wraps"] == 1
 
 
+@pytest.mark.slow
 def test_several_wraps_in_one_window_are_all_counted(
     powercap: PowercapTree, clock_counters: ClockCounters
 ) -> None:

@@ -70,6 +70,7 @@ def test_a_method_that_cannot_apply_is_a_bad_recipe_before_any_trial(mlp_recipe:
     assert not (recipe.output_dir() / "report.md").exists()
 
 
+@pytest.mark.slow
 def test_values_that_cannot_apply_are_left_out_and_said(
     mlp_recipe: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -104,6 +105,7 @@ def test_values_that_cannot_apply_are_left_out_and_said(
     }
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_logged_once(mlp_recipe: Any, caplog: pytest.LogCaptureFixture) -> None:
     # The only linear layer is the classifier: sparsity has nothing to sparsify and fails.
     recipe = mlp_recipe([{"method": "sparsity"}], trials=2, head_only=True)

@@ -41,6 +41,8 @@ from compresslab.study.heartbeat import (
 )
 from compresslab.study.workers import identity, pid_alive
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT_S = 300
 
 
@@ -236,7 +238,6 @@ def short_heartbeats(monkeypatch: pytest.MonkeyPatch) -> float:
     return grace_period_s()
 
 
-@pytest.mark.slow
 def test_a_live_worker_in_another_pid_namespace_keeps_its_trial(
     tmp_path: Path, digits_task: Any, short_heartbeats: float
 ) -> None:
@@ -265,7 +266,6 @@ def test_a_live_worker_in_another_pid_namespace_keeps_its_trial(
     assert trials[held.number].user_attrs["pid"] == held.user_attrs["pid"]
 
 
-@pytest.mark.slow
 def test_a_killed_workers_trial_fails_after_the_grace_period_and_is_retried(
     tmp_path: Path, digits_task: Any, short_heartbeats: float
 ) -> None:

@@ -115,6 +115,7 @@ def test_a_session_ended_by_an_error_says_so_and_never_raises(tmp_path: Path) ->
     session.abandon("again")  # the sampler is closed: still no exception
 
 
+@pytest.mark.slow
 def test_session_state_tells_killed_from_running(tmp_path: Path) -> None:
     here = socket.gethostname()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -53,6 +53,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, SearchResul
     return recipe, search(recipe), tmp
 
 
+@pytest.mark.slow
 def test_every_measured_variant_is_within_the_perplexity_tolerance(searched) -> None:  # type: ignore[no-untyped-def]
     _, result, _ = searched
     assert len([t for t in result.trials if t.evaluated]) == 4
