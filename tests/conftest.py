@@ -38,7 +38,7 @@ SLOW = "slow"
 #: The longest sleep a fast test may take (code under test polls with sleeps of a few ms).
 FAST_SLEEP_MAX_S = 0.005
 #: Fixtures that train a model (once per session, seconds): only slow tests may use them.
-TRAINING_FIXTURES = ("digits_task",)
+TRAINING_FIXTURES = ("digits_task", "minilm_small")
 _CALL_FAILED = pytest.StashKey[bool]()
 
 

@@ -7,16 +7,13 @@ real GPU path is run by ``benchmarks/device_check.py`` on a GPU machine.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import yaml
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, run_cli, small
 from torch import nn
 
 import compresslab.protocol
@@ -164,13 +161,7 @@ def test_the_cli_refuses_a_cuda_recipe_in_one_line(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     energy = {**FAST_ENERGY, "sampler": "auto", "device": "cuda:0"}
     recipe.write_text(yaml.safe_dump(small(tmp_path, energy=energy)))
-    proc = subprocess.run(
-        [sys.executable, "-m", "compresslab", "measure", str(recipe)],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=600,
-    )
+    proc = run_cli("measure", str(recipe))
     assert proc.returncode == 2, proc.stderr  # a recipe error, before the task loads
     assert "Traceback" not in proc.stderr
     assert "CPU-only build" in proc.stderr and "energy.device: cpu" in proc.stderr

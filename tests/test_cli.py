@@ -9,18 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests_support import FAST_ENERGY, small
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compresslab", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=600,
-    )
+from tests_support import FAST_ENERGY, run_cli, small
 
 
 @pytest.mark.slow

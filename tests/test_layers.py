@@ -112,6 +112,7 @@ def test_the_layer_check_catches_an_upward_import(tmp_path: Path) -> None:
     assert rank["study"] > rank["units"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "code",
     [

@@ -12,6 +12,8 @@ from tests_support import FAST_ENERGY
 from compresslab.api import load_recipe, search
 from compresslab.errors import RecipeError
 
+pytestmark = pytest.mark.slow
+
 # An MLP without training data: no attention for prune_heads, no data for recovery.
 MLP_TASK = """
 import torch
@@ -70,7 +72,6 @@ def test_a_method_that_cannot_apply_is_a_bad_recipe_before_any_trial(mlp_recipe:
     assert not (recipe.output_dir() / "report.md").exists()
 
 
-@pytest.mark.slow
 def test_values_that_cannot_apply_are_left_out_and_said(
     mlp_recipe: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -105,7 +106,6 @@ def test_values_that_cannot_apply_are_left_out_and_said(
     }
 
 
-@pytest.mark.slow
 def test_a_failed_trial_is_logged_once(mlp_recipe: Any, caplog: pytest.LogCaptureFixture) -> None:
     # The only linear layer is the classifier: sparsity has nothing to sparsify and fails.
     recipe = mlp_recipe([{"method": "sparsity"}], trials=2, head_only=True)

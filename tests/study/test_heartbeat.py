@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from tests_support import FAST_ENERGY, finish, small, start_cli
+from tests_support import FAST_ENERGY, finish, small, start_cli, wait_for_running_trial
 
 from compresslab.study import counts_towards_budget, make_storage
 from compresslab.study.heartbeat import (
@@ -210,25 +210,6 @@ def worker(args: list[str], *, cwd: Path, fake_pid: int | None = None) -> subpro
         script.write_text(textwrap.dedent(OTHER_CONTAINER))
         command = [sys.executable, str(script), str(fake_pid), *args]
     return start_cli(args, cwd=cwd, env=env, command=command)
-
-
-def wait_for_running_trial(proc: subprocess.Popen[str], url: str, *, after_complete: int) -> Any:
-    """A RUNNING trial with its variant drawn, once ``after_complete`` trials completed."""
-    storage: Any = None
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, finish(proc)[2]
-        time.sleep(0.05)
-        try:  # the file or the study may not exist yet
-            storage = storage or make_storage(url)
-            trials = optuna.load_study(study_name="small", storage=storage).get_trials()
-        except Exception:
-            continue
-        done = [t for t in trials if t.state.name == "COMPLETE"]
-        running = [t for t in trials if t.state.name == "RUNNING" and "variant" in t.user_attrs]
-        if len(done) >= after_complete and running:
-            return running[0]
-    pytest.fail("the worker never ran a trial")
 
 
 @pytest.fixture

@@ -34,11 +34,13 @@ def test_task_is_a_minilm_wrapper_over_token_ids(minilm_small) -> None:  # type:
     assert logits.shape == (5, 4) and logits.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_accuracy_is_far_above_chance(minilm_small) -> None:  # type: ignore[no-untyped-def]
     acc = accuracy(predict(minilm_small.model, minilm_small.eval_inputs), minilm_small.eval_labels)
     assert acc > 0.6, f"accuracy {acc:.3f} (chance: 0.25)"
 
 
+@pytest.mark.slow
 def test_padding_columns_change_nothing(minilm_small) -> None:  # type: ignore[no-untyped-def]
     # The wrapper derives the attention mask from pad id 0: extra padding must not move logits.
     x = minilm_small.eval_inputs[:6]
