@@ -3,13 +3,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from tests_support import FAST_ENERGY, run_cli, small
+from tests_support import FAST_ENERGY, finish, run_cli, small, start_cli
 
 
 @pytest.mark.slow
@@ -118,26 +117,22 @@ def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None
     }
     # `python -P`: the current folder is not on the import path, as with the installed
     # `compresslab` command (whose own folder is there instead).
+    env = {**os.environ, "COLUMNS": "200"}
     procs = {
-        k: subprocess.Popen(
-            [sys.executable, "-P", "-m", "compresslab", *args],
-            cwd=tmp_path,
-            env={**os.environ, "COLUMNS": "200"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        k: start_cli(
+            args, cwd=tmp_path, env=env, command=[sys.executable, "-P", "-m", "compresslab", *args]
         )
         for k, args in runs.items()
     }
-    out = {k: (p.communicate(timeout=600), p.returncode) for k, p in procs.items()}
+    out = {k: finish(p) for k, p in procs.items()}
 
-    (stdout, stderr), rc = out["works"]
+    rc, stdout, stderr = out["works"]
     assert rc == 0, stderr
     report = (tmp_path / "reports" / "works" / "report.md").read_text()
     # The report says which task ran, though the user's Task has no description.
     assert "Task: tabular (entrypoint mymodels.tabular:build)" in report
 
-    (_, stderr), rc = out["misspelt"]
+    rc, _, stderr = out["misspelt"]
     assert rc == 2, stderr
     text = (tmp_path / "misspelt.yaml").read_text().splitlines()
     line = next(i for i, t in enumerate(text, 1) if "entrypoint:" in t)
@@ -148,7 +143,7 @@ def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None
     ]
     assert not (tmp_path / "reports" / "misspelt").exists()  # refused before any work
 
-    (_, stderr), rc = out["raises"]
+    rc, _, stderr = out["raises"]
     lines = stderr.strip().splitlines()
     assert rc == 1 and len(lines) == 1, stderr
     assert lines[0].startswith(
@@ -157,7 +152,7 @@ def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None
     ), lines[0]
     assert "--verbose" in lines[0]
 
-    (_, stderr), rc = out["raises-verbose"]
+    rc, _, stderr = out["raises-verbose"]
     assert rc == 1
     assert "Traceback" in stderr and 'raise ValueError("the weights file is missing")' in stderr
     assert stderr.strip().splitlines()[-1].startswith("error: the entrypoint")
