@@ -30,8 +30,9 @@ torch.set_num_threads(1)
 #
 # ``make test-fast`` runs the tests not marked ``slow``: no subprocess, no sleep, no trained
 # model, no real search. So that lane cannot grow slow unnoticed, a test without the marker that
-# starts a process, sleeps or asks for a trained model fails with what to do. (A real search or a
-# long computation cannot be caught this way: ``make test-fast`` lists the slowest tests.)
+# starts a process, sleeps, trains a task's model or asks for a trained one fails with what to
+# do. (A real search or a long computation cannot be caught so: ``make test-fast`` lists the
+# slowest tests.)
 
 #: The marker of the slow lane (declared in pyproject.toml).
 SLOW = "slow"
@@ -49,6 +50,18 @@ def _not_in_the_fast_lane(what: str) -> None:
         "`make test`, not in `make test-fast`), or use a fake",
         pytrace=False,
     )
+
+
+def _refuse_training(monkeypatch: pytest.MonkeyPatch, refused: Callable[..., Any]) -> None:
+    """Patch the tasks' training loop where it is defined and wherever it was imported."""
+    try:
+        from compresslab.tasks import training
+    except ImportError:  # moved: the durations list still shows a test that trains
+        return
+    real = training.train_classifier
+    for name, module in list(sys.modules.items()):
+        if name.startswith("compresslab") and getattr(module, "train_classifier", None) is real:
+            monkeypatch.setattr(module, "train_classifier", refused)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -96,6 +109,7 @@ def _fast_lane_guard(
     for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp"):
         if hasattr(os, name):
             monkeypatch.setattr(os, name, refuse(f"os.{name}"))
+    _refuse_training(monkeypatch, refuse("training a model (train_classifier)"))
     yield
     if refused and not request.node.stash.get(_CALL_FAILED, False):
         _not_in_the_fast_lane(f"{refused[0]} (caught by the code under test)")

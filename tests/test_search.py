@@ -213,6 +213,7 @@ def test_screening_skips_energy_for_clearly_infeasible_variants(tmp_path: Path) 
     assert result.screened == [t]
 
 
+@pytest.mark.slow
 def test_a_variant_below_the_tolerance_on_the_whole_split_is_not_measured(
     tmp_path: Path,
 ) -> None:
