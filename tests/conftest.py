@@ -64,6 +64,15 @@ def _refuse_training(monkeypatch: pytest.MonkeyPatch, refused: Callable[..., Any
             monkeypatch.setattr(module, "train_classifier", refused)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A fast test asking for a trained model fails before the model is trained."""
+    if item.get_closest_marker(SLOW) is None:
+        for name in TRAINING_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                _not_in_the_fast_lane(f"the fixture {name} (it trains a model)")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Remember whether a test's call failed (the fast-lane guard reads it at teardown)."""
@@ -79,14 +88,12 @@ def _fast_lane_guard(
 ) -> Iterator[None]:
     """In a test not marked slow: starting a process, a sleep above a few ms or training fails.
 
-    Session- and module-scoped fixtures are set up before this one and are not held to it.
+    Session- and module-scoped fixtures are set up before this one and are not held to it
+    (:func:`pytest_runtest_setup` refuses the ones that train).
     """
     if request.node.get_closest_marker(SLOW) is not None:
         yield
         return
-    for name in TRAINING_FIXTURES:
-        if name in request.fixturenames:
-            _not_in_the_fast_lane(f"the fixture {name} (it trains a model)")
     refused: list[str] = []
 
     def refuse(what: str) -> Callable[..., Any]:
