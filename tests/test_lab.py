@@ -38,6 +38,7 @@ def _handmade(tmp_path: Path, **changes: Any) -> lab.Study:
     return lab.Study(load_recipe(small(tmp_path)), dataclasses.replace(result, **changes))
 
 
+@pytest.mark.slow
 def test_trials_and_frontier_are_the_reports_dataframes(study: lab.Study) -> None:
     trials, front = study.trials, study.frontier
     assert isinstance(trials, pd.DataFrame) and isinstance(front, pd.DataFrame)
@@ -52,6 +53,7 @@ def test_trials_and_frontier_are_the_reports_dataframes(study: lab.Study) -> Non
     assert study.baseline is not None and bool(study.baseline["baseline"])
 
 
+@pytest.mark.slow
 def test_best_is_the_cheapest_within_the_tolerance_or_a_given_drop(study: lab.Study) -> None:
     best = study.best()
     assert best is not None
@@ -81,6 +83,7 @@ def test_best_on_a_handmade_result(tmp_path: Path) -> None:
     assert nothing.best() is None and nothing.baseline is None
 
 
+@pytest.mark.slow
 def test_build_gives_each_trials_model(study: lab.Study) -> None:
     measured = [r for r in study.records.completed if r.reused_from is None]
     assert any(not r.is_baseline for r in measured)
@@ -102,6 +105,7 @@ def test_search_refuses_a_budget_below_one(tmp_path: Path) -> None:
         lab.search(small(tmp_path), trials=0, progress=False)
 
 
+@pytest.mark.slow
 def test_unknown_trials_are_refused(study: lab.Study) -> None:
     with pytest.raises(ValueError, match="no trial 999"):
         study.build(999)
@@ -111,6 +115,7 @@ def test_unknown_trials_are_refused(study: lab.Study) -> None:
         study.record(True)
 
 
+@pytest.mark.slow
 def test_export_reloads_to_the_built_model(study: lab.Study, tmp_path: Path) -> None:
     best = study.best()
     assert best is not None
@@ -123,6 +128,7 @@ def test_export_reloads_to_the_built_model(study: lab.Study, tmp_path: Path) -> 
         assert torch.equal(reloaded(x), built(x))
 
 
+@pytest.mark.slow
 def test_measure_a_trial_a_model_or_the_baseline(study: lab.Study) -> None:
     best = study.best()
     assert best is not None
@@ -135,6 +141,7 @@ def test_measure_a_trial_a_model_or_the_baseline(study: lab.Study) -> None:
     assert str(study.measure().provenance) == "estimated"
 
 
+@pytest.mark.slow
 def test_measuring_a_trial_again_learns_the_machines_repeatability(study: lab.Study) -> None:
     from compresslab.protocol.repeatability import UNKNOWN
 
@@ -149,6 +156,7 @@ def test_measuring_a_trial_again_learns_the_machines_repeatability(study: lab.St
     assert fourth.ci95_j_per_inference >= fourth.ci95_windows_j_per_inference
 
 
+@pytest.mark.slow
 def test_plot_draws_the_frontier_tolerance_and_baseline(study: lab.Study) -> None:
     ax = study.plot()
     try:
@@ -210,6 +218,7 @@ def test_repr_html_without_a_frontier(tmp_path: Path) -> None:
     assert "No feasible variant yet" in page and "best within the tolerance: none" in page
 
 
+@pytest.mark.slow
 def test_search_is_silent_without_progress_and_shows_it_on_request(
     tmp_path: Path, digits_task: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -231,6 +240,7 @@ def test_search_is_silent_without_progress_and_shows_it_on_request(
     assert len(more.records.trials) >= 2
 
 
+@pytest.mark.slow
 def test_notebook_progress_is_one_display_updated_in_place(
     tmp_path: Path,
     digits_task: Any,
@@ -260,6 +270,7 @@ def test_notebook_progress_is_one_display_updated_in_place(
     assert out == "" and err == ""
 
 
+@pytest.mark.slow
 def test_open_reads_the_stored_study(study: lab.Study, tmp_path: Path) -> None:
     again = lab.open(study.recipe)
     pd.testing.assert_frame_equal(again.trials, study.trials)
