@@ -22,10 +22,12 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from record_builders import energy
 from tests_support import FAST_ENERGY, finish, small, start_cli, wait_for_running_trial
 
 from compresslab.machine import machine_id
 from compresslab.protocol.repeatability import RepeatabilityStore, tier_of
+from compresslab.records import Evaluation, PairedRatio, to_json
 from compresslab.stats import cv
 from compresslab.study import counts_towards_budget, make_storage
 from compresslab.study.heartbeat import REASON_CTRL_C
@@ -131,12 +133,19 @@ def test_two_searches_on_one_sqlite_study_share_it_like_a_fleet(
 
 
 def trial(j: float | None, *, machine: str, state: str = "COMPLETE") -> SimpleNamespace:
-    ref = None if j is None else {"energy_j_per_inference": j, "sampler": "estimate"}
-    if ref is not None:
-        ref["provenance"] = "estimated"
+    """A trial as the search stores it: ``j`` is the baseline's side of its pairs."""
+    ev = Evaluation(
+        metric=0.9,
+        metric_ci95=(0.9, 0.9),
+        energy=energy(1.0),
+        vs_baseline=PairedRatio(ratio=1.0, ci95_low=0.9, ci95_high=1.1),
+        reference_energy=None if j is None else energy(j),
+    )
     return SimpleNamespace(
+        number=0,
+        values=[0.9, 1.0],
         state=SimpleNamespace(name=state),
-        user_attrs={"reference_energy": ref, MACHINE_ATTR: machine},
+        user_attrs={"format": 1, "evaluation": to_json(ev), MACHINE_ATTR: machine},
     )
 
 

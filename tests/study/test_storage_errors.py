@@ -96,9 +96,13 @@ def test_a_disk_that_fills_up_during_a_search_keeps_what_was_completed(
     assert {n: after[n] for n in before} == before, "what was completed is kept as it was"
     # A trial cut short by the full disk was interrupted, not the variant's fault: retried.
     trials = optuna.load_study(study_name="small", storage=make_storage(url)).get_trials()
-    for t in trials:
-        if t.state.name == "FAIL":
-            assert t.user_attrs.get("error", "interrupted").startswith("interrupted"), t
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert failed, "the full disk cut a trial short"
+    for t in failed:
+        assert t.user_attrs.get("error", "interrupted").startswith("interrupted"), t
+        # A trial cut before its variant was drawn has nothing to retry (where the disk fills
+        # depends on the pages the study's earlier rows took).
+        if t.params:
             assert any(r.user_attrs.get("retry_of") == t.number for r in trials)
 
 
