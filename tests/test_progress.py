@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from record_builders import energy
+
 from compresslab.progress import Eta, trial_line
-from compresslab.records import TrialRecord
+from compresslab.records import Evaluation, TrialRecord
 
 
-def record(**kw: object) -> TrialRecord:
+def record(*, accuracy: float | None = 0.981, **kw: object) -> TrialRecord:
+    evaluation = None
+    if accuracy is not None:
+        evaluation = Evaluation(
+            metric=accuracy, metric_ci95=(accuracy, accuracy), energy=energy(1e-3), vs_baseline=None
+        )
     base: dict[str, object] = {
         "number": 85,
         "state": "COMPLETE",
         "variant": "prune_channels(ratio=0.3)",
         "is_baseline": False,
         "params": {},
-        "accuracy": 0.981,
-        "energy": {"energy_j_per_inference": 1e-3},
+        "evaluation": evaluation,
     }
     return TrialRecord(**(base | kw))  # type: ignore[arg-type]
 

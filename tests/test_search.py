@@ -5,10 +5,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from record_builders import energy
 from tests_support import small
 
 from compresslab.api import load_recipe, search
-from compresslab.records import TrialRecord, pareto_front
+from compresslab.records import Evaluation, TrialRecord, pareto_front
 
 
 def _non_dominated(records: list[TrialRecord]) -> set[int]:
@@ -69,7 +70,7 @@ def test_small_search_end_to_end(searched) -> None:  # type: ignore[no-untyped-d
         assert t.energy.provenance == "estimated"
         assert t.energy.energy_j_per_inference > 0
         assert t.energy.windows >= 2
-        assert t.macs_per_inference and t.macs_per_inference > 0
+        assert t.profile.macs_per_inference and t.profile.macs_per_inference > 0
         assert t.modeled_j_per_inference and t.modeled_j_per_inference > 0
     out = recipe.output_dir()
     assert (out / "study.db").is_file()
@@ -138,9 +139,10 @@ def test_pareto_front_on_hand_made_records() -> None:
             state="COMPLETE",
             variant=f"v{n}",
             is_baseline=n == 0,
-            accuracy=acc,
             feasible=feasible,
-            energy={"energy_j_per_inference": j, "provenance": "estimated"},
+            evaluation=Evaluation(
+                metric=acc, metric_ci95=(acc, acc), energy=energy(j), vs_baseline=None
+            ),
         )
 
     records = [

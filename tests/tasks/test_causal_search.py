@@ -59,8 +59,8 @@ def test_every_measured_variant_is_within_the_perplexity_tolerance(searched) -> 
     assert len([t for t in result.trials if t.evaluated]) == 4
     assert "perplexity at most +2%" in result.tolerance
     for t in result.completed:
-        assert t.quality["perplexity_ratio"] <= 1.02, t.variant
-        assert t.answers and t.phases["prefill"]["provenance"] == "estimated"
+        assert (t.quality.perplexity_ratio or 0) <= 1.02, t.variant
+        assert t.answers and t.phases["prefill"].provenance == "estimated"
     screened = [t for t in result.screened if "perplexity" in (t.screened or "")]
     # Dropping one of four blocks moves the tiny model's perplexity by about 3%.
     assert screened, "the pruned variants are outside +2% perplexity"
@@ -78,9 +78,9 @@ def test_energy_is_per_generated_token(searched) -> None:  # type: ignore[no-unt
     # 2 requests x 4 new tokens per call; the prefill phase counts requests.
     assert base.energy is not None
     assert base.energy.batch_size == 2 * TINY_OPTIONS["new_tokens"]
-    assert base.phases["prefill"]["batch_size"] == 2
+    assert base.phases["prefill"].batch_size == 2
     assert result.info["unit"] == "generated token"
-    assert base.quality["perplexity_ratio"] == pytest.approx(1.0)
+    assert base.quality.perplexity_ratio == pytest.approx(1.0)
 
 
 @pytest.mark.slow
