@@ -172,18 +172,18 @@ def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) 
         best_ratio = confirmed.ratio if confirmed is not None else (best.ratio_vs_baseline or 1.0)
     saving = base.energy_j_per_inference * (1 - best_ratio) if base and best_ratio else None
     energy = cost.energy_j if cost else float("nan")
-    cal = next(iter((result.info.get("calibrations") or {}).values()), None)
+    cal = next(iter(result.info.calibrations.values()), None)
     fitted = []
     if cal:
         from compresslab.study.predict import study_samples
         from compresslab.study.storage import open_study
 
         trials = open_study(recipe, storage=result.storage).get_trials(deepcopy=False)
-        fitted = [s.op_counts for s in study_samples(trials) if s.trial in cal.get("trials", [])]
+        fitted = [s.op_counts for s in study_samples(trials) if s.trial in cal.trials]
     return {
         "arm": arm,
         "recipe": recipe.name,
-        "sampler": result.info.get("optuna_sampler"),
+        "sampler": result.info.optuna_sampler,
         "energy_j": energy,
         "wall_s": wall_s,
         "load_start": list(load),
