@@ -152,6 +152,7 @@ def heldout_on_grid(cal: dict[str, Any] | None, fitted: list[Any], grid: Path) -
 def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) -> dict[str, Any]:
     """What one finished search spent and found, from its storage alone."""
     from compresslab import load_recipe
+    from compresslab.records import to_json
     from compresslab.report.figures import search_cost, search_cost_parts
     from compresslab.study import load_result
 
@@ -172,14 +173,15 @@ def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) 
         best_ratio = confirmed.ratio if confirmed is not None else (best.ratio_vs_baseline or 1.0)
     saving = base.energy_j_per_inference * (1 - best_ratio) if base and best_ratio else None
     energy = cost.energy_j if cost else float("nan")
-    cal = next(iter(result.info.calibrations.values()), None)
+    summary = next(iter(result.info.calibrations.values()), None)
+    cal = to_json(summary) if summary is not None else None
     fitted = []
     if cal:
         from compresslab.study.predict import study_samples
         from compresslab.study.storage import open_study
 
         trials = open_study(recipe, storage=result.storage).get_trials(deepcopy=False)
-        fitted = [s.op_counts for s in study_samples(trials) if s.trial in cal.trials]
+        fitted = [s.op_counts for s in study_samples(trials) if s.trial in cal.get("trials", [])]
     return {
         "arm": arm,
         "recipe": recipe.name,
