@@ -152,6 +152,7 @@ def heldout_on_grid(cal: dict[str, Any] | None, fitted: list[Any], grid: Path) -
 def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) -> dict[str, Any]:
     """What one finished search spent and found, from its storage alone."""
     from compresslab import load_recipe
+    from compresslab.records import to_json
     from compresslab.report.figures import search_cost, search_cost_parts
     from compresslab.study import load_result
 
@@ -172,7 +173,8 @@ def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) 
         best_ratio = confirmed.ratio if confirmed is not None else (best.ratio_vs_baseline or 1.0)
     saving = base.energy_j_per_inference * (1 - best_ratio) if base and best_ratio else None
     energy = cost.energy_j if cost else float("nan")
-    cal = next(iter((result.info.get("calibrations") or {}).values()), None)
+    summary = next(iter(result.info.calibrations.values()), None)
+    cal = to_json(summary) if summary is not None else None
     fitted = []
     if cal:
         from compresslab.study.predict import study_samples
@@ -183,7 +185,7 @@ def summarize(arm: str, out: Path, recipe_path: Path, wall_s: float, load: Any) 
     return {
         "arm": arm,
         "recipe": recipe.name,
-        "sampler": result.info.get("optuna_sampler"),
+        "sampler": result.info.optuna_sampler,
         "energy_j": energy,
         "wall_s": wall_s,
         "load_start": list(load),

@@ -406,16 +406,14 @@ def _cost(run: SearchRun) -> Figure:
         return Figure("cost", 5, title, None, None, msg, msg, {}, command)
     best = run.result.best_saving()
     base = run.result.baseline
-    rate = float(run.result.info.get("projection", {}).get("requests_per_s", 10.0))
+    rate = run.result.info.projection.requests_per_s
     saving = cost.saving_j_per_inference
     data = {
         "search_energy_j": cost.energy_j,
         "search_energy_kwh": units.j_to_kwh(cost.energy_j),
         "provenance": cost.provenance,
         "sessions": cost.sessions,
-        "search_wall_s": sum(
-            float(s.get("duration_s", 0.0)) for s in run.result.info.get("search_energy", [])
-        ),
+        "search_wall_s": sum(s.duration_s for s in run.result.info.sessions),
         "baseline_j_per_inference": base.energy_j_per_inference if base else None,
         "best_variant": best.variant if best else None,
         "best_j_per_inference": best.energy_j_per_inference if best else None,

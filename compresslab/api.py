@@ -12,7 +12,7 @@ import yaml
 from compresslab.errors import CompressLabError, RecipeError, UsageError
 from compresslab.recipe import Recipe, RecipeSource, parse_recipe, read_source, storage_problem
 from compresslab.recipe import source_from_text as _source_from_text
-from compresslab.records import Measurement, SearchInterrupted, SearchResult, TrialRecord
+from compresslab.records import Measurement, SearchInterrupted, SearchResult, TrialRecord, to_json
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def _record_search(recipe: Recipe, result: SearchResult, base_dir: Path | None) 
     """One history line: the search's own energy and the best variant it found."""
     from compresslab import history
 
-    sessions = result.info.get("search_energy") or []
+    sessions = result.info.sessions
     best = result.best_saving()
     figures: dict[str, Any] = {"trials": len(result.trials), "measured": len(result.measured)}
     if best is not None:
@@ -210,7 +210,7 @@ def _record_search(recipe: Recipe, result: SearchResult, base_dir: Path | None) 
                 "energy_j_per_inference": best.energy_j_per_inference,
                 "ci95_j_per_inference": best.ci95_j_per_inference,
                 "ratio_vs_baseline": best.ratio_vs_baseline,
-                "confirmed": best.confirmed,
+                "confirmed": to_json(best.confirmed),
                 "accuracy": best.accuracy,
             }
         )
@@ -218,9 +218,9 @@ def _record_search(recipe: Recipe, result: SearchResult, base_dir: Path | None) 
         recipe,
         command="search",
         variant=best.variant if best is not None else "none",
-        energy_j=sum(float(s.get("energy_j") or 0.0) for s in sessions),
-        duration_s=sum(float(s.get("duration_s") or 0.0) for s in sessions),
-        provenance=str(sessions[-1].get("provenance")) if sessions else "estimated",
+        energy_j=sum(s.energy_j for s in sessions),
+        duration_s=sum(s.duration_s for s in sessions),
+        provenance=sessions[-1].provenance if sessions else "estimated",
         figures=figures,
         base_dir=base_dir,
     )

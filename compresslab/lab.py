@@ -495,7 +495,7 @@ class Study:
         if base is not None:
             ci = base.ci95_j_per_inference
             lines.append(
-                f"baseline: {e(res.info.get('metric', 'accuracy'))} {_fmt(base.accuracy)}, "
+                f"baseline: {e(res.info.metric)} {_fmt(base.accuracy)}, "
                 f"{_fmt(base.energy_j_per_inference)} &plusmn; {_fmt(ci)} J/inference "
                 f"({e(base.provenance)})"
             )

@@ -178,7 +178,7 @@ def test_report_regenerates_from_storage_alone(own_searched, monkeypatch) -> Non
     assert {r.number for r in again.frontier} == {t.number for t in study.best_trials} - {
         r.number for r in again.trials if r.reused_from is not None
     }
-    assert again.info["task"] == result.info["task"]
+    assert again.info.task == result.info.task
 
 
 @pytest.mark.slow
@@ -186,11 +186,11 @@ def test_search_energy_and_break_even_come_from_the_study(searched) -> None:  # 
     from compresslab.report.figures import search_cost
 
     _, result, _ = searched
-    sessions = result.info["search_energy"]
-    assert sessions and all(s["energy_j"] > 0 for s in sessions)
-    assert {s["provenance"] for s in sessions} == {"estimated"}
+    sessions = result.info.sessions
+    assert sessions and all(s.energy_j > 0 for s in sessions)
+    assert {s.provenance for s in sessions} == {"estimated"}
     cost = search_cost(result)
-    assert cost is not None and cost.energy_j == sum(s["energy_j"] for s in sessions)
+    assert cost is not None and cost.energy_j == sum(s.energy_j for s in sessions)
     best, base = result.best_saving(), result.baseline
     if best is not None and base is not None and best is not base:
         saving = base.energy_j_per_inference - best.energy_j_per_inference
@@ -244,7 +244,7 @@ def test_a_variant_below_the_tolerance_on_the_whole_split_is_not_measured(
 @pytest.mark.slow
 def test_a_search_stores_its_calibration_even_before_it_could_predict(tmp_path: Path) -> None:
     """Fewer variants than predict_min_measured: no prediction, yet the fit is kept and said."""
-    from compresslab.modeled.calibration import from_dict, machine_id
+    from compresslab.modeled.calibration import machine_id
 
     recipe = load_recipe(
         small(
@@ -264,9 +264,9 @@ def test_a_search_stores_its_calibration_even_before_it_could_predict(tmp_path: 
     )
     result = search(recipe)
     assert len(result.measured) == 3 and not result.predicted
-    stored = result.info["calibrations"]
+    stored = result.info.calibrations
     assert list(stored) == [machine_id()]
-    cal = from_dict(stored[machine_id()])
+    cal = stored[machine_id()]
     assert cal.n == 3 and cal.loo is not None
     assert sorted(cal.trials) == sorted(r.number for r in result.measured)
     assert cal.identified and all(c >= 0 for c in cal.coefficients.values())
@@ -292,7 +292,7 @@ def test_grid_sampler_evaluates_every_variant_once(tmp_path: Path) -> None:
     evaluated = [t for t in result.trials if t.evaluated]
     assert len(evaluated) == 6
     assert len({t.variant for t in evaluated}) == 6
-    assert result.info["optuna_sampler"] == "grid"
+    assert result.info.optuna_sampler == "grid"
 
 
 def test_grid_needs_steps_for_continuous_ranges(tmp_path: Path) -> None:

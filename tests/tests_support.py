@@ -19,12 +19,16 @@ from typing import Any, TypeVar
 import pytest
 
 from compresslab.records import (
+    CarbonIntensity,
     EnergyResult,
     Evaluation,
     PairedRatio,
     Profile,
+    ProjectionSettings,
     Provenance,
     SearchResult,
+    SessionEnergy,
+    StudyInfo,
     TrialRecord,
 )
 
@@ -179,19 +183,19 @@ def sample_result() -> SearchResult:
         baseline_accuracy=0.99,
         min_accuracy=0.98,
         tolerance="1 points absolute",
-        info={
-            "metric": "accuracy",
-            "sampler_selection": "estimate: used",
-            "sampler_metadata": {"watts_per_core": "7"},
-            "machine": {"host": "h"},
-            "carbon": {"region": "FR", "intensity_g_per_kwh": 55.0, "source": "t", "pue": 1.2},
-            "projection": {"requests_per_s": 100.0, "price_per_kwh": 0.2, "currency": "EUR"},
-            "search_energy": [
-                {"energy_j": 30.0, "provenance": "estimated", "duration_s": 9.0},
-                {"energy_j": 30.0, "provenance": "estimated", "duration_s": 9.0},
-            ],
-            "eval_examples": 360,
-        },
+        info=StudyInfo(
+            metric="accuracy",
+            sampler_selection="estimate: used",
+            sampler_metadata={"watts_per_core": "7"},
+            machine={"host": "h"},
+            carbon=CarbonIntensity(region="FR", intensity_g_per_kwh=55.0, source="t", pue=1.2),
+            projection=ProjectionSettings(requests_per_s=100.0, price_per_kwh=0.2, currency="EUR"),
+            sessions=(
+                SessionEnergy(energy_j=30.0, provenance="estimated", duration_s=9.0),
+                SessionEnergy(energy_j=30.0, provenance="estimated", duration_s=9.0),
+            ),
+            eval_examples=360,
+        ),
     )
 
 

@@ -5,6 +5,10 @@
   ratio to the baseline, profile, op counts, quality, phases, parts).
 - :class:`TrialRecord`: one trial of a search, holding its :class:`Evaluation` and state.
 - :class:`SearchResult`: a search's trials, frontier and context.
+- :class:`StudyInfo`: that context (how the study was run, on what, what it learnt), with
+  its parts: :class:`SessionEnergy`, :class:`Repeatability`, :class:`Importance`,
+  :class:`CalibrationSummary`, :class:`PredictionStatus`, :class:`CarbonIntensity`,
+  :class:`ProjectionSettings`, :class:`Capabilities`.
 - :class:`Measurement`: a baseline or a trial's variant measured on its own.
 
 :func:`to_json` and :func:`from_json` are the one codec between these records and JSON; the
@@ -23,6 +27,19 @@ from compresslab.records._evaluation import (
     Profile,
     Quality,
 )
+from compresslab.records._info import (
+    STUDY_DERIVED,
+    CalibrationSummary,
+    Capabilities,
+    CarbonIntensity,
+    HeldOut,
+    Importance,
+    PredictionStatus,
+    ProjectionSettings,
+    Repeatability,
+    SessionEnergy,
+    StudyInfo,
+)
 from compresslab.records._measurement import Measurement
 from compresslab.records._search import SearchInterrupted, SearchResult
 from compresslab.records._trial import (
@@ -36,24 +53,35 @@ from compresslab.records._trial import (
 )
 
 __all__ = [
+    "STUDY_DERIVED",
     "Answer",
+    "CalibrationSummary",
     "CalibrationUsed",
+    "Capabilities",
+    "CarbonIntensity",
     "Confirmation",
     "Contention",
     "EnergyResult",
     "Measurement",
     "Evaluation",
+    "HeldOut",
+    "Importance",
     "OpCounts",
     "PairedRatio",
     "PartTime",
     "Prediction",
+    "PredictionStatus",
     "Profile",
+    "ProjectionSettings",
     "Provenance",
     "Quality",
     "RecordFormatError",
+    "Repeatability",
     "Screening",
     "SearchInterrupted",
     "SearchResult",
+    "SessionEnergy",
+    "StudyInfo",
     "TrialRecord",
     "dominates",
     "from_json",

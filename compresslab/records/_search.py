@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from compresslab.records._info import StudyInfo
 from compresslab.records._trial import TrialRecord, pareto_front
 
 
@@ -19,7 +19,8 @@ class SearchResult:
     baseline_accuracy: float
     min_accuracy: float
     tolerance: str
-    info: dict[str, Any] = field(default_factory=dict)
+    #: How the study was run, on what, and what it learnt (everything but the trials).
+    info: StudyInfo = field(default_factory=StudyInfo)
 
     @property
     def baseline(self) -> TrialRecord | None:

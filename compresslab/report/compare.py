@@ -106,7 +106,7 @@ def compare_results(a: SearchResult, b: SearchResult, *, force: bool = False) ->
     front_a = {r.number for r in a.frontier}
     front_b = {r.number for r in b.frontier}
     warnings: list[str] = []
-    fields_a, fields_b = a.info.get("recipe_fields"), b.info.get("recipe_fields")
+    fields_a, fields_b = a.info.recipe_fields, b.info.recipe_fields
     if fields_a is not None and fields_b is not None:
         from compresslab.recipe import recipe_changes
 
@@ -155,8 +155,8 @@ def compare_results(a: SearchResult, b: SearchResult, *, force: bool = False) ->
                 "study's ratio to its own baseline is comparable"
             )
         )
-    machine_a = (a.info.get("machine") or {}).get("cpu_model")
-    machine_b = (b.info.get("machine") or {}).get("cpu_model")
+    machine_a = a.info.machine.get("cpu_model")
+    machine_b = b.info.machine.get("cpu_model")
     if machine_a and machine_b and machine_a != machine_b:
         warnings.append(f"two machines: A ran on {machine_a}, B on {machine_b}")
     return Comparison(
@@ -208,7 +208,7 @@ def _plot(comparison: Comparison, path: Path) -> None:
             label=f"{name}: {_label(result)} (frontier)",
         )
     ax.set_xlabel("energy per 1000 inferences [kWh]")
-    ax.set_ylabel(str(comparison.a.info.get("metric", "accuracy")))
+    ax.set_ylabel(comparison.a.info.metric)
     ax.set_title("two studies: each frontier on its own baseline's scale")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -229,7 +229,7 @@ def _label(result: SearchResult) -> str:
 
 
 def _where(result: SearchResult) -> str:
-    machine = result.info.get("machine") or {}
+    machine = result.info.machine
     return (
         f"study {_md(result.study_name)} in {_md(result.storage)}, on "
         f"{_md(machine.get('host', '?'))} ({_md(machine.get('cpu_model', '?'))})"

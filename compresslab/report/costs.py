@@ -12,9 +12,8 @@ The blocks are :mod:`compresslab.report.blocks`'.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from compresslab.records import Prediction, SearchResult
+from compresslab.records import CalibrationSummary, Prediction, SearchResult
 from compresslab.report.blocks import Block, Bullets, Heading, Para, TableBlock, fmt_j
 from compresslab.report.figures import search_cost_parts
 
@@ -64,8 +63,9 @@ def prediction_blocks(result: SearchResult) -> list[Block]:
     """The variants predicted dominated, and the calibration behind the predictions."""
     blocks: list[Block] = []
     predicted = result.predicted
-    status = (result.info.get("prediction") or {}).get("status")
-    calibrations = result.info.get("calibrations") or {}
+    prediction = result.info.prediction
+    status = prediction.status if prediction is not None else None
+    calibrations = result.info.calibrations
     if not predicted and not calibrations and not status:
         return blocks
     blocks.append(Heading("Prediction: variants not measured"))
@@ -106,27 +106,26 @@ def _num(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _calibration_text(cal: dict[str, Any]) -> str:
-    machine = cal.get("machine") or {}
-    loo = cal.get("loo") or {}
+def _calibration_text(cal: CalibrationSummary) -> str:
+    machine = cal.machine
+    loo = cal.loo
     held_out = (
-        f"on each variant left out of the fit in turn, Spearman {loo['spearman']:.2f} against "
-        f"the measurements, relative error median {100 * loo['median_error_rel']:.0f}%, 90th "
-        f"percentile {100 * loo['error_rel']:.0f}%"
-        if loo
+        f"on each variant left out of the fit in turn, Spearman {loo.spearman:.2f} against "
+        f"the measurements, relative error median {100 * loo.median_error_rel:.0f}%, 90th "
+        f"percentile {100 * loo.error_rel:.0f}%"
+        if loo is not None
         else "too few variants to test it on held-out ones"
     )
-    coef = cal.get("coefficients") or {}
     from compresslab.modeled.calibration import UNITS as units
 
     shown = ", ".join(
         f"{_per_unit(v)} per {units.get(k, k)}"
-        for k, v in coef.items()
-        if k in (cal.get("identified") or [])
+        for k, v in cal.coefficients.items()
+        if k in cal.identified
     )
     return (
         f"Energy model calibrated on {machine.get('host', '?')} "
-        f"({machine.get('cpu_model', '?')}): {cal.get('n')} measured variants; {held_out}. "
+        f"({machine.get('cpu_model', '?')}): {cal.n} measured variants; {held_out}. "
         f"Fitted costs (non-negative least squares on the operation counts): {shown}."
     )
 

@@ -55,9 +55,8 @@ def project(r: TrialRecord, result: SearchResult) -> Projection | None:
     """The projection for a measured variant at the report's request rate and price."""
     if not r.complete:
         return None
-    proj = result.info.get("projection") or {}
-    rate = float(proj.get("requests_per_s", 10.0))
-    price = float(proj.get("price_per_kwh", 0.15))
+    rate = result.info.projection.requests_per_s
+    price = result.info.projection.price_per_kwh
     carbon = carbon_settings(result)
     kwh_m = units.kwh_per_million(r.energy_j_per_inference)
     per_year = rate * SECONDS_PER_YEAR
@@ -76,8 +75,10 @@ def project(r: TrialRecord, result: SearchResult) -> Projection | None:
 
 def carbon_settings(result: SearchResult) -> CarbonSettings | None:
     """The study's carbon intensity settings (None: the recipe set none)."""
-    c = result.info.get("carbon")
-    return CarbonSettings(**c) if c else None
+    c = result.info.carbon
+    if c is None:
+        return None
+    return CarbonSettings(c.region, c.intensity_g_per_kwh, c.source, c.pue)
 
 
 def plural(unit: str) -> str:
@@ -115,11 +116,11 @@ def search_cost(result: SearchResult) -> SearchCost | None:
     The break-even count is the number of inferences served by the best variant within the
     tolerance, instead of the baseline, after which its saving exceeds what the search spent.
     """
-    sessions = result.info.get("search_energy") or []
+    sessions = result.info.sessions
     if not sessions:
         return None
-    energy_j = sum(float(s["energy_j"]) for s in sessions)
-    provs = sorted({str(s["provenance"]) for s in sessions})
+    energy_j = sum(s.energy_j for s in sessions)
+    provs = sorted({s.provenance for s in sessions})
     base, best = result.baseline, result.best_saving()
     saving = None
     break_even = None
@@ -127,9 +128,9 @@ def search_cost(result: SearchResult) -> SearchCost | None:
         saving = base.energy_j_per_inference - best.energy_j_per_inference
         if saving > 0:
             break_even = energy_j / saving
-    unit = plural(str(result.info.get("unit") or "inference"))
-    tokens = result.info.get("tokens_per_inference")
-    tokens_total = break_even * float(tokens) if break_even is not None and tokens else None
+    unit = plural(result.info.unit or "inference")
+    tokens = result.info.tokens_per_inference
+    tokens_total = break_even * tokens if break_even is not None and tokens else None
     return SearchCost(
         energy_j, "+".join(provs), len(sessions), saving, break_even, unit, tokens_total
     )
@@ -172,7 +173,7 @@ def search_cost_parts(result: SearchResult) -> list[CostPart]:
     the session's own (``estimated``); ``other`` is the session total minus the parts. A
     measured session (a counter sees the whole machine) cannot be split: time only.
     """
-    sessions = result.info.get("search_energy") or []
+    sessions = result.info.sessions
     totals: dict[str, dict[str, float]] = {}
 
     def add(parts: Mapping[str, PartTime]) -> None:
@@ -185,16 +186,16 @@ def search_cost_parts(result: SearchResult) -> list[CostPart]:
     for r in result.trials:
         add(r.parts)
     for s in sessions:
-        add(_session_parts(s.get("parts")))
+        add(s.parts)
     if not totals:
         return []
-    coefficients = {json_key(s.get("coefficients")) for s in sessions}
+    coefficients = {json_key(s.coefficients) for s in sessions}
     priced = (
         len(coefficients) == 1
         and None not in coefficients
-        and all(str(s.get("provenance")) == "estimated" for s in sessions)
+        and all(s.provenance == "estimated" for s in sessions)
     )
-    coef = dict(sessions[0]["coefficients"]) if priced else {}
+    coef = dict(sessions[0].coefficients or {}) if priced else {}
     out = []
     for name, t in totals.items():
         energy = (
@@ -203,26 +204,14 @@ def search_cost_parts(result: SearchResult) -> list[CostPart]:
             else None
         )
         out.append(CostPart(name, t["wall_s"], t["cpu_s"], energy))
-    wall_total = sum(float(s.get("duration_s", 0.0)) for s in sessions)
+    wall_total = sum(s.duration_s for s in sessions)
     rest_wall = wall_total - sum(p.wall_s for p in out)
     if priced:
-        rest_j = sum(float(s["energy_j"]) for s in sessions) - sum(p.energy_j or 0 for p in out)
+        rest_j = sum(s.energy_j for s in sessions) - sum(p.energy_j or 0 for p in out)
         out.append(CostPart("other", max(0.0, rest_wall), math.nan, max(0.0, rest_j)))
     elif rest_wall > 0:
         out.append(CostPart("other", rest_wall, math.nan, None))
     return sorted(out, key=lambda p: -(p.energy_j if p.energy_j is not None else p.wall_s))
-
-
-def _session_parts(parts: Mapping[str, Any] | None) -> dict[str, PartTime]:
-    """A session's parts as recorded with the study's context (plain values)."""
-    return {
-        name: PartTime(
-            wall_s=float(part.get("wall_s", 0.0)),
-            cpu_s=float(part.get("cpu_s", 0.0)),
-            rss_gb=float(part.get("rss_gb", 0.0)),
-        )
-        for name, part in (parts or {}).items()
-    }
 
 
 def json_key(value: Any) -> str | None:

@@ -6,7 +6,7 @@ Each ``add_*`` function adds its section to a :class:`.blocks.Document`, in the 
 
 from __future__ import annotations
 
-from compresslab.records import SearchResult, TrialRecord
+from compresslab.records import Capabilities, SearchResult, TrialRecord
 from compresslab.report.blocks import Bullets, Document, Heading, Link, Para
 from compresslab.report.figures import carbon_settings
 from compresslab.report.text import given
@@ -17,11 +17,11 @@ def add_method(doc: Document, result: SearchResult) -> None:
     info = result.info
     doc.add(
         Heading("How energy was obtained"),
-        Para(f"Sampler selection: {info.get('sampler_selection', '-')}"),
+        Para(f"Sampler selection: {info.sampler_selection}"),
     )
-    items = [f"{k}: {given(v)}" for k, v in (info.get("sampler_metadata") or {}).items()]
+    items = [f"{k}: {given(v)}" for k, v in info.sampler_metadata.items()]
     items.append(
-        f"batch size {info.get('batch_size')}; figures are per inference (one example), the mean "
+        f"batch size {info.batch_size}; figures are per inference (one example), the mean "
         "over repeated windows with a 95% confidence interval, net of idle power where the "
         "sampler sees the whole machine (trials.csv has the gross figure and the idle power)"
     )
@@ -46,11 +46,11 @@ def _comparison_notes(result: SearchResult) -> list[str]:
     """How variants were compared, and what disturbed the measurements."""
     done = [r for r in result.completed if r.reused_from is None]
     notes = _pairing_notes(done)
-    repeat = result.info.get("repeatability")
-    if repeat:
+    repeat = result.info.repeatability
+    if repeat is not None:
         notes.append(
-            f"between measurements, the baseline's absolute figure varied by {repeat['cv']:.1%} "
-            f"(CV over the {repeat['n']} times it was measured beside a variant); absolute "
+            f"between measurements, the baseline's absolute figure varied by {repeat.cv:.1%} "
+            f"(CV over the {repeat.n} times it was measured beside a variant); absolute "
             "intervals include this spread (paired ratios cancel it side by side; what moves "
             "them between spans is their own term)"
         )
@@ -125,15 +125,15 @@ def _why(r: TrialRecord, reason: object) -> str:
 def add_left_out(doc: Document, result: SearchResult) -> None:
     """Methods and variants left out, screened out or failed, each with its reason."""
     info = result.info
-    if info.get("skipped_methods"):
+    if info.skipped_methods:
         doc.add(
             Heading("Methods left out on this machine"),
-            Bullets([f"{n}: {w}" for n, w in info["skipped_methods"].items()]),
+            Bullets([f"{n}: {w}" for n, w in info.skipped_methods.items()]),
         )
-    if info.get("left_out"):
+    if info.left_out:
         doc.add(
             Heading("Left out for this model and data (found before the first trial)"),
-            Bullets([f"{given(n)}: {given(w)}" for n, w in info["left_out"].items()]),
+            Bullets([f"{given(n)}: {given(w)}" for n, w in info.left_out.items()]),
         )
     if result.screened:
         doc.add(
@@ -150,33 +150,37 @@ def add_left_out(doc: Document, result: SearchResult) -> None:
 def add_machine(doc: Document, result: SearchResult) -> None:
     """What the machine can run, the machine itself, the versions, and the data's files."""
     info = result.info
-    caps = info.get("capabilities") or {}
-    if caps:
-        flags = (caps.get("cpu") or {}).get("flags") or {}
-        torch_caps = caps.get("torch") or {}
-        libs = caps.get("libraries") or {}
-        items = [f"device: {caps.get('device', '-')}"]
-        items.append("CPU features: " + (", ".join(k for k, v in flags.items() if v) or "-"))
-        items.append(
-            f"torch {torch_caps.get('version', '-')}: bf16 runs: {torch_caps.get('bf16_runs')}, "
-            f"quantized engine {torch_caps.get('quantized_engine', '-')}"
-        )
-        items += [
-            f"{name}: {lib.get('version') or '-'}"
-            if lib.get("imports") or lib.get("installed")
-            else f"{name}: not installed"
-            for name, lib in libs.items()
-            if isinstance(lib, dict)
-        ]
-        doc.add(Heading("What this machine can run"), Bullets(items))
-    machine = [f"{k}: {given(v)}" for k, v in (info.get("machine") or {}).items()]
-    versions = [f"{k} {v}" for k, v in (info.get("versions") or {}).items()]
+    if info.capabilities is not None:
+        doc.add(Heading("What this machine can run"), Bullets(_capabilities(info.capabilities)))
+    machine = [f"{k}: {given(v)}" for k, v in info.machine.items()]
+    versions = [f"{k} {v}" for k, v in info.versions.items()]
     doc.add(
         Heading("Machine and versions"),
         Bullets(
             machine
             + [", ".join(versions)]
-            + [f"recipe hash: {info.get('recipe_hash')}", f"storage: {given(result.storage)}"]
+            + [f"recipe hash: {info.recipe_hash}", f"storage: {given(result.storage)}"]
         ),
         Link("trials.csv", "Full per-trial data: trials.csv (also trials.parquet)"),
     )
+
+
+def _capabilities(caps: Capabilities) -> list[str]:
+    """The device, the CPU features, torch's bf16 and quantized engine, the libraries."""
+    flags = caps.cpu.flags or {}
+    torch_caps = caps.torch
+    items = [f"device: {_or_dash(caps.device)}"]
+    items.append("CPU features: " + (", ".join(k for k, v in flags.items() if v) or "-"))
+    items.append(
+        f"torch {_or_dash(torch_caps.version)}: bf16 runs: {torch_caps.bf16_runs}, "
+        f"quantized engine {_or_dash(torch_caps.quantized_engine)}"
+    )
+    items += [
+        f"{name}: {lib.version or '-'}" if lib.present else f"{name}: not installed"
+        for name, lib in caps.libraries.items()
+    ]
+    return items
+
+
+def _or_dash(value: str | None) -> str:
+    return "-" if value is None else value

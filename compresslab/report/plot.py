@@ -84,7 +84,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
     )
     provs = ", ".join(sorted({r.provenance for r in done})) or "-"
     ax.set_xlabel(f"energy per inference [{unit}] ({provs})")
-    ax.set_ylabel(f"{result.info.get('metric', 'accuracy')} (held-out split)")
+    ax.set_ylabel(f"{result.info.metric} (held-out split)")
     ax.set_title(f"{result.recipe_name}: accuracy vs energy")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -178,7 +178,7 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
     fig.update_layout(
         title=f"{result.recipe_name}: accuracy vs energy (green: feasible frontier)",
         xaxis_title=f"energy per inference [{unit}]",
-        yaxis_title=str(result.info.get("metric", "accuracy")),
+        yaxis_title=result.info.metric,
         template="plotly_white",
     )
     fig.write_html(path, include_plotlyjs=plotly_js if plotly_js else True, full_html=True)

@@ -29,12 +29,12 @@ def add_summary(doc: Document, result: SearchResult) -> None:
     """The task, the trials and how they were searched, the tolerance."""
     info = result.info
     doc.add(
-        Para(f"Task: {given(info.get('task') or '-')}"),
+        Para(f"Task: {given(info.task or '-')}"),
         Para(
             f"Trials: {len(result.trials)}: {result.counts()} (screened: not measured for "
             f"energy; reused: a repeat of an earlier variant). Optuna sampler "
-            f"`{info.get('optuna_sampler')}` ({given(info.get('optuna_sampler_reason', '-'))}), "
-            f"seed {info.get('seed')}; study {given(result.study_name)}."
+            f"`{info.optuna_sampler}` ({given(info.optuna_sampler_reason)}), "
+            f"seed {info.seed}; study {given(result.study_name)}."
         ),
         Para(f"Accuracy tolerance: {result.tolerance} (minimum {result.min_accuracy:.4f})."),
     )
@@ -56,7 +56,7 @@ def add_baseline(doc: Document, result: SearchResult) -> None:
             "inferences."
         )
     )
-    n_eval = result.info.get("eval_examples")
+    n_eval = result.info.eval_examples
     if base.accuracy_ci95 and n_eval:
         lo, hi = base.accuracy_ci95
         doc.add(
@@ -160,19 +160,20 @@ def add_frontier(doc: Document, result: SearchResult) -> None:
 
 def add_what_mattered(doc: Document, result: SearchResult) -> None:
     """One sentence on the parameters that drove energy and accuracy, and the parallel view."""
-    importance = result.info.get("importance")
+    importance = result.info.importance
     doc.add(Heading("What mattered"))
-    if not importance:
+    if importance is None:
         doc.add(Para("Too few measured variants to say which parameters mattered (fANOVA)."))
         return
 
-    def top(objective: str) -> str:
-        ranked = sorted(importance[objective].items(), key=lambda kv: -kv[1])[:2]
+    def top(shares: dict[str, float]) -> str:
+        ranked = sorted(shares.items(), key=lambda kv: -kv[1])[:2]
         return " and ".join(f"{name} ({share:.0%})" for name, share in ranked)
 
     doc.add(
         Para(
-            f"Energy was driven most by {top('energy')}; accuracy by {top('accuracy')} "
+            f"Energy was driven most by {top(importance.energy)}; accuracy by "
+            f"{top(importance.accuracy)} "
             "(share of the variance each parameter explains, fANOVA over the measured "
             "variants; a guide, not a proof, on a search's few trials)."
         ),
@@ -182,10 +183,8 @@ def add_what_mattered(doc: Document, result: SearchResult) -> None:
 
 def add_projections(doc: Document, result: SearchResult) -> None:
     """What serving the frontier and the baseline costs at the recipe's rate and price."""
-    proj = result.info.get("projection") or {}
-    rate = float(proj.get("requests_per_s", 10.0))
-    price = float(proj.get("price_per_kwh", 0.15))
-    cur = given(proj.get("currency", "USD"))
+    proj = result.info.projection
+    rate, price, cur = proj.requests_per_s, proj.price_per_kwh, given(proj.currency)
     carbon = carbon_settings(result)
     rows = _projection_rows(result)
     if not rows:
@@ -246,7 +245,7 @@ def add_search_cost(doc: Document, result: SearchResult) -> None:
     if cost is None:
         doc.add(Para("Not recorded (no session of this study recorded its energy)."))
         return
-    states = [str(s.get("state", "finished")) for s in result.info.get("search_energy") or []]
+    states = [s.state for s in result.info.sessions]
     ended = [
         f"{states.count(state)} {what}"
         for state, what in (("killed", "ended by a kill"), ("running", "still running"))

@@ -12,6 +12,10 @@ through here; nothing else reads a trial's figures by key. A trial's record is v
 Adding a figure to :class:`~compresslab.records.Evaluation` needs nothing here: format 1 is
 serialized from the record's annotations, and an older trial reads the field's default.
 
+The study's context (:class:`~compresslab.records.StudyInfo`, ``report_info``) is written and
+read here too: its JSON form, read tolerantly (a field an older study lacks, or stored as null,
+takes its default).
+
 The worker's own bookkeeping (``pid``, ``heartbeat``, ``retry_of``: :mod:`.workers`,
 :mod:`.heartbeat`) and the study's session entries (:mod:`.sessions`) are not figures and
 keep their keys there.
@@ -25,6 +29,7 @@ from typing import Any
 
 from compresslab.errors import StorageError
 from compresslab.records import (
+    STUDY_DERIVED,
     Answer,
     Confirmation,
     EnergyResult,
@@ -37,6 +42,7 @@ from compresslab.records import (
     Quality,
     RecordFormatError,
     Screening,
+    StudyInfo,
     from_json,
     to_json,
 )
@@ -262,6 +268,35 @@ def confirmations(user_attrs: Mapping[str, Any]) -> dict[int, Confirmation]:
 def write_confirmation(study: Any, number: int, confirmation: Confirmation) -> None:
     """Store trial ``number``'s confirmation with the study (replacing an earlier one)."""
     study.set_user_attr(f"{CONFIRMED_PREFIX}{number}", to_json(confirmation))
+
+
+def read_report_info(user_attrs: Mapping[str, Any]) -> StudyInfo:
+    """The context a study stored when its search started (defaults where it stored none).
+
+    Only the stored half of :class:`~compresslab.records.StudyInfo` is read: the fields read
+    from the study as a whole (:data:`~compresslab.records.STUDY_DERIVED`) keep their
+    defaults. A field stored as null or as an empty mapping reads as its default.
+
+    Raises:
+        StorageError: a stored field does not fit its record (the message names it).
+    """
+    stored = user_attrs.get(REPORT_INFO) or {}
+    if not isinstance(stored, Mapping):
+        stored = {}
+    kept = {k: v for k, v in stored.items() if k not in STUDY_DERIVED and v is not None and v != {}}
+    try:
+        return from_json(StudyInfo, kept)
+    except RecordFormatError as e:
+        raise StorageError(
+            f"the study's context ({REPORT_INFO}) holds a field this version cannot read ({e}); "
+            "the study was written by another compresslab version: report it with that version"
+        ) from e
+
+
+def write_report_info(study: Any, info: StudyInfo) -> None:
+    """Store the context of a study's search (its stored half, see :func:`read_report_info`)."""
+    data = to_json(info)
+    study.set_user_attr(REPORT_INFO, {k: v for k, v in data.items() if k not in STUDY_DERIVED})
 
 
 def baseline_j(trials: list[Any]) -> float | None:

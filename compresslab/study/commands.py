@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from compresslab.bench import Runtime, VariantBench
@@ -212,5 +213,5 @@ def load_stored_result(location: str | Path, *, study_name: str | None = None) -
     from compresslab.recipe import result_fields
 
     result = result_from_study(Recipe.model_validate(stored), study, url)
-    result.info["recipe_fields"] = result_fields(stored)
-    return result
+    info = dataclasses.replace(result.info, recipe_fields=result_fields(stored))
+    return dataclasses.replace(result, info=info)

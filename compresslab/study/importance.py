@@ -6,6 +6,7 @@ import logging
 import warnings
 from typing import Any
 
+from compresslab.records import Importance
 from compresslab.study._optuna import load_optuna
 
 log = logging.getLogger(__name__)
@@ -14,12 +15,12 @@ log = logging.getLogger(__name__)
 MIN_TRIALS = 6
 
 
-def param_importances(study: Any) -> dict[str, dict[str, float]] | None:
+def param_importances(study: Any) -> Importance | None:
     """Importance of each parameter for accuracy and for energy (fANOVA, seeded).
 
     Returns:
-        ``{"accuracy": {param: share}, "energy": {param: share}}`` with shares summing to 1
-        per objective, or None with too few complete trials or a single varying parameter.
+        The share of each parameter per objective (summing to 1 per objective), or None with
+        too few complete trials or a single varying parameter.
     """
     optuna = load_optuna()
     complete = [
@@ -42,4 +43,4 @@ def param_importances(study: Any) -> dict[str, dict[str, float]] | None:
             log.info("parameter importance for %s not computed: %s", name, e)
             return None
         out[name] = {str(k): float(v) for k, v in scores.items()}
-    return out
+    return Importance(accuracy=out["accuracy"], energy=out["energy"])

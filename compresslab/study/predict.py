@@ -23,13 +23,23 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from compresslab.errors import StorageError
 from compresslab.machine import fingerprint
 from compresslab.modeled.calibration import Calibration, Sample, check_machine, fit, machine_id
 from compresslab.modeled.calibration import from_dict as calibration_from_dict
 from compresslab.recipe import Recipe
-from compresslab.records import CalibrationUsed, OpCounts, Prediction
+from compresslab.records import (
+    CalibrationSummary,
+    CalibrationUsed,
+    OpCounts,
+    Prediction,
+    PredictionStatus,
+    RecordFormatError,
+    from_json,
+)
 from compresslab.study import attrs
 from compresslab.study.space import SearchSpace
 
@@ -224,13 +234,39 @@ def _store(study: Any, cal: Calibration, machine: dict[str, str]) -> None:
     study.set_user_attr(CALIBRATION_PREFIX + machine_id(machine), cal.to_dict())
 
 
-def stored_calibrations(user_attrs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every calibration a study stores, by machine id (plain dicts, as stored)."""
+def _stored(user_attrs: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The calibrations a study stores, by machine id, as stored."""
     return {
         key.removeprefix(CALIBRATION_PREFIX): value
         for key, value in user_attrs.items()
-        if key.startswith(CALIBRATION_PREFIX) and isinstance(value, dict)
+        if key.startswith(CALIBRATION_PREFIX) and isinstance(value, Mapping)
     }
+
+
+def stored_calibrations(user_attrs: Mapping[str, Any]) -> dict[str, CalibrationSummary]:
+    """Every calibration a study stores, by machine id, as the report states them.
+
+    Raises:
+        StorageError: a stored calibration does not fit its record (the message names it).
+    """
+    out = {}
+    for machine, value in _stored(user_attrs).items():
+        try:
+            out[machine] = from_json(CalibrationSummary, value)
+        except RecordFormatError as e:
+            raise StorageError(
+                f"the study's calibration for machine {machine} cannot be read ({e}): it was "
+                "written by another compresslab version; report the study with that version"
+            ) from e
+    return out
+
+
+def prediction_status(user_attrs: Mapping[str, Any]) -> PredictionStatus | None:
+    """How prediction stood at the end of the study's last session (None: not recorded)."""
+    stored = user_attrs.get(PREDICTION_ATTR)
+    if not isinstance(stored, Mapping):
+        return None
+    return PredictionStatus(status=str(stored.get("status") or ""))
 
 
 def stored_calibration(study: Any, *, allow_other_machine: bool = False) -> Calibration | None:
@@ -243,7 +279,7 @@ def stored_calibration(study: Any, *, allow_other_machine: bool = False) -> Cali
         CalibrationMachineError: only other machines' calibrations, and not
             ``allow_other_machine``.
     """
-    stored = stored_calibrations(study.user_attrs)
+    stored = _stored(study.user_attrs)
     if not stored:
         return None
     here = machine_id()

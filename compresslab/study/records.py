@@ -6,6 +6,7 @@ their keys.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -14,10 +15,10 @@ from compresslab.compress import Step, VariantSpec
 from compresslab.errors import StorageError
 from compresslab.protocol.repeatability import tier_of
 from compresslab.recipe import Recipe
-from compresslab.records import Confirmation, SearchResult, TrialRecord
+from compresslab.records import Confirmation, Repeatability, SearchResult, StudyInfo, TrialRecord
 from compresslab.stats import cv, t95
 from compresslab.study import attrs
-from compresslab.study.predict import PREDICTION_ATTR, stored_calibrations
+from compresslab.study.predict import prediction_status, stored_calibrations
 from compresslab.study.sessions import sessions_of
 
 #: Trial attribute that marks the uncompressed baseline.
@@ -138,7 +139,7 @@ def baseline_measurements(
     return by_tier
 
 
-def repeatability(trials: list[Any]) -> dict[str, Any] | None:
+def repeatability(trials: list[Any]) -> Repeatability | None:
     """How much one absolute measurement moves between measurements, from the study itself.
 
     The baseline is measured again beside every variant (the reference side of the pairs),
@@ -152,7 +153,7 @@ def repeatability(trials: list[Any]) -> dict[str, Any] | None:
         return None
     spread = cv(values)
     n = len(values)
-    return {"cv": spread, "n": n, "ci95_rel": t95(n - 1) * spread * math.sqrt(1 + 1 / n)}
+    return Repeatability(cv=spread, n=n, ci95_rel=t95(n - 1) * spread * math.sqrt(1 + 1 / n))
 
 
 def records_from_study(study: Any, *, min_accuracy: float) -> list[TrialRecord]:
@@ -167,7 +168,7 @@ def records_from_study(study: Any, *, min_accuracy: float) -> list[TrialRecord]:
             min_accuracy=min_accuracy,
             baseline_j=base_j,
             confirmed=confirmed.get(t.number),
-            repeatability_rel=repeat["ci95_rel"] if repeat else None,
+            repeatability_rel=repeat.ci95_rel if repeat is not None else None,
         )
         for t in trials
     ]
@@ -182,16 +183,6 @@ def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchRes
         )
     baseline_accuracy = float(study.user_attrs[attrs.BASELINE_ACCURACY])
     min_accuracy = recipe.search.tolerance.min_accuracy(baseline_accuracy)
-    info = dict(study.user_attrs.get(attrs.REPORT_INFO, {}))
-    # One entry per session (a resumed or killed search, a fleet's workers), with its state.
-    info["search_energy"] = sessions_of(study.user_attrs)
-    info["repeatability"] = repeatability(study.get_trials(deepcopy=False))
-    from compresslab.study.importance import param_importances
-
-    info["importance"] = param_importances(study)
-    # The energy model calibrated on the study's variants, per machine, and whether it was used.
-    info["calibrations"] = stored_calibrations(study.user_attrs)
-    info["prediction"] = study.user_attrs.get(PREDICTION_ATTR)
     return SearchResult(
         recipe_name=recipe.name,
         study_name=study.study_name,
@@ -200,7 +191,29 @@ def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchRes
         baseline_accuracy=baseline_accuracy,
         min_accuracy=min_accuracy,
         tolerance=recipe.search.tolerance.describe(),
-        info=info,
+        info=study_info(study),
+    )
+
+
+def study_info(study: Any) -> StudyInfo:
+    """The context of ``study`` (see :class:`~compresslab.records.StudyInfo`).
+
+    What its search stored when it started, completed with what the study as a whole tells:
+    its sessions, the repeatability, the importance, the calibrations, the prediction status.
+    """
+    from compresslab.study.importance import param_importances
+
+    ua = study.user_attrs
+    return dataclasses.replace(
+        attrs.read_report_info(ua),
+        # One entry per session (a resumed or killed search, a fleet's workers), with its state.
+        sessions=tuple(sessions_of(ua)),
+        repeatability=repeatability(study.get_trials(deepcopy=False)),
+        importance=param_importances(study),
+        # The energy model calibrated on the study's variants, per machine, and whether it
+        # was used.
+        calibrations=stored_calibrations(ua),
+        prediction=prediction_status(ua),
     )
 
 

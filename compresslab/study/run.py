@@ -247,9 +247,8 @@ class SearchRun:
             )
         enqueue_start(study, self.space, self.grid)
         study.set_user_attr(attrs.BASELINE_ACCURACY, base_accuracy)
-        info = report_info(recipe, task, self.selection, self.space, self.sampler, self.target)
-        info["optuna_sampler_reason"] = self.choice.reason
-        study.set_user_attr(attrs.REPORT_INFO, info)
+        info = report_info(recipe, task, self.selection, self.space, self.choice, self.target)
+        attrs.write_report_info(study, info)
         self.blocker = prediction_blocker(recipe, self.space)
         if self.blocker is None:
             self.predictor = Predictor(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,13 +14,23 @@ from compresslab.energy import Selection
 from compresslab.errors import TaskError
 from compresslab.machine import fingerprint
 from compresslab.recipe import Recipe, recipe_hash
-from compresslab.records import SearchInterrupted, SearchResult, TrialRecord
+from compresslab.records import (
+    Capabilities,
+    CarbonIntensity,
+    ProjectionSettings,
+    SearchInterrupted,
+    SearchResult,
+    StudyInfo,
+    TrialRecord,
+    from_json,
+)
 from compresslab.study.heartbeat import REASON_CTRL_C, TrialWatch, fail_own_running
 from compresslab.study.records import (
     BASELINE_ATTR,
     counts_towards_budget,
     result_from_study,
 )
+from compresslab.study.sampler_choice import SamplerChoice
 from compresslab.study.space import SearchSpace
 from compresslab.study.workers import is_this_process
 from compresslab.tasks import Task
@@ -142,44 +151,55 @@ def report_info(
     task: Task,
     selection: Selection,
     space: SearchSpace,
-    sampler: str,
+    choice: SamplerChoice,
     target: int,
-) -> dict[str, Any]:
+) -> StudyInfo:
     """Everything the report states about how the study was run (stored with the study)."""
-    return {
+    carbon = carbon_settings(
+        region=recipe.carbon.region,
+        intensity_g_per_kwh=recipe.carbon.intensity_g_per_kwh,
+        pue=recipe.carbon.pue,
+    )
+    tokens = getattr(task, "tokens_per_inference", None)
+    return StudyInfo(
         # A user's Task often has no description: its name and the entrypoint say what ran.
-        "task": task.description
+        task=task.description
         or (f"{task.name} (entrypoint {recipe.task.entrypoint})" if recipe.task.entrypoint else "")
         or task.name,
-        "metric": recipe.task.metric,
-        "eval_examples": int(len(task.eval_labels)),
-        "sampler_selection": selection.explain(),
-        "sampler_metadata": selection.sampler.metadata(),
-        "optuna_sampler": sampler,
-        "seed": recipe.search.seed,
-        "trials_requested": target,
-        "recipe_hash": recipe_hash(recipe),
-        "machine": fingerprint(),
-        "skipped_methods": space.skipped,
-        "left_out": space.left_out,
-        "batch_size": recipe.energy.batch_size,
-        "task_info": dict(task.info),
-        "tolerance": recipe.search.tolerance.describe(),
-        "carbon": dataclasses.asdict(
-            carbon_settings(
-                region=recipe.carbon.region,
-                intensity_g_per_kwh=recipe.carbon.intensity_g_per_kwh,
-                pue=recipe.carbon.pue,
-            )
-        ),
-        "projection": recipe.report.model_dump(),
+        metric=recipe.task.metric,
+        eval_examples=int(len(task.eval_labels)),
         # What one "inference" is to the task's users (Task.unit: "inference", a causal
         # task's "generated token"; a user's task may declare e.g. "requests", and
         # `tokens_per_inference`); the report and break-even use it.
-        "unit": str(getattr(task, "unit", None) or "inference"),
-        "tokens_per_inference": getattr(task, "tokens_per_inference", None),
-        "versions": versions(),
+        unit=str(getattr(task, "unit", None) or "inference"),
+        tokens_per_inference=None if tokens is None else float(tokens),
+        task_info={str(k): str(v) for k, v in task.info.items()},
+        optuna_sampler=choice.name,
+        optuna_sampler_reason=choice.reason,
+        sampler_selection=selection.explain(),
+        sampler_metadata={str(k): str(v) for k, v in selection.sampler.metadata().items()},
+        seed=recipe.search.seed,
+        trials_requested=target,
+        batch_size=recipe.energy.batch_size,
+        tolerance=recipe.search.tolerance.describe(),
+        recipe_hash=recipe_hash(recipe),
+        skipped_methods=dict(space.skipped),
+        left_out=dict(space.left_out),
+        carbon=CarbonIntensity(
+            region=carbon.region,
+            intensity_g_per_kwh=carbon.intensity_g_per_kwh,
+            source=carbon.source,
+            pue=carbon.pue,
+        ),
+        projection=ProjectionSettings(
+            requests_per_s=recipe.report.requests_per_s,
+            price_per_kwh=recipe.report.price_per_kwh,
+            currency=recipe.report.currency,
+            history=recipe.report.history,
+        ),
+        machine=fingerprint(),
+        versions=versions(),
         # Which libraries are installed, not imported: the methods' own probes already
         # proved what runs, and importing bitsandbytes costs seconds per worker.
-        "capabilities": capabilities(import_libraries=False),
-    }
+        capabilities=from_json(Capabilities, capabilities(import_libraries=False)),
+    )

@@ -19,9 +19,11 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
-from compresslab.errors import MeasurementError
+from compresslab.errors import MeasurementError, StorageError
+from compresslab.records import RecordFormatError, SessionEnergy, from_json
 from compresslab.study.workers import identity, pid_alive, pid_namespace, process_gone
 
 log = logging.getLogger(__name__)
@@ -153,12 +155,26 @@ def session_state(entry: dict[str, Any], *, now: float | None = None) -> str:
     return "killed"
 
 
-def sessions_of(user_attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every session of a study (older list first, then by start), each with its ``state``."""
+def sessions_of(user_attrs: Mapping[str, Any]) -> list[SessionEnergy]:
+    """Every session of a study (older list first, then by start), each with its ``state``.
+
+    Raises:
+        StorageError: a session's entry does not fit :class:`~compresslab.records.SessionEnergy`.
+    """
     legacy = [dict(s) for s in user_attrs.get(LEGACY_ATTR, []) if isinstance(s, dict)]
     own = sorted(
         (dict(v) for k, v in user_attrs.items() if k.startswith(SESSION_PREFIX)),
         key=lambda s: (str(s.get("started", "")), str(s.get("session", ""))),
     )
     now = time.time()
-    return [{**s, "state": session_state(s, now=now)} for s in legacy + own]
+    out = []
+    for s in legacy + own:
+        try:
+            out.append(from_json(SessionEnergy, {**s, "state": session_state(s, now=now)}))
+        except RecordFormatError as e:
+            raise StorageError(
+                f"the study's search session {s.get('session', '(older list)')} holds a figure "
+                f"this version cannot read ({e}); the study was written by another compresslab "
+                "version: report it with that version"
+            ) from e
+    return out

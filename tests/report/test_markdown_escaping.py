@@ -19,9 +19,11 @@ def hostile_result():  # type: ignore[no-untyped-def]
     trials = list(result.trials)
     trials[1] = dataclasses.replace(trials[1], variant=f"[x](javascript:alert(1)) {SCRIPT}")
     trials[3] = dataclasses.replace(trials[3], error="VariantError: <img src=x onerror=alert(1)>")
-    info = dict(result.info)
-    info["projection"] = {**info["projection"], "currency": SCRIPT}
-    info["task"] = "**bold** _it_ `code` <b>task</b>"
+    info = dataclasses.replace(
+        result.info,
+        projection=dataclasses.replace(result.info.projection, currency=SCRIPT),
+        task="**bold** _it_ `code` <b>task</b>",
+    )
     return dataclasses.replace(
         result,
         trials=trials,

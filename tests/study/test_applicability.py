@@ -98,7 +98,7 @@ def test_values_that_cannot_apply_are_left_out_and_said(
     report = (recipe.output_dir() / "report.md").read_text()
     assert "## Left out for this model and data" in report
     assert "prune_channels.recovery_epochs=5: recovery_epochs &gt; 0 needs training data" in report
-    assert result.info["left_out"] == {
+    assert result.info.left_out == {
         "prune_channels.recovery_epochs=5": (
             "recovery_epochs > 0 needs training data, and this task provides none: set "
             "recovery_epochs to 0, or return train_inputs/train_labels from the task"

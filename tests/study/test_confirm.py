@@ -149,8 +149,8 @@ def test_repeatability_comes_from_the_baseline_measured_beside_each_variant() ->
 
     assert repeatability([trial(1.0), trial(1.1)]) is None  # too few to say
     rep = repeatability([trial(1.0), trial(1.1), trial(0.9), trial(1.0)])
-    assert rep is not None and rep["n"] == 4 and 0.07 < rep["cv"] < 0.09
-    assert rep["ci95_rel"] > 2 * rep["cv"]  # a prediction interval for one more measurement
+    assert rep is not None and rep.n == 4 and 0.07 < rep.cv < 0.09
+    assert rep.ci95_rel > 2 * rep.cv  # a prediction interval for one more measurement
 
 
 def test_a_confirmations_rounds_teach_the_machines_repeatability_of_ratios() -> None:

@@ -16,7 +16,14 @@ import pytest
 from tests_support import sample_result, small
 
 from compresslab.api import load_recipe, search
-from compresslab.records import PartTime, Prediction
+from compresslab.records import (
+    CalibrationSummary,
+    HeldOut,
+    PartTime,
+    Prediction,
+    PredictionStatus,
+    SessionEnergy,
+)
 from compresslab.report import render_markdown
 from compresslab.report.figures import search_cost, search_cost_parts
 from compresslab.study import measure_trial, open_study, storage_of
@@ -44,12 +51,12 @@ def test_a_search_records_what_each_part_took(tmp_path: Path, digits_task: Any) 
     # one recovery epoch over the digits training split is far more than a prune step
     assert pruned.parts["finetune"]["cpu_s"] > pruned.parts["build"]["cpu_s"]
     assert "finetune" not in (result.baseline.parts or {})  # type: ignore[union-attr]
-    session = result.info["search_energy"][0]
-    assert set(session["parts"]) == {"setup", "confirm"}
-    assert session["coefficients"]["watts_per_core"] == 7.0
+    session = result.info.sessions[0]
+    assert set(session.parts) == {"setup", "confirm"}
+    assert session.coefficients is not None and session.coefficients["watts_per_core"] == 7.0
     parts = {p.name: p for p in search_cost_parts(result)}
     assert {"setup", "build", "finetune", "evaluate", "measure", "confirm", "other"} <= set(parts)
-    total = sum(float(s["energy_j"]) for s in result.info["search_energy"])
+    total = sum(s.energy_j for s in result.info.sessions)
     assert sum(p.energy_j or 0 for p in parts.values()) == pytest.approx(total, rel=1e-6)
     report = (recipe.output_dir() / "report.md").read_text()
     assert "| recovery fine-tuning |" in report and "cut the largest first" in report
@@ -66,18 +73,15 @@ def _with_parts(**info: Any) -> Any:
             "measure": PartTime(wall_s=3.0, cpu_s=2.0, rss_gb=0.4),
         },
     )
-    sessions = [
-        {
-            "energy_j": 100.0,
-            "provenance": "estimated",
-            "duration_s": 15.0,
-            "coefficients": {"watts_per_core": 7.0, "watts_per_gb": 0.375},
-            "parts": {"setup": {"wall_s": 2.0, "cpu_s": 1.0, "rss_gb": 0.4}},
-        }
-    ]
-    return dataclasses.replace(
-        result, trials=trials, info={**result.info, "search_energy": sessions, **info}
+    session = SessionEnergy(
+        energy_j=100.0,
+        provenance="estimated",
+        duration_s=15.0,
+        coefficients={"watts_per_core": 7.0, "watts_per_gb": 0.375},
+        parts={"setup": PartTime(wall_s=2.0, cpu_s=1.0, rss_gb=0.4)},
     )
+    info_ = dataclasses.replace(result.info, sessions=(session,), **info)
+    return dataclasses.replace(result, trials=trials, info=info_)
 
 
 def test_the_report_prices_each_part_like_the_session() -> None:
@@ -96,8 +100,8 @@ def test_the_report_prices_each_part_like_the_session() -> None:
 
 def test_a_measured_session_is_split_by_time_only() -> None:
     result = _with_parts()
-    sessions = [{**result.info["search_energy"][0], "provenance": "measured"}]
-    result = dataclasses.replace(result, info={**result.info, "search_energy": sessions})
+    sessions = (dataclasses.replace(result.info.sessions[0], provenance="measured"),)
+    result = dataclasses.replace(result, info=dataclasses.replace(result.info, sessions=sessions))
     assert all(p.energy_j is None for p in search_cost_parts(result))
     assert "time only: a counter sees the whole machine" in render_markdown(result)
 
@@ -114,15 +118,17 @@ def test_break_even_in_the_unit_the_task_declares() -> None:
 
 def test_the_report_lists_predicted_variants_and_the_calibration() -> None:
     result = _with_parts(
-        prediction={"status": "predicting: fitted on 9 measured variants"},
+        prediction=PredictionStatus("predicting: fitted on 9 measured variants"),
         calibrations={
-            "abc": {
-                "machine": {"host": "h", "cpu_model": "Xeon"},
-                "n": 9,
-                "loo": {"spearman": 0.93, "median_error_rel": 0.1, "error_rel": 0.25},
-                "coefficients": {"mac_fp32": 2e-10, "mac_bf16": 0.0},
-                "identified": ["mac_fp32"],
-            }
+            "abc": CalibrationSummary(
+                machine={"host": "h", "cpu_model": "Xeon"},
+                n=9,
+                loo=HeldOut(
+                    n=9, spearman=0.93, median_error_rel=0.1, error_rel=0.25, max_error_rel=0.3
+                ),
+                coefficients={"mac_fp32": 2e-10, "mac_bf16": 0.0},
+                identified=("mac_fp32",),
+            )
         },
     )
     trials = list(result.trials)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 from tests_support import sample_result
 
+from compresslab.records import Importance
 from compresslab.report import render_markdown
 from compresslab.study.importance import param_importances
 
@@ -32,9 +35,9 @@ def _study(n: int) -> optuna.Study:
 def test_each_objective_names_the_parameter_that_drives_it() -> None:
     got = param_importances(_study(20))
     assert got is not None
-    assert max(got["energy"], key=got["energy"].get) == "prune_channels.ratio"
-    assert max(got["accuracy"], key=got["accuracy"].get) == "quantize"
-    assert abs(sum(got["energy"].values()) - 1) < 1e-6
+    assert max(got.energy, key=got.energy.__getitem__) == "prune_channels.ratio"
+    assert max(got.accuracy, key=got.accuracy.__getitem__) == "quantize"
+    assert abs(sum(got.energy.values()) - 1) < 1e-6
 
 
 def test_too_few_trials_say_nothing() -> None:
@@ -43,10 +46,13 @@ def test_too_few_trials_say_nothing() -> None:
 
 def test_the_report_says_what_mattered() -> None:
     result = sample_result()
-    result.info["importance"] = {
-        "energy": {"prune_channels.ratio": 0.8, "quantize": 0.2},
-        "accuracy": {"quantize": 0.7, "prune_channels.ratio": 0.3},
-    }
+    importance = Importance(
+        energy={"prune_channels.ratio": 0.8, "quantize": 0.2},
+        accuracy={"quantize": 0.7, "prune_channels.ratio": 0.3},
+    )
+    result = dataclasses.replace(
+        result, info=dataclasses.replace(result.info, importance=importance)
+    )
     text = render_markdown(result)
     assert "Energy was driven most by prune_channels.ratio (80%)" in text
     assert "accuracy by quantize (70%)" in text and "parallel.png" in text

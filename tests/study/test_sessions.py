@@ -69,20 +69,20 @@ def test_a_session_is_written_at_start_checkpointed_and_finished(tmp_path: Path)
     cost.start()
     session = Session(study, cost)
     [entry] = sessions_of(study.user_attrs)
-    assert entry["energy_j"] == 0 and entry["finished"] is False and entry["state"] == "running"
+    assert entry.energy_j == 0 and entry.finished is False and entry.state == "running"
 
     session.checkpoint()  # window 1: 1 J
     session.checkpoint()  # window 2 refused: nothing added, the sampler is open again
     assert cost.open
     [entry] = sessions_of(optuna.load_study(study_name="s", storage=study._storage).user_attrs)
-    assert entry["energy_j"] == 1.0 and entry["checkpoints"] == 2 and not entry["finished"]
+    assert entry.energy_j == 1.0 and entry.checkpoints == 2 and not entry.finished
 
     session.finish()  # window 3: 3 J
     assert not cost.open
     [entry] = sessions_of(study.user_attrs)
-    assert entry["energy_j"] == 4.0 and entry["duration_s"] == 1.0
-    assert entry["finished"] is True and entry["outcome"] == "complete"
-    assert entry["state"] == "finished" and entry["provenance"] == "estimated"
+    assert entry.energy_j == 4.0 and entry.duration_s == 1.0
+    assert entry.finished is True and entry.outcome == "complete"
+    assert entry.state == "finished" and entry.provenance == "estimated"
 
 
 def test_workers_on_one_study_never_overwrite_each_others_sessions(tmp_path: Path) -> None:
@@ -97,10 +97,10 @@ def test_workers_on_one_study_never_overwrite_each_others_sessions(tmp_path: Pat
         a.checkpoint()
         b.checkpoint()
     a.finish()
-    entries = {s["session"]: s for s in sessions_of(other.user_attrs)}
+    entries = {s.session: s for s in sessions_of(other.user_attrs)}
     assert set(entries) == {a.id, b.id}
-    assert entries[a.id]["energy_j"] == 1 + 2 + 3 + 4 and entries[a.id]["state"] == "finished"
-    assert entries[b.id]["energy_j"] == 1 + 2 + 3 and entries[b.id]["checkpoints"] == 3
+    assert entries[a.id].energy_j == 1 + 2 + 3 + 4 and entries[a.id].state == "finished"
+    assert entries[b.id].energy_j == 1 + 2 + 3 and entries[b.id].checkpoints == 3
 
 
 def test_a_session_ended_by_an_error_says_so_and_never_raises(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_a_session_ended_by_an_error_says_so_and_never_raises(tmp_path: Path) ->
     session.checkpoint()
     session.abandon("interrupted")
     [entry] = sessions_of(study.user_attrs)
-    assert entry["finished"] and entry["outcome"] == "interrupted" and entry["energy_j"] == 3.0
+    assert entry.finished and entry.outcome == "interrupted" and entry.energy_j == 3.0
     session.abandon("again")  # the sampler is closed: still no exception
 
 
@@ -148,8 +148,9 @@ def test_older_studies_single_list_is_still_read(tmp_path: Path) -> None:
             "search_energy:a": {"session": "a", "started": "1", "energy_j": 2.0, "finished": True},
         }
     )
-    assert [s.get("session") for s in sessions] == [None, "a", "b"]
-    assert [s["state"] for s in sessions] == ["finished"] * 3
+    assert [s.session for s in sessions] == ["", "a", "b"]  # the older list named none
+    assert [s.state for s in sessions] == ["finished"] * 3
+    assert [s.energy_j for s in sessions] == [5.0, 2.0, 1.0] and sessions[0].host == "h"
 
 
 @pytest.mark.slow
@@ -169,10 +170,10 @@ def test_a_killed_session_keeps_its_energy_and_the_report_counts_it(tmp_path: Pa
     out = tmp_path / "reports" / "small"
     storage = f"sqlite:///{out / 'study.db'}"
 
-    def two_checkpoints(study: Any) -> dict[str, Any] | None:
+    def two_checkpoints(study: Any) -> Any:
         done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
         entries = sessions_of(study.user_attrs)
-        if len(done) >= 2 and entries and entries[0]["checkpoints"] >= 2:
+        if len(done) >= 2 and entries and entries[0].checkpoints >= 2:
             return entries[0]
         return None
 
@@ -190,18 +191,18 @@ def test_a_killed_session_keeps_its_energy_and_the_report_counts_it(tmp_path: Pa
     assert rc == 0, stderr
 
     result = rebuild_report(recipe)
-    sessions = result.info["search_energy"]
-    assert [s["state"] for s in sessions] == ["killed", "finished"]
+    sessions = result.info.sessions
+    assert [s.state for s in sessions] == ["killed", "finished"]
     killed = sessions[0]
-    assert killed["session"] == checkpointed["session"]
-    assert killed["energy_j"] >= checkpointed["energy_j"] > 0
-    assert sessions[1]["energy_j"] > 0
+    assert killed.session == checkpointed.session
+    assert killed.energy_j >= checkpointed.energy_j > 0
+    assert sessions[1].energy_j > 0
     report = " ".join((out / "report.md").read_text().split())
     assert "over 2 session(s) (1 ended by a kill)" in report
     assert "after its last checkpoint (at most one trial) is not counted" in report
     # The same figures from the storage alone (what `compresslab report` reads).
     again = load_result(load_recipe(recipe))
-    assert [s["session"] for s in again.info["search_energy"]] == [s["session"] for s in sessions]
+    assert [s.session for s in again.info.sessions] == [s.session for s in sessions]
 
 
 @pytest.mark.slow
@@ -217,7 +218,7 @@ def test_two_workers_on_a_journal_each_record_their_own_session(tmp_path: Path) 
     for w in workers:
         rc, _, stderr = finish(w, TIMEOUT_S)
         assert rc == 0, stderr
-    sessions = load_result(load_recipe(recipe), storage=journal).info["search_energy"]
-    assert len(sessions) == 2 and len({s["session"] for s in sessions}) == 2
-    assert {s["pid"] for s in sessions} == {w.pid for w in workers}
-    assert all(s["state"] == "finished" and s["energy_j"] > 0 for s in sessions)
+    sessions = load_result(load_recipe(recipe), storage=journal).info.sessions
+    assert len(sessions) == 2 and len({s.session for s in sessions}) == 2
+    assert {s.pid for s in sessions} == {w.pid for w in workers}
+    assert all(s.state == "finished" and s.energy_j > 0 for s in sessions)

@@ -79,7 +79,7 @@ def test_energy_is_per_generated_token(searched) -> None:  # type: ignore[no-unt
     assert base.energy is not None
     assert base.energy.batch_size == 2 * TINY_OPTIONS["new_tokens"]
     assert base.phases["prefill"].batch_size == 2
-    assert result.info["unit"] == "generated token"
+    assert result.info.unit == "generated token"
     assert base.quality.perplexity_ratio == pytest.approx(1.0)
 
 
