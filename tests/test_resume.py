@@ -27,7 +27,7 @@ from tests_support import FAST_ENERGY, finish, small, start_cli, wait_for_runnin
 from torch import nn
 
 from compresslab.api import load_recipe, search
-from compresslab.study import counts_towards_budget, make_storage
+from compresslab.study import attrs, counts_towards_budget, make_storage
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def test_a_killed_search_resumes_without_losing_or_repeating_a_trial(
         after = by_number[number]
         assert after.state.name == "COMPLETE"
         assert after.values == t.values
-        assert after.user_attrs["energy"] == t.user_attrs["energy"]
+        assert attrs.read(after).evaluation == attrs.read(t).evaluation
     evaluated = [t for t in trials if counts_towards_budget(t)]
     assert len(evaluated) == target
     labels = [t.user_attrs["variant"] for t in evaluated]

@@ -47,7 +47,7 @@ def test_a_search_records_what_each_part_took(tmp_path: Path, digits_task: Any) 
     pruned = next(r for r in result.measured if not r.is_baseline)
     assert pruned.parts is not None
     for name in ("build", "finetune", "evaluate", "measure"):
-        assert pruned.parts[name]["wall_s"] > 0 and pruned.parts[name]["cpu_s"] >= 0, name
+        assert pruned.parts[name].wall_s > 0 and pruned.parts[name].cpu_s >= 0, name
     # one recovery epoch over the digits training split is far more than a prune step
     assert pruned.parts["finetune"]["cpu_s"] > pruned.parts["build"]["cpu_s"]
     assert "finetune" not in (result.baseline.parts or {})  # type: ignore[union-attr]
