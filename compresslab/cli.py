@@ -229,9 +229,9 @@ def measure(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Measure the recipe's baseline model (or one trial's variant) and print its energy."""
-    from compresslab.api import measure_recipe
+    from compresslab.api import measure as run
 
-    result = measure_recipe(recipe, trial=trial, storage=storage)
+    result = run(recipe, trial=trial, storage=storage)
     if as_json:
         print(json.dumps(result.to_json(), indent=2, default=str))
         return
@@ -243,6 +243,7 @@ def _measurement_table(result: Measurement) -> Table:
     from compresslab import units
 
     ev = result.evaluation
+    assert ev is not None  # a recipe's measurement evaluates its model
     e = ev.energy
     factor, unit = units.energy_unit([e.energy_j_per_inference])
     table = Table(title=escape(f"{result.recipe}: {result.variant}"), show_header=False)
