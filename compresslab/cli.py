@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from compresslab._version import __version__
-from compresslab.errors import CompressLabError, RecipeError
+from compresslab.errors import CompressLabError, InvalidArgumentError, RecipeError
 from compresslab.records import SearchInterrupted
 
 if TYPE_CHECKING:
@@ -578,6 +578,8 @@ def main() -> None:
     try:
         app()
     except CompressLabError as e:
+        if isinstance(e, InvalidArgumentError) and e.argument:  # the flag, not the argument
+            e.args = (e.reworded("--" + e.argument.replace("_", "-")),)
         _print_error(e)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
