@@ -1,4 +1,4 @@
-"""``compresslab.measure_block()``: a block's figure says whether it is gross, net or the process's own.
+"""``compresslab.measure_block()``: a block's figure says whether it is gross, net or its own.
 
 RAPL is a fake tree whose package counter is driven by the clock (``ClockCounter``): 20 W at
 rest, more while the block "works", so the true figures are known.
