@@ -93,22 +93,24 @@ def measure(
             "measure takes a torch model (with its inputs) or a recipe (a path to its YAML, a "
             f"mapping or a Recipe), not {type(target).__name__}"
         )
-    model_only = {
-        "inputs": inputs,
-        "sampler": sampler,
-        "device": device,
-        "protocol": protocol,
-        "threads": threads,
-        "repeatability": None if repeatability else False,
-    }
-    for name, value in model_only.items():
-        if value is not None:
-            raise InvalidArgumentError(
-                f"{name} is for measuring a model: a recipe's model is measured on its task's "
-                "batch with the recipe's energy settings (set them in its energy section)",
-                argument=name,
-            )
+    model_only = {"inputs": inputs, "sampler": sampler, "device": device, "protocol": protocol}
+    model_only |= {"threads": threads, "repeatability": None if repeatability else False}
+    _refuse(model_only, _MODEL_ONLY)
     return _measure_recipe(target, trial=trial, storage=storage, base_dir=base_dir)
+
+
+_MODEL_ONLY = (
+    "a model: a recipe's model is measured on its task's batch with the recipe's energy "
+    "settings (set them in its energy section)"
+)
+_RECIPE_ONLY = "a recipe: a model is measured on the inputs given"
+
+
+def _refuse(given: dict[str, Any], what: str) -> None:
+    """An :class:`InvalidArgumentError` for the first of ``given`` set that does not apply."""
+    for name, value in given.items():
+        if value is not None:
+            raise InvalidArgumentError(f"{name} is for measuring {what}", argument=name)
 
 
 def _measure_model(
@@ -126,12 +128,7 @@ def _measure_model(
     from compresslab.protocol import measure_model
     from compresslab.protocol.repeatability import model_key, standalone
 
-    for name, value in recipe_only.items():
-        if value is not None:
-            raise InvalidArgumentError(
-                f"{name} is for measuring a recipe: a model is measured on the inputs given",
-                argument=name,
-            )
+    _refuse(recipe_only, _RECIPE_ONLY)
     if inputs is None:
         raise InvalidArgumentError(
             "inputs is needed to measure a model: give one batch (a tensor), each row one "
