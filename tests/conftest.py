@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import multiprocessing.process
 import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,102 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # process would otherwise oversubscribe the cores (tiny-model training gets ~20x slower).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
+
+
+# --- the fast lane ------------------------------------------------------------------------------
+#
+# ``make test-fast`` runs the tests not marked ``slow``: no subprocess, no sleep, no trained
+# model, no real search. So that lane cannot grow slow unnoticed, a test without the marker that
+# starts a process, sleeps, trains a task's model or asks for a trained one fails with what to
+# do. (A real search or a long computation cannot be caught so: ``make test-fast`` lists the
+# slowest tests.)
+
+#: The marker of the slow lane (declared in pyproject.toml).
+SLOW = "slow"
+#: The longest sleep a fast test may take (code under test polls with sleeps of a few ms).
+FAST_SLEEP_MAX_S = 0.005
+#: Fixtures that train a model (once per session, seconds): only slow tests may use them.
+TRAINING_FIXTURES = ("digits_task", "minilm_small")
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+def _not_in_the_fast_lane(what: str) -> None:
+    # pytest.fail raises a BaseException: it crosses `except Exception` boundaries (a trial's).
+    pytest.fail(
+        f"{what} in a test not marked slow: mark it `@pytest.mark.{SLOW}` (it then runs in "
+        "`make test`, not in `make test-fast`), or use a fake",
+        pytrace=False,
+    )
+
+
+def _refuse_training(monkeypatch: pytest.MonkeyPatch, refused: Callable[..., Any]) -> None:
+    """Patch the tasks' training loop where it is defined and wherever it was imported."""
+    try:
+        from compresslab.tasks import training
+    except ImportError:  # moved: the durations list still shows a test that trains
+        return
+    real = training.train_classifier
+    for name, module in list(sys.modules.items()):
+        if name.startswith("compresslab") and getattr(module, "train_classifier", None) is real:
+            monkeypatch.setattr(module, "train_classifier", refused)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A fast test asking for a trained model fails before the model is trained."""
+    if item.get_closest_marker(SLOW) is None:
+        for name in TRAINING_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                _not_in_the_fast_lane(f"the fixture {name} (it trains a model)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Remember whether a test's call failed (the fast-lane guard reads it at teardown)."""
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _fast_lane_guard(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """In a test not marked slow: starting a process, a sleep above a few ms or training fails.
+
+    Session- and module-scoped fixtures are set up before this one and are not held to it
+    (:func:`pytest_runtest_setup` refuses the ones that train).
+    """
+    if request.node.get_closest_marker(SLOW) is not None:
+        yield
+        return
+    refused: list[str] = []
+
+    def refuse(what: str) -> Callable[..., Any]:
+        def refused_call(*args: Any, **kwargs: Any) -> Any:
+            refused.append(what)
+            _not_in_the_fast_lane(what)
+
+        return refused_call
+
+    real_sleep = time.sleep
+
+    def short_sleep(seconds: float) -> None:
+        if seconds > FAST_SLEEP_MAX_S:
+            refuse(f"time.sleep({seconds!r})")()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", short_sleep)
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starting a subprocess"))
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse("starting a process"))
+    for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp"):
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, refuse(f"os.{name}"))
+    _refuse_training(monkeypatch, refuse("training a model (train_classifier)"))
+    yield
+    if refused and not request.node.stash.get(_CALL_FAILED, False):
+        _not_in_the_fast_lane(f"{refused[0]} (caught by the code under test)")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from tests_support import run_cli
 
 NET = '''"""The user's model."""
 
@@ -122,11 +122,4 @@ def cli(repo: Path, *args: str, extra_env: dict[str, str] | None = None):  # typ
     """``python -m compresslab ARGS`` in ``repo``, with the repository on PYTHONPATH."""
     here = str(Path(__file__).resolve().parents[1])
     path = os.pathsep.join(filter(None, [str(repo), here, os.environ.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "compresslab", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": path, "COLUMNS": "200", **(extra_env or {})},
-        timeout=900,
-    )
+    return run_cli(*args, cwd=repo, env={"PYTHONPATH": path, **(extra_env or {})})

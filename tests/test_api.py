@@ -3,8 +3,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, run_cli, small
 from torch import nn
 
 import compresslab
@@ -24,23 +22,14 @@ from compresslab.protocol.repeatability import UNKNOWN
 from compresslab.records import EnergyResult
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compresslab", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-    )
-
-
+@pytest.mark.slow
 def test_measure_json_reports_an_estimated_figure_with_its_ci(
     tmp_path: Path, hidden_rapl: Path
 ) -> None:
     recipe = tmp_path / "r.yaml"
     energy = {**FAST_ENERGY, "sampler": "auto", "min_windows": 3, "max_windows": 3}
     recipe.write_text(yaml.safe_dump(small(tmp_path, energy=energy)))
-    proc = _cli("measure", str(recipe), "--json")
+    proc = run_cli("measure", str(recipe), "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     for key in (
@@ -69,6 +58,7 @@ def test_measure_json_reports_an_estimated_figure_with_its_ci(
     assert str(hidden_rapl) in out["selection"]
 
 
+@pytest.mark.slow
 def test_measure_json_widens_by_what_a_study_here_taught(tmp_path: Path) -> None:
     from compresslab.protocol.repeatability import RepeatabilityStore, tier_of
 
@@ -77,7 +67,7 @@ def test_measure_json_widens_by_what_a_study_here_taught(tmp_path: Path) -> None
     recipe = tmp_path / "r.yaml"
     energy = {**FAST_ENERGY, "sampler": "estimate", "min_windows": 3, "max_windows": 3}
     recipe.write_text(yaml.safe_dump(small(tmp_path, energy=energy)))
-    proc = _cli("measure", str(recipe), "--json")
+    proc = run_cli("measure", str(recipe), "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     windows = out["ci95_windows_j_per_inference"]
@@ -123,13 +113,14 @@ def advancing_powercap(tmp_path: Path) -> Iterator[Path]:
     thread.join()
 
 
+@pytest.mark.slow
 def test_measure_json_on_a_fake_powercap_tree_is_measured(
     tmp_path: Path, advancing_powercap: Path
 ) -> None:
     recipe = tmp_path / "r.yaml"
     energy = {**FAST_ENERGY, "sampler": "auto", "idle_s": 0}
     recipe.write_text(yaml.safe_dump(small(tmp_path, energy=energy)))
-    proc = _cli(
+    proc = run_cli(
         "measure", str(recipe), "--json", env={"COMPRESSLAB_POWERCAP_ROOT": str(advancing_powercap)}
     )
     assert proc.returncode == 0, proc.stderr

@@ -10,12 +10,11 @@ folder or study database left behind.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from tests_support import finish, start_cli
 
 from compresslab.api import load_recipe
 from compresslab.errors import RecipeError
@@ -349,31 +348,17 @@ def test_bad_recipe_names_file_line_field_and_fix(tmp_path: Path, case: Bad) -> 
     assert "\n" not in message, "one sentence on one line"
 
 
+@pytest.mark.slow
 def test_bad_recipes_exit_2_through_the_cli_before_any_work(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "200"}
     runs = {}
     for case in CASES:
         if case.id in CLI_CASES:
             path = write(tmp_path, case)
-            runs[case.id] = (
-                path,
-                subprocess.Popen(
-                    [sys.executable, "-m", "compresslab", "search", str(path)],
-                    cwd=tmp_path,
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                ),
-            )
+            runs[case.id] = (path, start_cli(["search", str(path)], cwd=tmp_path, env=env))
     for case_id, (path, proc) in runs.items():
-        try:
-            _, stderr = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode == 2, (case_id, stderr)
+        rc, _, stderr = finish(proc, timeout_s=120)
+        assert rc == 2, (case_id, stderr)
         assert "Traceback" not in stderr, (case_id, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {path}:"), (case_id, stderr)

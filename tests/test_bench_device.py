@@ -7,16 +7,13 @@ real GPU path is run by ``benchmarks/device_check.py`` on a GPU machine.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import yaml
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, run_cli, small
 from torch import nn
 
 import compresslab.protocol
@@ -41,6 +38,7 @@ def _devices(model: nn.Module) -> set[torch.device]:
     return {t.device for t in [*model.parameters(), *model.buffers()]}
 
 
+@pytest.mark.slow
 def test_the_built_model_and_the_batch_go_to_the_device(tmp_path: Path, digits_task: Any) -> None:
     bench = _bench(tmp_path, digits_task)
     model = bench.build(VariantSpec())
@@ -51,6 +49,7 @@ def test_the_built_model_and_the_batch_go_to_the_device(tmp_path: Path, digits_t
     assert _devices(digits_task.model) == {torch.device("cpu")}  # the task's model stays
 
 
+@pytest.mark.slow
 def test_measuring_puts_model_and_inputs_on_the_device(
     tmp_path: Path, digits_task: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,6 +92,7 @@ def test_accuracy_inputs_follow_the_model() -> None:
     assert preds.device == torch.device("cpu") and preds.shape == (300,)
 
 
+@pytest.mark.slow
 def test_the_reused_float_model_stays_on_the_cpu(tmp_path: Path, digits_task: Any) -> None:
     bench = _bench(tmp_path, digits_task, reuse_float=True)
     placed = bench.place(bench.build(VariantSpec()))
@@ -101,6 +101,7 @@ def test_the_reused_float_model_stays_on_the_cpu(tmp_path: Path, digits_task: An
     assert _devices(bench._float[1]) == {torch.device("cpu")}
 
 
+@pytest.mark.slow
 def test_cpu_only_layers_are_refused_on_a_gpu(tmp_path: Path, digits_task: Any) -> None:
     bench = _bench(tmp_path, digits_task)
     model = bench.build(VariantSpec((Step("dynamic_int8", {}),)))
@@ -108,6 +109,7 @@ def test_cpu_only_layers_are_refused_on_a_gpu(tmp_path: Path, digits_task: Any) 
         bench.place(model)
 
 
+@pytest.mark.slow
 def test_bitsandbytes_quantizes_on_the_recipe_device(
     tmp_path: Path, digits_task: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,6 +138,7 @@ def test_bitsandbytes_quantizes_on_the_recipe_device(
     assert moved_to == [torch.device("cuda:0")]
 
 
+@pytest.mark.slow
 def test_a_cuda_recipe_without_cuda_torch_is_refused_before_any_work(
     tmp_path: Path, digits_task: Any
 ) -> None:
@@ -151,19 +154,14 @@ def test_a_cuda_recipe_without_cuda_torch_is_refused_before_any_work(
     assert "field 'energy.device'" in str(info.value)
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_cuda_recipe_in_one_line(tmp_path: Path) -> None:
     if torch.version.cuda is not None:
         pytest.skip("this torch is a CUDA build")
     recipe = tmp_path / "r.yaml"
     energy = {**FAST_ENERGY, "sampler": "auto", "device": "cuda:0"}
     recipe.write_text(yaml.safe_dump(small(tmp_path, energy=energy)))
-    proc = subprocess.run(
-        [sys.executable, "-m", "compresslab", "measure", str(recipe)],
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=600,
-    )
+    proc = run_cli("measure", str(recipe))
     assert proc.returncode == 2, proc.stderr  # a recipe error, before the task loads
     assert "Traceback" not in proc.stderr
     assert "CPU-only build" in proc.stderr and "energy.device: cpu" in proc.stderr

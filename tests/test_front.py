@@ -51,6 +51,7 @@ def test_the_package_lists_its_front_door() -> None:
     assert api.load_recipe is compresslab.load_recipe
 
 
+@pytest.mark.slow
 def test_compare_works_in_a_fresh_interpreter(tmp_path: Path) -> None:
     # `compresslab.compare` used to raise AttributeError until something imported it.
     db = tmp_path / "a.db"

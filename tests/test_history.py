@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests_support import small
 
 from compresslab.api import load_recipe, measure_recipe, search
 from compresslab.history import CODECARBON_COLUMNS, CSV, EXTRA_COLUMNS, JSONL
+
+pytestmark = pytest.mark.slow
 
 
 def test_measure_and_search_append_their_lines(tmp_path: Path, digits_task: Any) -> None:

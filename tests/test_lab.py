@@ -38,6 +38,7 @@ def _handmade(tmp_path: Path, **changes: Any) -> Study:
     return Study(compresslab.load_recipe(small(tmp_path)), dataclasses.replace(result, **changes))
 
 
+@pytest.mark.slow
 def test_trials_and_frontier_are_the_reports_dataframes(study: Study) -> None:
     trials, front = study.trials, study.frontier
     assert isinstance(trials, pd.DataFrame) and isinstance(front, pd.DataFrame)
@@ -52,6 +53,7 @@ def test_trials_and_frontier_are_the_reports_dataframes(study: Study) -> None:
     assert study.baseline is not None and bool(study.baseline["baseline"])
 
 
+@pytest.mark.slow
 def test_best_is_the_cheapest_within_the_tolerance_or_a_given_drop(study: Study) -> None:
     best = study.best()
     assert best is not None
@@ -81,6 +83,7 @@ def test_best_on_a_handmade_result(tmp_path: Path) -> None:
     assert nothing.best() is None and nothing.baseline is None
 
 
+@pytest.mark.slow
 def test_build_gives_each_trials_model(study: Study) -> None:
     measured = [r for r in study.result.completed if r.reused_from is None]
     assert any(not r.is_baseline for r in measured)
@@ -102,6 +105,7 @@ def test_search_refuses_a_budget_below_one(tmp_path: Path) -> None:
         compresslab.search(small(tmp_path), trials=0, progress=False)
 
 
+@pytest.mark.slow
 def test_unknown_trials_are_refused(study: Study) -> None:
     with pytest.raises(InvalidArgumentError, match="trial 999 is not in study 'small'") as e:
         study.build(999)
@@ -112,6 +116,7 @@ def test_unknown_trials_are_refused(study: Study) -> None:
         study.record(True)
 
 
+@pytest.mark.slow
 def test_export_reloads_to_the_built_model(study: Study, tmp_path: Path) -> None:
     best = study.best()
     assert best is not None
@@ -124,6 +129,7 @@ def test_export_reloads_to_the_built_model(study: Study, tmp_path: Path) -> None
         assert torch.equal(reloaded(x), built(x))
 
 
+@pytest.mark.slow
 def test_measure_a_trial_a_model_or_the_baseline(study: Study) -> None:
     best = study.best()
     assert best is not None
@@ -140,6 +146,7 @@ def test_measure_a_trial_a_model_or_the_baseline(study: Study) -> None:
     assert str(base.provenance) == "estimated" and base.variant == "baseline"
 
 
+@pytest.mark.slow
 def test_measuring_a_trial_again_learns_the_machines_repeatability(study: Study) -> None:
     from compresslab.protocol.repeatability import UNKNOWN
 
@@ -154,6 +161,7 @@ def test_measuring_a_trial_again_learns_the_machines_repeatability(study: Study)
     assert fourth.ci95_j_per_inference >= fourth.ci95_windows_j_per_inference
 
 
+@pytest.mark.slow
 def test_plot_draws_the_frontier_tolerance_and_baseline(study: Study) -> None:
     ax = study.plot()
     try:
@@ -215,6 +223,7 @@ def test_repr_html_without_a_frontier(tmp_path: Path) -> None:
     assert "No feasible variant yet" in page and "best within the tolerance: none" in page
 
 
+@pytest.mark.slow
 def test_search_is_silent_without_progress_and_shows_it_on_request(
     tmp_path: Path, digits_task: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -236,6 +245,7 @@ def test_search_is_silent_without_progress_and_shows_it_on_request(
     assert len(more.result.trials) >= 2
 
 
+@pytest.mark.slow
 def test_notebook_progress_is_one_display_updated_in_place(
     tmp_path: Path,
     digits_task: Any,
@@ -265,6 +275,7 @@ def test_notebook_progress_is_one_display_updated_in_place(
     assert out == "" and err == ""
 
 
+@pytest.mark.slow
 def test_open_reads_the_stored_study(study: Study, tmp_path: Path) -> None:
     again = compresslab.open(study.recipe)
     pd.testing.assert_frame_equal(again.trials, study.trials)

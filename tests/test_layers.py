@@ -112,6 +112,7 @@ def test_the_layer_check_catches_an_upward_import(tmp_path: Path) -> None:
     assert rank["study"] > rank["units"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "code",
     [
@@ -129,6 +130,7 @@ def test_light_entry_points_import_no_heavy_library(code: str) -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_version_and_help_answer_without_heavy_imports() -> None:
     probe = (
         "import sys; from compresslab.cli import main; sys.argv = ['compresslab', '{}'];\n"

@@ -16,7 +16,6 @@ import csv
 import os
 import signal
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from tests_support import FAST_ENERGY, finish, small, start_cli
+from tests_support import FAST_ENERGY, finish, small, start_cli, wait_for_running_trial
 from torch import nn
 
 from compresslab.api import load_recipe, search
@@ -61,23 +60,7 @@ def test_a_killed_search_resumes_without_losing_or_repeating_a_trial(
 
     proc = start_cli(["search", str(recipe)], cwd=tmp_path)
     try:
-        db: Any = None
-        deadline = time.monotonic() + TIMEOUT_S
-        victim = None
-        while victim is None and time.monotonic() < deadline:
-            assert proc.poll() is None, finish(proc)[2]
-            time.sleep(0.05)
-            try:  # the database, its tables or the study may not exist yet
-                db = db or make_storage(storage)
-                trials = optuna.load_study(study_name="small", storage=db).get_trials()
-            except Exception:
-                continue
-            done = [t for t in trials if t.state.name == "COMPLETE"]
-            # A trial that has drawn its variant, after one that completed.
-            running = [t for t in trials if t.state.name == "RUNNING" and "variant" in t.user_attrs]
-            if done and running:
-                victim = running[0]
-        assert victim is not None, "the search never had a trial running after a completed one"
+        victim = wait_for_running_trial(proc, storage)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         finish(proc)

@@ -54,6 +54,7 @@ def own_searched(searched, tmp_path: Path):  # type: ignore[no-untyped-def]
     return mine, result, tmp_path
 
 
+@pytest.mark.slow
 def test_small_search_end_to_end(searched) -> None:  # type: ignore[no-untyped-def]
     recipe, result, tmp = searched
     distinct = [t for t in result.trials if t.evaluated]
@@ -76,6 +77,7 @@ def test_small_search_end_to_end(searched) -> None:  # type: ignore[no-untyped-d
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_reported_frontier_is_the_non_dominated_set(searched) -> None:  # type: ignore[no-untyped-def]
     _, result, _ = searched
     front = {r.number for r in result.frontier}
@@ -84,6 +86,7 @@ def test_reported_frontier_is_the_non_dominated_set(searched) -> None:  # type: 
     assert all(r.feasible for r in result.frontier)
 
 
+@pytest.mark.slow
 def test_frontier_agrees_with_optuna_best_trials(searched) -> None:  # type: ignore[no-untyped-def]
     recipe, result, _ = searched
     study = optuna.load_study(study_name=recipe.study_name, storage=result.storage)
@@ -93,6 +96,7 @@ def test_frontier_agrees_with_optuna_best_trials(searched) -> None:  # type: ign
     assert {r.number for r in result.frontier} == optuna_front - reused
 
 
+@pytest.mark.slow
 def test_same_command_resumes_the_study(own_searched) -> None:  # type: ignore[no-untyped-def]
     recipe, first, _ = own_searched
     again = search(recipe, trials=7)
@@ -106,6 +110,7 @@ def test_same_command_resumes_the_study(own_searched) -> None:  # type: ignore[n
     assert sum(1 for t in again.trials if t.is_baseline and t.reused_from is None) == 1
 
 
+@pytest.mark.slow
 def test_a_failing_variant_is_a_failed_trial_not_a_crash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +154,7 @@ def test_pareto_front_on_hand_made_records() -> None:
     assert 4 in {r.number for r in pareto_front(records, feasible_only=False)}
 
 
+@pytest.mark.slow
 def test_report_regenerates_from_storage_alone(own_searched, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import compresslab.study.run as search_mod
     from compresslab.api import rebuild_report
@@ -173,6 +179,7 @@ def test_report_regenerates_from_storage_alone(own_searched, monkeypatch) -> Non
     assert again.info["task"] == result.info["task"]
 
 
+@pytest.mark.slow
 def test_search_energy_and_break_even_come_from_the_study(searched) -> None:  # type: ignore[no-untyped-def]
     from compresslab.report.figures import search_cost
 
@@ -188,6 +195,7 @@ def test_search_energy_and_break_even_come_from_the_study(searched) -> None:  # 
         assert cost.break_even_inferences == pytest.approx(cost.energy_j / saving)
 
 
+@pytest.mark.slow
 def test_screening_skips_energy_for_clearly_infeasible_variants(tmp_path: Path) -> None:
     recipe = load_recipe(
         small(
@@ -206,6 +214,7 @@ def test_screening_skips_energy_for_clearly_infeasible_variants(tmp_path: Path) 
     assert result.screened == [t]
 
 
+@pytest.mark.slow
 def test_a_variant_below_the_tolerance_on_the_whole_split_is_not_measured(
     tmp_path: Path,
 ) -> None:
@@ -230,6 +239,7 @@ def test_a_variant_below_the_tolerance_on_the_whole_split_is_not_measured(
     assert at_min.energy.energy_j_per_inference > 0
 
 
+@pytest.mark.slow
 def test_a_search_stores_its_calibration_even_before_it_could_predict(tmp_path: Path) -> None:
     """Fewer variants than predict_min_measured: no prediction, yet the fit is kept and said."""
     from compresslab.modeled.calibration import from_dict, machine_id
@@ -260,6 +270,7 @@ def test_a_search_stores_its_calibration_even_before_it_could_predict(tmp_path: 
     assert cal.identified and all(c >= 0 for c in cal.coefficients.values())
 
 
+@pytest.mark.slow
 def test_grid_sampler_evaluates_every_variant_once(tmp_path: Path) -> None:
     recipe = load_recipe(
         small(
@@ -301,6 +312,7 @@ def test_grid_needs_steps_for_continuous_ranges(tmp_path: Path) -> None:
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.slow
 def test_runtime_knobs_are_searched_and_recorded(tmp_path: Path) -> None:
     recipe = load_recipe(
         small(
@@ -331,6 +343,7 @@ def test_bad_runtime_knob_is_a_recipe_error(tmp_path: Path) -> None:
         load_recipe(small(tmp_path, runtime={"threads": {"choices": [0, 2]}}))
 
 
+@pytest.mark.slow
 def test_export_a_trial_and_reload_it(tmp_path: Path) -> None:
     import torch
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from gate_support import commit, set_slow, user_repo
+from tests_support import run_cli
 from typer.testing import CliRunner
 
 from compresslab.cli import app
@@ -178,14 +179,7 @@ def test_the_workflow_gates_a_user_repository(tmp_path: Path) -> None:
     # The one-time set-up the header gives, with the workflow's own RECIPE and BASELINE.
     [update] = [c for c in _header_commands() if "--update" in c]
     assert update == ["check", env["RECIPE"], "--baseline", env["BASELINE"], "--update"]
-    made = subprocess.run(
-        [sys.executable, "-m", "compresslab", *update],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(ROOT)])},
-        timeout=900,
-    )
+    made = run_cli(*update, cwd=repo, env={"PYTHONPATH": os.pathsep.join([str(repo), str(ROOT)])})
     assert made.returncode == 0, made.stderr
     commit(repo, "energy baseline")
 

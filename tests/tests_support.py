@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import pytest
 
 from compresslab.records import (
     EnergyResult,
@@ -189,6 +197,30 @@ def sample_result() -> SearchResult:
 
 #: Seconds a command started by :func:`start_cli` may run before :func:`finish` kills it.
 CLI_TIMEOUT_S = 300
+#: Seconds a command run by :func:`run_cli` may take (it measures: slow on a loaded runner).
+CLI_RUN_TIMEOUT_S = 900
+
+T = TypeVar("T")
+
+
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout_s: float = CLI_RUN_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m compresslab ARGS`` to its end, output captured, 200 columns wide.
+
+    ``env`` adds to (or overrides) this process's environment.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "compresslab", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=timeout_s,
+    )
 
 
 def _sigint_as_a_terminal_gives_it() -> None:
@@ -231,3 +263,117 @@ def finish(proc: subprocess.Popen[str], timeout_s: float = CLI_TIMEOUT_S) -> tup
             proc.kill()
             proc.wait()
     return proc.returncode, stdout, stderr
+
+
+#: Seconds a test waits for another process or thread before it calls it stuck.
+WAIT_TIMEOUT_S = 30
+
+
+def _hold_host_lock(
+    exclusive: bool,
+    started: multiprocessing.synchronize.Event,
+    release: multiprocessing.synchronize.Event,
+) -> None:
+    from compresslab.hostlock import host_lock
+
+    with host_lock(exclusive=exclusive):
+        started.set()
+        release.wait(WAIT_TIMEOUT_S)
+
+
+def lock_had_while_held(
+    *,
+    exclusive_other: bool,
+    exclusive_mine: bool,
+    within_s: float = WAIT_TIMEOUT_S,
+    lock: Callable[..., AbstractContextManager[None]] | None = None,
+) -> bool:
+    """Whether this process has the host lock within ``within_s`` while another holds it.
+
+    The other process (spawned) holds the lock until this one has tried for ``within_s``; then
+    it lets go, and this one must have it. Told by events, not by measured seconds: a loaded
+    machine can only make a wait longer. Uses ``$COMPRESSLAB_LOCK_DIR`` as the caller set it;
+    ``lock`` is this side's ``host_lock`` (as a module re-exports it).
+    """
+    from compresslab.hostlock import host_lock
+
+    lock = lock or host_lock
+
+    ctx = multiprocessing.get_context("spawn")
+    started, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold_host_lock, args=(exclusive_other, started, release))
+    proc.start()
+    got = threading.Event()
+
+    def take() -> None:
+        with lock(exclusive=exclusive_mine):
+            got.set()
+
+    taker = threading.Thread(target=take)
+    try:
+        assert started.wait(WAIT_TIMEOUT_S), "the other process never took the lock"
+        taker.start()
+        had = got.wait(within_s)
+        release.set()
+        assert got.wait(WAIT_TIMEOUT_S), "the lock was never had, even after the other let go"
+        return had
+    finally:
+        release.set()
+        if taker.ident is not None:
+            taker.join(WAIT_TIMEOUT_S)
+        proc.join(WAIT_TIMEOUT_S)
+
+
+def wait_for_study(
+    proc: subprocess.Popen[str],
+    url: str,
+    found: Callable[[Any], T | None],
+    *,
+    failure: str,
+    study_name: str = "small",
+    timeout_s: float = CLI_TIMEOUT_S,
+) -> T:
+    """Poll the Optuna study at ``url`` while ``proc`` runs, until ``found(study)`` is not None.
+
+    The storage, its tables or the study may not exist yet: such errors are polled past. The
+    test fails with ``failure`` after ``timeout_s``, and with the process's stderr if it ends.
+    """
+    import optuna
+
+    from compresslab.study import make_storage
+
+    storage: Any = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the process ended (exit {proc.returncode}): {finish(proc)[2]}")
+        time.sleep(0.05)
+        try:
+            storage = storage or make_storage(url)
+            value = found(optuna.load_study(study_name=study_name, storage=storage))
+        except AssertionError:
+            raise
+        except Exception:
+            continue
+        if value is not None:
+            return value
+    pytest.fail(failure)
+
+
+def wait_for_running_trial(
+    proc: subprocess.Popen[str], url: str, *, after_complete: int = 1
+) -> Any:
+    """A RUNNING trial that has drawn its variant, once ``after_complete`` trials completed."""
+
+    def found(study: Any) -> Any:
+        trials = study.get_trials()
+        done = [t for t in trials if t.state.name == "COMPLETE"]
+        running = [t for t in trials if t.state.name == "RUNNING" and "variant" in t.user_attrs]
+        return running[0] if len(done) >= after_complete and running else None
+
+    return wait_for_study(
+        proc,
+        url,
+        found,
+        failure=f"the search never had a trial running after {after_complete} completed",
+    )

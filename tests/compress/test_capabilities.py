@@ -76,6 +76,7 @@ def _import_in_a_fresh_interpreter(names: list[str]) -> dict[str, str]:
     return json.loads(line.removeprefix("RESULT "))
 
 
+@pytest.mark.slow
 def test_capabilities_agree_with_what_this_machine_does() -> None:
     caps = capabilities()
     assert json.loads(json.dumps(caps)) == caps  # JSON-able for the report, nothing lost

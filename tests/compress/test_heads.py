@@ -115,6 +115,7 @@ def test_keep_layers_protects_an_ffn(tiny_bert) -> None:  # type: ignore[no-unty
     assert widths == [64, 32]
 
 
+@pytest.mark.slow
 def test_a_model_without_attention_is_told_to_use_channel_pruning(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(VariantError, match="BERT-style encoder.*use prune_channels"):
         build_variant(digits_task.model, VariantSpec((Step("prune_heads"),)), digits_ctx)

@@ -51,11 +51,13 @@ def test_every_method_runs_on_this_cpu() -> None:
         assert a.reason
 
 
+@pytest.mark.slow
 def test_baseline_accuracy_is_real(digits_task) -> None:  # type: ignore[no-untyped-def]
     acc = evaluate(digits_task.model, digits_task.eval_inputs, digits_task.eval_labels)
     assert acc > 0.95
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ratio", [0.25, 0.5])
 def test_pruning_removes_channels_and_macs(digits_task, ctx, ratio) -> None:  # type: ignore[no-untyped-def]
     base_state = _state(digits_task.model)
@@ -78,6 +80,7 @@ def test_pruning_removes_channels_and_macs(digits_task, ctx, ratio) -> None:  # 
         assert torch.equal(v, base_state[k]), k
 
 
+@pytest.mark.slow
 def test_pruning_round_to_gives_kernel_friendly_widths(digits_task, ctx) -> None:  # type: ignore[no-untyped-def]
     spec = VariantSpec((Step("prune_channels", {"ratio": 0.3, "round_to": 8}),))
     pruned = build_variant(digits_task.model, spec, ctx)
@@ -85,6 +88,7 @@ def test_pruning_round_to_gives_kernel_friendly_widths(digits_task, ctx) -> None
     assert all(c.out_channels % 8 == 0 for c in convs), [c.out_channels for c in convs]
 
 
+@pytest.mark.slow
 def test_recovery_fine_tuning_recovers_accuracy(digits_task, ctx) -> None:  # type: ignore[no-untyped-def]
     raw = build_variant(
         digits_task.model, VariantSpec((Step("prune_channels", {"ratio": 0.7}),)), ctx
@@ -98,6 +102,7 @@ def test_recovery_fine_tuning_recovers_accuracy(digits_task, ctx) -> None:  # ty
     assert evaluate(tuned, x, y) > evaluate(raw, x, y)
 
 
+@pytest.mark.slow
 def test_recovery_without_training_data_is_a_clear_error(digits_task) -> None:  # type: ignore[no-untyped-def]
     ctx = CompressContext(example_inputs=digits_task.example_inputs())
     spec = VariantSpec((Step("prune_channels", {"ratio": 0.3, "recovery_epochs": 1}),))
@@ -105,6 +110,7 @@ def test_recovery_without_training_data_is_a_clear_error(digits_task) -> None:  
         build_variant(digits_task.model, spec, ctx)
 
 
+@pytest.mark.slow
 def test_dynamic_int8_quantizes_linear_layers(digits_task, ctx) -> None:  # type: ignore[no-untyped-def]
     base = profile_model(digits_task.model, ctx.example_inputs)
     q = build_variant(digits_task.model, VariantSpec((Step("dynamic_int8"),)), ctx)
@@ -116,12 +122,14 @@ def test_dynamic_int8_quantizes_linear_layers(digits_task, ctx) -> None:  # type
     assert evaluate(q, digits_task.eval_inputs, digits_task.eval_labels) > 0.9
 
 
+@pytest.mark.slow
 def test_dynamic_int8_without_linear_layers_fails_clearly(ctx) -> None:  # type: ignore[no-untyped-def]
     conv_only = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten())
     with pytest.raises(VariantError, match="no nn.Linear"):
         build_variant(conv_only, VariantSpec((Step("dynamic_int8"),)), ctx)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "dtype"), [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_precision_casts(digits_task, ctx, method, dtype) -> None:  # type: ignore[no-untyped-def]
     base = profile_model(digits_task.model, ctx.example_inputs)
@@ -135,6 +143,7 @@ def test_precision_casts(digits_task, ctx, method, dtype) -> None:  # type: igno
     assert evaluate(m, digits_task.eval_inputs, digits_task.eval_labels) > 0.95
 
 
+@pytest.mark.slow
 def test_prune_then_quantize_composes(digits_task, ctx) -> None:  # type: ignore[no-untyped-def]
     spec = VariantSpec((Step("prune_channels", {"ratio": 0.5}), Step("dynamic_int8")))
     m = build_variant(digits_task.model, spec, ctx)
@@ -145,12 +154,14 @@ def test_prune_then_quantize_composes(digits_task, ctx) -> None:  # type: ignore
     assert spec.label() == "prune_channels(ratio=0.5) + dynamic_int8"
 
 
+@pytest.mark.slow
 def test_steps_out_of_stage_order_are_refused(digits_task, ctx) -> None:  # type: ignore[no-untyped-def]
     spec = VariantSpec((Step("dynamic_int8"), Step("prune_channels", {"ratio": 0.5})))
     with pytest.raises(VariantError, match="prune -> sparsify -> quantize"):
         build_variant(digits_task.model, spec, ctx)
 
 
+@pytest.mark.slow
 def test_keep_layers_must_name_real_modules(digits_task) -> None:  # type: ignore[no-untyped-def]
     ctx = CompressContext(example_inputs=digits_task.example_inputs(), keep_modules=("nope",))
     with pytest.raises(VariantError, match="not a module"):
@@ -159,6 +170,7 @@ def test_keep_layers_must_name_real_modules(digits_task) -> None:  # type: ignor
         )
 
 
+@pytest.mark.slow
 def test_keep_layers_are_not_pruned(digits_task) -> None:  # type: ignore[no-untyped-def]
     ctx = CompressContext(example_inputs=digits_task.example_inputs(), keep_modules=("features.0",))
     m = build_variant(

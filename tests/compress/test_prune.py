@@ -24,6 +24,7 @@ def _convs(model: nn.Module) -> list[int]:
     return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("importance", ["taylor", "lamp", "fpgm", "random"])
 def test_every_importance_prunes_the_configured_share(digits_task, digits_ctx, importance) -> None:  # type: ignore[no-untyped-def]
     spec = VariantSpec((Step("prune_channels", {"ratio": 0.5, "importance": importance}),))
@@ -38,6 +39,7 @@ def test_every_importance_prunes_the_configured_share(digits_task, digits_ctx, i
     assert evaluate(pruned, digits_task.eval_inputs, digits_task.eval_labels) > 0.6
 
 
+@pytest.mark.slow
 def test_taylor_ranks_differently_from_magnitude(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]
     def kept(importance: str) -> torch.Tensor:
         trace = BuildTrace()
@@ -50,6 +52,7 @@ def test_taylor_ranks_differently_from_magnitude(digits_task, digits_ctx) -> Non
     assert not torch.equal(kept("taylor"), kept("l2"))
 
 
+@pytest.mark.slow
 def test_taylor_without_training_data_is_a_clear_error(digits_task) -> None:  # type: ignore[no-untyped-def]
     ctx = CompressContext(example_inputs=digits_task.example_inputs())
     spec = VariantSpec((Step("prune_channels", {"importance": "taylor"}),))
@@ -57,6 +60,7 @@ def test_taylor_without_training_data_is_a_clear_error(digits_task) -> None:  # 
         build_variant(digits_task.model, spec, ctx)
 
 
+@pytest.mark.slow
 def test_iterative_steps_reach_the_same_widths_in_several_steps(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]
     trace = BuildTrace()
     spec = VariantSpec((Step("prune_channels", {"ratio": 0.5, "iterative_steps": 3}),))
@@ -76,6 +80,7 @@ def test_iterative_steps_reach_the_same_widths_in_several_steps(digits_task, dig
     assert len(history) == 3 * len(one_shot.steps[0].pruning_history)
 
 
+@pytest.mark.slow
 def test_distillation_from_the_unpruned_model_changes_recovery(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]
     x, y = digits_task.eval_inputs, digits_task.eval_labels
 
@@ -99,6 +104,7 @@ def test_distillation_from_the_unpruned_model_changes_recovery(digits_task, digi
     assert agree_distilled > agree_raw
 
 
+@pytest.mark.slow
 def test_building_twice_gives_identical_weights_and_keeps_global_rng(
     digits_task, digits_ctx
 ) -> None:  # type: ignore[no-untyped-def]

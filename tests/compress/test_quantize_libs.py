@@ -28,6 +28,7 @@ def _build(task, ctx, method: str, params: dict | None = None) -> nn.Module:  # 
     return build_variant(task.model, VariantSpec((Step(method, params or {}),)), ctx)
 
 
+@pytest.mark.slow
 def test_bnb_int8_keeps_accuracy_and_stores_int8(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]
     bnb = bitsandbytes()
     base = profile_model(digits_task.model, digits_ctx.example_inputs)
@@ -49,6 +50,7 @@ def test_bnb_int8_keeps_accuracy_and_stores_int8(digits_task, digits_ctx) -> Non
     assert prof.size_bytes < base.size_bytes * 0.4
 
 
+@pytest.mark.slow
 def test_bnb_int8_can_quantize_the_classifier_and_drop_outliers(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]
     bnb = bitsandbytes()
     q = _build(digits_task, digits_ctx, "bnb_int8", {"keep_classifier": False, "threshold": 0.0})
@@ -57,6 +59,7 @@ def test_bnb_int8_can_quantize_the_classifier_and_drop_outliers(digits_task, dig
     assert evaluate(q, digits_task.eval_inputs, digits_task.eval_labels) > 0.95
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("quant_type", "compute_dtype"), [("nf4", "float32"), ("fp4", "bfloat16")])
 def test_bnb_4bit_sets_the_quant_type_explicitly(  # type: ignore[no-untyped-def]
     digits_task, digits_ctx, quant_type, compute_dtype
@@ -78,6 +81,7 @@ def test_bnb_4bit_sets_the_quant_type_explicitly(  # type: ignore[no-untyped-def
     assert prof.memory_bytes < base.memory_bytes * 0.3  # 4 bits + one scale per 64 weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["torchao_int8_weight_only", "torchao_int8_dynamic"])
 def test_torchao_int8(digits_task, digits_ctx, method) -> None:  # type: ignore[no-untyped-def]
     base = profile_model(digits_task.model, digits_ctx.example_inputs)

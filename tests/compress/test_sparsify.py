@@ -25,6 +25,7 @@ def test_sparsify_is_a_stage_between_prune_and_quantize() -> None:
     assert STAGES == ("prune", "sparsify", "quantize")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("amount", "min_accuracy"), [(0.5, 0.9), (0.9, 0.0)])
 def test_per_layer_sparsity_zeroes_that_share_of_each_layer(  # type: ignore[no-untyped-def]
     digits_task, digits_ctx, amount, min_accuracy
@@ -52,6 +53,7 @@ def test_per_layer_sparsity_zeroes_that_share_of_each_layer(  # type: ignore[no-
     assert min_accuracy <= acc <= 1.0
 
 
+@pytest.mark.slow
 def test_global_ranking_spreads_zeros_unevenly(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]
     spec = VariantSpec((Step("sparsity", {"amount": 0.7, "global_pruning": True}),))
     sparse = build_variant(digits_task.model, spec, digits_ctx)
@@ -62,6 +64,7 @@ def test_global_ranking_spreads_zeros_unevenly(digits_task, digits_ctx) -> None:
     assert weight_sparsity(sparse) == pytest.approx(0.7, abs=0.02)
 
 
+@pytest.mark.slow
 def test_recovery_keeps_the_zeros(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]
     x, y = digits_task.eval_inputs, digits_task.eval_labels
     raw = build_variant(
@@ -76,6 +79,7 @@ def test_recovery_keeps_the_zeros(digits_task, digits_ctx) -> None:  # type: ign
     assert evaluate(tuned, x, y) > evaluate(raw, x, y)
 
 
+@pytest.mark.slow
 def test_sparsity_composes_with_pruning_and_quantization(digits_task, digits_ctx) -> None:  # type: ignore[no-untyped-def]
     spec = VariantSpec(
         (

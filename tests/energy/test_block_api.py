@@ -28,6 +28,7 @@ def package(
     return clock_counters.attach(powercap, "intel-rapl:0", power_w=20.0, start_uj=10**9)
 
 
+@pytest.mark.slow
 def test_without_idle_the_figure_says_it_is_gross(package: ClockCounter) -> None:
     """Finding: `time.sleep(1)` in a block came back as energy per inference, `measured`,
     with nothing saying it was the machine's gross draw."""
@@ -42,6 +43,7 @@ def test_without_idle_the_figure_says_it_is_gross(package: ClockCounter) -> None
     assert "idle_s" in d["note"] and d["provenance"] == "measured"
 
 
+@pytest.mark.slow
 def test_with_idle_the_block_is_net_of_it(package: ClockCounter) -> None:
     with compresslab.measure_block(sampler="rapl", inferences=10, idle_s=0.3) as m:
         package.set_power(50.0)  # the block's work adds 30 W
@@ -56,6 +58,7 @@ def test_with_idle_the_block_is_net_of_it(package: ClockCounter) -> None:
     assert d["net"] is True and d["idle_s"] == 0.3 and "uncertainty" in d["note"]
 
 
+@pytest.mark.slow
 def test_a_block_that_adds_nothing_to_idle_is_an_error(package: ClockCounter) -> None:
     with (
         pytest.raises(MeasurementError, match="told apart from idle"),

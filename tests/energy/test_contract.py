@@ -44,7 +44,16 @@ def _busy_cpu(min_cpu_s: float = 0.03) -> None:
     assert x > 0
 
 
-@pytest.fixture(params=["estimate", "rapl", "nvml", "nvml-integrated", "model"])
+# The fake NVML's work sleeps: its counters and its power poll run on the real clock.
+@pytest.fixture(
+    params=[
+        "estimate",
+        "rapl",
+        pytest.param("nvml", marks=pytest.mark.slow),
+        pytest.param("nvml-integrated", marks=pytest.mark.slow),
+        "model",
+    ]
+)
 def case(request: pytest.FixtureRequest, intel_tree: PowercapTree, fake_nvml: Any) -> Case:
     if request.param == "estimate":
         return Case(EstimateSampler(), _busy_cpu)

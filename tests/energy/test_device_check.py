@@ -15,6 +15,8 @@ import torch
 
 from compresslab.energy.rapl_tree import ROOT_ENV
 
+pytestmark = pytest.mark.slow
+
 if TYPE_CHECKING:
     from conftest import ClockCounters, PowercapTree
 

@@ -55,6 +55,7 @@ def _select(spec: EnergySpec):
 # --- selection ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_auto_on_cuda_measures_the_gpu_with_the_host_cpu_beside_it(gpu_machine: Any) -> None:
     selection = _select(_spec(device="cuda:1"))
     sampler = selection.sampler
@@ -78,6 +79,7 @@ def test_auto_on_cuda_measures_the_gpu_with_the_host_cpu_beside_it(gpu_machine: 
     assert meta["torch_device"] == "cuda:1"
 
 
+@pytest.mark.slow
 def test_without_rapl_the_host_is_estimated_and_the_total_says_so(
     gpu_machine: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
@@ -113,6 +115,7 @@ def test_recipe_options_reach_nvml(gpu_machine: FakeNvml) -> None:
     assert sampler.gpu.torch_device == "cuda"  # still synchronised at the window edges
 
 
+@pytest.mark.slow
 def test_the_protocol_reports_each_component_with_its_provenance(gpu_machine: Any) -> None:
     sampler = _select(_spec(device="cuda:0")).sampler
     protocol = Protocol(warmup_s=0.0, window_s=0.2, min_windows=2, max_windows=2, idle_s=0.0)

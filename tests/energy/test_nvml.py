@@ -99,6 +99,7 @@ def test_read_failure_mid_window_is_a_measurement_error(fake_nvml: Any) -> None:
 # --- integrated power (pre-Volta) --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_without_energy_counter_power_is_polled_and_integrated(fake_nvml: Any) -> None:
     fake = fake_nvml(energy_counter=False, power_mw=150_000)
     sampler = NvmlSampler(poll_interval_s=0.01)
@@ -182,6 +183,7 @@ def test_host_nvml_is_hidden_unless_a_test_asks_for_a_fake(fake_nvml: Any) -> No
     assert avail and "gpu-1 NVIDIA Fake V100" in avail.reason
 
 
+@pytest.mark.slow
 def test_subprocesses_see_nvml_hidden_too() -> None:
     probe = (
         "import pynvml\n"

@@ -105,6 +105,7 @@ def test_two_sockets_each_counted_and_dram_named_after_its_package(
     }
 
 
+@pytest.mark.slow
 def test_multi_die_packages_count_every_die_in_numeric_order(powercap: PowercapTree) -> None:
     # Multi-die parts name one zone per die; more than ten of them must sort as numbers.
     for zone in range(22):
@@ -241,6 +242,7 @@ def test_one_wrap_is_added_back(powercap: PowercapTree) -> None:
     assert reading.details["wraps"] == 1
 
 
+@pytest.mark.slow
 def test_several_wraps_in_one_window_are_all_counted(
     powercap: PowercapTree, clock_counters: ClockCounters
 ) -> None:

@@ -52,6 +52,7 @@ def _window_retrying_late_polls(sampler: RaplSampler, seconds: float, tries: int
 # --- resets and torn reads ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("range_uj", "start_uj"),
     [
@@ -82,6 +83,7 @@ def test_a_reset_is_rejected_never_counted_as_a_wrap(
     assert _power_w(_window_retrying_late_polls(sampler, 0.2)) == pytest.approx(30.0, rel=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("torn", ["short", "long"])
 def test_a_torn_read_is_rejected(
     powercap: PowercapTree, clock_counters: ClockCounters, torn: str
@@ -101,6 +103,7 @@ def test_a_torn_read_is_rejected(
     assert "torn" in info.value.reason or "reset" in info.value.reason
 
 
+@pytest.mark.slow
 def test_the_protocol_repeats_a_faulted_window_and_says_so(
     powercap: PowercapTree, clock_counters: ClockCounters
 ) -> None:
@@ -120,6 +123,7 @@ def test_the_protocol_repeats_a_faulted_window_and_says_so(
     assert watts == pytest.approx(30.0, rel=0.02)
 
 
+@pytest.mark.slow
 def test_a_counter_that_keeps_resetting_is_a_clear_error(
     powercap: PowercapTree, clock_counters: ClockCounters
 ) -> None:
@@ -185,6 +189,7 @@ def test_fast_wraps_are_all_counted(
         _polled_by_hand(sampler._zones, simulated_clock, every_s=0.01, for_s=0.3)
 
 
+@pytest.mark.slow
 def test_fast_wraps_through_the_poll_thread(
     powercap: PowercapTree, clock_counters: ClockCounters
 ) -> None:
@@ -261,6 +266,7 @@ def test_a_frozen_counter_is_unavailable_and_listed_so(
     assert not rows["rapl"] and "frozen" in rows["rapl"].reason
 
 
+@pytest.mark.slow
 def test_a_counter_that_freezes_mid_run_is_reported_frozen(
     powercap: PowercapTree, clock_counters: ClockCounters
 ) -> None:
@@ -313,6 +319,7 @@ def test_a_static_tree_is_frozen_to_the_real_probe(powercap: PowercapTree) -> No
 # --- psys and several packages ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_psys_alone_gives_the_platform_figure(
     powercap: PowercapTree, clock_counters: ClockCounters
 ) -> None:
@@ -336,6 +343,7 @@ def test_a_recipe_with_psys_and_the_package_is_refused(domains: list[str]) -> No
     assert EnergySpec.model_validate({"rapl": {"domains": ["psys"]}}).rapl.domains == ["psys"]
 
 
+@pytest.mark.slow
 def test_two_packages_and_their_dram_are_each_counted(
     powercap: PowercapTree, clock_counters: ClockCounters
 ) -> None:

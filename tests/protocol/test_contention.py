@@ -58,6 +58,7 @@ def test_reject_is_bounded_and_then_flags(monkeypatch: pytest.MonkeyPatch) -> No
     assert result.contention.windows_rejected == 2 and result.contended
 
 
+@pytest.mark.slow
 def test_wait_sleeps_until_the_machine_is_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     # Two busy probes before the first window, then quiet.
     script_contention(monkeypatch, iter([2.0, 2.0] + [0.1] * 50))
@@ -66,6 +67,7 @@ def test_wait_sleeps_until_the_machine_is_quiet(monkeypatch: pytest.MonkeyPatch)
     assert result.contention.waited_s == pytest.approx(0.5) and not result.contended
 
 
+@pytest.mark.slow
 def test_a_net_figure_whose_interval_reaches_zero_is_refused() -> None:
     # A device at constant power whose workload adds next to nothing: idle noise dominates.
     sampler = NoisyMachine(idle_w=50.0, j_per_call=1e-6, noise_rel=0.05)
@@ -74,6 +76,7 @@ def test_a_net_figure_whose_interval_reaches_zero_is_refused() -> None:
         measure_callable(sampler.work, sampler=sampler, inferences_per_call=1, protocol=protocol)
 
 
+@pytest.mark.slow
 def test_a_workload_well_above_idle_noise_is_measured() -> None:
     sampler = NoisyMachine(idle_w=50.0, j_per_call=0.5, noise_rel=0.01)
     protocol = Protocol(warmup_s=0, window_s=0.02, min_windows=4, max_windows=4, idle_s=0.02)

@@ -475,6 +475,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_blow_ups_are_refused_quickly_in_little_memory(tmp_path: Path) -> None:
     """As real processes: exit 2, one line, and a peak memory far below the gigabytes they took."""
     env = {**os.environ, "COLUMNS": "200"}

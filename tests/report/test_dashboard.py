@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
+import pytest
 from tests_support import small
 
 from compresslab.api import load_recipe, search
+
+pytestmark = pytest.mark.slow
 
 
 def test_optuna_dashboard_lists_the_study_and_its_trials(tmp_path: Path, digits_task: Any) -> None:

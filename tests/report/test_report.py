@@ -43,7 +43,9 @@ def test_markdown_names_best_saving_baseline_and_provenance() -> None:
     assert "| 0.40x [0.38, 0.42] |" in text and "1x (reference)" in text
     assert "0.50 points below the baseline" in text
     assert "| 1 | prune_channels(ratio=0.5) |" in text
-    assert "estimated" in text
+    # (The legend names every provenance: the rows must carry their own.)
+    assert "1 ± 0.01 mJ per inference (estimated)" in text
+    assert "| 0.40x [0.38, 0.42] | ★★★★☆ | estimated |" in text
     assert "trial 3 (bf16): VariantError: boom" in text
     assert "watts_per_core: 7" in text
 
@@ -56,8 +58,9 @@ def test_stars_projections_search_cost_and_break_even() -> None:
     p = project(result.trials[1], result)
     assert p is not None
     assert p.kwh_per_million == pytest.approx(4e-4 * 1e6 / 3.6e6)
-    assert p.gco2e_per_million == pytest.approx(p.kwh_per_million * 1.2 * 55.0)
-    assert p.cost_per_million == pytest.approx(p.kwh_per_million * 0.2)
+    # 400 J per million: 1.11e-4 kWh, times PUE 1.2 and 55 g/kWh, and at 0.2 EUR/kWh.
+    assert p.gco2e_per_million == pytest.approx(7.3333e-3, rel=1e-4)
+    assert p.cost_per_million == pytest.approx(2.2222e-5, rel=1e-4)
     assert p.kwh_per_year == pytest.approx(4e-4 * 100 * 365.25 * 86400 / 3.6e6)
     cost = search_cost(result)
     assert cost is not None and cost.energy_j == 60.0 and cost.sessions == 2

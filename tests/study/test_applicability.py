@@ -12,6 +12,8 @@ from tests_support import FAST_ENERGY
 from compresslab.api import load_recipe, search
 from compresslab.errors import RecipeError
 
+pytestmark = pytest.mark.slow
+
 # An MLP without training data: no attention for prune_heads, no data for recovery.
 MLP_TASK = """
 import torch

@@ -14,6 +14,7 @@ from compresslab.api import load_recipe, rebuild_report, search
 from compresslab.records import Evaluation, PairedRatio, to_json
 
 
+@pytest.mark.slow
 def test_the_frontier_is_confirmed_and_the_headline_says_so(
     tmp_path: Path, digits_task: Any
 ) -> None:
@@ -74,6 +75,7 @@ def test_the_frontier_is_confirmed_and_the_headline_says_so(
     assert set(refreshed) == set(first) and all(refreshed[n] > first[n] for n in first)
 
 
+@pytest.mark.slow
 def test_confirmation_can_be_turned_off(tmp_path: Path, digits_task: Any) -> None:
     recipe = load_recipe(
         small(tmp_path, search={"trials": 3, "sampler": "random", "seed": 2, "confirm_pairs": 0})

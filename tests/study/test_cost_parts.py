@@ -22,6 +22,7 @@ from compresslab.report.figures import search_cost, search_cost_parts
 from compresslab.study import measure_trial, open_study, storage_of
 
 
+@pytest.mark.slow
 def test_a_search_records_what_each_part_took(tmp_path: Path, digits_task: Any) -> None:
     recipe = load_recipe(
         small(
@@ -149,6 +150,7 @@ def test_the_report_lists_predicted_variants_and_the_calibration() -> None:
     assert "Spearman 0.93" in text and "200 pJ per fp32 MAC" in text
 
 
+@pytest.mark.slow
 def test_a_predicted_variant_can_be_measured_to_check_it(tmp_path: Path, digits_task: Any) -> None:
     recipe = load_recipe(
         small(

@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from tests_support import FAST_ENERGY, finish, small, start_cli
+from tests_support import FAST_ENERGY, finish, small, start_cli, wait_for_running_trial
 
 from compresslab.study import counts_towards_budget, make_storage
 from compresslab.study.heartbeat import (
@@ -40,6 +40,8 @@ from compresslab.study.heartbeat import (
     grace_period_s,
 )
 from compresslab.study.workers import identity, pid_alive
+
+pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 300
 
@@ -210,25 +212,6 @@ def worker(args: list[str], *, cwd: Path, fake_pid: int | None = None) -> subpro
     return start_cli(args, cwd=cwd, env=env, command=command)
 
 
-def wait_for_running_trial(proc: subprocess.Popen[str], url: str, *, after_complete: int) -> Any:
-    """A RUNNING trial with its variant drawn, once ``after_complete`` trials completed."""
-    storage: Any = None
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, finish(proc)[2]
-        time.sleep(0.05)
-        try:  # the file or the study may not exist yet
-            storage = storage or make_storage(url)
-            trials = optuna.load_study(study_name="small", storage=storage).get_trials()
-        except Exception:
-            continue
-        done = [t for t in trials if t.state.name == "COMPLETE"]
-        running = [t for t in trials if t.state.name == "RUNNING" and "variant" in t.user_attrs]
-        if len(done) >= after_complete and running:
-            return running[0]
-    pytest.fail("the worker never ran a trial")
-
-
 @pytest.fixture
 def short_heartbeats(monkeypatch: pytest.MonkeyPatch) -> float:
     """Heartbeats every 0.15 s (workers started from here too): a grace period of 0.9 s."""
@@ -236,7 +219,6 @@ def short_heartbeats(monkeypatch: pytest.MonkeyPatch) -> float:
     return grace_period_s()
 
 
-@pytest.mark.slow
 def test_a_live_worker_in_another_pid_namespace_keeps_its_trial(
     tmp_path: Path, digits_task: Any, short_heartbeats: float
 ) -> None:
@@ -265,7 +247,6 @@ def test_a_live_worker_in_another_pid_namespace_keeps_its_trial(
     assert trials[held.number].user_attrs["pid"] == held.user_attrs["pid"]
 
 
-@pytest.mark.slow
 def test_a_killed_workers_trial_fails_after_the_grace_period_and_is_retried(
     tmp_path: Path, digits_task: Any, short_heartbeats: float
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from tests_support import sample_result
 
 from compresslab.report import render_markdown
@@ -27,6 +28,7 @@ def _study(n: int) -> optuna.Study:
     return study
 
 
+@pytest.mark.slow
 def test_each_objective_names_the_parameter_that_drives_it() -> None:
     got = param_importances(_study(20))
     assert got is not None

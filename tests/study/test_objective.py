@@ -43,6 +43,7 @@ def _failing_build(real: Any, raises: dict[str, BaseException]) -> Any:
     return build
 
 
+@pytest.mark.slow
 def test_any_exception_in_a_variant_is_a_failed_trial_with_its_type(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digits_task: Any
 ) -> None:
@@ -68,6 +69,7 @@ def test_any_exception_in_a_variant_is_a_failed_trial_with_its_type(
     assert "WeirdLibraryError: the library broke" in report
 
 
+@pytest.mark.slow
 def test_an_interrupt_is_not_swallowed_by_the_trial_boundary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digits_task: Any
 ) -> None:

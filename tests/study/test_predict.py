@@ -142,9 +142,17 @@ def test_a_variant_near_the_frontier_is_measured() -> None:
     assert cheapest is not None
     counts = cheapest.op_counts
     near = dataclasses.replace(counts, macs={k: v * 1.1 for k, v in counts.macs.items()})
-    predictor.check(study, metric=0.99, op_counts=near)  # does not raise
+    predictor.check(study, metric=0.99, op_counts=near)  # does not raise ...
+    assert predictor.status.startswith("predicting:"), predictor.status  # ... yet it predicted
+    cal = predictor.calibration(study)
+    assert cal is not None
+    cheapest_j = min(t.values[1] for t in trials if t.values[0] >= 0.97) * BASE_J
+    assert cal.predict(near) * (1 - cal.error_rel) < cheapest_j  # might be cheaper
     # More accurate than every measured variant: nothing dominates it, however dear.
-    predictor.check(study, metric=0.999, op_counts=_counts(4 * 1.6e6))
+    far = _counts(4 * 1.6e6)
+    predictor.check(study, metric=0.999, op_counts=far)
+    assert predictor.status.startswith("predicting:"), predictor.status
+    assert cal.predict(far) * (1 - cal.error_rel) > cheapest_j  # dear, but not dominated
 
 
 def test_no_prediction_before_enough_variants_or_with_a_poor_model() -> None:
@@ -169,6 +177,7 @@ def test_variants_measured_on_another_machine_are_not_fitted() -> None:
 # --- the Objective: the skip is a PRUNED trial with `predicted`, counted, reused --------------
 
 
+@pytest.mark.slow
 def test_the_objective_records_a_predicted_dominated_variant(
     tmp_path: Path, digits_task: Any
 ) -> None:

@@ -13,17 +13,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 import yaml
-from tests_support import small
+from tests_support import run_cli, small
 
 import compresslab.study.run as run_module
 from compresslab.api import load_recipe, search
@@ -31,17 +28,6 @@ from compresslab.recipe import RESULT_FIELDS, recipe_changes
 from compresslab.study import RecipeChangedError, make_storage
 
 pytestmark = pytest.mark.slow
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compresslab", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=600,
-    )
 
 
 def _recipe(tmp_path: Path, test_fraction: float = 0.2, **search: Any) -> dict[str, Any]:
@@ -136,7 +122,7 @@ def test_recipe_changes_sees_compression_edits_and_ignores_a_newly_defaulted_fie
 
 def test_a_changed_task_option_is_refused_then_fresh_starts_over(tmp_path: Path) -> None:
     path = _write(tmp_path, _recipe(tmp_path, test_fraction=0.2))
-    first = _cli("search", str(path), cwd=tmp_path)
+    first = run_cli("search", str(path), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     before = _study(tmp_path)
     old_numbers = [(t.number, t.datetime_start) for t in before.get_trials()]
@@ -144,7 +130,7 @@ def test_a_changed_task_option_is_refused_then_fresh_starts_over(tmp_path: Path)
 
     # The evaluation split changes: the old trials were measured on another one.
     _write(tmp_path, _recipe(tmp_path, test_fraction=0.3))
-    refused = _cli("search", str(path), cwd=tmp_path)
+    refused = run_cli("search", str(path), cwd=tmp_path)
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
     message = " ".join(refused.stderr.split())  # rich may wrap a long line
@@ -156,7 +142,7 @@ def test_a_changed_task_option_is_refused_then_fresh_starts_over(tmp_path: Path)
     sessions = [k for k in untouched.user_attrs if k.startswith("search_energy:")]
     assert len(sessions) == 1  # the refused run recorded no session
 
-    fresh = _cli("search", str(path), "--fresh", cwd=tmp_path)
+    fresh = run_cli("search", str(path), "--fresh", cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr
     assert "deleted study 'small' (2 trial(s))" in " ".join(fresh.stderr.split())
     after = _study(tmp_path)
@@ -168,7 +154,7 @@ def test_a_changed_task_option_is_refused_then_fresh_starts_over(tmp_path: Path)
     assert len([k for k in after.user_attrs if k.startswith("search_energy:")]) == 1
 
     # The same recipe again: nothing to do, nothing rewritten.
-    again = _cli("search", str(path), cwd=tmp_path)
+    again = run_cli("search", str(path), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "nothing to do: 2 of 2 variants already evaluated" in " ".join(again.stderr.split())
     unchanged = _study(tmp_path)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import csv
 import signal
-import subprocess
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +22,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from tests_support import FAST_ENERGY, finish, small, start_cli
+from tests_support import FAST_ENERGY, finish, small, start_cli, wait_for_running_trial
 
 from compresslab.machine import machine_id
 from compresslab.protocol.repeatability import RepeatabilityStore, tier_of
@@ -52,25 +50,6 @@ def trials_of(url: str) -> list[Any]:
     return list(optuna.load_study(study_name="small", storage=make_storage(url)).get_trials())
 
 
-def wait_for_a_running_trial(proc: subprocess.Popen[str], url: str) -> Any:
-    """A RUNNING trial with its variant drawn, after one that completed."""
-    storage: Any = None
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, finish(proc)[2]
-        time.sleep(0.05)
-        try:  # the database, its tables or the study may not exist yet
-            storage = storage or make_storage(url)
-            trials = optuna.load_study(study_name="small", storage=storage).get_trials()
-        except Exception:
-            continue
-        done = [t for t in trials if t.state.name == "COMPLETE"]
-        running = [t for t in trials if t.state.name == "RUNNING" and "variant" in t.user_attrs]
-        if done and running:
-            return running[0]
-    pytest.fail("the search never had a trial running after a completed one")
-
-
 def test_ctrl_c_says_how_far_it_got_and_the_same_command_resumes(
     tmp_path: Path, digits_task: Any
 ) -> None:
@@ -80,7 +59,7 @@ def test_ctrl_c_says_how_far_it_got_and_the_same_command_resumes(
     url = f"sqlite:///{out / 'study.db'}"
     proc = start_cli(["search", str(recipe)], cwd=tmp_path)
     try:
-        victim = wait_for_a_running_trial(proc, url)
+        victim = wait_for_running_trial(proc, url)
         proc.send_signal(signal.SIGINT)
     finally:
         rc, stdout, stderr = finish(proc)
@@ -125,7 +104,7 @@ def test_two_searches_on_one_sqlite_study_share_it_like_a_fleet(
     first = start_cli(["search", str(recipe)], cwd=tmp_path)
     try:
         # The second starts (the same command, in another terminal) while the first measures.
-        held = wait_for_a_running_trial(first, url)
+        held = wait_for_running_trial(first, url)
         second = start_cli(["search", str(recipe)], cwd=tmp_path)
     finally:
         results = [finish(first)]

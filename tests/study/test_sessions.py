@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from tests_support import FAST_ENERGY, small
+from tests_support import FAST_ENERGY, finish, small, start_cli, wait_for_study
 
 from compresslab.api import load_recipe, rebuild_report
 from compresslab.energy.base import ComponentEnergy, Provenance, Reading
@@ -115,6 +115,7 @@ def test_a_session_ended_by_an_error_says_so_and_never_raises(tmp_path: Path) ->
     session.abandon("again")  # the sampler is closed: still no exception
 
 
+@pytest.mark.slow
 def test_session_state_tells_killed_from_running(tmp_path: Path) -> None:
     here = socket.gethostname()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -167,44 +168,26 @@ def test_a_killed_session_keeps_its_energy_and_the_report_counts_it(tmp_path: Pa
     )
     out = tmp_path / "reports" / "small"
     storage = f"sqlite:///{out / 'study.db'}"
-    env = {**os.environ, "COMPRESSLAB_LOCK_DIR": str(tmp_path), "COLUMNS": "200"}
 
-    def run(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "compresslab", *args, str(recipe)],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def two_checkpoints(study: Any) -> dict[str, Any] | None:
+        done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+        entries = sessions_of(study.user_attrs)
+        if len(done) >= 2 and entries and entries[0]["checkpoints"] >= 2:
+            return entries[0]
+        return None
 
-    proc = run("search")
+    proc = start_cli(["search", str(recipe)], cwd=tmp_path)
     try:
-        db: Any = None
-        checkpointed = None
-        deadline = time.monotonic() + TIMEOUT_S
-        while checkpointed is None and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()[1]
-            time.sleep(0.05)
-            try:  # the database, its tables or the study may not exist yet
-                db = db or make_storage(storage)
-                study = optuna.load_study(study_name="small", storage=db)
-            except Exception:
-                continue
-            done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
-            entries = sessions_of(study.user_attrs)
-            if len(done) >= 2 and entries and entries[0]["checkpoints"] >= 2:
-                checkpointed = entries[0]
-        assert checkpointed is not None, "the search never checkpointed two trials"
+        checkpointed = wait_for_study(
+            proc, storage, two_checkpoints, failure="the search never checkpointed two trials"
+        )
         os.kill(proc.pid, signal.SIGKILL)
     finally:
-        proc.communicate(timeout=TIMEOUT_S)
+        finish(proc, TIMEOUT_S)
     assert proc.returncode == -signal.SIGKILL
 
-    resumed = run("search")
-    _, stderr = resumed.communicate(timeout=TIMEOUT_S)
-    assert resumed.returncode == 0, stderr
+    rc, _, stderr = finish(start_cli(["search", str(recipe)], cwd=tmp_path), TIMEOUT_S)
+    assert rc == 0, stderr
 
     result = rebuild_report(recipe)
     sessions = result.info["search_energy"]
@@ -228,21 +211,12 @@ def test_two_workers_on_a_journal_each_record_their_own_session(tmp_path: Path) 
         yaml.safe_dump(small(tmp_path, search={"trials": 4, "sampler": "random", "seed": 1}))
     )
     journal = f"journal:{tmp_path / 'study.log'}"
-    env = {**os.environ, "COMPRESSLAB_LOCK_DIR": str(tmp_path), "COLUMNS": "200"}
     workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "compresslab", "search", str(recipe), "--storage", journal],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
+        start_cli(["search", str(recipe), "--storage", journal], cwd=tmp_path) for _ in range(2)
     ]
     for w in workers:
-        _, stderr = w.communicate(timeout=TIMEOUT_S)
-        assert w.returncode == 0, stderr
+        rc, _, stderr = finish(w, TIMEOUT_S)
+        assert rc == 0, stderr
     sessions = load_result(load_recipe(recipe), storage=journal).info["search_energy"]
     assert len(sessions) == 2 and len({s["session"] for s in sessions}) == 2
     assert {s["pid"] for s in sessions} == {w.pid for w in workers}

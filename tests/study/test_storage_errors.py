@@ -67,6 +67,7 @@ def test_a_full_sqlite_disk_says_so_on_open_and_delete(
         assert not any(advice in message for advice in DELETE_ADVICE), message
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_during_a_search_keeps_what_was_completed(
     tmp_path: Path, sqlite_cannot_grow: dict[str, int], digits_task: Any
 ) -> None:
@@ -169,6 +170,7 @@ def hung_server() -> Iterator[int]:
         server.close()
 
 
+@pytest.mark.slow
 def test_a_hung_postgresql_server_fails_in_bounded_time_without_showing_the_password(
     tmp_path: Path,
     hung_server: int,

@@ -53,6 +53,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, SearchResul
     return recipe, search(recipe), tmp
 
 
+@pytest.mark.slow
 def test_every_measured_variant_is_within_the_perplexity_tolerance(searched) -> None:  # type: ignore[no-untyped-def]
     _, result, _ = searched
     assert len([t for t in result.trials if t.evaluated]) == 4
@@ -69,6 +70,7 @@ def test_every_measured_variant_is_within_the_perplexity_tolerance(searched) -> 
     assert "bf16 @ kv_cache=False" in labels  # the runtime knob reaches the workload
 
 
+@pytest.mark.slow
 def test_energy_is_per_generated_token(searched) -> None:  # type: ignore[no-untyped-def]
     _, result, _ = searched
     base = result.baseline
@@ -81,6 +83,7 @@ def test_energy_is_per_generated_token(searched) -> None:  # type: ignore[no-unt
     assert base.quality["perplexity_ratio"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_report_gives_per_token_per_request_prefill_decode_and_answers(searched) -> None:  # type: ignore[no-untyped-def]
     recipe, result, _ = searched
     report = (recipe.output_dir() / "report.md").read_text()
@@ -97,6 +100,7 @@ def test_report_gives_per_token_per_request_prefill_decode_and_answers(searched)
     assert row["new_tokens"] == 4
 
 
+@pytest.mark.slow
 def test_answers_are_escaped_in_html_and_markdown(searched) -> None:  # type: ignore[no-untyped-def]
     _, result, tmp = searched
     evil = "<script>alert(1)</script> | & more"
@@ -130,6 +134,7 @@ def test_kv_cache_and_perplexity_are_checked_in_recipes(tmp_path: Path) -> None:
     assert recipe_hash(load_recipe("recipes/digits.yaml"))
 
 
+@pytest.mark.slow
 def test_a_classifier_refuses_llm_only_settings(tmp_path: Path) -> None:
     from tests_support import small
 
@@ -145,6 +150,7 @@ def test_a_classifier_refuses_llm_only_settings(tmp_path: Path) -> None:
         search(recipe)
 
 
+@pytest.mark.slow
 def test_the_notebook_api_scores_a_causal_model_by_its_choices(searched) -> None:  # type: ignore[no-untyped-def]
     from compresslab import lab
 

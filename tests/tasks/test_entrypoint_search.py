@@ -13,6 +13,8 @@ from torch import nn
 
 from compresslab.api import load_recipe, search
 
+pytestmark = pytest.mark.slow
+
 USER_MODULE = """
 from __future__ import annotations
 

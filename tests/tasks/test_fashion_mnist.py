@@ -71,6 +71,7 @@ def test_stratified_subset_is_stable_and_proportional() -> None:
     assert not torch.equal(a, stratified_subset(labels, 10, seed=1, salt="t"))
 
 
+@pytest.mark.slow
 def test_tiny_training_run_learns_and_is_cached() -> None:
     require_fashion_mnist()
     options = {"train_size": 1000, "test_size": 300, "epochs": 2, "width": 4, "hidden": 32}

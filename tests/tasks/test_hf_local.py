@@ -37,6 +37,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm_tokenizer) -> Pat
     return folder
 
 
+@pytest.mark.slow
 def test_wordnet_data_and_the_wrapper(tiny_bert: Path) -> None:
     require_wordnet()
     task = load_task(
@@ -95,6 +96,7 @@ def test_csv_and_jsonl_data_with_label_names_and_indices(tiny_bert: Path, tmp_pa
     assert torch.bincount(small.eval_labels).tolist() == [2, 2, 2]
 
 
+@pytest.mark.slow
 def test_errors_say_how_to_fix(tiny_bert: Path, tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="needs the option `path`"):
         hf_local_task({})

@@ -12,6 +12,7 @@ from compresslab.tasks.minilm import fit_head, minilm_wordnet_task
 from compresslab.tasks.text import MeanPoolClassifier
 
 
+@pytest.mark.slow
 def test_task_is_a_minilm_wrapper_over_token_ids(minilm_small) -> None:  # type: ignore[no-untyped-def]
     from transformers import BertModel
 
@@ -33,11 +34,13 @@ def test_task_is_a_minilm_wrapper_over_token_ids(minilm_small) -> None:  # type:
     assert logits.shape == (5, 4) and logits.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_accuracy_is_far_above_chance(minilm_small) -> None:  # type: ignore[no-untyped-def]
     acc = accuracy(predict(minilm_small.model, minilm_small.eval_inputs), minilm_small.eval_labels)
     assert acc > 0.6, f"accuracy {acc:.3f} (chance: 0.25)"
 
 
+@pytest.mark.slow
 def test_padding_columns_change_nothing(minilm_small) -> None:  # type: ignore[no-untyped-def]
     # The wrapper derives the attention mask from pad id 0: extra padding must not move logits.
     x = minilm_small.eval_inputs[:6]
@@ -46,6 +49,7 @@ def test_padding_columns_change_nothing(minilm_small) -> None:  # type: ignore[n
         assert torch.allclose(minilm_small.model(x), minilm_small.model(padded), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_second_load_reuses_the_cached_head_and_the_same_split(minilm_small) -> None:  # type: ignore[no-untyped-def]
     again = load_task(TaskSpec(name="minilm-wordnet", options=dict(MINILM_SMALL)))
     assert torch.equal(again.eval_inputs, minilm_small.eval_inputs)
@@ -80,6 +84,7 @@ def test_missing_wordnet_names_the_package(tmp_path) -> None:  # type: ignore[no
         minilm_wordnet_task({"wordnet_path": str(tmp_path / "none")})
 
 
+@pytest.mark.slow
 def test_missing_encoder_folder_is_a_task_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     require_wordnet()
     with pytest.raises(TaskError, match="set the task option `encoder_path`"):

@@ -28,6 +28,7 @@ def test_digits_split_is_stable_and_stratified() -> None:
     assert not torch.equal(other[3], y_te)
 
 
+@pytest.mark.slow
 def test_digits_task_is_trained_and_cached(digits_task) -> None:  # type: ignore[no-untyped-def]
     again = digits_task_fn_fast()
     for (k, v), (_, w) in zip(

@@ -88,6 +88,7 @@ def test_stable_order_depends_only_on_seed_and_keys() -> None:
     assert [s.upper() for s in upper] == stable_order(["A", "B", "C"], seed=0)
 
 
+@pytest.mark.slow
 def test_real_split_is_stable_stratified_and_mixed() -> None:
     require_wordnet()
     kwargs = {"train_per_class": 40, "test_per_class": 20, "seed": 0}
