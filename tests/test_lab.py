@@ -10,13 +10,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
-from tests_support import sample_result, small
+from tests_support import sample_result, small, with_evaluation
 
 import compresslab
 from compresslab import Study, units
 from compresslab.errors import InvalidArgumentError, StorageError
 from compresslab.export import load_variant
-from compresslab.records import SearchResult
+from compresslab.records import PairedRatio, SearchResult
 from compresslab.report.table import COLUMNS, frontier_frame
 
 
@@ -209,9 +209,9 @@ def test_a_saving_within_the_confidence_intervals_is_said_so(tmp_path: Path) -> 
     assert "0.40x the baseline's energy" in repr(clear) and "not a clear saving" not in repr(clear)
     result = sample_result()
     # The pairs put the ratio at 0.99, with an interval that reaches 1.
-    close = dataclasses.replace(
+    close = with_evaluation(
         result.trials[1],
-        vs_baseline={"ratio": 0.99, "ci95_low": 0.95, "ci95_high": 1.03, "pairs": 4},
+        vs_baseline=PairedRatio(ratio=0.99, ci95_low=0.95, ci95_high=1.03, pairs=4),
     )
     blurred = _handmade(tmp_path, trials=[result.trials[0], close])
     assert "the interval reaches 1: not a clear saving" in blurred._repr_html_()
