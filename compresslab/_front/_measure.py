@@ -93,8 +93,9 @@ def measure(
             "measure takes a torch model (with its inputs) or a recipe (a path to its YAML, a "
             f"mapping or a Recipe), not {type(target).__name__}"
         )
-    model_only = {"inputs": inputs, "sampler": sampler, "device": device, "protocol": protocol}
-    model_only |= {"threads": threads, "repeatability": None if repeatability else False}
+    model_only: dict[str, Any] = {"inputs": inputs, "sampler": sampler, "device": device}
+    model_only |= {"protocol": protocol, "threads": threads}
+    model_only["repeatability"] = None if repeatability else False
     _refuse(model_only, _MODEL_ONLY)
     return _measure_recipe(target, trial=trial, storage=storage, base_dir=base_dir)
 
