@@ -157,7 +157,8 @@ def compare(
     """Two studies side by side: the variants in both, their figures and ratios.
 
     Args:
-        a: a :class:`Study`; a recipe (a path to its YAML, a mapping or a Recipe: its study);
+        a: a :class:`Study`; a recipe (its study: a ``.yaml``/``.yml`` path, a mapping or a
+            Recipe);
             a report folder holding ``study.db``, a ``.db`` file or a storage URL.
         b: the same for the second study.
         study_a: the study's name in ``a`` when that storage holds several.
