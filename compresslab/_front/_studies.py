@@ -158,8 +158,7 @@ def compare(
 
     Args:
         a: a :class:`Study`; a recipe (its study: a ``.yaml``/``.yml`` path, a mapping or a
-            Recipe);
-            a report folder holding ``study.db``, a ``.db`` file or a storage URL.
+            Recipe); a report folder holding ``study.db``, a ``.db`` file or a storage URL.
         b: the same for the second study.
         study_a: the study's name in ``a`` when that storage holds several.
         study_b: likewise for ``b``.
