@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from compresslab._version import __version__
-from compresslab.errors import CompressLabError, RecipeError
+from compresslab.errors import CompressLabError, InvalidArgumentError, RecipeError
 from compresslab.records import SearchInterrupted
 
 if TYPE_CHECKING:
@@ -229,9 +229,9 @@ def measure(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Measure the recipe's baseline model (or one trial's variant) and print its energy."""
-    from compresslab.api import measure_recipe
+    from compresslab.api import measure as run
 
-    result = measure_recipe(recipe, trial=trial, storage=storage)
+    result = run(recipe, trial=trial, storage=storage)
     if as_json:
         print(json.dumps(result.to_json(), indent=2, default=str))
         return
@@ -243,6 +243,7 @@ def _measurement_table(result: Measurement) -> Table:
     from compresslab import units
 
     ev = result.evaluation
+    assert ev is not None  # a recipe's measurement evaluates its model
     e = ev.energy
     factor, unit = units.energy_unit([e.energy_j_per_inference])
     table = Table(title=escape(f"{result.recipe}: {result.variant}"), show_header=False)
@@ -577,6 +578,8 @@ def main() -> None:
     try:
         app()
     except CompressLabError as e:
+        if isinstance(e, InvalidArgumentError) and e.argument:  # the flag, not the argument
+            e.args = (e.reworded("--" + e.argument.replace("_", "-")),)
         _print_error(e)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:

@@ -1,8 +1,18 @@
 """One root error for the package; every error a user can see derives from it.
 
-Each message says what went wrong *and how to fix it*. Vendor errors are translated where
-they enter the package (``raise ... from e``) so callers need to catch only
-:class:`CompressLabError`.
+Each message says what went wrong *and how to fix it*, worded for whoever called: a library
+function names its arguments (``trials: ...``), and the command line rewords an argument's
+error for its flag (``--trials: ...``, :meth:`InvalidArgumentError.reworded`). Vendor errors
+are translated where they enter the package (``raise ... from e``) so callers need to catch
+only :class:`CompressLabError`. The family, as docs/api.md lists it:
+
+- :class:`InvalidArgumentError` (also a ``ValueError``): an argument's value is wrong; its
+  :class:`UsageError` subclass, something an argument names cannot be used (no study there, a
+  folder that exists);
+- :class:`RecipeError`: a recipe is invalid (file, line, field and fix of every problem);
+- :class:`StorageError`, :class:`MeasurementError`, :class:`BackendUnavailableError`,
+  :class:`OtherMachineError`, :class:`VariantError`, :class:`TaskError`: what went wrong on
+  the way.
 """
 
 from __future__ import annotations
@@ -60,10 +70,31 @@ class RecipeError(CompressLabError):
         return combined
 
 
-class UsageError(CompressLabError):
-    """A command-line invocation is wrong (missing file, bad flag value)."""
+class InvalidArgumentError(CompressLabError, ValueError):
+    """An argument given to a function is wrong; nothing was run. Also a ``ValueError``.
+
+    The message starts with the argument's name and says what would do, e.g. ``trials must be
+    an integer in [1, 100000], got 0``; :attr:`argument` holds the name (None: not one
+    argument alone), so that the command line can name its flag instead (:meth:`reworded`).
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, argument: str | None = None) -> None:
+        super().__init__(message)
+        #: The name of the argument at fault (``trials``, ``storage`` ...), if one is.
+        self.argument = argument
+
+    def reworded(self, name: str) -> str:
+        """The message with the argument's leading name replaced by ``name`` (``--trials``)."""
+        message = str(self)
+        if self.argument and message.startswith(self.argument):
+            return name + message[len(self.argument) :]
+        return message
+
+
+class UsageError(InvalidArgumentError):
+    """Something an argument names cannot be used: no study at a location, a folder that exists."""
 
 
 class BackendUnavailableError(CompressLabError):

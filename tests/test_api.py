@@ -19,6 +19,7 @@ from compresslab.carbon import INTENSITY_G_PER_KWH, carbon_settings
 from compresslab.errors import MeasurementError, RecipeError
 from compresslab.protocol import Protocol, ci95_halfwidth, t95
 from compresslab.protocol.repeatability import UNKNOWN
+from compresslab.records import EnergyResult
 
 
 @pytest.mark.slow
@@ -134,7 +135,7 @@ def test_measure_json_on_a_fake_powercap_tree_is_measured(
 def test_measure_block_context_manager() -> None:
     x = torch.randn(64, 128)
     w = torch.randn(128, 128)
-    with compresslab.measure(sampler="estimate", inferences=64) as m:
+    with compresslab.measure_block(sampler="estimate", inferences=64) as m:
         t0 = time.process_time()
         while time.process_time() - t0 < 0.05:
             x @ w
@@ -148,20 +149,32 @@ def test_measure_block_context_manager() -> None:
 
 def test_measure_block_refuses_the_model_tier() -> None:
     with (
-        pytest.raises(MeasurementError, match="measure_model"),
-        compresslab.measure(sampler="model"),
+        pytest.raises(MeasurementError, match=r"compresslab\.measure\(model, inputs"),
+        compresslab.measure_block(sampler="model"),
     ):
         pass
 
 
-def test_measure_model_api_with_each_cpu_tier() -> None:
+def test_measure_a_model_with_each_cpu_tier() -> None:
     net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 4))
     x = torch.randn(16, 32)
     fast = Protocol(warmup_s=0.0, window_s=0.03, min_windows=2, max_windows=2)
-    est = compresslab.measure_model(net, x, sampler="estimate", protocol=fast)
-    mod = compresslab.measure_model(net, x, sampler="model", protocol=fast)
-    assert str(est.provenance) == "estimated" and str(mod.provenance) == "modeled"
+    est = compresslab.measure(net, x, sampler="estimate", protocol=fast)
+    mod = compresslab.measure(net, x, sampler="model", protocol=fast)
+    assert isinstance(est, compresslab.Measurement) and isinstance(mod, compresslab.Measurement)
+    assert str(est.energy.provenance) == "estimated" and str(mod.energy.provenance) == "modeled"
     assert est.energy_j_per_inference > 0 and mod.energy_j_per_inference > 0
+    assert est.evaluation is None and est.recipe is None and est.trial is None
+    assert "estimate" in est.selection
+
+
+def test_the_deprecated_measure_functions_warn_and_answer_as_before() -> None:
+    net = nn.Sequential(nn.Linear(8, 4))
+    fast = Protocol(warmup_s=0.0, window_s=0.03, min_windows=2, max_windows=2)
+    with pytest.warns(DeprecationWarning, match=r"compresslab\.measure\(model, inputs"):
+        res = compresslab.measure_model(net, torch.randn(4, 8), sampler="estimate", protocol=fast)
+    assert isinstance(res, EnergyResult) and res.energy_j_per_inference > 0
+    assert "measure_model" not in compresslab.__all__
 
 
 def test_carbon_table_and_override() -> None:
@@ -181,9 +194,10 @@ def test_public_names_are_functions_and_no_module_shares_a_name() -> None:
     import pkgutil
 
     modules = {m.name for m in pkgutil.iter_modules(compresslab.__path__)}
-    public = set(compresslab.__all__) - {"__version__", "lab"}
+    public = set(compresslab.__all__) - {"__version__"}
     assert public & modules == set(), "a public function shares its name with a module"
     for name in public:
         assert getattr(compresslab, name) is not None
+        assert name in dir(compresslab)
     assert callable(compresslab.search) and callable(compresslab.rebuild_report)
-    assert callable(compresslab.measure)
+    assert callable(compresslab.measure) and callable(compresslab.measure_block)

@@ -10,13 +10,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
-from tests_support import sample_result, small
+from tests_support import sample_result, small, with_evaluation
 
-from compresslab import lab, units
-from compresslab.api import load_recipe
-from compresslab.errors import StorageError
+import compresslab
+from compresslab import Study, units
+from compresslab.errors import InvalidArgumentError, StorageError
 from compresslab.export import load_variant
-from compresslab.records import SearchResult
+from compresslab.records import PairedRatio, SearchResult
 from compresslab.report.table import COLUMNS, frontier_frame
 
 
@@ -27,42 +27,42 @@ def _recipe(tmp: Path, *, trials: int, name: str = "small") -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory, digits_task: Any) -> lab.Study:
+def study(tmp_path_factory: pytest.TempPathFactory, digits_task: Any) -> Study:
     """One real (tiny) search, shared by the read-only tests of this module."""
     tmp = tmp_path_factory.mktemp("lab")
-    return lab.search(_recipe(tmp, trials=4), progress=False)
+    return compresslab.search(_recipe(tmp, trials=4), progress=False)
 
 
-def _handmade(tmp_path: Path, **changes: Any) -> lab.Study:
+def _handmade(tmp_path: Path, **changes: Any) -> Study:
     result = sample_result()
-    return lab.Study(load_recipe(small(tmp_path)), dataclasses.replace(result, **changes))
+    return Study(compresslab.load_recipe(small(tmp_path)), dataclasses.replace(result, **changes))
 
 
 @pytest.mark.slow
-def test_trials_and_frontier_are_the_reports_dataframes(study: lab.Study) -> None:
+def test_trials_and_frontier_are_the_reports_dataframes(study: Study) -> None:
     trials, front = study.trials, study.frontier
     assert isinstance(trials, pd.DataFrame) and isinstance(front, pd.DataFrame)
     assert list(trials.columns[: len(COLUMNS)]) == COLUMNS
     assert all(c.startswith("param.") for c in trials.columns[len(COLUMNS) :])
-    assert trials["trial"].tolist() == [r.number for r in study.records.trials]
-    assert front["trial"].tolist() == [r.number for r in study.records.frontier]
+    assert trials["trial"].tolist() == [r.number for r in study.result.trials]
+    assert front["trial"].tolist() == [r.number for r in study.result.frontier]
     assert len(front) >= 1, "the baseline at least is feasible"
-    pd.testing.assert_frame_equal(front, frontier_frame(study.records))
+    pd.testing.assert_frame_equal(front, frontier_frame(study.result))
     assert front["pareto"].all() and front["feasible"].all()
     assert (front["provenance"] == "estimated").all()
     assert study.baseline is not None and bool(study.baseline["baseline"])
 
 
 @pytest.mark.slow
-def test_best_is_the_cheapest_within_the_tolerance_or_a_given_drop(study: lab.Study) -> None:
+def test_best_is_the_cheapest_within_the_tolerance_or_a_given_drop(study: Study) -> None:
     best = study.best()
     assert best is not None
-    saving = study.records.best_saving()
+    saving = study.result.best_saving()
     assert saving is not None and best["trial"] == saving.number
     measured = study.trials[
         study.trials["state"].eq("COMPLETE") & study.trials["reused_from"].isna()
     ]
-    base_acc = study.records.baseline_accuracy
+    base_acc = study.result.baseline_accuracy
     for drop in (0.0, 0.005, 0.02, 0.1, 0.3):
         pick = study.best(max_drop=drop)
         assert pick is not None
@@ -84,8 +84,8 @@ def test_best_on_a_handmade_result(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_build_gives_each_trials_model(study: lab.Study) -> None:
-    measured = [r for r in study.records.completed if r.reused_from is None]
+def test_build_gives_each_trials_model(study: Study) -> None:
+    measured = [r for r in study.result.completed if r.reused_from is None]
     assert any(not r.is_baseline for r in measured)
     for r in measured:
         assert study.evaluate(study.build(r.number)) == r.accuracy, r.variant
@@ -101,14 +101,15 @@ def test_build_gives_each_trials_model(study: lab.Study) -> None:
 
 
 def test_search_refuses_a_budget_below_one(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        lab.search(small(tmp_path), trials=0, progress=False)
+    with pytest.raises(InvalidArgumentError, match=r"trials must be an integer in \[1, "):
+        compresslab.search(small(tmp_path), trials=0, progress=False)
 
 
 @pytest.mark.slow
-def test_unknown_trials_are_refused(study: lab.Study) -> None:
-    with pytest.raises(ValueError, match="no trial 999"):
+def test_unknown_trials_are_refused(study: Study) -> None:
+    with pytest.raises(InvalidArgumentError, match="trial 999 is not in study 'small'") as e:
         study.build(999)
+    assert e.value.argument == "trial"
     with pytest.raises(TypeError, match="named by its number"):
         study.build("best")
     with pytest.raises(TypeError, match="named by its number"):
@@ -116,7 +117,7 @@ def test_unknown_trials_are_refused(study: lab.Study) -> None:
 
 
 @pytest.mark.slow
-def test_export_reloads_to_the_built_model(study: lab.Study, tmp_path: Path) -> None:
+def test_export_reloads_to_the_built_model(study: Study, tmp_path: Path) -> None:
     best = study.best()
     assert best is not None
     folder = study.export(best, tmp_path / "best")
@@ -129,53 +130,57 @@ def test_export_reloads_to_the_built_model(study: lab.Study, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_measure_a_trial_a_model_or_the_baseline(study: lab.Study) -> None:
+def test_measure_a_trial_a_model_or_the_baseline(study: Study) -> None:
     best = study.best()
     assert best is not None
     res = study.measure(best)
+    assert isinstance(res, compresslab.Measurement) and res.evaluation is None
+    assert (res.recipe, res.trial, res.variant) == ("small", best["trial"], best["variant"])
     assert str(res.provenance) == "estimated" and res.energy_j_per_inference > 0
-    assert res.batch_size == 32 and res.windows == 2  # the recipe's (fast) protocol
+    assert res.energy.batch_size == 32 and res.energy.windows == 2  # the recipe's protocol
     mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     mine = study.measure(mlp, inputs=torch.rand(8, 1, 8, 8), sampler="model")
-    assert str(mine.provenance) == "modeled" and mine.batch_size == 8
-    assert str(study.measure().provenance) == "estimated"
+    assert str(mine.provenance) == "modeled" and mine.energy.batch_size == 8
+    assert mine.variant is None and mine.trial is None
+    base = study.measure()
+    assert str(base.provenance) == "estimated" and base.variant == "baseline"
 
 
 @pytest.mark.slow
-def test_measuring_a_trial_again_learns_the_machines_repeatability(study: lab.Study) -> None:
+def test_measuring_a_trial_again_learns_the_machines_repeatability(study: Study) -> None:
     from compresslab.protocol.repeatability import UNKNOWN
 
     best = study.best()
     assert best is not None
-    first = [study.measure(best) for _ in range(3)]
+    first = [study.measure(best).energy for _ in range(3)]
     assert all(r.repeatability_source == UNKNOWN for r in first)  # a fresh store: unknown
     assert all(r.ci95_j_per_inference == r.ci95_windows_j_per_inference for r in first)
-    fourth = study.measure(best)
+    fourth = study.measure(best).energy
     assert f"3 standalone measurements of small: {best.variant}" in str(fourth.repeatability_source)
     assert fourth.repeatability_rel is not None and fourth.repeatability_rel >= 0
     assert fourth.ci95_j_per_inference >= fourth.ci95_windows_j_per_inference
 
 
 @pytest.mark.slow
-def test_plot_draws_the_frontier_tolerance_and_baseline(study: lab.Study) -> None:
+def test_plot_draws_the_frontier_tolerance_and_baseline(study: Study) -> None:
     ax = study.plot()
     try:
         (front,) = [c for c in ax.collections if c.get_label() == "Pareto frontier (feasible)"]
-        done = [r for r in study.records.completed if r.reused_from is None]
+        done = [r for r in study.result.completed if r.reused_from is None]
         factor, unit = units.energy_unit([r.energy_j_per_inference for r in done])
         expected = [
             v
-            for r in study.records.frontier
+            for r in study.result.frontier
             for v in (r.energy_j_per_inference * factor, r.accuracy)
         ]
         assert front.get_offsets().ravel().tolist() == pytest.approx(expected, rel=1e-12)
         assert f"energy per inference [{unit}]" in ax.get_xlabel()
         (base,) = [c for c in ax.collections if c.get_label() == "baseline (uncompressed)"]
-        assert base.get_offsets().tolist()[0][1] == pytest.approx(study.records.baseline_accuracy)
+        assert base.get_offsets().tolist()[0][1] == pytest.approx(study.result.baseline_accuracy)
         (tol,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("accuracy tolerance")]
-        assert tol.get_ydata()[0] == pytest.approx(study.records.min_accuracy)
+        assert tol.get_ydata()[0] == pytest.approx(study.result.min_accuracy)
         assert "estimated" in ax.get_xlabel()
-        assert {t.get_text() for t in ax.texts} == {str(r.number) for r in study.records.frontier}
+        assert {t.get_text() for t in ax.texts} == {str(r.number) for r in study.result.frontier}
     finally:
         plt.close(ax.figure)
     fig, given = plt.subplots()
@@ -204,9 +209,9 @@ def test_a_saving_within_the_confidence_intervals_is_said_so(tmp_path: Path) -> 
     assert "0.40x the baseline's energy" in repr(clear) and "not a clear saving" not in repr(clear)
     result = sample_result()
     # The pairs put the ratio at 0.99, with an interval that reaches 1.
-    close = dataclasses.replace(
+    close = with_evaluation(
         result.trials[1],
-        vs_baseline={"ratio": 0.99, "ci95_low": 0.95, "ci95_high": 1.03, "pairs": 4},
+        vs_baseline=PairedRatio(ratio=0.99, ci95_low=0.95, ci95_high=1.03, pairs=4),
     )
     blurred = _handmade(tmp_path, trials=[result.trials[0], close])
     assert "the interval reaches 1: not a clear saving" in blurred._repr_html_()
@@ -225,19 +230,19 @@ def test_search_is_silent_without_progress_and_shows_it_on_request(
     recipe = _recipe(tmp_path, trials=1, name="quiet")
     matplotlib.use("pdf")  # a backend of the caller's that the report must not replace
     try:
-        first = lab.search(recipe, progress=False)
+        first = compresslab.search(recipe, progress=False)
         assert matplotlib.get_backend() == "pdf"
     finally:
         matplotlib.use("Agg")
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    assert [r.number for r in first.records.trials] == [0]
+    assert [r.number for r in first.result.trials] == [0]
 
-    more = lab.search(recipe, trials=2, progress=True)  # resumes: one more variant
+    more = compresslab.search(recipe, trials=2, progress=True)  # resumes: one more variant
     out, err = capfd.readouterr()
     assert out == ""
     assert "search quiet" in err and "2/2" in err
-    assert len(more.records.trials) >= 2
+    assert len(more.result.trials) >= 2
 
 
 @pytest.mark.slow
@@ -262,7 +267,7 @@ def test_notebook_progress_is_one_display_updated_in_place(
 
     monkeypatch.setattr("rich.console._is_jupyter", lambda: True)
     monkeypatch.setattr(display_module, "display", display)
-    lab.search(_recipe(tmp_path, trials=2, name="nb"), progress=True)
+    compresslab.search(_recipe(tmp_path, trials=2, name="nb"), progress=True)
     assert len(shown) == 1  # one display, then updates in place
     assert updates and "<progress value='2' max='2'" in updates[-1] and "2/2" in updates[-1]
     assert "search nb" in shown[0]._repr_html_() and "search nb 2/2" in repr(shown[0])
@@ -271,18 +276,18 @@ def test_notebook_progress_is_one_display_updated_in_place(
 
 
 @pytest.mark.slow
-def test_open_reads_the_stored_study(study: lab.Study, tmp_path: Path) -> None:
-    again = lab.open(study.recipe)
+def test_open_reads_the_stored_study(study: Study, tmp_path: Path) -> None:
+    again = compresslab.open(study.recipe)
     pd.testing.assert_frame_equal(again.trials, study.trials)
     pd.testing.assert_frame_equal(study.reload().frontier, study.frontier)
     assert again.storage == study.storage and again.output_dir == study.output_dir
     with pytest.raises(StorageError, match="no study database"):
-        lab.open(small(tmp_path, name="never-searched"))
+        compresslab.open(small(tmp_path, name="never-searched"))
 
 
 def test_a_handmade_study_keeps_its_records(tmp_path: Path) -> None:
     study = _handmade(tmp_path)
-    assert isinstance(study.records, SearchResult)
+    assert isinstance(study.result, SearchResult) and study.records is study.result
     assert study.trials["trial"].tolist() == [0, 1, 2, 3]
     assert study.frontier["trial"].tolist() == [1, 0]
     assert math.isclose(study.baseline["accuracy"], 0.99)  # type: ignore[index]

@@ -1,4 +1,4 @@
-"""The energy of any block of code: ``with compresslab.measure(...) as m: ...`` (one window).
+"""The energy of any block of code: ``with compresslab.measure_block(...) as m:`` (one window).
 
 Say whether a figure is gross machine energy, net of an idle reading, or a process's own:
 a block measured with a machine-level counter and no idle reading is *gross* (it includes
@@ -17,7 +17,7 @@ BLOCK_MIN_NET_SHARE = 0.05
 
 
 class BlockMeasurement:
-    """The energy of one ``with compresslab.measure(...)`` block, filled in when it exits.
+    """The energy of one ``with compresslab.measure_block(...)`` block, filled in when it exits.
 
     What the figure is, :attr:`figure` says:
 
@@ -25,13 +25,13 @@ class BlockMeasurement:
       idle power was read for ``idle_s`` just before the block and idle power x the block's
       duration is subtracted. One short idle reading, taken at another time than the block:
       the machine's idle power drifts, so the net figure carries an uncertainty this one-window
-      API does not state (:func:`measure_model` measures idle before and after and states it).
+      API does not state (:func:`compresslab.measure` measures idle before and after, states it).
     - ``gross``: a machine-scoped sampler without an idle reading: everything the machine
       (all of its processes, and its idle draw) used while the block ran.
     - ``process``: a process-scoped sampler (``estimate``): this process's own share; no idle
       applies.
 
-    One window gives no confidence interval: use :func:`measure_model` for repeated windows.
+    One window gives no confidence interval: :func:`compresslab.measure` repeats windows.
     """
 
     def __init__(
@@ -175,7 +175,7 @@ def measure(
 
     Example::
 
-        with compresslab.measure(inferences=len(batch), idle_s=2) as m:
+        with compresslab.measure_block(inferences=len(batch), idle_s=2) as m:
             model(batch)
         print(m.energy_j_per_inference, m.figure, m.provenance)
 
@@ -194,18 +194,22 @@ def measure(
             idle).
     """
     from compresslab.energy import select_sampler
-    from compresslab.errors import MeasurementError
+    from compresslab.errors import InvalidArgumentError, MeasurementError
     from compresslab.protocol import host_lock
 
     if sampler == "model":
         raise MeasurementError(
             "the modeled tier counts a model's calls and cannot measure a code block: "
-            "use compresslab.measure_model(model, inputs, sampler='model')"
+            "use compresslab.measure(model, inputs, sampler='model')"
         )
     if inferences < 1:
-        raise ValueError("inferences must be at least 1")
+        raise InvalidArgumentError(
+            f"inferences must be at least 1, got {inferences!r}", argument="inferences"
+        )
     if not idle_s >= 0:
-        raise ValueError(f"idle_s must be 0 or more seconds, not {idle_s!r}")
+        raise InvalidArgumentError(
+            f"idle_s must be 0 or more seconds, got {idle_s!r}", argument="idle_s"
+        )
     selection = select_sampler(sampler, device=device)
     chosen = selection.sampler
     scope = getattr(chosen, "scope", "machine")
@@ -235,5 +239,5 @@ def measure(
             f"({idle_w:.3g} W): it added {result.energy_j:.3g} J, under "
             f"{BLOCK_MIN_NET_SHARE:.0%} of the total, which cannot be told apart from idle "
             "(idle drifts by a few percent); run more work inside the block, or use "
-            "compresslab.measure_model for repeated windows with an interval"
+            "compresslab.measure(model, inputs) for repeated windows with an interval"
         )

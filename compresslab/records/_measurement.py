@@ -1,4 +1,8 @@
-"""A recipe's baseline, or one trial's variant, measured on its own (``compresslab measure``)."""
+"""One standalone measurement: a model on a batch, a recipe's baseline, or a trial's variant.
+
+:func:`compresslab.measure` returns it whatever it measured (``compresslab measure`` prints it);
+:meth:`compresslab.Study.measure` too.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +10,76 @@ from dataclasses import dataclass
 from typing import Any
 
 from compresslab.records._codec import to_json
+from compresslab.records._energy import EnergyResult, Provenance
 from compresslab.records._evaluation import Evaluation
 from compresslab.records._trial import Prediction
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """One standalone measurement of a recipe's model or of a trial's variant.
+    """One standalone measurement: its energy always, the variant's evaluation for a recipe.
 
     Attributes:
-        recipe: the recipe's name.
-        variant: the variant's label (``baseline`` for the uncompressed model).
-        trial: the trial whose variant was measured (None: the baseline).
-        metric_name: the recipe's metric (``accuracy`` ...).
-        evaluation: what the bench produced; its absolute figure is widened by the machine's
-            repeatability (a standalone measurement).
+        energy: the energy per inference (mean, 95% interval, provenance, windows ...); its
+            interval is widened by the machine's repeatability between measurements unless
+            that was turned off (``energy.repeatability_source`` says which).
         selection: how the energy sampler was chosen, in words.
+        evaluation: what evaluating a recipe's model produced (the metric, the paired ratio
+            to the baseline for a variant, profile, op counts ...); its ``energy`` is
+            :attr:`energy`. None for a bare model (nothing but its energy was measured).
+        recipe: the recipe's name (None: a bare model).
+        variant: the variant's label (``baseline`` for a recipe's uncompressed model; None: a
+            bare model, described by nothing but itself).
+        trial: the trial whose variant was measured (None: the baseline, or a bare model).
+        metric_name: the recipe's metric (``accuracy`` ...), the name of ``evaluation.metric``.
         prediction: the trial's prediction, when it was predicted dominated instead of
             measured during the search (compare its ``ratio`` with ``vs_baseline``).
     """
 
-    recipe: str
-    variant: str
-    trial: int | None
-    metric_name: str
-    evaluation: Evaluation
+    energy: EnergyResult
     selection: str
+    evaluation: Evaluation | None = None
+    recipe: str | None = None
+    variant: str | None = None
+    trial: int | None = None
+    metric_name: str | None = None
     prediction: Prediction | None = None
+
+    @property
+    def energy_j_per_inference(self) -> float:
+        """Joules per inference (the mean over the windows)."""
+        return self.energy.energy_j_per_inference
+
+    @property
+    def ci95_j_per_inference(self) -> float:
+        """The 95% half-width of :attr:`energy_j_per_inference`, in joules."""
+        return self.energy.ci95_j_per_inference
+
+    @property
+    def provenance(self) -> Provenance:
+        """How the energy was obtained: measured, integrated, estimated or modeled."""
+        return self.energy.provenance
 
     def to_json(self) -> dict[str, Any]:
         """The ``measure --json`` object: the energy's fields at the top, then the rest.
 
         The energy result's fields (and ``kwh_per_1k``) lead, then ``variant``, ``trial``,
-        ``recipe``, the metric under its own name, ``selection``, the evaluation's other
-        figures by name (``accuracy_ci95``, ``vs_baseline``, ``reference_energy``,
-        ``n_params`` ...), and ``prediction`` when there is one.
+        ``recipe``; for a recipe's measurement, the metric under its own name, then
+        ``selection`` and the evaluation's other figures by name (``accuracy_ci95``,
+        ``vs_baseline``, ``reference_energy``, ``n_params`` ...), and ``prediction`` when
+        there is one. A bare model's has ``selection`` after ``recipe`` and nothing more.
         """
-        ev = self.evaluation
         out: dict[str, Any] = {
-            **ev.energy.to_dict(),
+            **self.energy.to_dict(),
             "variant": self.variant,
             "trial": self.trial,
             "recipe": self.recipe,
-            self.metric_name: ev.metric,
+        }
+        ev = self.evaluation
+        if ev is None:
+            return {**out, "selection": self.selection}
+        out |= {
+            self.metric_name or "metric": ev.metric,
             "selection": self.selection,
             "accuracy_ci95": list(ev.metric_ci95),
             "reference_energy": ev.reference_energy.to_dict() if ev.reference_energy else None,

@@ -68,6 +68,7 @@ def measure_trial(
     # A measurement on its own: its absolute figure states the machine's repeatability too.
     evaluation = bench.evaluate(spec, runtime=runtime, standalone=True)
     return Measurement(
+        energy=evaluation.energy,
         recipe=recipe.name,
         variant=spec.label() + runtime.label(),
         trial=trial,
@@ -110,6 +111,7 @@ def export_trial(
     measured = None
     if stored.evaluation is not None:
         measured = Measurement(
+            energy=stored.evaluation.energy,
             recipe=recipe.name,
             variant=stored.variant or "?",
             trial=trial,

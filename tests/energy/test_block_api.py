@@ -1,4 +1,4 @@
-"""``compresslab.measure()``: a block's figure says whether it is gross, net or the process's own.
+"""``compresslab.measure_block()``: a block's figure says whether it is gross, net or its own.
 
 RAPL is a fake tree whose package counter is driven by the clock (``ClockCounter``): 20 W at
 rest, more while the block "works", so the true figures are known.
@@ -32,7 +32,7 @@ def package(
 def test_without_idle_the_figure_says_it_is_gross(package: ClockCounter) -> None:
     """Finding: `time.sleep(1)` in a block came back as energy per inference, `measured`,
     with nothing saying it was the machine's gross draw."""
-    with compresslab.measure(sampler="rapl", inferences=10) as m:
+    with compresslab.measure_block(sampler="rapl", inferences=10) as m:
         time.sleep(0.3)
     assert m.figure == "gross" and m.net is False and m.idle_measured is False
     assert m.idle_applies is True and m.idle_power_w is None
@@ -45,7 +45,7 @@ def test_without_idle_the_figure_says_it_is_gross(package: ClockCounter) -> None
 
 @pytest.mark.slow
 def test_with_idle_the_block_is_net_of_it(package: ClockCounter) -> None:
-    with compresslab.measure(sampler="rapl", inferences=10, idle_s=0.3) as m:
+    with compresslab.measure_block(sampler="rapl", inferences=10, idle_s=0.3) as m:
         package.set_power(50.0)  # the block's work adds 30 W
         time.sleep(0.4)
         package.set_power(20.0)
@@ -62,13 +62,13 @@ def test_with_idle_the_block_is_net_of_it(package: ClockCounter) -> None:
 def test_a_block_that_adds_nothing_to_idle_is_an_error(package: ClockCounter) -> None:
     with (
         pytest.raises(MeasurementError, match="told apart from idle"),
-        compresslab.measure(sampler="rapl", inferences=10, idle_s=0.3),
+        compresslab.measure_block(sampler="rapl", inferences=10, idle_s=0.3),
     ):
         time.sleep(0.3)
 
 
 def test_a_process_scoped_sampler_has_no_idle() -> None:
-    with compresslab.measure(sampler="estimate", inferences=4, idle_s=0.2) as m:
+    with compresslab.measure_block(sampler="estimate", inferences=4, idle_s=0.2) as m:
         t0 = time.process_time()
         while time.process_time() - t0 < 0.05:
             sum(range(1000))
@@ -78,5 +78,5 @@ def test_a_process_scoped_sampler_has_no_idle() -> None:
 
 
 def test_bad_idle_is_refused() -> None:
-    with pytest.raises(ValueError, match="idle_s"), compresslab.measure(idle_s=-1):
+    with pytest.raises(ValueError, match="idle_s"), compresslab.measure_block(idle_s=-1):
         pass
