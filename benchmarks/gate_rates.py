@@ -14,7 +14,8 @@ weights, on every second row of the batch (adding a zero times its mean to the o
 same outputs, about 1.5x the work per batch, no new layer, so the modeled figure does not
 move). Its true ratio is measured too.
 
-1. ``check --update`` writes the baseline and its program (the unchanged model).
+1. ``update_baseline`` (``compresslab baseline``) writes the baseline and its program (the
+   unchanged model).
 2. The gate runs ``--runs`` times on the unchanged model and ``--runs`` times on the slower
    one, alternating, in this process through :func:`compresslab.api.energy_gate` (what
    ``compresslab check`` calls; Python's start-up is left out), while ``--load`` busy processes
@@ -183,9 +184,10 @@ def _eager_vs_program(folder: Path, pairs: int, repeats: int) -> list[dict[str, 
 
 def _run(recipe: Path, baseline: Path) -> dict[str, Any]:
     from compresslab.api import energy_gate
+    from compresslab.check import GateRequest
 
     load0, t0 = _load(), time.perf_counter()
-    verdict = energy_gate(recipe, baseline=baseline)
+    verdict = energy_gate(GateRequest(recipe=recipe, baseline=baseline))
     m = verdict.energy.decisive
     assert m is not None
     return {
@@ -303,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     same, slow = _recipe(folder, slow=False, args=args), _recipe(folder, slow=True, args=args)
     baseline = folder / "baseline.json"
 
-    from compresslab.api import energy_gate, load_recipe
+    from compresslab.api import load_recipe, update_baseline
+    from compresslab.check import BaselineRequest
 
-    energy_gate(same, baseline=baseline, update=True)
+    update_baseline(BaselineRequest(recipe=same, baseline=baseline))
     print(f"baseline and its program written in {folder}", flush=True)
 
     stop = mp.Event()

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         rebuild_report,
         search,
     )
-    from compresslab.api import energy_gate, export_trial
+    from compresslab.api import energy_gate, export_trial, update_baseline
     from compresslab.errors import CompressLabError, InvalidArgumentError, RecipeError
     from compresslab.protocol.block import BlockMeasurement
     from compresslab.protocol.block import measure as measure_block
@@ -53,6 +53,7 @@ _PUBLIC = {
     "compare": ("compresslab._front", "compare"),
     "energy_gate": ("compresslab.api", "energy_gate"),
     "export_trial": ("compresslab.api", "export_trial"),
+    "update_baseline": ("compresslab.api", "update_baseline"),
     "load_recipe": ("compresslab._front", "load_recipe"),
     "measure": ("compresslab._front", "measure"),
     "measure_block": ("compresslab.protocol.block", "measure"),
@@ -78,6 +79,7 @@ __all__ = [
     "compare",
     "energy_gate",
     "export_trial",
+    "update_baseline",
     "load_recipe",
     "measure",
     "measure_block",

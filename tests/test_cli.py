@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -33,7 +34,7 @@ def test_missing_recipe_and_bad_flags_exit_2(tmp_path: Path) -> None:
 def test_samplers_json_lists_every_backend_with_a_reason(hidden_rapl: Path) -> None:
     proc = run_cli("samplers", "--json")
     assert proc.returncode == 0, proc.stderr
-    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    rows = {r["name"]: r for r in json.loads(proc.stdout)["samplers"]}
     assert set(rows) == {"rapl", "nvml", "estimate", "model"}
     # The command runs in a subprocess, where the host's RAPL and NVML are hidden too.
     assert rows["rapl"]["available"] is False and str(hidden_rapl) in rows["rapl"]["reason"]
@@ -58,6 +59,13 @@ def test_search_command_prints_the_frontier_and_writes_the_report(tmp_path: Path
     assert counts is not None and int(counts[1]) + int(counts[2]) == 3  # the budget, exactly
     report = tmp_path / "reports" / "small" / "report.md"
     assert report.is_file() and "## Pareto frontier" in report.read_text()
+    # The same study as one JSON object, read back from its storage (no model runs).
+    again = run_cli("report", str(recipe), "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    study = json.loads(again.stdout)
+    assert study["report"] == str(report) and study["counts"]["trials"] >= 3
+    assert study["counts"]["measured"] + study["counts"]["screened"] == 3
+    assert study["frontier"] and all(f["provenance"] == "estimated" for f in study["frontier"])
 
 
 # --- the first hour: a new user brings their own model -----------------------------------------
@@ -183,7 +191,7 @@ def test_trials_and_storage_out_of_range_exit_2(tmp_path: Path) -> None:
 def test_an_unexpected_error_is_one_line_and_verbose_shows_its_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import compresslab.cli as cli
+    import compresslab.cli._app as cli
 
     def broken() -> None:
         raise ZeroDivisionError("[bold]boom[/]")
@@ -203,9 +211,9 @@ def test_an_unexpected_error_is_one_line_and_verbose_shows_its_traceback(
 def test_known_library_noise_is_hidden_unless_verbose(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from compresslab.cli import _quiet_known_noise
+    from compresslab.cli._app import quiet_known_noise
 
-    _quiet_known_noise()
+    quiet_known_noise()
     with caplog.at_level(logging.WARNING):
         logging.getLogger("torchao").warning("Failed to load /x/_C_mxfp8.so: Could not load")
         logging.getLogger("bitsandbytes.backends.cpu.ops").warning(
@@ -216,44 +224,49 @@ def test_known_library_noise_is_hidden_unless_verbose(caplog: pytest.LogCaptureF
 
 
 def test_measure_says_how_its_interval_was_made() -> None:
-    from compresslab.cli import _interval_text
+    from tests_support import _energy
+
+    from compresslab.cli._measure import _interval_text
     from compresslab.protocol.repeatability import UNKNOWN
 
-    windows_only = {
-        "ci95_j_per_inference": 2e-5,
-        "ci95_windows_j_per_inference": 2e-5,
-        "repeatability_rel": None,
-        "repeatability_source": UNKNOWN,
-    }
+    windows_only = dataclasses.replace(
+        _energy(1e-3, 2e-5),
+        ci95_windows_j_per_inference=2e-5,
+        repeatability_rel=None,
+        repeatability_source=UNKNOWN,
+    )
     text = _interval_text(windows_only, 1e3, "mJ")
     assert text.startswith("± 0.02 mJ from the windows") and UNKNOWN in text
-    widened = {**windows_only, "repeatability_rel": 0.12, "repeatability_source": "12 baseline"}
+    widened = dataclasses.replace(
+        windows_only, repeatability_rel=0.12, repeatability_source="12 baseline"
+    )
     text = _interval_text(widened, 1e3, "mJ")
     assert "± 12.0% between measurements, in quadrature (12 baseline)" in text
 
 
 def test_measure_says_how_its_ratio_interval_was_made() -> None:
-    from compresslab.cli import _ratio_interval_text
+    from compresslab.cli._measure import _ratio_interval_text
     from compresslab.protocol.ratio_repeatability import RATIO_UNKNOWN
+    from compresslab.records import PairedRatio
 
-    pairs_only = {
-        "ratio": 0.5,
-        "ci95_low": 0.48,
-        "ci95_high": 0.52,
-        "ci95_low_pairs": 0.48,
-        "ci95_high_pairs": 0.52,
-        "ratio_repeatability_rel": None,
-        "ratio_repeatability_source": RATIO_UNKNOWN,
-    }
+    pairs_only = PairedRatio(
+        ratio=0.5,
+        ci95_low=0.48,
+        ci95_high=0.52,
+        ci95_low_pairs=0.48,
+        ci95_high_pairs=0.52,
+        ratio_repeatability_rel=None,
+        ratio_repeatability_source=RATIO_UNKNOWN,
+    )
     text = _ratio_interval_text(pairs_only)
     assert text.startswith("[0.480, 0.520] from the pairs") and RATIO_UNKNOWN in text
-    widened = {
-        **pairs_only,
-        "ci95_low": 0.45,
-        "ci95_high": 0.55,
-        "ratio_repeatability_rel": 0.09,
-        "ratio_repeatability_source": "3 confirmation rounds",
-    }
+    widened = dataclasses.replace(
+        pairs_only,
+        ci95_low=0.45,
+        ci95_high=0.55,
+        ratio_repeatability_rel=0.09,
+        ratio_repeatability_source="3 confirmation rounds",
+    )
     text = _ratio_interval_text(widened)
     assert "[0.480, 0.520] from the pairs and ± 9.0% (log scale) between spans" in text
     assert text.endswith("in quadrature (3 confirmation rounds)")

@@ -8,33 +8,42 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests_support import sample_result, small
+import yaml
+from tests_support import sample_result, small, with_evaluation
 from typer.testing import CliRunner
 
 from compresslab.api import compare, load_recipe, search
 from compresslab.cli import app
+from compresslab.errors import UsageError
+from compresslab.records import Provenance
 from compresslab.report.compare import COLUMNS, compare_results, write_comparison
 
 
 @pytest.fixture(scope="module")
-def two_studies(tmp_path_factory: pytest.TempPathFactory, digits_task: Any) -> tuple[Path, Path]:
-    """The same recipe searched twice, as on two machines (two report folders)."""
-    folders = []
+def recipes(tmp_path_factory: pytest.TempPathFactory, digits_task: Any) -> tuple[Path, Path]:
+    """The same recipe searched twice, as on two machines: the two recipe files."""
+    files = []
     for name in ("a", "b"):
         tmp = tmp_path_factory.mktemp(name)
-        recipe = load_recipe(
-            small(
-                tmp,
-                search={"trials": 3, "sampler": "grid", "screen_examples": 0, "confirm_pairs": 0},
-                compression=[
-                    {"method": "prune_channels", "params": {"ratio": 0.5}},
-                    {"method": "dynamic_int8"},
-                ],
-            )
+        spec = small(
+            tmp,
+            search={"trials": 3, "sampler": "grid", "screen_examples": 0, "confirm_pairs": 0},
+            compression=[
+                {"method": "prune_channels", "params": {"ratio": 0.5}},
+                {"method": "dynamic_int8"},
+            ],
         )
-        search(recipe)
-        folders.append(recipe.output_dir())
-    return folders[0], folders[1]
+        (tmp / "small.yaml").write_text(yaml.safe_dump(spec))
+        search(load_recipe(spec))
+        files.append(tmp / "small.yaml")
+    return files[0], files[1]
+
+
+@pytest.fixture(scope="module")
+def two_studies(recipes: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The two searches' report folders."""
+    a, b = (load_recipe(r).output_dir() for r in recipes)
+    return a, b
 
 
 @pytest.mark.slow
@@ -80,22 +89,43 @@ def test_the_command_prints_the_table_and_writes_the_files(
     for name in ("compare.md", "compare.csv", "compare.png"):
         assert (out / name).stat().st_size > 0
     assert "| baseline |" in (out / "compare.md").read_text()
-    as_json = CliRunner().invoke(
-        app, ["compare", str(two_studies[0]), str(two_studies[1]), "--json"]
+    again = CliRunner().invoke(
+        app, ["compare", str(two_studies[0]), str(two_studies[1]), "--out", str(out)]
     )
-    rows = json.loads(as_json.output)
-    assert {r["variant"] for r in rows} >= {"baseline", "dynamic_int8"}
+    assert isinstance(again.exception, UsageError) and "--force" in str(again.exception)
+    as_json = CliRunner().invoke(
+        app,
+        ["compare", str(two_studies[0]), str(two_studies[1]), "--out", str(out), "--force"]
+        + ["--json"],
+    )
+    assert as_json.exit_code == 0, as_json.output
+    result = json.loads(as_json.stdout)
+    assert {r["variant"] for r in result["rows"]} >= {"baseline", "dynamic_int8"}
+    assert set(result["written"]) == {"compare.md", "compare.csv", "compare.png"}
+
+
+def test_recipes_name_their_studies(recipes: tuple[Path, Path]) -> None:
+    res = CliRunner().invoke(app, ["compare", str(recipes[0]), str(recipes[1]), "--json"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert result["a"]["study"] == result["b"]["study"] == "small"
+    assert result["a"]["storage"] != result["b"]["storage"]  # each recipe's own storage
+    by_variant = {r["variant"]: r for r in result["rows"]}
+    assert by_variant["baseline"]["ratio_vs_baseline_a"] == 1.0
+    assert {"prune_channels(ratio=0.5)", "dynamic_int8"} <= set(by_variant)
 
 
 def test_figures_of_different_provenance_are_not_divided_unless_forced(tmp_path: Path) -> None:
     a = sample_result()
     b = sample_result()
-    measured = {**(b.trials[1].energy or {}), "provenance": "measured"}
-    b.trials[1] = dataclasses.replace(b.trials[1], energy=measured)
+    energy = b.trials[1].energy
+    assert energy is not None
+    measured = dataclasses.replace(energy, provenance=Provenance.MEASURED)
+    b.trials[1] = with_evaluation(b.trials[1], energy=measured)
     comparison = compare_results(a, b)
     row = next(r for r in comparison.rows if r["variant"] == "prune_channels(ratio=0.5)")
     assert row["energy_b_over_a"] is None
-    assert any("provenance differs" in w for w in comparison.warnings)
+    assert any("provenance differs" in w and "--mixed-provenance" in w for w in comparison.warnings)
     forced = compare_results(a, b, force=True)
     assert next(r for r in forced.rows if r["trial_a"] == 1)["energy_b_over_a"] == pytest.approx(
         1.0
@@ -105,8 +135,6 @@ def test_figures_of_different_provenance_are_not_divided_unless_forced(tmp_path:
 
 
 def test_a_folder_without_a_study_is_a_usage_error(tmp_path: Path) -> None:
-    from compresslab.errors import UsageError
-
     with pytest.raises(UsageError, match="no study database") as e:
         compare(tmp_path, tmp_path)
     assert e.value.exit_code == 2

@@ -274,10 +274,10 @@ def test_an_existing_folder_is_replaced_only_when_asked(  # type: ignore[no-unty
     (out / "keep.txt").write_text("mine")
     spec = VariantSpec((Step("bf16"),))
     kwargs = {"task": digits_task, "spec": spec, "ctx": ctx, "recipe_dict": RECIPE}
-    with pytest.raises(UsageError, match="exists and is not empty.*--force"):
+    with pytest.raises(UsageError, match=r"exists and is not empty.*--force \(replace=True\)"):
         export_variant(out_dir=out, **kwargs)
     assert (out / "keep.txt").read_text() == "mine"
-    export_variant(out_dir=out, overwrite=True, **kwargs)
+    export_variant(out_dir=out, replace=True, **kwargs)
     assert not (out / "keep.txt").exists() and (out / MANIFEST).is_file()
     assert (out / "weights.safetensors").stat().st_mode & 0o044  # readable by the team
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

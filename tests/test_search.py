@@ -351,7 +351,7 @@ def test_export_a_trial_and_reload_it(tmp_path: Path) -> None:
 
     from compresslab.api import export_trial
     from compresslab.bench import VariantBench
-    from compresslab.export import load_variant
+    from compresslab.export import ExportRequest, load_variant
     from compresslab.study import trial_variant
     from compresslab.tasks import load_task
 
@@ -367,7 +367,9 @@ def test_export_a_trial_and_reload_it(tmp_path: Path) -> None:
     )
     result = search(recipe)
     trial = next(t for t in result.completed if t.variant.startswith("prune_channels(ratio=0.2) +"))
-    out = export_trial(recipe, trial=trial.number, out_dir=tmp_path / "artefact")
+    out = export_trial(
+        ExportRequest(recipe=recipe, trial=trial.number, out_dir=tmp_path / "artefact")
+    )
     for name in ("recipe.yaml", "variant.json", "weights.safetensors", "versions.json"):
         assert (out / name).is_file(), name
     task = load_task(recipe.task)

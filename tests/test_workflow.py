@@ -84,7 +84,7 @@ def test_the_workflow_is_valid_and_complete() -> None:
     assert all(("uses" in s) != ("run" in s) for s in steps)
     scripts = "\n".join(s["run"] for s in steps if "run" in s)
     assert "$GITHUB_STEP_SUMMARY" in scripts and "gh pr comment" in scripts
-    assert "--print-requirements" in scripts and "$GITHUB_ENV" in scripts
+    assert "compresslab requirements" in scripts and "$GITHUB_ENV" in scripts
     # No variable has to exist: each one the workflow reads has a default or is optional.
     env = data["env"]
     for name in ("COMPRESSLAB_SPEC", "TORCH_SPEC"):
@@ -102,7 +102,7 @@ def test_every_compresslab_command_exists_with_its_flags() -> None:
 
     commands = [c for s in _steps() if "run" in s for c in _invocations(s["run"])]
     commands += _header_commands()
-    assert len(commands) >= 4  # print-requirements, the gate, --update, --reference-rev
+    assert len(commands) >= 4  # requirements, the gate, baseline, --reference-rev
     click_app = typer.main.get_command(app)
     runner = CliRunner()
     for command in commands:
@@ -177,8 +177,8 @@ def test_the_workflow_gates_a_user_repository(tmp_path: Path) -> None:
     repo = user_repo(tmp_path / "user")
     env = _workflow()["env"]
     # The one-time set-up the header gives, with the workflow's own RECIPE and BASELINE.
-    [update] = [c for c in _header_commands() if "--update" in c]
-    assert update == ["check", env["RECIPE"], "--baseline", env["BASELINE"], "--update"]
+    [update] = [c for c in _header_commands() if c[0] == "baseline"]
+    assert update == ["baseline", env["RECIPE"], "--out", env["BASELINE"]]
     made = run_cli(*update, cwd=repo, env={"PYTHONPATH": os.pathsep.join([str(repo), str(ROOT)])})
     assert made.returncode == 0, made.stderr
     commit(repo, "energy baseline")

@@ -289,15 +289,19 @@ class Study:
         Raises:
             VariantError: the reloaded artefact would not reproduce the variant's outputs.
         """
+        from compresslab.export import ExportRequest
         from compresslab.study import export_trial
 
         return export_trial(
-            self.recipe,
-            trial=self.record(trial).number,
-            out_dir=Path(path),
-            storage=self.storage,
-            base_dir=self.base_dir,
-            force=force,
+            ExportRequest(
+                recipe=self.recipe,
+                trial=self.record(trial).number,
+                out_dir=Path(path),
+                storage=self.storage,
+                base_dir=self.base_dir,
+                replace=force,
+                allow_unmeasured=force,
+            )
         )
 
     def confirm(self) -> Study:

@@ -9,8 +9,8 @@ another machine, decides.
 
 The reference is one of:
 
-- the **baseline's program** (``--baseline FILE``): ``check --update`` writes the baseline JSON
-  and, beside it, the model's computation captured with ``torch.export`` (``<stem>.pt2``, or a
+- the **baseline's program** (``--baseline FILE``): ``compresslab baseline`` writes the baseline
+  JSON and, beside it, the model's computation captured with ``torch.export`` (``<stem>.pt2``, or a
   TorchScript trace ``<stem>.ts`` when export fails), weights included (:mod:`.baseline`,
   :mod:`.program`). The candidate is captured the same way at check time, so both sides run
   the same kind of program;
@@ -23,14 +23,18 @@ Besides the energy check: the **structural check** (the deterministic modeled fi
 rise beyond ``check.modeled_max_increase``) and the **accuracy check**
 (``check.max_accuracy_drop``), both on the same reference.
 
+What to run is one object: a :class:`GateRequest` for :func:`run_check` (a :class:`Verdict`),
+a :class:`BaselineRequest` for :func:`update_baseline` (the :class:`Snapshot` written); the
+public functions :func:`compresslab.api.energy_gate` and :func:`compresslab.api.update_baseline`
+load the request's recipe and call them. Importing this package imports no torch: the modules
+that run the gate import it when they run.
+
 Exit codes: 0 pass (or inconclusive with ``check.on_inconclusive: pass``), 1 regression (or
 inconclusive with ``on_inconclusive: fail``), 2 bad input (no or a corrupt baseline, a reference
 that cannot be built or loaded, a bad recipe).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from compresslab.check.baseline import (
     BASELINE_FORMAT,
@@ -40,7 +44,10 @@ from compresslab.check.baseline import (
     read_baseline,
     write_baseline,
 )
-from compresslab.check.extras import recipe_extras
+from compresslab.check.extras import extra_requirements, recipe_extras
+from compresslab.check.gate import run_check, update_baseline
+from compresslab.check.reference import recipe_warning
+from compresslab.check.request import BaselineRequest, GateRequest
 from compresslab.check.revision import RevisionError
 from compresslab.check.verdict import (
     INCONCLUSIVE,
@@ -59,13 +66,16 @@ __all__ = [
     "PASS",
     "REGRESSION",
     "BaselineError",
+    "BaselineRequest",
     "EnergyCheck",
     "GateInputError",
+    "GateRequest",
     "Measurement",
     "RevisionError",
     "Snapshot",
     "Verdict",
     "classify",
+    "extra_requirements",
     "ratio_interval",
     "read_baseline",
     "recipe_extras",
@@ -74,14 +84,3 @@ __all__ = [
     "update_baseline",
     "write_baseline",
 ]
-
-# Running the gate needs torch; `compresslab check --print-extras` and reading baselines do not.
-_GATE = ("recipe_warning", "run_check", "update_baseline")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _GATE:
-        from compresslab.check import gate
-
-        return getattr(gate, name)
-    raise AttributeError(f"module 'compresslab.check' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The baseline file: a JSON record of the model when the baseline was made, and its program.
 
-Format 2 (written by ``compresslab check --update``): the figures measured then (for the
+Format 2 (written by ``compresslab baseline``): the figures measured then (for the
 record: nothing measured at another time decides the gate), the modeled figure and accuracy,
 the machine, the recipe's hash and result-deciding fields, and ``reference``: the model's
 computation saved beside the JSON as a program (``<stem>.pt2``, or ``<stem>.ts`` when only
@@ -77,9 +77,13 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def how_to_create(path: Path) -> str:
-    """The command that (re)creates a baseline, for error messages."""
-    return f"create one with `compresslab check RECIPE --baseline {path} --update` and commit it"
+def how_to_create(path: Path, *, replace: bool = False) -> str:
+    """The command that creates (``replace``: recreates) a baseline, for error messages."""
+    force = " --force" if replace else ""
+    return (
+        f"{'recreate' if replace else 'create'} it with `compresslab baseline RECIPE --out "
+        f"{path}{force}` (Python: compresslab.api.update_baseline) and commit it"
+    )
 
 
 def read_baseline(path: Path) -> Snapshot:
@@ -94,18 +98,18 @@ def read_baseline(path: Path) -> Snapshot:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BaselineError(
-            f"the baseline {path} is not readable JSON ({e}): {how_to_create(path)}"
+            f"the baseline {path} is not readable JSON ({e}): {how_to_create(path, replace=True)}"
         ) from e
     if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         raise BaselineError(
             f"{path} is not a compresslab baseline (format "
-            f"{' or '.join(map(str, READABLE_FORMATS))}): " + how_to_create(path)
+            f"{' or '.join(map(str, READABLE_FORMATS))}): " + how_to_create(path, replace=True)
         )
     try:
         snap = Snapshot(**data)
     except TypeError as e:
         raise BaselineError(
-            f"the baseline {path} is incomplete ({e}): {how_to_create(path)}"
+            f"the baseline {path} is incomplete ({e}): {how_to_create(path, replace=True)}"
         ) from e
     bad = [
         name
@@ -115,14 +119,14 @@ def read_baseline(path: Path) -> Snapshot:
     if bad or len(snap.window_j_per_inference) < 2:
         raise BaselineError(
             f"the baseline {path} holds no usable figures ({', '.join(bad) or 'windows'}): "
-            + how_to_create(path)
+            + how_to_create(path, replace=True)
         )
     if snap.format >= 2:
         ref = snap.reference
         if not isinstance(ref, dict) or any(k not in ref for k in _REFERENCE_KEYS):
             raise BaselineError(
                 f"the baseline {path} names no complete reference program (keys "
-                f"{', '.join(_REFERENCE_KEYS)}): {how_to_create(path)}"
+                f"{', '.join(_REFERENCE_KEYS)}): {how_to_create(path, replace=True)}"
             )
     return snap
 
@@ -144,13 +148,13 @@ def reference_path(baseline_path: Path, snap: Snapshot) -> Path:
     if not path.is_file():
         raise BaselineError(
             f"the baseline's reference program {path} is missing: commit it with the baseline "
-            f"(`compresslab check --update` writes both), or {how_to_create(baseline_path)}"
+            f"(`compresslab baseline` writes both), or {how_to_create(baseline_path, replace=True)}"
         )
     if file_sha256(path) != snap.reference["sha256"]:
         raise BaselineError(
             f"the reference program {path} is not the one {baseline_path} was written with "
             f"(SHA-256 differs; a Git LFS pointer or a partial checkout?): restore it, or "
-            + how_to_create(baseline_path)
+            + how_to_create(baseline_path, replace=True)
         )
     return path
 

@@ -149,9 +149,9 @@ def compare_results(a: SearchResult, b: SearchResult, *, force: bool = False) ->
         warnings.append(
             "some variants were obtained differently in the two studies (provenance differs): "
             + (
-                "B / A of their absolute figures is given anyway (--force)"
+                "B / A of their absolute figures is given anyway (--mixed-provenance)"
                 if force
-                else "B / A is left out for them (pass --force to divide anyway); each "
+                else "B / A is left out for them (pass --mixed-provenance to divide anyway); each "
                 "study's ratio to its own baseline is comparable"
             )
         )

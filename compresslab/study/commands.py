@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compresslab.bench import Runtime, VariantBench
 from compresslab.compress import VariantSpec
@@ -14,6 +15,9 @@ from compresslab.study import attrs
 from compresslab.study.records import result_from_study, spec_of_trial
 from compresslab.study.storage import default_storage, open_study
 from compresslab.tasks import load_task
+
+if TYPE_CHECKING:
+    from compresslab.export import ExportRequest
 
 
 def storage_of(recipe: Recipe, storage: str | None = None, base_dir: Path | None = None) -> str:
@@ -79,33 +83,31 @@ def measure_trial(
     )
 
 
-def export_trial(
-    recipe: Recipe,
-    *,
-    trial: int,
-    out_dir: Path,
-    storage: str | None = None,
-    base_dir: Path | None = None,
-    force: bool = False,
-) -> Path:
-    """Write trial ``trial``'s variant as a reproducible artefact (see :mod:`compresslab.export`).
+def export_trial(request: ExportRequest) -> Path:
+    """Write a trial's variant as a reproducible artefact (see :mod:`compresslab.export`).
 
     The variant is rebuilt from the base model (building is deterministic), checked to reload
-    to the same outputs, and written with its measured figures. A variant that was screened
-    out, or that failed, is exported only with ``force`` (which also replaces an existing
-    folder).
+    to the same outputs, and written with its measured figures. A variant that was not
+    measured (screened out, predicted dominated, failed) is exported only with
+    ``request.allow_unmeasured``; an existing folder is replaced only with ``request.replace``.
+
+    Raises:
+        UsageError: the trial was not measured and ``allow_unmeasured`` is not set, or the
+            folder exists and ``replace`` is not set.
     """
     from compresslab.export import export_variant
 
-    study = open_study(recipe, storage=storage_of(recipe, storage, base_dir))
+    recipe, trial = request.loaded_recipe, request.trial
+    study = open_study(recipe, storage=storage_of(recipe, request.storage, request.base_dir))
     spec, _ = spec_of_trial(study, trial)
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
     stored = attrs.read(frozen)
-    if frozen.state.name != "COMPLETE" and not force:
+    if frozen.state.name != "COMPLETE" and not request.allow_unmeasured:
         why = stored.screening.reason if stored.screening else stored.error or "no result"
         raise UsageError(
             f"trial {trial} is {frozen.state.name.lower()} ({why}): it is not a measured "
-            "variant; export another trial, or pass --force to export it anyway"
+            "variant; export another trial, or pass --allow-unmeasured "
+            "(allow_unmeasured=True) to export it anyway"
         )
     bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
     measured = None
@@ -125,9 +127,9 @@ def export_trial(
         spec=spec,
         ctx=bench.ctx,
         recipe_dict=recipe.model_dump(mode="json"),
-        out_dir=out_dir,
+        out_dir=request.out_dir,
         measured=measured,
-        overwrite=force,
+        replace=request.replace,
     )
 
 

@@ -163,12 +163,11 @@ def test_the_notebook_api_scores_a_causal_model_by_its_choices(searched) -> None
 
 def test_the_gate_refuses_a_generative_task_and_says_what_to_use(tmp_path: Path) -> None:
     """`check` captures one forward pass: a generation per token is not that (exit 2)."""
-    from compresslab.check.baseline import GateInputError
-    from compresslab.check.gate import update_baseline
+    from compresslab.check import BaselineRequest, GateInputError, update_baseline
 
     recipe = load_recipe(_recipe(tmp_path))
     with pytest.raises(GateInputError, match="per generated token") as caught:
-        update_baseline(recipe, baseline_path=tmp_path / "baseline.json")
+        update_baseline(BaselineRequest(recipe=recipe, baseline=tmp_path / "baseline.json"))
     assert caught.value.exit_code == 2
     assert "compresslab measure" in str(caught.value)
     assert not (tmp_path / "baseline.json").exists()
