@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import multiprocessing.process
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,10 @@ import pytest
 import torch
 
 from compresslab.energy import rapl as rapl_module
+
+# platform.platform() asks `uname -p` in a subprocess once, then caches it: ask here, before the
+# fast lane's guard forbids subprocesses (machine.fingerprint reads it).
+platform.platform()
 
 REPO = Path(__file__).resolve().parents[1]
 # Shared helpers (tests_support.py) import as a plain module under --import-mode=importlib.

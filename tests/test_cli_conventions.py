@@ -118,6 +118,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[Any
         return request.out_dir
 
     measured = Measured(
+        energy=_energy(1e-3, 1e-5),
         recipe="small",
         variant="baseline",
         trial=None,
@@ -157,6 +158,7 @@ def _json_runs(recipe: Path, tmp_path: Path) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow
 def test_every_command_prints_one_json_object_with_json(
     fakes: dict[str, list[Any]],
     recipe_file: Path,
@@ -361,6 +363,7 @@ def test_update_baseline_refuses_an_existing_file_before_building(
         update_baseline(BaselineRequest(recipe=recipe_file, baseline=existing))
 
 
+@pytest.mark.slow
 def test_requirements_and_the_check_package_import_no_torch(recipe_file: Path) -> None:
     probe = (
         "import sys; import compresslab.check; from compresslab.cli import main; "

@@ -104,6 +104,7 @@ def test_the_command_prints_the_table_and_writes_the_files(
     assert set(result["written"]) == {"compare.md", "compare.csv", "compare.png"}
 
 
+@pytest.mark.slow
 def test_recipes_name_their_studies(recipes: tuple[Path, Path]) -> None:
     res = CliRunner().invoke(app, ["compare", str(recipes[0]), str(recipes[1]), "--json"])
     assert res.exit_code == 0, res.output

@@ -93,6 +93,7 @@ def _models(model: Any, path: str) -> list[tuple[str, Any]]:
     return found
 
 
+@pytest.mark.slow
 def test_the_generator_runs_without_heavy_libraries() -> None:
     heavy = ("torch", "pandas", "optuna")
     probe = (

@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "compresslab"
 
@@ -34,6 +36,7 @@ def test_the_package_tree_names_every_module_and_package_once() -> None:
     )
 
 
+@pytest.mark.slow  # git ls-files
 def test_the_repository_tree_names_what_is_there() -> None:
     first = _readme().split("## The repository", 1)[1].split("```\n", 2)[1].splitlines()[0]
     entries = [first.split()[0], *_tree(first)]

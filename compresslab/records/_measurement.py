@@ -22,7 +22,7 @@ class Measurement:
     Attributes:
         energy: the energy per inference (mean, 95% interval, provenance, windows ...); its
             interval is widened by the machine's repeatability between measurements unless
-            that was turned off (``energy.repeatability_source`` says which).
+            that was turned off (its ``repeatability_source`` says which).
         selection: how the energy sampler was chosen, in words.
         evaluation: what evaluating a recipe's model produced (the metric, the paired ratio
             to the baseline for a variant, profile, op counts ...); its ``energy`` is

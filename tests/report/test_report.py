@@ -142,7 +142,7 @@ def test_the_headline_states_the_confirmed_ratio_beside_the_search_figure() -> N
 
 def test_an_unpaired_trial_shows_no_ratio_across_sessions() -> None:
     result = sample_result()
-    # Evaluation.vs_baseline is typed as always set; the report still copes without one.
+    # A trial of a study from before pairing has no ratio (Evaluation.vs_baseline is None).
     unpaired = with_evaluation(result.trials[1], vs_baseline=None)
     result.trials[1] = dataclasses.replace(unpaired, baseline_j=None)
     df = trials_frame(result)
@@ -156,7 +156,7 @@ def test_a_failure_while_writing_leaves_the_previous_report_whole(
 ) -> None:
     import errno
 
-    import compresslab.report as report
+    import compresslab.report._write as report_write
 
     first = write_report(sample_result(), tmp_path)
     before = {name: path.read_bytes() for name, path in first.items()}
@@ -166,7 +166,7 @@ def test_a_failure_while_writing_leaves_the_previous_report_whole(
     def disk_full(*_a: object, **_k: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(report, "hypervolume_plot", disk_full)
+    monkeypatch.setattr(report_write, "hypervolume_plot", disk_full)
     with pytest.raises(OSError, match="No space left"):
         write_report(grown, tmp_path)
     after = {name: (tmp_path / name).read_bytes() for name in before}
