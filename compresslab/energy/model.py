@@ -34,7 +34,7 @@ from compresslab.modeled.ops import count_ops
 class ModelSampler:
     """The modeled tier as a sampler: counts the examples the bound model runs in a window.
 
-    Call :meth:`bind` with the model and its input batch before measuring (``measure_model``
+    Call :meth:`bind` with the model and its input batch before measuring (``compresslab.measure``
     does), :meth:`unbind` afterwards.
     """
 
@@ -82,7 +82,7 @@ class ModelSampler:
         if self._per_example is None:
             raise MeasurementError(
                 "the model sampler is not bound to a model: call bind(model, inputs) first "
-                "(measure_model does this)"
+                "(compresslab.measure does this)"
             )
         self._t0 = (self._examples, time.perf_counter())
 

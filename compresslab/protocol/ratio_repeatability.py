@@ -11,7 +11,7 @@ tier, from what the lab already measures more than once:
 - every confirmation of a study's frontier (:mod:`compresslab.study.confirm`): each claim is
   measured in rounds, minutes apart, each round a few pairs; and
 - repeated standalone paired measurements of one variant (``compresslab measure --trial``,
-  the API's ``measure_recipe``): a short history of each one's log ratios.
+  ``compresslab.measure``): a short history of each one's log ratios.
 
 A source of ``k`` spans gives their log ratios ``L_i`` (each the mean of its pairs' log
 ratios) and the variance ``v_i = s_i² / m_i`` that span's own ``m_i`` pairs explain. The

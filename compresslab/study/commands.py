@@ -35,7 +35,7 @@ def load_result(
         if not path.is_file():
             raise StorageError(
                 f"no study database at {path}: run `compresslab search` on the recipe first, "
-                "or pass --storage"
+                "or give its storage (--storage URL; storage= in Python)"
             )
     return result_from_study(recipe, open_study(recipe, storage=storage_url), storage_url)
 
@@ -202,7 +202,7 @@ def load_stored_result(location: str | Path, *, study_name: str | None = None) -
         if len(names) != 1:
             raise UsageError(
                 f"{location} holds {len(names)} studies ({', '.join(names) or 'none'}): "
-                "name one with --study"
+                "name one (--study-a/--study-b, or study_a=/study_b= in Python)"
             )
         study_name = names[0]
     elif study_name not in names:

@@ -118,7 +118,8 @@ def nothing_to_do(
     evaluated = [t for t in result.trials if t.evaluated]
     log.warning(
         "nothing to do: %d of %d variants already evaluated in study '%s' (%s); raise "
-        "--trials (or search.trials) to evaluate more, or pass --fresh to start over",
+        "the budget (--trials, trials=, or search.trials) to evaluate more, or start over "
+        "(--fresh, fresh=True)",
         len(evaluated),
         target,
         study.study_name,

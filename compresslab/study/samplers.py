@@ -74,7 +74,7 @@ def budget_warnings(recipe: Recipe, space: SearchSpace, sampler: str, target: in
         size = None  # continuous: endless
     if size is not None and size <= target:
         return []  # every variant fits
-    how = "raise --trials (or search.trials)"
+    how = "raise the budget (--trials, trials=, or search.trials)"
     if target <= 1:
         return [f"a budget of {target} variant evaluates only the uncompressed baseline: {how}"]
     out = []

@@ -137,8 +137,8 @@ def guard_recipe(study: Any, recipe: Recipe, *, storage: str) -> None:
             log.warning(
                 "study '%s' in %s was made by an older compresslab that did not store its "
                 "recipe: whether its %d trial(s) were measured under this recipe cannot be "
-                "checked; resuming, and storing this recipe for the next runs (use --fresh to "
-                "start over if the recipe changed)",
+                "checked; resuming, and storing this recipe for the next runs (start over with "
+                "--fresh, fresh=True in Python, if the recipe changed)",
                 study.study_name,
                 storage,
                 n,
