@@ -124,13 +124,11 @@ def test_figures_of_different_provenance_are_not_divided_unless_forced(tmp_path:
     measured = dataclasses.replace(energy, provenance=Provenance.MEASURED)
     b.trials[1] = with_evaluation(b.trials[1], energy=measured)
     comparison = compare_results(a, b)
-    row = next(r for r in comparison.rows if r["variant"] == "prune_channels(ratio=0.5)")
-    assert row["energy_b_over_a"] is None
+    row = next(r for r in comparison.rows if r.variant == "prune_channels(ratio=0.5)")
+    assert row.energy_b_over_a is None
     assert any("provenance differs" in w and "--mixed-provenance" in w for w in comparison.warnings)
     forced = compare_results(a, b, force=True)
-    assert next(r for r in forced.rows if r["trial_a"] == 1)["energy_b_over_a"] == pytest.approx(
-        1.0
-    )
+    assert next(r for r in forced.rows if r.trial_a == 1).energy_b_over_a == pytest.approx(1.0)
     paths = write_comparison(comparison, tmp_path)
     assert paths["compare.png"].read_bytes()[:4] == b"\x89PNG"
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from compresslab.cli._app import JsonOpt, app, err, out, print_json
 from compresslab.errors import UsageError
+from compresslab.records import to_json
 
 if TYPE_CHECKING:
     from compresslab.records import SearchResult
@@ -105,7 +106,7 @@ def _comparison_json(comparison: Comparison, written: dict[str, Path]) -> dict[s
     return {
         "a": _side(comparison.a),
         "b": _side(comparison.b),
-        "rows": comparison.rows,
+        "rows": to_json(comparison.rows),
         "only_a": comparison.only_a,
         "only_b": comparison.only_b,
         "warnings": comparison.warnings,
@@ -123,14 +124,14 @@ def _print_comparison(comparison: Comparison) -> None:
         table.add_column(col)
     for r in comparison.rows:
         table.add_row(
-            escape(str(r["variant"])),
-            _num(r["accuracy_a"], ".4f"),
-            _num(r["accuracy_b"], ".4f"),
-            _num(r["energy_j_per_inference_a"], ".3g") + f" ({r['provenance_a']})",
-            _num(r["energy_j_per_inference_b"], ".3g") + f" ({r['provenance_b']})",
-            _num(r["energy_b_over_a"], ".2f", "x"),
-            _num(r["ratio_vs_baseline_a"], ".2f", "x"),
-            _num(r["ratio_vs_baseline_b"], ".2f", "x"),
+            escape(str(r.variant)),
+            _num(r.accuracy_a, ".4f"),
+            _num(r.accuracy_b, ".4f"),
+            _num(r.energy_j_per_inference_a, ".3g") + f" ({r.provenance_a})",
+            _num(r.energy_j_per_inference_b, ".3g") + f" ({r.provenance_b})",
+            _num(r.energy_b_over_a, ".2f", "x"),
+            _num(r.ratio_vs_baseline_a, ".2f", "x"),
+            _num(r.ratio_vs_baseline_b, ".2f", "x"),
         )
     out.print(table)
     for warning in comparison.warnings:

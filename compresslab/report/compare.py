@@ -13,6 +13,7 @@ inference with their provenance, and two kinds of ratio:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,36 @@ from compresslab.records import SearchResult, TrialRecord
 if TYPE_CHECKING:
     import pandas as pd
 
-#: Columns of the comparison, in order.
+
+@dataclass(frozen=True)
+class ComparedVariant:
+    """One variant measured in both studies: both figures, and the ratios that may be drawn.
+
+    ``energy_b_over_a`` is None when the two figures were obtained differently (their
+    provenance differs) and dividing them was not asked for; ``ratio_vs_baseline_*`` is each
+    study's paired ratio to its own baseline (None: not paired).
+    """
+
+    variant: str
+    trial_a: int
+    trial_b: int
+    accuracy_a: float | None
+    accuracy_b: float | None
+    accuracy_change: float
+    energy_j_per_inference_a: float
+    ci95_j_per_inference_a: float
+    energy_j_per_inference_b: float
+    ci95_j_per_inference_b: float
+    provenance_a: str
+    provenance_b: str
+    energy_b_over_a: float | None
+    ratio_vs_baseline_a: float | None
+    ratio_vs_baseline_b: float | None
+    frontier_a: bool
+    frontier_b: bool
+
+
+#: Columns of the comparison, in order (the fields of :class:`ComparedVariant`).
 COLUMNS = [
     "variant",
     "trial_a",
@@ -52,7 +82,7 @@ class Comparison:
 
     a: SearchResult
     b: SearchResult
-    rows: list[dict[str, Any]]
+    rows: list[ComparedVariant]
     only_a: list[str]
     only_b: list[str]
     warnings: list[str] = field(default_factory=list)
@@ -61,7 +91,7 @@ class Comparison:
         """The rows as a pandas DataFrame (the columns of :data:`COLUMNS`)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=COLUMNS)
+        return pd.DataFrame([dataclasses.asdict(r) for r in self.rows], columns=COLUMNS)
 
     def markdown(self) -> str:
         """A short markdown summary: the studies, warnings, and the matched variants."""
@@ -80,14 +110,14 @@ class Comparison:
         ]
         for r in self.rows:
             lines.append(
-                f"| {_md(r['variant'])} | {_num(r['accuracy_a'], '.4f')} "
-                f"| {_num(r['accuracy_b'], '.4f')} "
-                f"| {_energy(r['energy_j_per_inference_a'], r['ci95_j_per_inference_a'])} "
-                f"({r['provenance_a']}) "
-                f"| {_energy(r['energy_j_per_inference_b'], r['ci95_j_per_inference_b'])} "
-                f"({r['provenance_b']}) | {_num(r['energy_b_over_a'], '.2f', 'x')} "
-                f"| {_num(r['ratio_vs_baseline_a'], '.2f', 'x')} "
-                f"| {_num(r['ratio_vs_baseline_b'], '.2f', 'x')} |"
+                f"| {_md(r.variant)} | {_num(r.accuracy_a, '.4f')} "
+                f"| {_num(r.accuracy_b, '.4f')} "
+                f"| {_energy(r.energy_j_per_inference_a, r.ci95_j_per_inference_a)} "
+                f"({r.provenance_a}) "
+                f"| {_energy(r.energy_j_per_inference_b, r.ci95_j_per_inference_b)} "
+                f"({r.provenance_b}) | {_num(r.energy_b_over_a, '.2f', 'x')} "
+                f"| {_num(r.ratio_vs_baseline_a, '.2f', 'x')} "
+                f"| {_num(r.ratio_vs_baseline_b, '.2f', 'x')} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -118,32 +148,32 @@ def compare_results(a: SearchResult, b: SearchResult, *, force: bool = False) ->
                 + "): a variant's figures may not be comparable"
             )
     mixed = False
-    rows = []
+    rows: list[ComparedVariant] = []
     for label in [v for v in first_a if v in first_b]:
         ra, rb = first_a[label], first_b[label]
         same_kind = ra.provenance == rb.provenance
         mixed = mixed or not same_kind
         ja, jb = ra.energy_j_per_inference, rb.energy_j_per_inference
         rows.append(
-            {
-                "variant": label,
-                "trial_a": ra.number,
-                "trial_b": rb.number,
-                "accuracy_a": ra.accuracy,
-                "accuracy_b": rb.accuracy,
-                "accuracy_change": (rb.accuracy or 0.0) - (ra.accuracy or 0.0),
-                "energy_j_per_inference_a": ja,
-                "ci95_j_per_inference_a": ra.ci95_j_per_inference,
-                "energy_j_per_inference_b": jb,
-                "ci95_j_per_inference_b": rb.ci95_j_per_inference,
-                "provenance_a": ra.provenance,
-                "provenance_b": rb.provenance,
-                "energy_b_over_a": jb / ja if (same_kind or force) and ja > 0 else None,
-                "ratio_vs_baseline_a": 1.0 if ra.is_baseline else ra.ratio_vs_baseline,
-                "ratio_vs_baseline_b": 1.0 if rb.is_baseline else rb.ratio_vs_baseline,
-                "frontier_a": ra.number in front_a,
-                "frontier_b": rb.number in front_b,
-            }
+            ComparedVariant(
+                variant=label,
+                trial_a=ra.number,
+                trial_b=rb.number,
+                accuracy_a=ra.accuracy,
+                accuracy_b=rb.accuracy,
+                accuracy_change=(rb.accuracy or 0.0) - (ra.accuracy or 0.0),
+                energy_j_per_inference_a=ja,
+                ci95_j_per_inference_a=ra.ci95_j_per_inference,
+                energy_j_per_inference_b=jb,
+                ci95_j_per_inference_b=rb.ci95_j_per_inference,
+                provenance_a=ra.provenance,
+                provenance_b=rb.provenance,
+                energy_b_over_a=jb / ja if (same_kind or force) and ja > 0 else None,
+                ratio_vs_baseline_a=1.0 if ra.is_baseline else ra.ratio_vs_baseline,
+                ratio_vs_baseline_b=1.0 if rb.is_baseline else rb.ratio_vs_baseline,
+                frontier_a=ra.number in front_a,
+                frontier_b=rb.number in front_b,
+            )
         )
     if mixed:
         warnings.append(
