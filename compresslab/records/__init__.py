@@ -10,12 +10,24 @@
   :class:`CalibrationSummary`, :class:`PredictionStatus`, :class:`CarbonIntensity`,
   :class:`ProjectionSettings`, :class:`Capabilities`.
 - :class:`Measurement`: a baseline or a trial's variant measured on its own.
+- :class:`Outcomes`: an evaluated model's per-example results; :class:`AccuracyVsBaseline`
+  (:func:`accuracy_vs_baseline`, :func:`accuracy_vs_baseline_unpaired`) and
+  :class:`PerplexityVsBaseline` (:func:`perplexity_vs_baseline`): a variant against its
+  baseline on the same examples, with the decision against a tolerance.
 
 :func:`to_json` and :func:`from_json` are the one codec between these records and JSON; the
 Optuna user attributes of a trial are written and read only by
 :mod:`compresslab.study.attrs`. Nothing here imports torch, pandas or optuna.
 """
 
+from compresslab.records._accuracy import (
+    AccuracyVsBaseline,
+    Outcomes,
+    PerplexityVsBaseline,
+    accuracy_vs_baseline,
+    accuracy_vs_baseline_unpaired,
+    perplexity_vs_baseline,
+)
 from compresslab.records._codec import RecordFormatError, from_json, to_json
 from compresslab.records._energy import Contention, EnergyResult, Provenance
 from compresslab.records._evaluation import (
@@ -54,6 +66,7 @@ from compresslab.records._trial import (
 
 __all__ = [
     "STUDY_DERIVED",
+    "AccuracyVsBaseline",
     "Answer",
     "CalibrationSummary",
     "CalibrationUsed",
@@ -67,8 +80,10 @@ __all__ = [
     "HeldOut",
     "Importance",
     "OpCounts",
+    "Outcomes",
     "PairedRatio",
     "PartTime",
+    "PerplexityVsBaseline",
     "Prediction",
     "PredictionStatus",
     "Profile",
@@ -83,8 +98,11 @@ __all__ = [
     "SessionEnergy",
     "StudyInfo",
     "TrialRecord",
+    "accuracy_vs_baseline",
+    "accuracy_vs_baseline_unpaired",
     "dominates",
     "from_json",
     "pareto_front",
+    "perplexity_vs_baseline",
     "to_json",
 ]

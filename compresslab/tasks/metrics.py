@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from compresslab.errors import VariantError
+from compresslab.paired import wilson
 
 
 def model_device(model: nn.Module) -> torch.device | None:
@@ -71,13 +71,7 @@ METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], float]] = {
 
 def wilson_interval(successes: int, n: int, *, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval of a proportion (accuracy on a finite test set)."""
-    if n <= 0:
-        raise ValueError("n must be positive")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return wilson(successes, n, z=z)
 
 
 def evaluate(
