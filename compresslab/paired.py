@@ -76,6 +76,8 @@ def newcombe_paired(
     """
     a = both_correct
     d = n - a - b - c
+    if n <= 0:
+        raise ValueError(f"a paired difference needs at least one example (n={n})")
     if min(a, b, c) < 0 or d < -1e-9 * max(1.0, n):
         raise ValueError(
             f"paired counts must be non-negative and add up to at most n "

@@ -10,6 +10,7 @@ import pytest
 
 from compresslab.paired import (
     Z95,
+    Spending,
     alpha_spending,
     decide,
     examples_to_decide,
@@ -79,6 +80,8 @@ def test_newcombe_paired_refuses_counts_that_do_not_fit() -> None:
         newcombe_paired(5, 5, 10, both_correct=5)
     with pytest.raises(ValueError, match="non-negative"):
         newcombe_paired(-1, 0, 10, both_correct=5)
+    with pytest.raises(ValueError, match="at least one example"):
+        newcombe_paired(0, 0, 0, both_correct=0)
 
 
 @pytest.mark.parametrize(
@@ -226,9 +229,9 @@ def test_perplexity_ratio_refusals() -> None:
     ],
 )
 def test_alpha_spending_reproduces_published_bounds(
-    looks: int, alpha: float, spending: str, expected: list[float]
+    looks: int, alpha: float, spending: Spending, expected: list[float]
 ) -> None:
-    got = alpha_spending(looks, alpha, spending=spending)  # type: ignore[arg-type]
+    got = alpha_spending(looks, alpha, spending=spending)
     assert got == pytest.approx(expected, abs=2e-4)
 
 
@@ -239,8 +242,9 @@ def test_alpha_spending_spends_alpha_exactly_at_unequal_looks() -> None:
     rng = np.random.default_rng(2)
     steps = rng.normal(size=(400_000, 4)) * np.sqrt(np.diff(times, prepend=0.0))
     z = np.cumsum(steps, axis=1) / np.sqrt(times)
-    for spending in ("obrien-fleming", "pocock"):
-        bounds = np.array(alpha_spending(list(times), 0.05, spending=spending))  # type: ignore[arg-type]
+    spendings: tuple[Spending, ...] = ("obrien-fleming", "pocock")
+    for spending in spendings:
+        bounds = np.array(alpha_spending(list(times), 0.05, spending=spending))
         crossed = float((np.abs(z) >= bounds).any(axis=1).mean())
         assert crossed == pytest.approx(0.05, abs=0.0015)
     assert alpha_spending(1) == pytest.approx([Z95])

@@ -235,6 +235,8 @@ def accuracy_vs_baseline(
     """
     _check_paired(candidate, baseline)
     n = candidate.n
+    if n == 0:
+        raise ValueError("no examples to compare: evaluate both models on at least one")
     if candidate.kind == "nll":
         raise ValueError("nll outcomes compare by perplexity: use perplexity_vs_baseline")
     cand, base = candidate.values(), baseline.values()

@@ -150,6 +150,9 @@ def test_perplexity_vs_baseline_decides_on_the_ratio() -> None:
     assert from_json(PerplexityVsBaseline, to_json(result)) == result
     with pytest.raises(ValueError, match="perplexity_vs_baseline"):
         accuracy_vs_baseline(base, base, tolerance=0.01)
+    empty = Outcomes.from_correct([], batch_size=4)
+    with pytest.raises(ValueError, match="no examples"):
+        accuracy_vs_baseline(empty, empty, tolerance=0.01)
     right = Outcomes.from_correct([True] * 300, batch_size=4)
     with pytest.raises(ValueError, match="needs nll outcomes"):
         perplexity_vs_baseline(right, right, tolerance=0.05)
