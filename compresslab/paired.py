@@ -40,9 +40,9 @@ def wilson(successes: float, n: float, *, z: float = Z95) -> tuple[float, float]
     """
     if n <= 0:
         raise ValueError(f"a proportion needs at least one example (n={n})")
-    if not 0 <= successes <= n:
+    if not -1e-9 * n <= successes <= n * (1 + 1e-9):  # rounding of fractional counts passes
         raise ValueError(f"successes must lie in [0, n] (successes={successes}, n={n})")
-    p = successes / n
+    p = min(max(successes / n, 0.0), 1.0)
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
@@ -63,9 +63,9 @@ def newcombe_paired(
     empty) - Newcombe, Stat Med 17:2635-2650 (1998), the "square-and-add" interval of
     Fagerland, Lydersen and Laake (Stat Med 33:2850, 2014). Why this one: its coverage is
     close to nominal also with few or no discordant examples (the Wald interval collapses to
-    [0, 0] when ``b = c = 0``, and the exact conditional McNemar interval is effectively
-    one-sided there and conservative elsewhere); it is closed form and cheap (an interval per
-    look, and a search over ``n`` in :func:`examples_to_decide`); Tango's score interval
+    [0, 0] when ``b = c = 0``; the exact conditional McNemar interval can be effectively
+    one-sided; both cover poorly, as Newcombe shows); it is closed form and cheap (an interval
+    per look, and a search over ``n`` in :func:`examples_to_decide`); Tango's score interval
     (Stat Med 17:891, 1998) performs as well but needs a root search per bound. With no
     discordant example and every answer right it is ``+-z^2 / (n + z^2)`` (about
     ``3.84 / (n + 3.84)``); with some answers wrong it is narrower (the accuracies' Wilson
@@ -98,7 +98,8 @@ def newcombe_paired(
     theta = (b - c) / n
     lower = (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2
     upper = (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2
-    return max(-1.0, theta - math.sqrt(max(lower, 0.0))), min(1.0, theta + math.sqrt(upper))
+    low = theta - math.sqrt(max(lower, 0.0))
+    return max(-1.0, low), min(1.0, theta + math.sqrt(max(upper, 0.0)))
 
 
 def newcombe_unpaired(
