@@ -133,7 +133,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[Any
     )
     monkeypatch.setattr(api, "search", fake("search", sample_result()))
     monkeypatch.setattr(api, "rebuild_report", fake("rebuild_report", sample_result()))
-    monkeypatch.setattr(api, "measure_recipe", fake("measure_recipe", measured))
+    monkeypatch.setattr(api, "measure", fake("measure", measured))
     monkeypatch.setattr(api, "energy_gate", fake("energy_gate", _verdict()))
     monkeypatch.setattr(api, "update_baseline", fake("update_baseline", _snapshot()))
     monkeypatch.setattr(api, "export_trial", fake("export_trial", export))

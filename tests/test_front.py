@@ -204,7 +204,7 @@ def test_search_open_and_report_return_a_study_for_each_form(
     assert isinstance(plain, SearchResult) and len(plain.trials) == 2
     comparison = compresslab.compare(first, forms[1])
     assert isinstance(comparison, Comparison) and not comparison.only_a + comparison.only_b
-    assert "baseline" in {r["variant"] for r in comparison.rows}
+    assert "baseline" in {r.variant for r in comparison.rows}
     with pytest.raises(InvalidArgumentError) as e:
         compresslab.compare(first, forms[1], study_b="small")
     assert e.value.argument == "study_b"
@@ -228,4 +228,4 @@ def test_an_old_format_study_opens_and_compares(tmp_path: Path) -> None:
         comparison = compresslab.compare(study, other, **kwargs)
         assert isinstance(comparison, Comparison)
         assert "dynamic_int8" in comparison.markdown()
-        assert {r["variant"] for r in comparison.rows} >= {"dynamic_int8"}
+        assert {r.variant for r in comparison.rows} >= {"dynamic_int8"}

@@ -223,7 +223,7 @@ def test_when_every_trial_fails_the_command_says_why(tmp_path: Path) -> None:
 def test_reports_are_replaced_whole_and_leave_no_temporary_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digits_task: Any
 ) -> None:
-    import compresslab.report as report_module
+    import compresslab.report._write as report_module
 
     recipe = load_recipe(small(tmp_path, search={"trials": 1, "sampler": "random"}))
     out = recipe.output_dir()

@@ -278,7 +278,7 @@ def _hold_host_lock(
     started: multiprocessing.synchronize.Event,
     release: multiprocessing.synchronize.Event,
 ) -> None:
-    from compresslab.hostlock import host_lock
+    from compresslab.protocol.hostlock import host_lock
 
     with host_lock(exclusive=exclusive):
         started.set()
@@ -299,7 +299,7 @@ def lock_had_while_held(
     machine can only make a wait longer. Uses ``$COMPRESSLAB_LOCK_DIR`` as the caller set it;
     ``lock`` is this side's ``host_lock`` (as a module re-exports it).
     """
-    from compresslab.hostlock import host_lock
+    from compresslab.protocol.hostlock import host_lock
 
     lock = lock or host_lock
 
