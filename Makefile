@@ -55,8 +55,11 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow" --durations=10
 
 # A failing unit test stops the run before the slow lane (subprocesses, searches, PostgreSQL).
+# The slow lane runs in SLOW_WORKERS processes (pytest-xdist), a test file to each: its tests
+# mostly wait on the processes they start, so two share two cores (6 min instead of 12 here).
+SLOW_WORKERS ?= 2
 test: lint typecheck test-fast
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow -n $(SLOW_WORKERS) --dist loadfile
 
 # The CI regression gate on energy per inference, against the committed baseline.
 gate: setup
