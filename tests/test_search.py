@@ -65,7 +65,12 @@ def test_small_search_end_to_end(searched) -> None:  # type: ignore[no-untyped-d
     assert result.baseline is first
     assert result.baseline_accuracy == first.accuracy
     for t in result.completed:
-        assert t.energy is not None
+        # Each variant's accuracy is compared with the baseline's on the same examples.
+        claim = t.accuracy_vs_baseline
+        assert claim is not None and claim.paired and claim.method == "newcombe-paired"
+        assert claim.low <= claim.delta <= claim.high and claim.examples == 360
+        assert claim.decision in ("within", "below", "undecided")
+        assert t.evaluation is not None and t.evaluation.outcomes is not None
         assert t.energy is not None
         assert t.energy.provenance == "estimated"
         assert t.energy.energy_j_per_inference > 0
@@ -73,6 +78,8 @@ def test_small_search_end_to_end(searched) -> None:  # type: ignore[no-untyped-d
         assert t.profile.macs_per_inference and t.profile.macs_per_inference > 0
         assert t.modeled_j_per_inference and t.modeled_j_per_inference > 0
     out = recipe.output_dir()
+    header = (out / "trials.csv").read_text().splitlines()[0].split(",")
+    assert {"accuracy_delta_low", "accuracy_decision", "accuracy_method"} <= set(header)
     assert (out / "study.db").is_file()
     for name in ("trials.csv", "pareto.png", "report.md"):
         assert (out / name).stat().st_size > 0

@@ -34,6 +34,7 @@ from compresslab.records import (
     EnergyResult,
     Evaluation,
     OpCounts,
+    Outcomes,
     PairedRatio,
     Profile,
     Quality,
@@ -66,6 +67,7 @@ class Assessed:
     batch: torch.Tensor
     work: TaskWorkload
     is_reference: bool
+    outcomes: Outcomes | None = None
 
 
 def assess(
@@ -90,7 +92,7 @@ def assess(
             check_quality(bench.recipe, quality)
         if min_accuracy is not None and screening:
             screen(bench, model, min_accuracy)
-        metric, interval = bench.accuracy(model)
+        metric, interval, outcomes = bench.scored(model)
         if min_accuracy is not None and screening and metric < min_accuracy:
             # Feasibility (the frontier, the claims, the best variant) is judged on this
             # figure: a variant below it can never be claimed, so its energy is not spent.
@@ -102,6 +104,7 @@ def assess(
                 accuracy=metric,
             )
         assessed = _counted(bench, model, runtime, metric, interval, quality)
+        assessed = dataclasses.replace(assessed, outcomes=outcomes)
         timer.lap("evaluate")
         is_reference = spec.is_baseline and runtime == Runtime()
         if not is_reference:
@@ -205,6 +208,7 @@ def measure_energy(
         phases=phases,
         parts=timer.times(),
         metric_examples=len(bench.task.eval_labels),
+        outcomes=assessed.outcomes,
     )
 
 

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from compresslab.records._accuracy import Outcomes
 from compresslab.records._energy import EnergyResult
 
 
@@ -145,6 +146,9 @@ class Evaluation:
             measure).
         metric_examples: how many evaluation examples the metric was computed on (0: not
             recorded, a study written before it was).
+        outcomes: what the model did on each evaluation example (right or wrong), so that
+            any comparison with another model evaluated on the same examples can be paired
+            (None: not recorded, a study written before they were).
     """
 
     metric: float
@@ -161,6 +165,7 @@ class Evaluation:
     phases: dict[str, EnergyResult] = field(default_factory=dict)
     parts: dict[str, PartTime] = field(default_factory=dict)
     metric_examples: int = 0
+    outcomes: Outcomes | None = None
 
     @property
     def energy_j_per_inference(self) -> float:

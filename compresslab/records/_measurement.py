@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from compresslab.records._accuracy import AccuracyVsBaseline
 from compresslab.records._codec import to_json
 from compresslab.records._energy import EnergyResult, Provenance
 from compresslab.records._evaluation import Evaluation
@@ -32,6 +33,9 @@ class Measurement:
             bare model, described by nothing but itself).
         trial: the trial whose variant was measured (None: the baseline, or a bare model).
         metric_name: the recipe's metric (``accuracy`` ...), the name of ``evaluation.metric``.
+        accuracy_vs_baseline: a variant's metric against the baseline's, paired on the same
+            examples and decided against the recipe's tolerance (None: the baseline, or a
+            bare model).
         prediction: the trial's prediction, when it was predicted dominated instead of
             measured during the search (compare its ``ratio`` with ``vs_baseline``).
     """
@@ -44,6 +48,7 @@ class Measurement:
     trial: int | None = None
     metric_name: str | None = None
     prediction: Prediction | None = None
+    accuracy_vs_baseline: AccuracyVsBaseline | None = None
 
     @property
     def energy_j_per_inference(self) -> float:
@@ -95,4 +100,6 @@ class Measurement:
         }
         if self.prediction is not None:
             out["prediction"] = to_json(self.prediction)
+        if self.accuracy_vs_baseline is not None:
+            out["accuracy_vs_baseline"] = to_json(self.accuracy_vs_baseline)
         return out

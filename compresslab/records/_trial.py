@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compresslab import units
+from compresslab.records._accuracy import AccuracyVsBaseline
 from compresslab.records._energy import EnergyResult
 from compresslab.records._evaluation import (
     Answer,
@@ -124,6 +125,10 @@ class TrialRecord:
     repeatability_rel: float | None = None
     #: Wall and CPU seconds per part, also for a trial that stopped before measuring.
     parts: dict[str, PartTime] = field(default_factory=dict)
+    #: The metric's difference to the baseline's, paired on the same examples where both
+    #: kept their per-example outcomes (else the labelled unpaired fallback), with the
+    #: decision against the tolerance (None: not evaluated, or nothing to compare with).
+    accuracy_vs_baseline: AccuracyVsBaseline | None = None
 
     # --- the evaluation's figures -----------------------------------------------------------
 

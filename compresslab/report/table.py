@@ -21,6 +21,13 @@ COLUMNS = [
     "accuracy",
     "accuracy_ci95_low",
     "accuracy_ci95_high",
+    "accuracy_delta",
+    "accuracy_delta_low",
+    "accuracy_delta_high",
+    "accuracy_decision",
+    "accuracy_examples",
+    "accuracy_method",
+    "accuracy_examples_to_decide",
     "feasible",
     "pareto",
     "energy_j_per_inference",
@@ -74,6 +81,25 @@ COLUMNS = [
 ]
 
 
+def _accuracy_columns(r: TrialRecord) -> dict[str, object]:
+    """The metric's difference to the baseline's, its interval, how it was made, the decision."""
+    a = r.accuracy_vs_baseline
+    if a is None:
+        keys = [c for c in COLUMNS if c.startswith("accuracy_") and "ci95" not in c]
+        return {k: None for k in keys} | {
+            "accuracy_method": "not compared" if r.evaluation is not None else None
+        }
+    return {
+        "accuracy_delta": a.delta,
+        "accuracy_delta_low": a.low,
+        "accuracy_delta_high": a.high,
+        "accuracy_decision": a.decision,
+        "accuracy_examples": a.examples,
+        "accuracy_method": a.method,
+        "accuracy_examples_to_decide": a.examples_to_decide,
+    }
+
+
 def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> dict[str, object]:
     e = r.energy
     j = r.energy_j_per_inference
@@ -85,6 +111,7 @@ def _row(r: TrialRecord, front_ids: set[int], carbon: CarbonSettings | None) -> 
         "accuracy": r.accuracy if r.accuracy is not None else r.screen_accuracy,
         "accuracy_ci95_low": r.accuracy_ci95[0] if r.accuracy_ci95 else None,
         "accuracy_ci95_high": r.accuracy_ci95[1] if r.accuracy_ci95 else None,
+        **_accuracy_columns(r),
         "feasible": r.feasible,
         "pareto": r.number in front_ids,
         "energy_j_per_inference": j if e else None,

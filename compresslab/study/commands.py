@@ -10,7 +10,7 @@ from compresslab.bench import Runtime, VariantBench
 from compresslab.compress import VariantSpec
 from compresslab.errors import StorageError, UsageError
 from compresslab.recipe import Recipe
-from compresslab.records import Measurement, SearchResult
+from compresslab.records import Measurement, SearchResult, accuracy_vs_baseline
 from compresslab.study import attrs
 from compresslab.study.records import result_from_study, spec_of_trial
 from compresslab.study.storage import default_storage, open_study
@@ -71,6 +71,12 @@ def measure_trial(
     bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
     # A measurement on its own: its absolute figure states the machine's repeatability too.
     evaluation = bench.evaluate(spec, runtime=runtime, standalone=True)
+    claim = None
+    if not spec.is_baseline and evaluation.outcomes is not None:
+        # The baseline's outcomes on the same examples, in the same batches: a paired claim.
+        base_metric, _, base_outcomes = bench.scored(bench.reference)
+        tolerance = base_metric - recipe.search.tolerance.min_accuracy(base_metric)
+        claim = accuracy_vs_baseline(evaluation.outcomes, base_outcomes, tolerance=tolerance)
     return Measurement(
         energy=evaluation.energy,
         recipe=recipe.name,
@@ -80,6 +86,7 @@ def measure_trial(
         evaluation=evaluation,
         selection=bench.selection.explain(),
         prediction=prediction,
+        accuracy_vs_baseline=claim,
     )
 
 

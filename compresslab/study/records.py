@@ -15,7 +15,15 @@ from compresslab.compress import Step, VariantSpec
 from compresslab.errors import StorageError
 from compresslab.protocol.repeatability import tier_of
 from compresslab.recipe import Recipe
-from compresslab.records import Confirmation, Repeatability, SearchResult, StudyInfo, TrialRecord
+from compresslab.records import (
+    Confirmation,
+    Repeatability,
+    SearchResult,
+    StudyInfo,
+    TrialRecord,
+    accuracy_vs_baseline,
+    accuracy_vs_baseline_unpaired,
+)
 from compresslab.stats import cv, t95
 from compresslab.study import attrs
 from compresslab.study.predict import prediction_status, stored_calibrations
@@ -156,13 +164,19 @@ def repeatability(trials: list[Any]) -> Repeatability | None:
     return Repeatability(cv=spread, n=n, ci95_rel=t95(n - 1) * spread * math.sqrt(1 + 1 / n))
 
 
-def records_from_study(study: Any, *, min_accuracy: float) -> list[TrialRecord]:
-    """Plain records of every trial in ``study``, paired figures on the baseline's scale."""
+def records_from_study(
+    study: Any, *, min_accuracy: float, tolerance: float | None = None
+) -> list[TrialRecord]:
+    """Plain records of every trial in ``study``, paired figures on the baseline's scale.
+
+    With ``tolerance`` (the metric's allowed drop, in its own units), each evaluated trial's
+    metric is also compared with the baseline's (:func:`compared_with_baseline`).
+    """
     trials = study.get_trials(deepcopy=False)
     base_j = baseline_j_of(trials)
     confirmed = confirmations(study)
     repeat = repeatability(trials)
-    return [
+    records = [
         trial_record(
             t,
             min_accuracy=min_accuracy,
@@ -172,6 +186,36 @@ def records_from_study(study: Any, *, min_accuracy: float) -> list[TrialRecord]:
         )
         for t in trials
     ]
+    return records if tolerance is None else compared_with_baseline(records, tolerance)
+
+
+def compared_with_baseline(records: list[TrialRecord], tolerance: float) -> list[TrialRecord]:
+    """``records`` with each evaluated trial's metric compared with the baseline's, decided.
+
+    Paired on the same examples where both kept their outcomes (Newcombe's interval for
+    accuracy: :func:`compresslab.records.accuracy_vs_baseline`); else, where both recorded how
+    many examples they were evaluated on, the labelled unpaired fallback; else not compared
+    (a study written before either was recorded).
+    """
+    base = next((r.evaluation for r in records if r.is_baseline and r.complete), None)
+    if base is None:
+        return records
+    out = []
+    for r in records:
+        ev = r.evaluation
+        claim = None
+        if ev is not None and ev.outcomes is not None and base.outcomes is not None:
+            claim = accuracy_vs_baseline(ev.outcomes, base.outcomes, tolerance=tolerance)
+        elif ev is not None and ev.metric_examples > 0 and base.metric_examples > 0:
+            claim = accuracy_vs_baseline_unpaired(
+                candidate_accuracy=ev.metric,
+                candidate_n=ev.metric_examples,
+                baseline_accuracy=base.metric,
+                baseline_n=base.metric_examples,
+                tolerance=tolerance,
+            )
+        out.append(dataclasses.replace(r, accuracy_vs_baseline=claim) if claim else r)
+    return out
 
 
 def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchResult:
@@ -187,7 +231,9 @@ def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchRes
         recipe_name=recipe.name,
         study_name=study.study_name,
         storage=storage_url,
-        trials=records_from_study(study, min_accuracy=min_accuracy),
+        trials=records_from_study(
+            study, min_accuracy=min_accuracy, tolerance=baseline_accuracy - min_accuracy
+        ),
         baseline_accuracy=baseline_accuracy,
         min_accuracy=min_accuracy,
         tolerance=recipe.search.tolerance.describe(),

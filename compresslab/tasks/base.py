@@ -67,6 +67,10 @@ class Task:
     unit: ClassVar[str] = "inference"
     #: Whether :meth:`quality` gives a perplexity (``search.tolerance.perplexity`` needs one).
     has_perplexity: ClassVar[bool] = False
+    #: The batch the evaluation split is predicted in, fixed for every model of a study: a
+    #: dynamically quantized model's answers can change with the other inputs of its batch, so
+    #: a per-example comparison needs the same batches on both sides.
+    eval_batch_size: ClassVar[int] = 256
 
     name: str
     model: nn.Module
@@ -98,7 +102,7 @@ class Task:
         from compresslab.tasks.metrics import predict
 
         inputs = self.eval_inputs if indices is None else self.eval_inputs[indices]
-        return predict(model, inputs)
+        return predict(model, inputs, batch_size=self.eval_batch_size)
 
     def workload(
         self, model: nn.Module, batch: torch.Tensor, *, kv_cache: bool | None = None

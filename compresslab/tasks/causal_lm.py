@@ -116,6 +116,8 @@ class CausalLMTask(Task):
 
     unit: ClassVar[str] = "generated token"
     has_perplexity: ClassVar[bool] = True
+    #: Questions scored per forward pass (:func:`.lm_scoring.choice_predictions`).
+    eval_batch_size: ClassVar[int] = 32
 
     choices: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.long))
     text: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.long))
@@ -136,7 +138,9 @@ class CausalLMTask(Task):
         """The most likely choice of each question (of ``indices`` only, when given)."""
         prompts = self.eval_inputs if indices is None else self.eval_inputs[indices]
         choices = self.choices if indices is None else self.choices[indices]
-        return choice_predictions(find_causal_lm(model), prompts, choices)
+        return choice_predictions(
+            find_causal_lm(model), prompts, choices, batch_size=self.eval_batch_size
+        )
 
     def workload(
         self, model: nn.Module, batch: torch.Tensor, *, kv_cache: bool | None = None

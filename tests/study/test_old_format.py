@@ -34,6 +34,8 @@ def test_an_old_study_reports_the_figures_it_reported_then(old_study: Path) -> N
     assert result.counts().startswith("2 variants measured, 2 screened out")
     assert [r.number for r in result.frontier] == [1]
     assert result.trials[1].confirmed is not None
+    # No per-example outcomes then, nor the number of examples: not compared, and said so.
+    assert all(r.accuracy_vs_baseline is None for r in result.trials)
     then = _rows(FIXTURE / "trials.csv")
     now = _rows(old_study / "reports" / "oldformat" / "trials.csv")
     assert set(now) == set(then)
