@@ -15,6 +15,7 @@ whose layers quantize on a device, bitsandbytes, quantize on that one), then
 accuracy evaluation and the profile's forward pass follow it there.
 """
 
+from compresslab.bench._evaluate import scored
 from compresslab.bench._runtime import (
     RUNTIME_KNOBS,
     Runtime,
@@ -33,4 +34,5 @@ __all__ = [
     "VariantBench",
     "compress_context",
     "knob_availability",
+    "scored",
 ]

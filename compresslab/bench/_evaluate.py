@@ -92,7 +92,7 @@ def assess(
             check_quality(bench.recipe, quality)
         if min_accuracy is not None and screening:
             screen(bench, model, min_accuracy)
-        metric, interval, outcomes = bench.scored(model)
+        metric, interval, outcomes = scored(bench, model)
         if min_accuracy is not None and screening and metric < min_accuracy:
             # Feasibility (the frontier, the claims, the best variant) is judged on this
             # figure: a variant below it can never be claimed, so its energy is not spent.
@@ -264,3 +264,33 @@ def screen(bench: VariantBench, model: nn.Module, min_accuracy: float) -> None:
             f"{high:.3f}) is clearly below the minimum {min_accuracy:.4f}; energy not measured",
             accuracy=correct / n,
         )
+
+
+def scored(bench: VariantBench, model: nn.Module) -> tuple[float, tuple[float, float], Outcomes]:
+    """The metric, its unpaired 95% (Wilson) interval, and each example's outcome.
+
+    The outcomes (right or wrong per example, in the split's order, computed in the task's
+    fixed evaluation batches) let a comparison with another model on the same examples be
+    paired (:func:`compresslab.records.accuracy_vs_baseline`).
+    """
+    from compresslab.tasks.metrics import METRICS, wilson_interval
+
+    labels = bench.task.eval_labels
+    preds = bench.task.predictions(model)
+    metric = METRICS[bench.recipe.task.metric](preds, labels)
+    right = (preds == labels).tolist()
+    outcomes = Outcomes.from_correct(
+        right, batch_size=bench.task.eval_batch_size, examples_id=examples_id(bench)
+    )
+    return metric, wilson_interval(sum(right), len(labels)), outcomes
+
+
+def examples_id(bench: VariantBench) -> str:
+    """What identifies the evaluation examples: the task, its options and its labels."""
+    if bench.examples_key is None:
+        import hashlib
+
+        digest = hashlib.sha256(bench.recipe.task.model_dump_json().encode())
+        digest.update(bench.task.eval_labels.cpu().numpy().tobytes())
+        bench.examples_key = digest.hexdigest()[:16]
+    return bench.examples_key

@@ -21,7 +21,6 @@ from compresslab.recipe import Recipe
 from compresslab.records import (
     Evaluation,
     OpCounts,
-    Outcomes,
 )
 
 if TYPE_CHECKING:
@@ -75,7 +74,8 @@ class VariantBench:
         self._reuse_float = reuse_float
         self._float: tuple[str, nn.Module] | None = None
         self._reference: nn.Module | None = None
-        self._examples_id: str | None = None
+        #: What identifies the evaluation examples (:func:`._evaluate.examples_id`).
+        self.examples_key: str | None = None
         #: The time of the last :meth:`evaluate` per part, also when it raised (screening).
         self.last_parts = PartTimer()
 
@@ -145,37 +145,10 @@ class VariantBench:
 
         The inputs go to ``model``'s device (:meth:`.tasks.Task.predictions`).
         """
-        metric, interval, _ = self.scored(model)
+        from compresslab.bench._evaluate import scored
+
+        metric, interval, _ = scored(self, model)
         return metric, interval
-
-    def scored(self, model: nn.Module) -> tuple[float, tuple[float, float], Outcomes]:
-        """The metric, its unpaired 95% (Wilson) interval, and each example's outcome.
-
-        The outcomes (right or wrong per example, in the split's order, computed in the task's
-        fixed evaluation batches) let a comparison with another model on the same examples be
-        paired (:func:`compresslab.records.accuracy_vs_baseline`).
-        """
-        from compresslab.tasks.metrics import METRICS, wilson_interval
-
-        labels = self.task.eval_labels
-        preds = self.task.predictions(model)
-        metric = METRICS[self.recipe.task.metric](preds, labels)
-        right = (preds == labels).tolist()
-        outcomes = Outcomes.from_correct(
-            right, batch_size=self.task.eval_batch_size, examples_id=self.examples_id
-        )
-        return metric, wilson_interval(sum(right), len(labels)), outcomes
-
-    @property
-    def examples_id(self) -> str:
-        """What identifies the evaluation examples: the task, its options and its labels."""
-        if self._examples_id is None:
-            import hashlib
-
-            digest = hashlib.sha256(self.recipe.task.model_dump_json().encode())
-            digest.update(self.task.eval_labels.cpu().numpy().tobytes())
-            self._examples_id = digest.hexdigest()[:16]
-        return self._examples_id
 
     # --- energy -----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compresslab.bench import Runtime, VariantBench
+from compresslab.bench import Runtime, VariantBench, scored
 from compresslab.compress import VariantSpec
 from compresslab.errors import StorageError, UsageError
 from compresslab.recipe import Recipe
@@ -74,7 +74,7 @@ def measure_trial(
     claim = None
     if not spec.is_baseline and evaluation.outcomes is not None:
         # The baseline's outcomes on the same examples, in the same batches: a paired claim.
-        base_metric, _, base_outcomes = bench.scored(bench.reference)
+        base_metric, _, base_outcomes = scored(bench, bench.reference)
         tolerance = base_metric - recipe.search.tolerance.min_accuracy(base_metric)
         claim = accuracy_vs_baseline(evaluation.outcomes, base_outcomes, tolerance=tolerance)
     return Measurement(
