@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from tests_support import small
 
-from compresslab.api import load_recipe, measure_recipe, search
+from compresslab.api import load_recipe, search
+from compresslab.api import measure as measure_recipe
 from compresslab.history import CODECARBON_COLUMNS, CSV, EXTRA_COLUMNS, JSONL
 
 pytestmark = pytest.mark.slow
