@@ -74,6 +74,9 @@ def add_best_saving(doc: Document, result: SearchResult) -> None:
     doc.add(Heading("Best saving within the tolerance"))
     if best is not None and base is not None and best.number != base.number:
         doc.add(Para(_saving_sentence(result, best, base), strong=given(best.variant)))
+        claim = accuracy_claim(best)
+        if claim:
+            doc.add(Para(claim))
         if best.ratio_vs_baseline is None:
             doc.add(Para("This trial was not paired with the baseline (an older study): no ratio."))
         elif ratio_high(best) >= 1:
@@ -91,6 +94,37 @@ def add_best_saving(doc: Document, result: SearchResult) -> None:
         doc.add(Para("No variant within the tolerance used less energy than the baseline."))
     else:
         doc.add(Para("-"))
+
+
+def accuracy_claim(r: TrialRecord) -> str:
+    """What the paired comparison of ``r``'s accuracy with the baseline's decides, in words.
+
+    Empty when the trial was not compared (a study written before outcomes were kept).
+    """
+    a = r.accuracy_vs_baseline
+    if a is None:
+        return ""
+    how = (
+        f"paired on the same {a.examples} examples (Newcombe)"
+        if a.paired
+        else f"unpaired, {a.examples} examples (no per-example outcomes were kept)"
+    )
+    figure = f"{a.delta * 100:+.2f} points, 95% CI {a.low * 100:+.2f} to {a.high * 100:+.2f}, {how}"
+    tolerance = f"{a.tolerance * 100:g}-point tolerance"
+    if a.decision == "within":
+        return f"Accuracy against the baseline: {figure}: within the {tolerance}."
+    if a.decision == "below":
+        return f"Accuracy against the baseline: {figure}: below the {tolerance}."
+    more = (
+        f" (about {a.examples_to_decide:,} examples would decide it)"
+        if a.examples_to_decide
+        else ""
+    )
+    return (
+        f"Accuracy against the baseline: {figure}: undecided at the {tolerance}, the evaluation "
+        f"set is too small to show it{more}; the variant counts as within the tolerance on its "
+        "point accuracy only."
+    )
 
 
 def _saving_sentence(result: SearchResult, best: TrialRecord, base: TrialRecord) -> str:

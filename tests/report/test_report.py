@@ -216,3 +216,24 @@ def test_trials_csv_carries_the_pairs_interval_and_the_ratio_term(tmp_path: Path
     assert df.loc[df.trial == 1, "ratio_ci95_low_pairs"].item() == pytest.approx(0.38)
     assert "pairs' interval only" in df.loc[df.trial == 1, "ratio_repeatability_source"].item()
     assert pd.isna(df.loc[df.trial == 0, "ratio_repeatability_source"].item())  # the baseline
+
+
+def test_the_headline_says_what_the_paired_accuracy_decides() -> None:
+    from compresslab.records import AccuracyVsBaseline
+
+    result = sample_result()
+    best = result.best_saving()
+    assert best is not None
+    assert "Accuracy against the baseline" not in render_markdown(result)  # not compared
+    undecided = AccuracyVsBaseline(
+        -0.0056, -0.0224, 0.0093, "newcombe-paired", "undecided", 360, 0.01, True,
+        discordant_b=1, discordant_c=3, examples_to_decide=2758,
+    )  # fmt: skip
+    at = result.trials.index(best)
+    result.trials[at] = dataclasses.replace(best, accuracy_vs_baseline=undecided)
+    text = " ".join(render_markdown(result).split())
+    assert "-0.56 points, 95% CI -2.24 to +0.93, paired on the same 360 examples" in text
+    assert "undecided at the 1-point tolerance" in text and "2,758 examples" in text
+    within = dataclasses.replace(undecided, low=-0.004, decision="within", examples_to_decide=None)
+    result.trials[at] = dataclasses.replace(best, accuracy_vs_baseline=within)
+    assert "within the 1-point tolerance." in " ".join(render_markdown(result).split())
