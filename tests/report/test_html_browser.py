@@ -57,6 +57,7 @@ def test_missing_chromium_skips_locally_but_fails_in_ci(monkeypatch: pytest.Monk
     assert require_chromium("/opt/chromium") == "/opt/chromium"
 
 
+@pytest.mark.slow  # starts a browser
 def test_report_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     chromium = require_chromium()
     paths = write_report(sample_result(), tmp_path / "out")
