@@ -72,11 +72,13 @@ def measure_trial(
     # A measurement on its own: its absolute figure states the machine's repeatability too.
     evaluation = bench.evaluate(spec, runtime=runtime, standalone=True)
     claim = None
-    if not spec.is_baseline and evaluation.outcomes is not None:
-        # The baseline's outcomes on the same examples, in the same batches: a paired claim.
+    # A variant's accuracy against the baseline's outcomes on the same examples, in the same
+    # batches: a paired claim (right/wrong outcomes decide an accuracy tolerance only).
+    outcomes = evaluation.outcomes if recipe.task.metric == "accuracy" else None
+    if outcomes is not None and not spec.is_baseline:
         base_metric, _, base_outcomes = scored(bench, bench.reference)
         tolerance = base_metric - recipe.search.tolerance.min_accuracy(base_metric)
-        claim = accuracy_vs_baseline(evaluation.outcomes, base_outcomes, tolerance=tolerance)
+        claim = accuracy_vs_baseline(outcomes, base_outcomes, tolerance=tolerance)
     return Measurement(
         energy=evaluation.energy,
         recipe=recipe.name,
