@@ -85,10 +85,7 @@ def _accuracy_columns(r: TrialRecord) -> dict[str, object]:
     """The metric's difference to the baseline's, its interval, how it was made, the decision."""
     a = r.accuracy_vs_baseline
     if a is None:
-        keys = [c for c in COLUMNS if c.startswith("accuracy_") and "ci95" not in c]
-        return {k: None for k in keys} | {
-            "accuracy_method": "not compared" if r.evaluation is not None else None
-        }
+        return {"accuracy_method": "not compared" if r.evaluation is not None else None}
     return {
         "accuracy_delta": a.delta,
         "accuracy_delta_low": a.low,
@@ -160,33 +157,10 @@ def _ratio_columns(r: TrialRecord) -> dict[str, object]:
 
 
 #: The columns :func:`_energy_columns` fills (empty for a trial not measured).
-_ENERGY_COLUMNS = (
-    "measured_j_per_inference",
-    "measured_ci95_j_per_inference",
-    "ci_target_met",
-    "systematic_rel",
-    "contended",
-    "foreign_cpus_mean",
-    "threads",
-    "provenance",
-    "sampler",
-    "gross_j_per_inference",
-    "idle_power_w",
-    "windows",
-    "n_inferences",
-    "latency_ms_per_batch",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "throughput_per_s",
-    "peak_rss_bytes",
-    "batch_size",
-)
-
-
 def _energy_columns(e: EnergyResult | None) -> dict[str, object]:
     """The trial's own measurement: figures, how it was taken, what disturbed it."""
     if e is None:
-        return dict.fromkeys(_ENERGY_COLUMNS)
+        return {}
     return {
         "measured_j_per_inference": e.energy_j_per_inference,
         "measured_ci95_j_per_inference": e.ci95_j_per_inference,
@@ -253,6 +227,9 @@ def trials_frame(result: SearchResult) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     params = sorted(c for c in df.columns if c.startswith("param."))
     extra = [c for c in generation.COLUMNS if c in df.columns]
+    for column in COLUMNS:  # a column no trial has a figure for: empty cells, as None
+        if column not in df.columns:
+            df[column] = None
     return df[COLUMNS + extra + params]
 
 
