@@ -16,7 +16,7 @@ The study's context (:class:`~compresslab.records.StudyInfo`, ``report_info``) i
 read here too: its JSON form, read tolerantly (a field an older study lacks, or stored as null,
 takes its default).
 
-The worker's own bookkeeping (``pid``, ``heartbeat``, ``retry_of``: :mod:`.workers`,
+The worker's own bookkeeping (``pid``, ``worker``, ``heartbeat``: :mod:`.workers`,
 :mod:`.heartbeat`) and the study's session entries (:mod:`.sessions`) are not figures and
 keep their keys there.
 """
@@ -69,6 +69,8 @@ REUSED_FROM = "reused_from"
 DURATION = "duration_s"
 HOST = "host"
 PARTS = "parts"
+#: The trial whose interrupted variant this one retries (set when it is enqueued).
+RETRY_OF = "retry_of"
 
 # --- study attributes -------------------------------------------------------------------------
 BASELINE_ACCURACY = "baseline_accuracy"

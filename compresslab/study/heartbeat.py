@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from compresslab.errors import UsageError
+from compresslab.study import attrs
 from compresslab.study._optuna import load_optuna
 from compresslab.study.records import BASELINE_ATTR, interruption
 from compresslab.study.workers import is_this_process, process_gone
@@ -184,9 +185,9 @@ class TrialWatch:
             log.warning(
                 "trial %d (%s, worker %s on %s): %s; its variant is retried",
                 t.number,
-                t.user_attrs.get("variant", "variant not drawn yet"),
+                t.user_attrs.get(attrs.VARIANT, "variant not drawn yet"),
                 t.user_attrs.get("pid", "?"),
-                t.user_attrs.get("host", "?"),
+                t.user_attrs.get(attrs.HOST, "?"),
                 reason,
             )
         self._seen = {k: v for k, v in self._seen.items() if k in live}
@@ -196,7 +197,7 @@ class TrialWatch:
     def _retry_interrupted(self, study: Any) -> None:
         trials = study.get_trials(deepcopy=False)
         by_number = {t.number: t for t in trials}
-        retried = {t.user_attrs.get("retry_of") for t in trials}
+        retried = {t.user_attrs.get(attrs.RETRY_OF) for t in trials}
         for t in trials:
             if interruption(t) is None or t.number in retried or not t.params:
                 continue
@@ -207,14 +208,14 @@ class TrialWatch:
                         "trial %d (%s) was interrupted again after %d retries: not retried "
                         "any more (does this variant stop its worker?)",
                         t.number,
-                        t.user_attrs.get("variant", "?"),
+                        t.user_attrs.get(attrs.VARIANT, "?"),
                         MAX_RETRIES,
                     )
                 continue
             study.enqueue_trial(
                 t.params,
                 user_attrs={
-                    "retry_of": t.number,
+                    attrs.RETRY_OF: t.number,
                     BASELINE_ATTR: bool(t.user_attrs.get(BASELINE_ATTR)),
                 },
             )
@@ -223,7 +224,7 @@ class TrialWatch:
 def _retries(trial: Any, by_number: dict[int, Any]) -> int:
     """How many retries of one variant led to ``trial`` (0 for a first attempt)."""
     n = 0
-    while (source := by_number.get(trial.user_attrs.get("retry_of"))) is not None and n < 100:
+    while (source := by_number.get(trial.user_attrs.get(attrs.RETRY_OF))) is not None and n < 100:
         n += 1
         trial = source
     return n

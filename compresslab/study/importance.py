@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 from compresslab.records import Importance
+from compresslab.study import attrs
 from compresslab.study._optuna import load_optuna
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def param_importances(study: Any) -> Importance | None:
     complete = [
         t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if t.user_attrs.get("reused_from") is None
+        if t.user_attrs.get(attrs.REUSED_FROM) is None
     ]
     if len(complete) < MIN_TRIALS:
         return None
