@@ -103,8 +103,7 @@ def assess(
                 "measured",
                 accuracy=metric,
             )
-        assessed = _counted(bench, model, runtime, metric, interval, quality)
-        assessed = dataclasses.replace(assessed, outcomes=outcomes)
+        assessed = _counted(bench, model, runtime, metric, interval, quality, outcomes)
         timer.lap("evaluate")
         is_reference = spec.is_baseline and runtime == Runtime()
         if not is_reference:
@@ -120,6 +119,7 @@ def _counted(
     metric: float,
     interval: tuple[float, float],
     quality: Quality,
+    outcomes: Outcomes,
 ) -> Assessed:
     """Answers, profile, operation counts and the modeled figure of an assessed variant."""
     from compresslab.compress.profile import profile_model
@@ -156,6 +156,7 @@ def _counted(
         batch=batch,
         work=work,
         is_reference=False,
+        outcomes=outcomes,
     )
 
 
