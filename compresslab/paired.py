@@ -27,6 +27,7 @@ Spending = Literal["obrien-fleming", "pocock", "bonferroni"]
 
 _NORMAL = NormalDist()
 _EXAMPLES_LIMIT = 10**9  # the most examples examples_to_decide plans for
+_Z_CEILING = 12.0  # the largest z a look is given (a look that spends nothing)
 
 
 def wilson(successes: float, n: float, *, z: float = Z95) -> tuple[float, float]:
@@ -313,6 +314,34 @@ def _smallest_deciding(
     return high
 
 
+def look_sizes(pool: int, *, first: int, looks: int, screen: int = 0) -> list[int]:
+    """The examples seen at each look of a staged comparison, the last one the whole pool.
+
+    ``looks`` looks from ``first`` examples to ``pool`` in geometric steps (each about the same
+    factor larger than the one before: the interval's width falls by about the same factor
+    at every look), rounded to whole examples; fewer when the pool is small (a look never
+    repeats a size). ``screen`` (0: none) adds a cheap first look on that many examples when
+    it is below ``first`` (the search's screening of clearly worse variants).
+
+    Raises:
+        ValueError: a size or count that is not positive.
+    """
+    if pool <= 0 or first <= 0 or looks <= 0 or screen < 0:
+        raise ValueError(
+            f"look sizes need a positive pool, first look and count (pool={pool}, "
+            f"first={first}, looks={looks}, screen={screen})"
+        )
+    first = min(first, pool)
+    if looks == 1 or first == pool:
+        sizes = [pool]
+    else:
+        step = (pool / first) ** (1 / (looks - 1))
+        sizes = [round(first * step**k) for k in range(looks - 1)] + [pool]
+    if 0 < screen < sizes[0]:
+        sizes.insert(0, screen)
+    return sorted(set(sizes))
+
+
 def alpha_spending(
     looks: int | Sequence[float], alpha: float = 0.05, *, spending: Spending = "obrien-fleming"
 ) -> list[float]:
@@ -360,7 +389,10 @@ def _spending_bounds(times: list[float], alpha: float, spending: str) -> list[fl
     # continuation region is carried from look to look on a grid, integrated by Simpson's rule,
     # and each look's bound is the one whose exit probability is the alpha spent since the
     # previous look (bisection).
-    bounds = [_NORMAL.inv_cdf(1 - _spent(times[0], alpha, spending) / 2)]
+    # A first look that spends (almost) nothing (O'Brien-Fleming at a small share) gets the
+    # bisection's ceiling: it stops nothing, as intended.
+    first = _spent(times[0], alpha, spending) / 2
+    bounds = [_NORMAL.inv_cdf(1 - first) if first > 1e-15 else _Z_CEILING]
     grid = _grid(bounds[0] * math.sqrt(times[0]))
     mass = [
         w * _NORMAL.pdf(s / math.sqrt(times[0])) / math.sqrt(times[0]) for s, w in _simpson(grid)
@@ -368,7 +400,7 @@ def _spending_bounds(times: list[float], alpha: float, spending: str) -> list[fl
     for previous, t in zip(times, times[1:], strict=False):
         target = _spent(t, alpha, spending) - _spent(previous, alpha, spending)
         sd, root = math.sqrt(t - previous), math.sqrt(t)
-        low, high = 0.0, 12.0
+        low, high = 0.0, _Z_CEILING
         for _ in range(60):
             mid = (low + high) / 2
             out = sum(

@@ -40,6 +40,7 @@ RESULT_FIELDS: tuple[str, ...] = (
     "search.tolerance",
     "search.sampler",
     "search.screen_examples",
+    "search.evaluation",
 )
 
 _UNSET = object()

@@ -84,6 +84,31 @@ class Tolerance(StrictModel):
         return f"{self.relative * 100:g}% relative{ppl}"
 
 
+class AccuracyEvaluation(StrictModel):
+    """How a variant's accuracy is compared with the baseline's: on the same examples, in looks.
+
+    The task's evaluation pool is scored in the same chunks for every model. A variant is first
+    compared with the baseline on ``first_examples`` of them (paired: Newcombe's interval of
+    the difference); while the decision against the tolerance is ``undecided`` and the pool is
+    not exhausted, more examples are added, up to ``looks`` looks in all (geometric steps from
+    ``first_examples`` to the whole pool). Each look's interval uses the z of an
+    alpha-spending rule (``spending``), so that the decision is wrong at most 5% of the time
+    over all the looks together (see compresslab.paired.alpha_spending).
+    """
+
+    #: Examples of the first look (the whole pool when it holds fewer).
+    first_examples: int = Field(default=400, ge=1, le=10_000_000)
+    #: Looks at most, the first one included (1: the whole pool at once).
+    looks: int = Field(default=4, ge=1, le=20)
+    #: ``pocock``: the same z at every look (early looks stop clear cases: cheapest);
+    #: ``obrien-fleming``: almost nothing spent early, the last look's z near 1.96;
+    #: ``bonferroni``: alpha / looks per look (conservative).
+    spending: Literal["pocock", "obrien-fleming", "bonferroni"] = "pocock"
+    #: What a tolerance the pool cannot resolve does before any work (`compresslab check`,
+    #: `compresslab search`): ``warn`` (the numbers, and the search goes on) or ``error``.
+    on_unresolvable: Literal["warn", "error"] = "warn"
+
+
 class SearchSpec(StrictModel):
     """The Optuna search: budget, sampler, seed, storage, accuracy tolerance."""
 
@@ -101,6 +126,8 @@ class SearchSpec(StrictModel):
     #: Accuracy is first computed on this many held-out examples; a variant whose 95%
     #: interval lies wholly below the tolerance is not measured for energy (0 disables).
     screen_examples: int = Field(default=200, ge=0, le=1_000_000)
+    #: The paired, sequential comparison of each variant's accuracy with the baseline's.
+    evaluation: AccuracyEvaluation = Field(default_factory=AccuracyEvaluation)
     #: After the search, the frontier (and so the best variant within the tolerance) is
     #: measured again paired with the baseline, this many pairs each (0: no confirmation).
     confirm_pairs: int = Field(default=6, ge=0, le=1000)

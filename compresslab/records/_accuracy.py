@@ -101,6 +101,23 @@ class Outcomes:
         sums, counts = tuple(float(v) for v in nll), tuple(int(t) for t in tokens)
         return cls("nll", len(sums), batch_size, nll=sums, tokens=counts, examples_id=examples_id)
 
+    def head(self, n: int) -> Outcomes:
+        """The outcomes of the first ``n`` examples (all of them when there are fewer).
+
+        A staged comparison sees a prefix of the pool: the pool is scored in the same chunks
+        for every model, so a prefix of the baseline's outcomes pairs with a variant's.
+        """
+        if n >= self.n:
+            return self
+        if self.kind == "correct":
+            return Outcomes.from_correct(
+                self.correct()[:n], batch_size=self.batch_size, examples_id=self.examples_id
+            )
+        return Outcomes(
+            self.kind, n, self.batch_size, scores=self.scores[:n], nll=self.nll[:n],
+            tokens=self.tokens[:n], examples_id=self.examples_id,
+        )  # fmt: skip
+
     def correct(self) -> list[bool]:
         """Right or wrong per example.
 
@@ -147,6 +164,10 @@ class AccuracyVsBaseline:
             at the same rates (None: none would, or it is decided).
         metric: the metric compared.
         z: the normal quantile of the interval (1.96 for 95%; larger at a sequential look).
+        look: the look that decided (1-based; 1 for a comparison in one look).
+        looks: the looks planned (1 for a comparison in one look).
+        pool: the examples the comparison could have used at most (0: unknown).
+        spending: the alpha-spending rule of the looks (empty for a single look).
     """
 
     delta: float
@@ -162,6 +183,15 @@ class AccuracyVsBaseline:
     examples_to_decide: int | None = None
     metric: str = "accuracy"
     z: float = Z95
+    look: int = 1
+    looks: int = 1
+    pool: int = 0
+    spending: str = ""
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the examples were added in looks (the interval is then a repeated one)."""
+        return self.looks > 1
 
 
 @dataclass(frozen=True)
