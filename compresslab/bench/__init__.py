@@ -23,6 +23,7 @@ from compresslab.bench._runtime import (
     compress_context,
     knob_availability,
 )
+from compresslab.bench._staged import Looks, baseline_outcomes, looks_of
 from compresslab.bench._variant import VariantBench
 from compresslab.protocol.timing import PartTimer
 
@@ -33,6 +34,9 @@ __all__ = [
     "Screened",
     "VariantBench",
     "compress_context",
+    "Looks",
+    "baseline_outcomes",
     "knob_availability",
+    "looks_of",
     "scored",
 ]

@@ -2,10 +2,12 @@
 
 :meth:`.VariantBench.evaluate` runs them in this order:
 
-1. :func:`assess`: build and place the variant; its quality (perplexity) and, for the search,
-   the quality gate; screening on a subset, then the metric on the whole split (a variant
-   below the minimum raises :class:`.Screened`); sample answers, profile, operation counts
-   and the modeled tier's figure; the baseline is built before any measurement.
+1. :func:`assess`: build and place the variant; its quality (perplexity, paired per text with
+   the baseline's) and, for the search, the quality gate; the metric: for the search, compared
+   with the baseline's on the same examples in looks (:mod:`._staged`: a variant decided below
+   the tolerance raises :class:`.Screened`), else on the whole pool; sample answers, profile,
+   operation counts and the modeled tier's figure; the baseline is built before any
+   measurement.
 2. the caller's ``gate`` (the search's prediction may skip the measurement) and
    ``before_measure``.
 3. :func:`measure_energy`: paired with the baseline (or the baseline on its own), widened by
@@ -17,10 +19,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from compresslab.bench._runtime import Runtime, Screened
+from compresslab.bench._staged import compare_in_looks, examples_id, pool_outcomes
 from compresslab.compress import (
     VariantSpec,
     notes_of,
@@ -30,14 +34,17 @@ from compresslab.protocol.hostlock import host_lock
 from compresslab.protocol.timing import PartTimer
 from compresslab.recipe import Recipe
 from compresslab.records import (
+    AccuracyVsBaseline,
     Answer,
     EnergyResult,
     Evaluation,
     OpCounts,
     Outcomes,
     PairedRatio,
+    PerplexityVsBaseline,
     Profile,
     Quality,
+    perplexity_vs_baseline,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +75,9 @@ class Assessed:
     work: TaskWorkload
     is_reference: bool
     outcomes: Outcomes | None = None
+    claim: AccuracyVsBaseline | None = None
+    text_outcomes: Outcomes | None = None
+    perplexity: PerplexityVsBaseline | None = None
 
 
 def assess(
@@ -81,35 +91,90 @@ def assess(
 ) -> Assessed:
     """Step 1: everything but the energy (raises :class:`.Screened` for a variant below).
 
-    Building, fine-tuning and evaluating share the host: they hold the measurement lock shared,
-    so no measurement runs meanwhile.
+    With ``min_accuracy`` (the search), a variant is compared with the baseline on the same
+    examples in looks (:func:`.compare_in_looks`) and is not measured when the comparison
+    decides it ``below`` the tolerance. Building, fine-tuning and evaluating share the host:
+    they hold the measurement lock shared, so no measurement runs meanwhile.
     """
     with host_lock(exclusive=False):
         model = bench.place(timer.build(bench.build, spec))
-        screening = min_accuracy is not None and not spec.is_baseline
-        quality = Quality.of(bench.task.quality(model))
+        values = bench.task.quality(model)
+        quality = Quality.of(values)
+        texts, perplexity = text_comparison(bench, values, spec)
         if quality_gate and not spec.is_baseline:
-            check_quality(bench.recipe, quality)
-        if min_accuracy is not None and screening:
-            screen(bench, model, min_accuracy)
-        metric, interval, outcomes = scored(bench, model)
-        if min_accuracy is not None and screening and metric < min_accuracy:
-            # Feasibility (the frontier, the claims, the best variant) is judged on this
-            # figure: a variant below it can never be claimed, so its energy is not spent.
-            raise Screened(
-                f"below the tolerance: accuracy {metric:.4f} on the whole split (95% CI "
-                f"{interval[0]:.4f} to {interval[1]:.4f}) is under the minimum "
-                f"{min_accuracy:.4f}, so it cannot be on the feasible frontier; energy not "
-                "measured",
-                accuracy=metric,
-            )
+            check_quality(bench.recipe, quality, perplexity)
+        claim = None
+        if min_accuracy is not None and not spec.is_baseline and _paired_metric(bench):
+            outcomes, claim = compare_in_looks(bench, model)
+            if claim.decision == "below":
+                # Decided worse than the tolerance allows on the same examples: it can never
+                # be claimed, so its energy is not spent.
+                raise Screened(
+                    f"below the tolerance: {claim_text(claim)}; energy not measured",
+                    accuracy=outcomes.successes / outcomes.n,
+                )
+            metric, interval = _metric_of(bench, outcomes)
+        elif spec.is_baseline and bench.baseline_pool is not None and _paired_metric(bench):
+            outcomes = bench.baseline_pool  # built the same way (deterministic): not scored twice
+            metric, interval = _metric_of(bench, outcomes)
+        else:
+            metric, interval, outcomes = scored(bench, model)
         assessed = _counted(bench, model, runtime, metric, interval, quality, outcomes)
         timer.lap("evaluate")
         is_reference = spec.is_baseline and runtime == Runtime()
         if not is_reference:
             _ = bench.reference  # built here, not inside the measurement
             timer.lap("build")
-    return dataclasses.replace(assessed, is_reference=is_reference)
+    return dataclasses.replace(
+        assessed,
+        is_reference=is_reference,
+        claim=claim,
+        text_outcomes=texts,
+        perplexity=perplexity,
+    )
+
+
+def _paired_metric(bench: VariantBench) -> bool:
+    """Whether right/wrong outcomes decide the recipe's tolerance (accuracy: yes)."""
+    return bench.recipe.task.metric == "accuracy"
+
+
+def _metric_of(bench: VariantBench, outcomes: Outcomes) -> tuple[float, tuple[float, float]]:
+    """Accuracy on the examples an outcome list covers, and its unpaired Wilson interval."""
+    from compresslab.tasks.metrics import wilson_interval
+
+    return outcomes.successes / outcomes.n, wilson_interval(outcomes.successes, outcomes.n)
+
+
+def claim_text(claim: AccuracyVsBaseline) -> str:
+    """One phrase for a decided comparison: the difference, its interval, where it stopped."""
+    look = f", look {claim.look} of {claim.looks}" if claim.looks > 1 else ""
+    return (
+        f"{claim.delta * 100:+.2f} points [{claim.low * 100:+.2f}, {claim.high * 100:+.2f}] "
+        f"against the baseline on the same {claim.examples} examples (paired{look}), "
+        f"tolerance -{claim.tolerance * 100:g} points"
+    )
+
+
+def text_comparison(
+    bench: VariantBench, values: Mapping[str, Any], spec: VariantSpec
+) -> tuple[Outcomes | None, PerplexityVsBaseline | None]:
+    """A language model's per-text NLL outcomes and its perplexity against the baseline's.
+
+    From the task's per-text figures (:meth:`.CausalLMTask.quality`); the perplexity ratio's
+    interval is paired on the same texts, decided against ``search.tolerance.perplexity``.
+    """
+    keys = ("text_nll", "text_tokens", "baseline_text_nll")
+    nll, tokens, base_nll = (values.get(k) for k in keys)
+    if nll is None or tokens is None:
+        return None, None
+    batch = bench.task.eval_batch_size
+    texts = Outcomes.from_nll(nll, tokens, batch_size=batch, examples_id=examples_id(bench))
+    limit = bench.recipe.search.tolerance.perplexity
+    if base_nll is None or spec.is_baseline or limit is None:
+        return texts, None
+    base = Outcomes.from_nll(base_nll, tokens, batch_size=batch, examples_id=examples_id(bench))
+    return texts, perplexity_vs_baseline(texts, base, tolerance=limit)
 
 
 def _counted(
@@ -208,16 +273,23 @@ def measure_energy(
         answers=assessed.answers,
         phases=phases,
         parts=timer.times(),
-        metric_examples=len(bench.task.eval_labels),
+        metric_examples=assessed.outcomes.n if assessed.outcomes else len(bench.task.eval_labels),
         outcomes=assessed.outcomes,
+        accuracy_vs_baseline=assessed.claim,
+        text_outcomes=assessed.text_outcomes,
+        perplexity_vs_baseline=assessed.perplexity,
     )
 
 
-def check_quality(recipe: Recipe, quality: Quality) -> None:
-    """Raise :class:`.Screened` when the perplexity is outside ``search.tolerance``.
+def check_quality(
+    recipe: Recipe, quality: Quality, perplexity: PerplexityVsBaseline | None = None
+) -> None:
+    """Raise :class:`.Screened` when the perplexity is decided outside ``search.tolerance``.
 
-    The limit is on the variant's perplexity relative to the baseline's on the same tokens (a
-    point estimate, like accuracy's minimum); its interval is recorded.
+    With the per-text comparison (``perplexity``, paired on the same texts), a variant is
+    screened when its ratio's interval lies wholly above ``1 + tolerance.perplexity``
+    (decision ``below``); an ``undecided`` one is measured, and is not called within. Without
+    it (a task that gives no per-text figures), on the point ratio.
     """
     limit = recipe.search.tolerance.perplexity
     if limit is None:
@@ -228,8 +300,13 @@ def check_quality(recipe: Recipe, quality: Quality) -> None:
             "search.tolerance.perplexity needs the variant's perplexity ratio, and the task "
             "measured none: remove search.tolerance.perplexity from the recipe"
         )
-    if ratio > 1 + limit:
+    if perplexity is not None:
+        ratio, low, high = perplexity.ratio, perplexity.low, perplexity.high
+        outside = perplexity.decision == "below"
+    else:
         low, high = quality.perplexity_ratio_ci95 or (ratio, ratio)
+        outside = ratio > 1 + limit
+    if outside:
         base = quality.baseline_perplexity if quality.baseline_perplexity else math.nan
         raise Screened(
             f"outside the tolerance: perplexity {quality.perplexity or math.nan:.4g} is "
@@ -240,43 +317,19 @@ def check_quality(recipe: Recipe, quality: Quality) -> None:
         )
 
 
-def screen(bench: VariantBench, model: nn.Module, min_accuracy: float) -> None:
-    """Raise :class:`Screened` when a subset shows the model clearly below ``min_accuracy``.
-
-    The subset is ``search.screen_examples`` examples drawn with the recipe's seed; the
-    upper end of the accuracy's 95% interval on it must reach ``min_accuracy``.
-    """
-    import torch
-
-    from compresslab.tasks.metrics import wilson_interval
-
-    labels = bench.task.eval_labels
-    n = min(bench.recipe.search.screen_examples, len(labels))
-    if n <= 0 or n >= len(labels):
-        return
-    gen = torch.Generator().manual_seed(bench.recipe.search.seed)
-    idx = torch.randperm(len(labels), generator=gen)[:n]
-    preds = bench.task.predictions(model, idx)
-    correct = int((preds == labels[idx]).sum())
-    _, high = wilson_interval(correct, n)
-    if high < min_accuracy:
-        raise Screened(
-            f"screened out: accuracy {correct / n:.3f} on {n} examples (95% CI up to "
-            f"{high:.3f}) is clearly below the minimum {min_accuracy:.4f}; energy not measured",
-            accuracy=correct / n,
-        )
-
-
 def scored(bench: VariantBench, model: nn.Module) -> tuple[float, tuple[float, float], Outcomes]:
-    """The metric, its unpaired 95% (Wilson) interval, and each example's outcome.
+    """The metric on the whole pool, its unpaired 95% (Wilson) interval, each example's outcome.
 
-    The outcomes (right or wrong per example, in the split's order, computed in the task's
-    fixed evaluation batches) let a comparison with another model on the same examples be
-    paired (:func:`compresslab.records.accuracy_vs_baseline`).
+    The outcomes (right or wrong per example, in the pool's order, computed in the study's
+    fixed chunks and evaluation batches: :mod:`._staged`) let a comparison with another model
+    on the same examples be paired (:func:`compresslab.records.accuracy_vs_baseline`).
     """
     from compresslab.tasks.metrics import METRICS, wilson_interval
 
     labels = bench.task.eval_labels
+    if bench.recipe.task.metric == "accuracy":
+        outcomes = pool_outcomes(bench, model)
+        return outcomes.successes / outcomes.n, *_metric_of(bench, outcomes)[1:], outcomes
     preds = bench.task.predictions(model)
     metric = METRICS[bench.recipe.task.metric](preds, labels)
     right = (preds == labels).tolist()
@@ -284,14 +337,3 @@ def scored(bench: VariantBench, model: nn.Module) -> tuple[float, tuple[float, f
         right, batch_size=bench.task.eval_batch_size, examples_id=examples_id(bench)
     )
     return metric, wilson_interval(sum(right), len(labels)), outcomes
-
-
-def examples_id(bench: VariantBench) -> str:
-    """What identifies the evaluation examples: the task, its options and its labels."""
-    if bench.examples_key is None:
-        import hashlib
-
-        digest = hashlib.sha256(bench.recipe.task.model_dump_json().encode())
-        digest.update(bench.task.eval_labels.cpu().numpy().tobytes())
-        bench.examples_key = digest.hexdigest()[:16]
-    return bench.examples_key

@@ -21,12 +21,14 @@ from compresslab.recipe import Recipe
 from compresslab.records import (
     Evaluation,
     OpCounts,
+    Outcomes,
 )
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from compresslab.bench._staged import Looks
     from compresslab.energy import Selection
     from compresslab.protocol import EnergyResult, PairedResult
     from compresslab.tasks import Task, TaskWorkload
@@ -76,6 +78,10 @@ class VariantBench:
         self._reference: nn.Module | None = None
         #: What identifies the evaluation examples (:func:`._evaluate.examples_id`).
         self.examples_key: str | None = None
+        #: The looks of the study's accuracy comparisons (:func:`._staged.looks_of`).
+        self.looks: Looks | None = None
+        #: The baseline's outcomes on the whole pool (:func:`._staged.baseline_outcomes`).
+        self.baseline_pool: Outcomes | None = None
         #: The time of the last :meth:`evaluate` per part, also when it raised (screening).
         self.last_parts = PartTimer()
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from compresslab.records._accuracy import Outcomes
+from compresslab.records._accuracy import AccuracyVsBaseline, Outcomes, PerplexityVsBaseline
 from compresslab.records._energy import EnergyResult
 
 
@@ -148,7 +148,15 @@ class Evaluation:
             recorded, a study written before it was).
         outcomes: what the model did on each evaluation example (right or wrong), so that
             any comparison with another model evaluated on the same examples can be paired
-            (None: not recorded, a study written before they were).
+            (None: not recorded, a study written before they were). A variant compared in
+            looks holds the examples it was compared on: a prefix of the pool.
+        accuracy_vs_baseline: the metric against the baseline's on the same examples,
+            decided against the tolerance at the look that stopped (the search's comparison;
+            None where the bench compared nothing: the baseline, ``measure``).
+        text_outcomes: a language model's negative log-likelihood of each perplexity text
+            (``nll`` outcomes; None for other tasks).
+        perplexity_vs_baseline: the perplexity over the baseline's on the same texts, decided
+            against ``search.tolerance.perplexity`` (None without one).
     """
 
     metric: float
@@ -166,6 +174,9 @@ class Evaluation:
     parts: dict[str, PartTime] = field(default_factory=dict)
     metric_examples: int = 0
     outcomes: Outcomes | None = None
+    accuracy_vs_baseline: AccuracyVsBaseline | None = None
+    text_outcomes: Outcomes | None = None
+    perplexity_vs_baseline: PerplexityVsBaseline | None = None
 
     @property
     def energy_j_per_inference(self) -> float:

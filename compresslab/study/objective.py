@@ -13,7 +13,7 @@ from compresslab.compress import VariantSpec
 from compresslab.energy import Selection
 from compresslab.modeled.calibration import machine_id
 from compresslab.recipe import Recipe
-from compresslab.records import OpCounts
+from compresslab.records import Evaluation, OpCounts
 from compresslab.study import attrs
 from compresslab.study._optuna import TrialFailed, load_optuna
 from compresslab.study.heartbeat import REASON_CTRL_C, REASON_STORAGE, Heartbeat
@@ -35,6 +35,27 @@ def failure_reason(error: BaseException) -> str:
     message = str(error).strip()
     name = type(error).__name__
     return (f"{name}: {message}" if message else name)[:_MAX_REASON]
+
+
+def constraint(evaluation: Evaluation, min_accuracy: float) -> float:
+    """Optuna's constraint of an evaluated variant: feasible when it is at most 0.
+
+    Decided on the same examples where the bench compared the variant with the baseline: the
+    tolerance minus the interval's lower end (at most 0 exactly when the comparison decided
+    ``within``; an ``undecided`` variant is infeasible), and likewise for a perplexity
+    compared per text. Else (the baseline, a metric compared on no outcomes) the point
+    comparison with the minimum accuracy.
+    """
+    claim = evaluation.accuracy_vs_baseline
+    if claim is None:
+        return min_accuracy - evaluation.metric
+    value = -claim.tolerance - claim.low
+    ppl = evaluation.perplexity_vs_baseline
+    if ppl is not None:
+        value = max(value, ppl.high - (1 + ppl.tolerance))
+    if claim.decision == "within" and (ppl is None or ppl.decision == "within"):
+        return min(value, 0.0)
+    return max(value, 1e-9)  # never feasible unless decided within, whatever the rounding
 
 
 class Objective:
@@ -250,7 +271,7 @@ class Objective:
             quality_gate=True,
         )
         attrs.write_evaluation(trial, evaluation)
-        trial.set_constraint(CONSTRAINT, self.min_accuracy - evaluation.metric)
+        trial.set_constraint(CONSTRAINT, constraint(evaluation, self.min_accuracy))
         # Energy relative to the baseline, from windows interleaved with it: comparable across
         # trials measured hours apart, unlike two absolute figures.
         assert evaluation.vs_baseline is not None  # the bench pairs every variant it measures

@@ -117,7 +117,11 @@ def _frontier(
         ev = stored.evaluation
         if stored.reused_from is not None or ev is None or ev.vs_baseline is None:
             continue
-        if t.values[0] < min_accuracy:
+        claim = ev.accuracy_vs_baseline
+        # Only variants decided within the tolerance make the frontier (the point comparison in
+        # studies whose search decided nothing).
+        feasible = claim.decision == "within" if claim is not None else t.values[0] >= min_accuracy
+        if not feasible:
             continue
         ratio = ev.vs_baseline.ratio
         pool.append((float(t.values[0]), ratio * base_j, int(t.number)))

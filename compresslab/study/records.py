@@ -6,6 +6,7 @@ their keys.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any
@@ -16,7 +17,9 @@ from compresslab.errors import StorageError
 from compresslab.protocol.repeatability import tier_of
 from compresslab.recipe import Recipe
 from compresslab.records import (
+    AccuracyVsBaseline,
     Confirmation,
+    Evaluation,
     Repeatability,
     SearchResult,
     StudyInfo,
@@ -192,30 +195,52 @@ def records_from_study(
 def compared_with_baseline(records: list[TrialRecord], tolerance: float) -> list[TrialRecord]:
     """``records`` with each evaluated trial's metric compared with the baseline's, decided.
 
-    Paired on the same examples where both kept their outcomes (Newcombe's interval for
-    accuracy: :func:`compresslab.records.accuracy_vs_baseline`); else, where both recorded how
-    many examples they were evaluated on, the labelled unpaired fallback; else not compared
-    (a study written before either was recorded).
+    The comparison the search decided on, where it stored one (paired, in looks: see
+    :mod:`compresslab.bench._staged`); else paired on the same examples where both kept their
+    outcomes (Newcombe's interval for accuracy, one look:
+    :func:`compresslab.records.accuracy_vs_baseline`); else, where both recorded how many
+    examples they were evaluated on, the labelled unpaired fallback; else not compared (a
+    study written before either was recorded: its feasibility stays the point comparison).
+
+    A compared variant is feasible only when decided ``within`` (and, where the perplexity was
+    compared, within its tolerance too): an ``undecided`` one is never called within.
     """
     base = next((r.evaluation for r in records if r.is_baseline and r.complete), None)
     if base is None:
         return records
     out = []
     for r in records:
-        ev = r.evaluation
-        claim = None
-        if ev is not None and ev.outcomes is not None and base.outcomes is not None:
-            claim = accuracy_vs_baseline(ev.outcomes, base.outcomes, tolerance=tolerance)
-        elif ev is not None and ev.metric_examples > 0 and base.metric_examples > 0:
-            claim = accuracy_vs_baseline_unpaired(
-                candidate_accuracy=ev.metric,
-                candidate_n=ev.metric_examples,
-                baseline_accuracy=base.metric,
-                baseline_n=base.metric_examples,
-                tolerance=tolerance,
-            )
-        out.append(dataclasses.replace(r, accuracy_vs_baseline=claim) if claim else r)
+        claim = _claim(r.evaluation, base, tolerance)
+        if claim is None:
+            out.append(r)
+            continue
+        feasible = r.is_baseline or claim.decision == "within"
+        ppl = r.evaluation.perplexity_vs_baseline if r.evaluation is not None else None
+        if ppl is not None:
+            feasible = feasible and ppl.decision == "within"
+        out.append(dataclasses.replace(r, accuracy_vs_baseline=claim, feasible=feasible))
     return out
+
+
+def _claim(ev: Evaluation | None, base: Evaluation, tolerance: float) -> AccuracyVsBaseline | None:
+    """One evaluation's comparison with the baseline's (see :func:`compared_with_baseline`)."""
+    if ev is None:
+        return None
+    if ev.accuracy_vs_baseline is not None:
+        return ev.accuracy_vs_baseline
+    mine, theirs = ev.outcomes, base.outcomes
+    if mine is not None and theirs is not None and mine.examples_id == theirs.examples_id:
+        with contextlib.suppress(ValueError):  # outcomes that do not pair: the fallback
+            return accuracy_vs_baseline(mine, theirs.head(mine.n), tolerance=tolerance)
+    if ev.metric_examples > 0 and base.metric_examples > 0:
+        return accuracy_vs_baseline_unpaired(
+            candidate_accuracy=ev.metric,
+            candidate_n=ev.metric_examples,
+            baseline_accuracy=base.metric,
+            baseline_n=base.metric_examples,
+            tolerance=tolerance,
+        )
+    return None
 
 
 def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchResult:

@@ -237,8 +237,19 @@ class SearchRun:
             log.warning("left out of the search for this model: %s: %s", what, why)
         if self.sampler == "grid":
             self.grid = self.space.grid()
-        base_accuracy = baseline_accuracy(recipe, task)
+        # The bench scores the baseline on the whole evaluation pool once: its accuracy is the
+        # study's, and its outcomes are what every variant is paired with.
+        self.objective = Objective(
+            recipe=recipe,
+            task=task,
+            space=self.space,
+            selection=self.selection,
+            min_accuracy=math.nan,
+            target=self.target,
+        )
+        base_accuracy = baseline_accuracy(recipe, self.objective.bench)
         self.min_accuracy = recipe.search.tolerance.min_accuracy(base_accuracy)
+        self.objective.min_accuracy = self.min_accuracy
         # A dead worker's trial (a kill, a lost host) is failed and its variant retried.
         interrupted = self.watch.recover(study)
         if interrupted:
@@ -258,15 +269,7 @@ class SearchRun:
             )
         else:
             log.info("no prediction: %s", self.blocker)
-        self.objective = Objective(
-            recipe=recipe,
-            task=task,
-            space=self.space,
-            selection=self.selection,
-            min_accuracy=self.min_accuracy,
-            target=self.target,
-            predictor=self.predictor,
-        )
+        self.objective.predictor = self.predictor
         self.parts.lap("setup")
         assert self.session is not None
         self.session.add_parts(self.parts.to_dict())

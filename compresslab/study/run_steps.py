@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from compresslab.bench import VariantBench, baseline_outcomes
 from compresslab.carbon import carbon_settings
 from compresslab.compress import capabilities
 from compresslab.energy import Selection
@@ -40,9 +41,17 @@ from compresslab.versions import versions
 log = logging.getLogger(__name__)
 
 
-def baseline_accuracy(recipe: Recipe, task: Task) -> float:
-    """The uncompressed model's metric (a failure there is the task's, never a trial's)."""
+def baseline_accuracy(recipe: Recipe, bench: VariantBench) -> float:
+    """The uncompressed model's metric on the pool (a failure there is the task's, not a trial's).
+
+    Accuracy comes from the baseline's outcomes on the whole pool, in the chunks every variant
+    is scored in (:func:`compresslab.bench.baseline_outcomes`), computed once here.
+    """
+    task = bench.task
     try:
+        if recipe.task.metric == "accuracy":
+            outcomes = baseline_outcomes(bench)
+            return outcomes.successes / outcomes.n
         return METRICS[recipe.task.metric](task.predictions(task.model), task.eval_labels)
     except Exception as e:  # the user's model: any error; none is a trial's fault
         raise TaskError(
