@@ -23,17 +23,25 @@ from compresslab.bench._runtime import (
     compress_context,
     knob_availability,
 )
-from compresslab.bench._staged import Looks, baseline_outcomes, looks_of
+from compresslab.bench._staged import (
+    NO_CONFIRMATION_SPLIT,
+    Looks,
+    baseline_outcomes,
+    confirm_accuracy,
+    looks_of,
+)
 from compresslab.bench._variant import VariantBench
 from compresslab.protocol.timing import PartTimer
 
 __all__ = [
+    "NO_CONFIRMATION_SPLIT",
     "RUNTIME_KNOBS",
     "PartTimer",
     "Runtime",
     "Screened",
     "VariantBench",
     "compress_context",
+    "confirm_accuracy",
     "Looks",
     "baseline_outcomes",
     "knob_availability",

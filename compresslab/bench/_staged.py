@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from compresslab.bench._variant import VariantBench
+    from compresslab.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -156,3 +157,40 @@ def examples_id(bench: VariantBench) -> str:
         digest.update(repr(looks_of(bench).sizes).encode())
         bench.examples_key = digest.hexdigest()[:16]
     return bench.examples_key
+
+
+#: Why a claim's accuracy is not confirmed when the task keeps no untouched split.
+NO_CONFIRMATION_SPLIT = (
+    "not confirmed: the task has no untouched confirmation split (its evaluation examples are "
+    "all the search had)"
+)
+
+
+def split_outcomes(task: Task, model: nn.Module, *, examples_id: str) -> Outcomes:
+    """Right or wrong on every example of ``task``'s evaluation split, in one chunk."""
+    preds = task.predictions(model)
+    return Outcomes.from_correct(
+        (preds == task.eval_labels).tolist(),
+        batch_size=task.eval_batch_size,
+        examples_id=examples_id,
+    )
+
+
+def confirm_accuracy(bench: VariantBench, model: nn.Module) -> AccuracyVsBaseline | None:
+    """``model`` against the baseline on the task's untouched confirmation split (one look).
+
+    The tolerance comes from the baseline's accuracy on that split. None when the task keeps
+    no such split (:meth:`compresslab.tasks.Task.confirmation`).
+    """
+    split = bench.task.confirmation()
+    if split is None:
+        return None
+    key = f"confirm:{examples_id(bench)}"
+    if bench.baseline_confirm is None:
+        bench.baseline_confirm = split_outcomes(split, bench.reference, examples_id=key)
+    base = bench.baseline_confirm
+    tolerance = tolerance_of(bench, base)
+    claim = accuracy_vs_baseline(
+        split_outcomes(split, model, examples_id=key), base, tolerance=tolerance
+    )
+    return dataclasses.replace(claim, pool=base.n)

@@ -82,6 +82,8 @@ class VariantBench:
         self.looks: Looks | None = None
         #: The baseline's outcomes on the whole pool (:func:`._staged.baseline_outcomes`).
         self.baseline_pool: Outcomes | None = None
+        #: The baseline's outcomes on the confirmation split (:func:`._staged.confirm_accuracy`).
+        self.baseline_confirm: Outcomes | None = None
         #: The time of the last :meth:`evaluate` per part, also when it raised (screening).
         self.last_parts = PartTimer()
 

@@ -72,6 +72,8 @@ class Confirmation:
     rounds' and the pairs' Student t intervals (``interval_from`` says which);
     ``search_ratio`` the search-time figure it confirms. The ``round_*`` fields, ``tier`` and
     ``machine_id`` are what the rounds teach the machine's repeatability of ratios.
+    ``accuracy`` is the claim's accuracy against the baseline's on the task's untouched
+    confirmation split (paired, one look); ``accuracy_note`` says why there is none.
     """
 
     ratio: float
@@ -92,6 +94,8 @@ class Confirmation:
     round_within_var: tuple[float, ...] = ()
     tier: str | None = None
     machine_id: str | None = None
+    accuracy: AccuracyVsBaseline | None = None
+    accuracy_note: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,6 +29,10 @@ COLUMNS = [
     "perplexity_ratio",
     "perplexity_ratio_ci95_low",
     "perplexity_ratio_ci95_high",
+    "perplexity_ratio_low",
+    "perplexity_ratio_high",
+    "perplexity_decision",
+    "perplexity_texts",
     "new_tokens",
     "j_per_request",
     "ci95_j_per_request",
@@ -85,9 +89,23 @@ def columns(r: TrialRecord) -> dict[str, object]:
         "perplexity_ratio": q.perplexity_ratio,
         "perplexity_ratio_ci95_low": ratio_ci[0],
         "perplexity_ratio_ci95_high": ratio_ci[1],
+        **_perplexity_claim(r),
     }
     row.update({k: fig.get(k) for k in COLUMNS if k not in row})
     return row
+
+
+def _perplexity_claim(r: TrialRecord) -> dict[str, object]:
+    """The perplexity ratio paired per text with the baseline's, and its decision (or none)."""
+    p = r.evaluation.perplexity_vs_baseline if r.evaluation is not None else None
+    if p is None:
+        return {}
+    return {
+        "perplexity_ratio_low": p.low,
+        "perplexity_ratio_high": p.high,
+        "perplexity_decision": p.decision,
+        "perplexity_texts": p.texts,
+    }
 
 
 def _pm(value: float, ci: float) -> str:

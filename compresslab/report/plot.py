@@ -13,7 +13,15 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-_FRONTIER_LABEL = "Pareto frontier (feasible)"
+_FRONTIER_LABEL = "Pareto frontier (decided within the tolerance)"
+#: The legend of variants whose paired comparison with the baseline left them undecided.
+UNDECIDED_LABEL = "undecided against the tolerance (not claimed within)"
+
+
+def undecided_claim(r: TrialRecord) -> bool:
+    """Whether ``r`` was compared with the baseline and left ``undecided``."""
+    a = r.accuracy_vs_baseline
+    return a is not None and a.decision == "undecided"
 
 
 def _acc(r: TrialRecord) -> float:
@@ -53,6 +61,19 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
             ecolor="0.82",
             markersize=5,
             label=f"variants ({prov})",
+        )
+    # Compared with the baseline on the same examples but not decided: never called within.
+    undecided = [r for r in done if undecided_claim(r)]
+    if undecided:
+        ax.scatter(
+            [r.energy_j_per_inference * factor for r in undecided],
+            [acc(r) for r in undecided],
+            facecolors="none",
+            edgecolors="tab:orange",
+            linewidths=1.5,
+            s=110,
+            zorder=3,
+            label=UNDECIDED_LABEL,
         )
     front = result.frontier
     if front:
@@ -161,9 +182,17 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
                     "symbol": symbols.get(prov, "circle"),
                     "size": [12 if r.number in front else 8 for r in pts],
                     "color": ["green" if r.number in front else "gray" for r in pts],
+                    "line": {
+                        "width": [2 if undecided_claim(r) else 0 for r in pts],
+                        "color": "orange",
+                    },
                 },
                 name=f"{prov}",
-                text=[f"trial {r.number}: {r.variant}" for r in pts],
+                text=[
+                    f"trial {r.number}: {r.variant}"
+                    + (" (undecided: not claimed within)" if undecided_claim(r) else "")
+                    for r in pts
+                ],
                 hovertemplate="%{text}<br>accuracy %{y:.4f}<br>%{x:.3g} "
                 + unit
                 + "<extra></extra>",
@@ -176,7 +205,10 @@ def pareto_html(result: SearchResult, path: Path, *, plotly_js: str | None = Non
         annotation_text=f"tolerance ({result.tolerance})",
     )
     fig.update_layout(
-        title=f"{result.recipe_name}: accuracy vs energy (green: feasible frontier)",
+        title=(
+            f"{result.recipe_name}: accuracy vs energy (green: frontier decided within the "
+            "tolerance; orange ring: undecided)"
+        ),
         xaxis_title=f"energy per inference [{unit}]",
         yaxis_title=result.info.metric,
         template="plotly_white",

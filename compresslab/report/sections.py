@@ -10,8 +10,17 @@ from __future__ import annotations
 import math
 
 from compresslab import units
-from compresslab.records import SearchResult, TrialRecord
-from compresslab.report.blocks import Document, Heading, Image, Link, Para, TableBlock, fmt_j
+from compresslab.records import AccuracyVsBaseline, SearchResult, TrialRecord
+from compresslab.report.blocks import (
+    Bullets,
+    Document,
+    Heading,
+    Image,
+    Link,
+    Para,
+    TableBlock,
+    fmt_j,
+)
 from compresslab.report.cells import (
     accuracy_cell,
     energy_cell,
@@ -22,6 +31,7 @@ from compresslab.report.cells import (
 )
 from compresslab.report.costs import cost_part_blocks, prediction_blocks
 from compresslab.report.figures import carbon_settings, least_violating, project, search_cost
+from compresslab.report.plot import undecided_claim
 from compresslab.report.text import given
 
 
@@ -99,31 +109,49 @@ def add_best_saving(doc: Document, result: SearchResult) -> None:
 def accuracy_claim(r: TrialRecord) -> str:
     """What the paired comparison of ``r``'s accuracy with the baseline's decides, in words.
 
-    Empty when the trial was not compared (a study written before outcomes were kept).
+    With the claim's confirmation on the untouched split when there is one. Empty when the
+    trial was not compared (a study written before outcomes were kept).
     """
     a = r.accuracy_vs_baseline
     if a is None:
         return ""
-    how = (
-        f"paired on the same {a.examples} examples (Newcombe)"
-        if a.paired
-        else f"unpaired, {a.examples} examples (no per-example outcomes were kept)"
-    )
+    text = f"Accuracy against the baseline: {claim_words(a)}"
+    confirmed = r.confirmed
+    if confirmed is not None and confirmed.accuracy is not None:
+        text += (
+            " Confirmed after the search on untouched examples the search never saw: "
+            + claim_words(confirmed.accuracy)
+        )
+    elif confirmed is not None and confirmed.accuracy_note:
+        text += f" Accuracy {confirmed.accuracy_note}."
+    return text
+
+
+def claim_words(a: AccuracyVsBaseline) -> str:
+    """One comparison in words: the difference, its interval, how it was made, the decision."""
+    if a.paired and a.looks > 1:
+        how = (
+            f"paired on the same {a.examples:,} examples (Newcombe; look {a.look} of {a.looks} "
+            f"over a pool of {a.pool:,}, {a.spending} alpha spending, z {a.z:.2f})"
+        )
+    elif a.paired:
+        how = f"paired on the same {a.examples:,} examples (Newcombe)"
+    else:
+        how = f"unpaired, {a.examples:,} examples (no per-example outcomes were kept)"
     figure = f"{a.delta * 100:+.2f} points, 95% CI {a.low * 100:+.2f} to {a.high * 100:+.2f}, {how}"
     tolerance = f"{a.tolerance * 100:g}-point tolerance"
     if a.decision == "within":
-        return f"Accuracy against the baseline: {figure}: within the {tolerance}."
+        return f"{figure}: within the {tolerance}."
     if a.decision == "below":
-        return f"Accuracy against the baseline: {figure}: below the {tolerance}."
+        return f"{figure}: below the {tolerance}."
     more = (
         f" (about {a.examples_to_decide:,} examples would decide it)"
         if a.examples_to_decide
         else ""
     )
     return (
-        f"Accuracy against the baseline: {figure}: undecided at the {tolerance}, the evaluation "
-        f"set is too small to show it{more}; the variant counts as within the tolerance on its "
-        "point accuracy only."
+        f"{figure}: undecided at the {tolerance}: the examples cannot show it{more}, so it is "
+        "not called within the tolerance."
     )
 
 
@@ -170,7 +198,7 @@ def _saving_sentence(result: SearchResult, best: TrialRecord, base: TrialRecord)
 
 def add_frontier(doc: Document, result: SearchResult) -> None:
     """The frontier's table (or the least violating variants), the label and the plots."""
-    doc.add(Heading("Pareto frontier (feasible variants)"))
+    doc.add(Heading("Pareto frontier (variants decided within the tolerance)"))
     if result.frontier:
         doc.add(frontier_table(result))
     else:
@@ -181,6 +209,18 @@ def add_frontier(doc: Document, result: SearchResult) -> None:
             ),
             variant_table(result, least_violating(result)),
         )
+    undecided = [r for r in result.completed if undecided_claim(r) and r.reused_from is None]
+    if undecided:
+        doc.add(
+            Para(
+                "Not decided against the tolerance (measured, never called within it; hollow "
+                "orange rings on the plot):"
+            ),
+            Bullets(
+                [f"trial {r.number} ({r.variant}): {claim_words(r.accuracy_vs_baseline)}"
+                 for r in undecided if r.accuracy_vs_baseline is not None]
+            ),
+        )  # fmt: skip
     doc.add(
         Para(
             "Label: 1 to 5 stars within this study, the range of energy per inference of its "

@@ -28,6 +28,14 @@ COLUMNS = [
     "accuracy_examples",
     "accuracy_method",
     "accuracy_examples_to_decide",
+    "accuracy_look",
+    "accuracy_looks",
+    "accuracy_pool",
+    "confirmed_accuracy_delta",
+    "confirmed_accuracy_low",
+    "confirmed_accuracy_high",
+    "confirmed_accuracy_decision",
+    "confirmed_accuracy_examples",
     "feasible",
     "pareto",
     "energy_j_per_inference",
@@ -94,6 +102,24 @@ def _accuracy_columns(r: TrialRecord) -> dict[str, object]:
         "accuracy_examples": a.examples,
         "accuracy_method": a.method,
         "accuracy_examples_to_decide": a.examples_to_decide,
+        "accuracy_look": a.look,
+        "accuracy_looks": a.looks,
+        "accuracy_pool": a.pool or None,
+        **_confirmed_accuracy_columns(r),
+    }
+
+
+def _confirmed_accuracy_columns(r: TrialRecord) -> dict[str, object]:
+    """The claim's accuracy difference on the untouched confirmation split (empty: none)."""
+    c = r.confirmed.accuracy if r.confirmed is not None else None
+    if c is None:
+        return {}
+    return {
+        "confirmed_accuracy_delta": c.delta,
+        "confirmed_accuracy_low": c.low,
+        "confirmed_accuracy_high": c.high,
+        "confirmed_accuracy_decision": c.decision,
+        "confirmed_accuracy_examples": c.examples,
     }
 
 

@@ -15,7 +15,7 @@ import statistics
 import time
 from typing import Any
 
-from compresslab.bench import VariantBench
+from compresslab.bench import NO_CONFIRMATION_SPLIT, VariantBench, confirm_accuracy
 from compresslab.machine import machine_id
 from compresslab.protocol import PairedResult
 from compresslab.protocol.hostlock import host_lock
@@ -24,17 +24,20 @@ from compresslab.records import Confirmation, TrialRecord
 from compresslab.stats import ci95_halfwidth
 from compresslab.study import attrs
 from compresslab.study.objective import failure_reason
-from compresslab.study.records import records_from_study, spec_of_trial
+from compresslab.study.records import comparison_tolerance, records_from_study, spec_of_trial
 
 log = logging.getLogger(__name__)
 
 
-def claims_to_confirm(records: list[TrialRecord], *, min_accuracy: float) -> list[TrialRecord]:
-    """The feasible frontier's variants (not the baseline), cheapest first."""
+def claims_to_confirm(records: list[TrialRecord]) -> list[TrialRecord]:
+    """The feasible frontier's variants (not the baseline), cheapest first.
+
+    Feasible: decided within the tolerance on the same examples as the baseline (the point
+    comparison in a study that decided nothing).
+    """
     from compresslab.records import pareto_front
 
-    feasible = [r for r in records if r.accuracy is not None and r.accuracy >= min_accuracy]
-    return [r for r in pareto_front(feasible) if not r.is_baseline]
+    return [r for r in pareto_front(records) if not r.is_baseline]
 
 
 #: Rounds a confirmation is spread over: the interval comes from the rounds' spread, so it
@@ -71,10 +74,9 @@ def confirm_claims(
     Returns:
         ``{trial number: confirmation}`` for the variants re-measured now.
     """
-    records = records_from_study(study, min_accuracy=min_accuracy)
-    todo = [
-        r for r in claims_to_confirm(records, min_accuracy=min_accuracy) if again or not r.confirmed
-    ]
+    tolerance = comparison_tolerance(bench.recipe, study)
+    records = records_from_study(study, min_accuracy=min_accuracy, tolerance=tolerance)
+    todo = [r for r in claims_to_confirm(records) if again or not r.confirmed]
     models: dict[int, tuple[TrialRecord, Any, Any]] = {}
     for record in todo:
         try:
@@ -99,7 +101,11 @@ def confirm_claims(
     for number, measured in rounds.items():
         record = models[number][0]
         confirmation = _combine(measured, search_ratio=record.ratio_vs_baseline)
-        confirmation = dataclasses.replace(confirmation, spread_s=time.time() - started)
+        confirmation = dataclasses.replace(
+            confirmation,
+            spread_s=time.time() - started,
+            **confirmed_accuracy(bench, models[number][1], number),
+        )
         try:
             confirmation = dataclasses.replace(confirmation, **_rounds_spread(measured))
         except (ValueError, ZeroDivisionError, IndexError) as e:  # it confirms all the same
@@ -117,6 +123,24 @@ def confirm_claims(
             record.ratio_vs_baseline,
         )
     return done
+
+
+def confirmed_accuracy(bench: VariantBench, model: Any, number: int) -> dict[str, Any]:
+    """The claim's accuracy against the baseline's on the task's untouched confirmation split.
+
+    The examples that selected a variant do not certify it (the winner's curse): the split was
+    never used by the search. Returns the :class:`Confirmation` fields ``accuracy`` and
+    ``accuracy_note`` (why there is none: the task has no such split, or it failed).
+    """
+    try:
+        with host_lock(exclusive=False):
+            claim = confirm_accuracy(bench, model)
+    except Exception as e:  # the energy confirmation stands on its own
+        log.warning("trial %d's accuracy could not be confirmed: %s", number, failure_reason(e))
+        return {"accuracy_note": f"not confirmed: {failure_reason(e)}"}
+    if claim is None:
+        return {"accuracy_note": NO_CONFIRMATION_SPLIT}
+    return {"accuracy": claim}
 
 
 def _pair_logs(paired: PairedResult) -> list[float]:

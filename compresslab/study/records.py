@@ -243,6 +243,18 @@ def _claim(ev: Evaluation | None, base: Evaluation, tolerance: float) -> Accurac
     return None
 
 
+def comparison_tolerance(recipe: Recipe, study: Any) -> float | None:
+    """The drop the tolerance allows, to decide comparisons with (None: none is decided).
+
+    The outcomes are right/wrong per example: they decide an accuracy tolerance (a macro-F1
+    one needs the per-class counts, not kept yet). None also before the baseline is known.
+    """
+    base = study.user_attrs.get(attrs.BASELINE_ACCURACY)
+    if recipe.task.metric != "accuracy" or base is None:
+        return None
+    return float(base) - recipe.search.tolerance.min_accuracy(float(base))
+
+
 def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchResult:
     """The :class:`SearchResult` of a study, from its storage alone (plus the recipe's name)."""
     if attrs.BASELINE_ACCURACY not in study.user_attrs:
@@ -257,13 +269,7 @@ def result_from_study(recipe: Recipe, study: Any, storage_url: str) -> SearchRes
         study_name=study.study_name,
         storage=storage_url,
         trials=records_from_study(
-            study,
-            min_accuracy=min_accuracy,
-            # The outcomes are right/wrong per example: they decide an accuracy tolerance (a
-            # macro-F1 one needs the per-class counts, not kept yet).
-            tolerance=(
-                baseline_accuracy - min_accuracy if recipe.task.metric == "accuracy" else None
-            ),
+            study, min_accuracy=min_accuracy, tolerance=comparison_tolerance(recipe, study)
         ),
         baseline_accuracy=baseline_accuracy,
         min_accuracy=min_accuracy,
