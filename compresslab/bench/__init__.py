@@ -29,6 +29,7 @@ from compresslab.bench._staged import (
     baseline_outcomes,
     confirm_accuracy,
     looks_of,
+    tolerance_of,
 )
 from compresslab.bench._variant import VariantBench
 from compresslab.protocol.timing import PartTimer
@@ -47,4 +48,5 @@ __all__ = [
     "knob_availability",
     "looks_of",
     "scored",
+    "tolerance_of",
 ]

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compresslab.bench import Runtime, VariantBench, scored
+from compresslab.bench import Runtime, VariantBench, baseline_outcomes, tolerance_of
 from compresslab.compress import VariantSpec
 from compresslab.errors import StorageError, UsageError
 from compresslab.recipe import Recipe
@@ -76,9 +76,10 @@ def measure_trial(
     # batches: a paired claim (right/wrong outcomes decide an accuracy tolerance only).
     outcomes = evaluation.outcomes if recipe.task.metric == "accuracy" else None
     if outcomes is not None and not spec.is_baseline:
-        base_metric, _, base_outcomes = scored(bench, bench.reference)
-        tolerance = base_metric - recipe.search.tolerance.min_accuracy(base_metric)
-        claim = accuracy_vs_baseline(outcomes, base_outcomes, tolerance=tolerance)
+        base_outcomes = baseline_outcomes(bench)
+        claim = accuracy_vs_baseline(
+            outcomes, base_outcomes, tolerance=tolerance_of(bench, base_outcomes)
+        )
     return Measurement(
         energy=evaluation.energy,
         recipe=recipe.name,
