@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from compresslab.check.accuracy import Scored
 from compresslab.check.baseline import GateInputError, Snapshot, how_to_create, reference_path
 
 if TYPE_CHECKING:
@@ -21,14 +22,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class Reference:
-    """The model the candidate is compared with, and how the candidate must be measured."""
+    """The model the candidate is compared with, and how the candidate must be measured.
+
+    ``scored`` is its accuracy (and per-example outcomes) when the baseline stores them; else
+    the gate evaluates ``model`` now, and ``evaluated_as`` says so in the verdict.
+    """
 
     label: str
     model: nn.Module | None  # None: no reference model (a format-1 baseline)
     kind: str  # "export", "jit" or "eager"
     modeled_j_per_inference: float | None
-    accuracy: float | None = None
+    scored: Scored | None = None
     why_not: str | None = None
+    evaluated_as: str = "the reference model evaluated now"
 
 
 def recipe_warning(baseline: Snapshot, recipe: Recipe) -> str | None:
@@ -79,7 +85,12 @@ def from_baseline(path: Path, snap: Snapshot, warnings: list[str]) -> Reference:
             model=None,
             kind="none",
             modeled_j_per_inference=snap.modeled_j_per_inference,
-            accuracy=snap.accuracy,
+            scored=Scored(
+                snap.accuracy,
+                snap.stored_outcomes(),
+                snap.accuracy_examples,
+                source=f"the baseline {path}",
+            ),
             why_not=(
                 f"the baseline {path} (format {snap.format}) carries no reference model, and a "
                 "figure measured at another time is not compared with one measured now. "
@@ -100,11 +111,19 @@ def from_baseline(path: Path, snap: Snapshot, warnings: list[str]) -> Reference:
     model = _program(
         file, ref["kind"], batch_size=int(ref["batch_size"]), dynamic=bool(ref["dynamic_batch"])
     )
+    outcomes = snap.stored_outcomes()
     return Reference(
         label=f"{file} (the baseline's program of {snap.variant}, made {snap.created or '?'})",
         model=model,
         kind=ref["kind"],
         modeled_j_per_inference=snap.modeled_j_per_inference,
+        scored=None
+        if outcomes is None
+        else Scored(snap.accuracy, outcomes, outcomes.n, source="stored in the baseline"),
+        evaluated_as=(
+            "the baseline's program evaluated now: the baseline predates stored outcomes; "
+            f"{how_to_create(path, replace=True)} to store them"
+        ),
     )
 
 
