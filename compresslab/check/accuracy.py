@@ -46,7 +46,7 @@ class Scored:
         accuracy: the recipe's metric on the held-out split.
         outcomes: right or wrong per example (None: not known, e.g. an older baseline).
         examples: the examples the accuracy was measured on (None: not known).
-        source: where the figure comes from, in words (``stored in the baseline``).
+        source: where the figures come from, in words (``outcomes stored in the baseline``).
     """
 
     accuracy: float
@@ -143,7 +143,7 @@ def pairing_problem(candidate: Outcomes, reference: Outcomes) -> str | None:
 
     def described(o: Outcomes) -> str:
         return f"{o.n} examples in batches of {o.batch_size}" + (
-            f" (examples {o.examples_id})" if o.examples_id else ""
+            f", examples {o.examples_id}" if o.examples_id else ""
         )
 
     if (candidate.kind, candidate.n, candidate.batch_size, candidate.examples_id) == (
@@ -212,44 +212,53 @@ _NOT_ACCURACY = (
     "not a {metric} one"
 )
 _NO_COUNT = (
-    "a point comparison: the reference stores neither per-example outcomes nor its number of "
-    "examples (a baseline made before they were stored); recreate the baseline with "
-    "`compresslab baseline RECIPE --out FILE --force` to decide on the same examples"
+    "a point comparison: the baseline holds neither per-example outcomes nor its number of "
+    "examples, as it was made before they were stored; recreate it with `compresslab baseline "
+    "RECIPE --out FILE --force` to decide on the same examples"
 )
 
 
-def _allowed(tolerance: float) -> str:
+def _pts(tolerance: float) -> str:
     points = tolerance * 100
-    return f"the allowed drop of {points:g} point{'' if points == 1 else 's'}"
+    return f"{points:g} point{'' if points == 1 else 's'}"
+
+
+def _how(found: AccuracyVsBaseline, reference: Scored, candidate: Scored, level: float) -> str:
+    """The figures, the examples and the interval of a decided comparison, in words."""
+    figures = f"{reference.accuracy:.4f} -> {candidate.accuracy:.4f}"
+    interval = f"{level:.0%} interval {_points(found.low)} to {_points(found.high)}"
+    if found.paired:
+        source = f" (reference: {reference.source})" if reference.source else ""
+        return (
+            f"{figures} on the same {found.examples} examples{source}, paired difference "
+            f"{_points(found.delta)} points, {interval} (Newcombe; {found.discordant_b} "
+            f"examples only the candidate gets right, {found.discordant_c} only the reference)"
+        )
+    return (
+        f"{figures}, unpaired ({reference.source or 'the reference'} holds no per-example "
+        f"outcomes, only its accuracy on {reference.examples} examples: recreate the baseline "
+        "with `compresslab baseline RECIPE --out FILE --force` to compare on the same "
+        f"examples), difference {_points(found.delta)} points, {interval} (Newcombe's hybrid "
+        "score interval for independent proportions)"
+    )
 
 
 def _decided(
     found: AccuracyVsBaseline, reference: Scored, candidate: Scored, *, gated: bool, level: float
 ) -> AccuracyCheck:
-    interval = f"{level:.0%} interval {_points(found.low)} to {_points(found.high)}"
-    if found.paired:
-        source = f" (reference: {reference.source})" if reference.source else ""
-        how = (
-            f"on the same {found.examples} examples{source}: paired difference "
-            f"{_points(found.delta)} points, {interval} (Newcombe; {found.discordant_b} "
-            f"examples only the candidate gets right, {found.discordant_c} only the reference)"
-        )
-    else:
-        how = (
-            f"unpaired ({reference.source or 'the reference'} holds no per-example outcomes, "
-            f"only its accuracy on {reference.examples} examples; recreate the baseline with "
-            f"`compresslab baseline RECIPE --out FILE --force` to compare on the same "
-            f"examples): difference {_points(found.delta)} points, {interval} (Newcombe's "
-            f"hybrid score interval for independent proportions)"
-        )
-    head = f"{found.metric} {reference.accuracy:.4f} -> {candidate.accuracy:.4f} {how}"
-    allowed = _allowed(found.tolerance)
+    metric, how, tol = found.metric, _how(found, reference, candidate, level), found.tolerance
     if not gated:
-        sentence = f"{head}; not gated: check.max_accuracy_drop is null"
+        sentence = f"{metric} {how}; not gated: check.max_accuracy_drop is null"
     elif found.decision == "below":
-        sentence = f"{found.metric} fell: {head}; the whole interval is below {allowed}"
+        sentence = (
+            f"{metric} fell by more than the allowed {_pts(tol)}: {how}: the whole interval "
+            f"is below -{_pts(tol)}"
+        )
     elif found.decision == "within":
-        sentence = f"{head}; within {allowed}"
+        sentence = (
+            f"{metric} within the allowed drop of {_pts(tol)}: {how}: the interval's lower "
+            f"end is at or above -{_pts(tol)}"
+        )
     else:
         more = (
             f"about {found.examples_to_decide} examples in all would decide it at the same "
@@ -257,7 +266,10 @@ def _decided(
             if found.examples_to_decide
             else "no number of examples would decide it at the same rates"
         )
-        sentence = f"{found.metric} undecided: {head}; the interval straddles {allowed}: {more}"
+        sentence = (
+            f"{metric} undecided against the allowed drop of {_pts(tol)}: {how}: the interval "
+            f"straddles -{_pts(tol)}; {more}"
+        )
     return AccuracyCheck(
         reference=reference.accuracy,
         candidate=candidate.accuracy,

@@ -30,6 +30,7 @@ from compresslab.check.reference import (
     from_baseline,
     from_export,
     from_revision,
+    recipe_change,
     recipe_warning,
 )
 from compresslab.check.verdict import (
@@ -126,7 +127,7 @@ def run_check(request: GateRequest) -> Verdict:
     if snap is not None and request.baseline is not None:
         w = recipe_warning(snap, recipe)
         warnings += [w] if w else []
-        unpaired_fix = _remake(request.baseline, w)
+        unpaired_fix = _remake(request.baseline, recipe_change(snap, recipe))
     cand = build_candidate(
         recipe, trial=request.trial, storage=request.storage, base_dir=request.base_dir
     )
@@ -142,17 +143,9 @@ def run_check(request: GateRequest) -> Verdict:
 
 
 def _remake(baseline: Path, changed: str | None) -> str:
-    """What to do when the baseline's outcomes are not on today's examples."""
-    why = (
-        f"{changed}. "
-        if changed
-        else "the task's code or data changed since the baseline was made (its recipe did not). "
-    )
-    return (
-        why
-        + "Make the baseline again on today's examples: "
-        + how_to_create(baseline, replace=True)
-    )
+    """Why the baseline's outcomes are not on today's examples, and what to do."""
+    why = changed or "the task's code or data changed since the baseline (its recipe did not)"
+    return f"{why}. If the change is meant, {how_to_create(baseline, replace=True)}"
 
 
 def _measure(
@@ -258,7 +251,7 @@ def _accuracy(
     except ValueError as e:
         raise GateInputError(
             f"{e}, so check.max_accuracy_drop cannot be decided on the same examples: "
-            + unpaired_fix
+            + f"{unpaired_fix} (the gate then pairs today's outcomes with the new baseline's)"
         ) from e
 
 

@@ -43,9 +43,10 @@ def test_a_planted_drop_of_one_and_a_half_points_is_below_a_one_point_tolerance(
     assert check.delta == pytest.approx(-0.015) and check.examples == 4000
     assert check.low is not None and check.high is not None and check.high < -0.01
     assert (check.better, check.worse) == (0, 60)
-    for said in ("accuracy fell", "same 4000 examples", "paired difference -1.50 points",
-                 f"interval {check.low * 100:+.2f} to {check.high * 100:+.2f}",
-                 "allowed drop of 1 point", "stored in the baseline"):  # fmt: skip
+    for said in ("accuracy fell by more than the allowed 1 point", "on the same 4000 examples",
+                 "paired difference -1.50 points",
+                 f"95% interval {check.low * 100:+.2f} to {check.high * 100:+.2f}",
+                 "the whole interval is below -1 point", "stored in the baseline"):  # fmt: skip
         assert said in check.sentence
 
 
@@ -63,7 +64,8 @@ def test_a_planted_zero_point_difference_is_within() -> None:
         )
     )
     assert check.low is not None and check.low >= -0.01
-    assert "within the allowed drop of 1 point" in check.sentence
+    assert "accuracy within the allowed drop of 1 point" in check.sentence
+    assert "lower end is at or above -1 point" in check.sentence
 
 
 def test_a_drop_a_point_comparison_passes_is_undecided_on_a_small_pool() -> None:
@@ -73,7 +75,8 @@ def test_a_drop_a_point_comparison_passes_is_undecided_on_a_small_pool() -> None
     assert check is not None and check.passed and check.inconclusive
     assert check.decision == "undecided"
     assert check.examples_to_decide is not None and check.examples_to_decide > 400
-    assert "accuracy undecided" in check.sentence
+    assert "accuracy undecided against the allowed drop of 1 point" in check.sentence
+    assert "the interval straddles -1 point" in check.sentence
     assert f"about {check.examples_to_decide} examples in all would decide" in check.sentence
 
 

@@ -73,7 +73,10 @@ def test_a_planted_one_and_a_half_point_drop_fails_the_gate(planted) -> None:  #
     assert (acc.better, acc.worse) == (0, 60)
     assert verdict.modeled is not None and verdict.modeled.passed  # accuracy alone fails it
     assert verdict.outcome == "regression" and verdict.exit_code == 1
-    assert any("accuracy fell" in r and "allowed drop of 1 point" in r for r in verdict.reasons)
+    assert any(
+        "accuracy fell by more than the allowed 1 point" in r and "4000 examples" in r
+        for r in verdict.reasons
+    )
     data = verdict.to_dict()["accuracy"]
     assert {k: data[k] for k in ("decision", "examples", "method")} == {
         "decision": "below",
@@ -131,6 +134,7 @@ def test_a_baseline_without_outcomes_still_gates_and_says_how(planted) -> None: 
     acc = verdict.accuracy
     assert acc is not None and acc.paired and acc.decision == "below"
     assert "program evaluated now" in acc.sentence and verdict.exit_code == 1
+    assert any("predates stored per-example outcomes" in w for w in verdict.warnings)
     # Format 1 (figures only): a point comparison, said so.
     first = {k: v for k, v in older.items() if k != "reference"}
     baseline.write_text(json.dumps({**first, "format": 1}))
