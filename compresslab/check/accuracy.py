@@ -128,7 +128,7 @@ class AccuracyCheck:
                 f"{_points(self.high)}); "
             )
         allowed = (
-            f"allowed drop {self.tolerance * 100:g}" if self.tolerance is not None else "not gated"
+            f"allowed drop {_pts(self.tolerance)}" if self.tolerance is not None else "not gated"
         )
         result = self.decision or ("pass" if self.passed else "regression")
         return f"| accuracy ({label}) | {ref} | {self.candidate:.4f} | {found}{allowed}: {result} |"
@@ -183,7 +183,8 @@ def accuracy_check(
     z = NormalDist().inv_cdf(1 - alpha / 2)
     tolerance = max_drop if max_drop is not None else 0.0
     if metric != "accuracy":
-        return _point(reference, candidate, metric=metric, max_drop=max_drop, why=_NOT_ACCURACY)
+        why = _NOT_ACCURACY.format(metric=metric)
+        return _point(reference, candidate, metric=metric, max_drop=max_drop, why=why)
     if reference.outcomes is not None and candidate.outcomes is not None:
         if problem := pairing_problem(candidate.outcomes, reference.outcomes):
             if max_drop is not None:
@@ -297,7 +298,6 @@ def _point(
     """Today's comparison of two figures, labelled (``why``: the reason it is not paired)."""
     drop = reference.accuracy - candidate.accuracy
     figures = f"{metric} {reference.accuracy:.4f} -> {candidate.accuracy:.4f}"
-    why = why.format(metric=metric)
     failed = max_drop is not None and drop > max_drop
     if failed:
         assert max_drop is not None

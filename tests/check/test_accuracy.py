@@ -174,4 +174,4 @@ def test_json_and_markdown_carry_the_paired_figures() -> None:
     assert data["paired"] and (data["better"], data["worse"]) == (0, 60)
     md = verdict.markdown()
     assert "| accuracy (paired, 4000 examples) | 1.0000 | 0.9850 | -1.50 points (95%:" in md
-    assert "allowed drop 1: below |" in md
+    assert "allowed drop 1 point: below |" in md
