@@ -4,12 +4,21 @@
 hidden layers' work twice (through ``F.linear`` on the same weights, averaged): about twice
 the time per batch, the same outputs, and no new layer, so the modeled tier, which counts
 layer calls, does not see it.
+
+``planted_repo`` is the same package with a planted pool (``mymodels.planted:build``): the
+examples whose last feature is 1 are *marked*, and :func:`set_flipped` rewrites ``forward`` to
+negate the logits of exactly those (its answer becomes the class it ranked last). Of the
+marked examples, ``helped`` are labelled with that last-ranked class (the plain model gets
+them wrong, the flipped one right) and ``hurt`` with its first (right, then wrong): the flipped
+model's accuracy differs from the plain one's by exactly ``(helped - hurt) / pool``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -33,6 +42,34 @@ class Net(nn.Module):
         h = torch.relu(self.fc2(torch.relu(self.fc1(x))))
 {extra}        return self.out(h)
 '''
+#: The planted flip: the marked examples' logits negated (the last-ranked class wins).
+FLIPPED = "return torch.where(x[:, -1:] > 0.5, -self.out(h), self.out(h))"
+
+PLANTED = '''"""A planted pool: the marked examples are those whose last feature is 1."""
+
+import torch
+
+from compresslab.tasks import Task
+
+from mymodels.net import Net
+
+
+def build(options: dict) -> Task:
+    torch.manual_seed(0)
+    model = Net(hidden=64).eval()
+    pool, helped, hurt = int(options["pool"]), int(options["helped"]), int(options["hurt"])
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(pool, 64, generator=gen)
+    x[:, -1] = 0.0
+    marked = torch.arange(helped + hurt) * (pool // (helped + hurt))  # spread over the pool
+    x[marked, -1] = 1.0
+    with torch.no_grad():  # the plain model's logits, whatever forward does today
+        logits = model.out(torch.relu(model.fc2(torch.relu(model.fc1(x)))))
+    y = logits.argmax(dim=1)
+    y[marked[:helped]] = logits[marked[:helped]].argmin(dim=1)
+    return Task(name="planted", model=model, eval_inputs=x, eval_labels=y, num_classes=10)
+'''
+
 SLOW = """        again = torch.relu(F.linear(x, self.fc1.weight, self.fc1.bias))
         again = torch.relu(F.linear(again, self.fc2.weight, self.fc2.bias))
         h = (h + again) / 2
@@ -72,6 +109,54 @@ CHECK = {"pairs": 8, "retry_pairs": 16, "max_accuracy_drop": 0.02}
 def set_slow(repo: Path, slow: bool) -> None:
     """Write the user's ``net.py``: plain, or with the forward's work done twice."""
     (repo / "mymodels" / "net.py").write_text(NET.replace("{extra}", SLOW if slow else ""))
+
+
+def set_flipped(repo: Path, flipped: bool) -> None:
+    """Write the user's ``net.py``: plain, or answering the marked examples' last class."""
+    net = NET.replace("{extra}", "")
+    if flipped:
+        net = net.replace("return self.out(h)", FLIPPED)
+    (repo / "mymodels" / "net.py").write_text(net)
+
+
+def forget_imports() -> None:
+    """Forget the imported ``mymodels`` (a test in this process then imports today's code)."""
+    for name in [m for m in sys.modules if m == "mymodels" or m.startswith("mymodels.")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def planted_repo(
+    root: Path,
+    *,
+    pool: int,
+    helped: int,
+    hurt: int,
+    check: dict[str, object] | None = None,
+    energy: dict[str, object] | None = None,
+) -> Path:
+    """A repository (no git) whose recipe ``recipes/planted.yaml`` evaluates a planted pool.
+
+    ``check`` and ``energy`` update :data:`CHECK` and the recipe's energy settings; the energy
+    is the modeled tier by default (deterministic and untimed: the gate then compares no
+    energy, and says why).
+    """
+    repo = user_repo(root, git=False)
+    (repo / "mymodels" / "planted.py").write_text(PLANTED)
+    recipe = {
+        "name": "planted",
+        "task": {
+            "entrypoint": "mymodels.planted:build",
+            "options": {"pool": pool, "helped": helped, "hurt": hurt},
+        },
+        "compression": [{"method": "dynamic_int8"}],
+        "energy": {**ENERGY, "sampler": "model", **(energy or {})},
+        # The flip's elementwise work is counted: the structural check is not what is tested.
+        "check": {**CHECK, "modeled_max_increase": 0.1, **(check or {})},
+        "output": "reports",
+    }
+    (repo / "recipes" / "planted.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return repo
 
 
 def user_repo(root: Path, *, git: bool = True) -> Path:

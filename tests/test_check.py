@@ -28,9 +28,10 @@ from compresslab.check import (
     recipe_warning,
 )
 from compresslab.check import program as programs
+from compresslab.check.accuracy import Scored, accuracy_check
 from compresslab.check.baseline import reference_path
 from compresslab.check.extras import extra_requirements
-from compresslab.check.verdict import accuracy_check, combine, modeled_check
+from compresslab.check.verdict import combine, modeled_check
 from compresslab.stats import paired_ratio
 
 FAST = {**FAST_ENERGY, "window_s": 0.1}
@@ -126,10 +127,10 @@ def test_exit_codes_follow_the_outcome_and_on_inconclusive() -> None:
     grown = _verdict("pass", modeled=modeled_check(1.0, 1.2, max_increase=0.0))
     assert grown.outcome == "regression" and grown.exit_code == 1
     assert "does more counted work" in grown.reasons[1]
-    worse = accuracy_check(0.95, 0.90, metric="accuracy", max_drop=0.02)
+    worse = accuracy_check(Scored(0.95), Scored(0.90), metric="accuracy", max_drop=0.02)
     assert worse is not None and not worse.passed
     assert _verdict("pass", accuracy=worse).exit_code == 1
-    ungated = accuracy_check(0.95, 0.90, metric="accuracy", max_drop=None)
+    ungated = accuracy_check(Scored(0.95), Scored(0.90), metric="accuracy", max_drop=None)
     assert ungated is not None and ungated.passed and "not gated" in ungated.sentence
     md = _verdict("regression").markdown()
     assert "REGRESSION" in md and "1.200x" in md and "limit 1.050" in md
@@ -285,7 +286,8 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     assert made.returncode == 0, made.stderr
     assert f"wrote baseline {baseline}" in " ".join(made.stdout.split())
     snap = read_baseline(baseline)
-    assert snap.format == 2 and snap.reference is not None and snap.provenance == "estimated"
+    assert snap.format == 3 and snap.reference is not None and snap.provenance == "estimated"
+    assert snap.outcomes is not None and snap.accuracy_examples == 360  # the digits split
     assert reference_path(baseline, snap) == tmp_path / "baseline.pt2"
 
     summary = tmp_path / "summary.md"
@@ -297,6 +299,8 @@ def test_same_model_passes_and_a_twice_as_wide_one_fails(tmp_path: Path) -> None
     assert verdict["passed"] and verdict["outcome"] in ("pass", "inconclusive")
     assert verdict["measured_as"].startswith("torch.export programs on both sides")
     assert verdict["modeled"]["passed"] and verdict["accuracy"]["passed"]
+    # Decided on the same examples as the baseline's stored outcomes (not gated here).
+    assert verdict["accuracy"]["method"] == "newcombe-paired" and verdict["accuracy"]["paired"]
     m = verdict["energy"]["measurements"][-1]
     # The gate's own verdict on its decisive measurement, not a measured figure (load moves those).
     assert m["pairs"] >= 6 and m["outcome"] == verdict["energy"]["outcome"] == verdict["outcome"]
@@ -374,6 +378,9 @@ def test_an_exported_variant_as_reference_runs_eagerly(tmp_path: Path) -> None:
     )
     verdict = energy_gate(GateRequest(recipe=recipe, reference_dir=out))
     assert verdict.measured_as.startswith("eager on both sides")
+    # The exported variant is evaluated now: both sides on the same examples.
+    assert verdict.accuracy is not None and verdict.accuracy.paired
+    assert verdict.accuracy.delta == 0 and verdict.accuracy.worse == 0
     assert verdict.exit_code == 0 and verdict.energy.decisive is not None
     assert verdict.modeled is not None and verdict.modeled.passed
     with pytest.raises(GateInputError, match="--reference"):
@@ -390,6 +397,9 @@ def test_an_older_baseline_carries_no_reference_model(tmp_path: Path) -> None:
     verdict = energy_gate(GateRequest(recipe=recipe, baseline=baseline))
     assert verdict.energy.outcome == "not measured" and not verdict.energy.measurements
     assert "carries no reference model" in verdict.reasons[0]
+    # Accuracy: the stored figure only (no outcomes, no example count), said so.
+    assert verdict.accuracy is not None and verdict.accuracy.method == "point"
+    assert "a point comparison" in verdict.accuracy.sentence
     assert "compresslab baseline RECIPE --out" in verdict.reasons[0]
     # The structural check still runs on the stored figure (this model counts far less).
     assert verdict.modeled is not None and verdict.modeled.passed

@@ -20,8 +20,10 @@ The reference is one of:
   revision's code builds and captures it in a subprocess in a temporary worktree.
 
 Besides the energy check: the **structural check** (the deterministic modeled figure may not
-rise beyond ``check.modeled_max_increase``) and the **accuracy check**
-(``check.max_accuracy_drop``), both on the same reference.
+rise beyond ``check.modeled_max_increase``) and the **accuracy check** (:mod:`.accuracy`): the
+candidate's right/wrong per held-out example paired with the reference's (stored in the
+baseline, or the reference evaluated now), the difference's interval decided ``within``,
+``below`` (fails) or ``undecided`` (inconclusive) against ``check.max_accuracy_drop``.
 
 What to run is one object: a :class:`GateRequest` for :func:`run_check` (a :class:`Verdict`),
 a :class:`BaselineRequest` for :func:`update_baseline` (the :class:`Snapshot` written); the
@@ -30,12 +32,14 @@ load the request's recipe and call them. Importing this package imports no torch
 that run the gate import it when they run.
 
 Exit codes: 0 pass (or inconclusive with ``check.on_inconclusive: pass``), 1 regression (or
-inconclusive with ``on_inconclusive: fail``), 2 bad input (no or a corrupt baseline, a reference
-that cannot be built or loaded, a bad recipe).
+inconclusive with ``on_inconclusive: fail``), 2 bad input (no or a corrupt baseline, stored
+outcomes on other examples than today's, a reference that cannot be built or loaded, a bad
+recipe).
 """
 
 from __future__ import annotations
 
+from compresslab.check.accuracy import AccuracyCheck
 from compresslab.check.baseline import (
     BASELINE_FORMAT,
     BaselineError,
@@ -62,6 +66,7 @@ from compresslab.check.verdict import (
 
 __all__ = [
     "BASELINE_FORMAT",
+    "AccuracyCheck",
     "INCONCLUSIVE",
     "PASS",
     "REGRESSION",

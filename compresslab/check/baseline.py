@@ -7,7 +7,12 @@ computation saved beside the JSON as a program (``<stem>.pt2``, or ``<stem>.ts``
 TorchScript could capture it) with its SHA-256. The gate loads that program and measures it
 paired with the candidate in the same job.
 
-Format 1 (older versions) is still read; it holds figures only, no reference model.
+Format 3 adds the model's per-example outcomes on the held-out split (``outcomes``: right or
+wrong per example, packed, :class:`compresslab.records.Outcomes`) and their count
+(``accuracy_examples``), so that the gate's accuracy check compares the candidate with the
+baseline on the same examples.
+
+Formats 1 (figures only, no reference model) and 2 (no outcomes) are still read.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 from compresslab._version import __version__
 from compresslab.errors import CompressLabError
 from compresslab.fsio import atomic_write, atomic_write_text
+from compresslab.records import Outcomes, from_json
 
 if TYPE_CHECKING:
     from compresslab.check.program import Captured
 
-BASELINE_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+BASELINE_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 _REFERENCE_KEYS = ("file", "kind", "sha256", "dynamic_batch", "batch_size")
 
 
@@ -66,10 +72,24 @@ class Snapshot:
     #: The reference program beside the JSON (format 2): ``file`` (its name), ``kind``
     #: (``export`` or ``jit``), ``sha256``, ``dynamic_batch``, ``batch_size``, ``torch``.
     reference: dict[str, Any] | None = None
+    #: The model's right/wrong per held-out example (format 3: the JSON form of
+    #: :class:`compresslab.records.Outcomes`); absent from older baselines.
+    outcomes: dict[str, Any] | None = None
+    #: The examples ``accuracy`` was measured on (format 3); absent from older baselines.
+    accuracy_examples: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what the file holds)."""
         return asdict(self)
+
+    def stored_outcomes(self) -> Outcomes | None:
+        """The per-example outcomes (None in a baseline made before they were stored).
+
+        Raises:
+            ValueError: they do not read as outcomes
+                (:class:`compresslab.records.RecordFormatError`).
+        """
+        return None if self.outcomes is None else from_json(Outcomes, self.outcomes)
 
 
 def now() -> str:
@@ -87,7 +107,7 @@ def how_to_create(path: Path, *, replace: bool = False) -> str:
 
 
 def read_baseline(path: Path) -> Snapshot:
-    """Load a baseline file (format 1 or 2).
+    """Load a baseline file (format 1, 2 or 3).
 
     Raises:
         BaselineError: missing, not JSON, or not a compresslab baseline (says how to create one).
@@ -121,6 +141,13 @@ def read_baseline(path: Path) -> Snapshot:
             f"the baseline {path} holds no usable figures ({', '.join(bad) or 'windows'}): "
             + how_to_create(path, replace=True)
         )
+    try:
+        snap.stored_outcomes()
+    except (TypeError, ValueError) as e:  # RecordFormatError is a ValueError
+        raise BaselineError(
+            f"the baseline {path} holds unreadable per-example outcomes ({e}): "
+            + how_to_create(path, replace=True)
+        ) from e
     if snap.format >= 2:
         ref = snap.reference
         if not isinstance(ref, dict) or any(k not in ref for k in _REFERENCE_KEYS):

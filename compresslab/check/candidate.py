@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from compresslab.check.accuracy import Scored
 from compresslab.check.baseline import GateInputError
 
 if TYPE_CHECKING:
@@ -20,11 +21,16 @@ if TYPE_CHECKING:
     from compresslab.check.program import Captured
     from compresslab.compress import VariantSpec
     from compresslab.recipe import Recipe
+    from compresslab.records import Outcomes
 
 
 @dataclass
 class Candidate:
-    """The model under test, built from today's code, with its accuracy and modeled figure."""
+    """The model under test, built from today's code, with its accuracy and modeled figure.
+
+    ``outcomes`` are its right/wrong per held-out example (:func:`compresslab.bench.scored`):
+    the accuracy check pairs them with the reference's.
+    """
 
     bench: VariantBench
     spec: VariantSpec
@@ -33,6 +39,12 @@ class Candidate:
     batch: torch.Tensor
     accuracy: float
     modeled_j_per_inference: float
+    outcomes: Outcomes
+
+    @property
+    def scored(self) -> Scored:
+        """Its accuracy and outcomes, as the accuracy check takes them."""
+        return Scored(self.accuracy, self.outcomes, source="the candidate evaluated now")
 
 
 def _refuse_generation(recipe: Recipe, unit: str) -> None:
@@ -54,7 +66,7 @@ def build_candidate(
     Raises:
         GateInputError: the task is generative (measured per token, not per inference).
     """
-    from compresslab.bench import Runtime, VariantBench
+    from compresslab.bench import Runtime, VariantBench, scored
     from compresslab.compress import VariantSpec
     from compresslab.modeled.costs import modeled_j_per_inference
     from compresslab.modeled.ops import count_ops
@@ -72,10 +84,10 @@ def build_candidate(
     # Building and evaluating share the host; a measurement excludes them (as in the bench).
     with host_lock(exclusive=False):
         model = bench.build(spec)
-        accuracy, _ = bench.accuracy(model)
+        accuracy, _, outcomes = scored(bench, model)
         batch = bench.inference_batch(runtime)
         modeled = modeled_j_per_inference(count_ops(model, batch), batch_size=int(batch.shape[0]))
-    return Candidate(bench, spec, runtime, model, batch, accuracy, sum(modeled.values()))
+    return Candidate(bench, spec, runtime, model, batch, accuracy, sum(modeled.values()), outcomes)
 
 
 def capture(model: nn.Module, batch: torch.Tensor, kinds: tuple[str, ...]) -> Captured:

@@ -15,20 +15,28 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compresslab.check.baseline import GateInputError, Snapshot, now, read_baseline, write_baseline
+from compresslab.check.accuracy import AccuracyCheck, Scored, accuracy_check
+from compresslab.check.baseline import (
+    GateInputError,
+    Snapshot,
+    how_to_create,
+    now,
+    read_baseline,
+    write_baseline,
+)
 from compresslab.check.candidate import Candidate, build_candidate, capture
 from compresslab.check.reference import (
     Reference,
     from_baseline,
     from_export,
     from_revision,
+    recipe_change,
     recipe_warning,
 )
 from compresslab.check.verdict import (
     EnergyCheck,
     Measurement,
     Verdict,
-    accuracy_check,
     classify,
     combine,
     modeled_check,
@@ -54,6 +62,8 @@ def update_baseline(request: BaselineRequest) -> Snapshot:
 
     The model is also measured alone under the recipe's protocol, for the record (the gate
     never decides on that figure: it measures the program again, paired, in every check).
+    Its per-example outcomes on the held-out split are stored: the gate's accuracy check pairs
+    the candidate's with them.
 
     Raises:
         GateInputError: the baseline exists and ``request.replace`` is not set, or the model
@@ -63,6 +73,7 @@ def update_baseline(request: BaselineRequest) -> Snapshot:
 
     from compresslab.machine import fingerprint
     from compresslab.recipe import recipe_hash, result_fields
+    from compresslab.records import to_json
 
     recipe = request.loaded_recipe
     if request.baseline.exists() and not request.replace:
@@ -92,6 +103,8 @@ def update_baseline(request: BaselineRequest) -> Snapshot:
         created=now(),
         recipe_fields=result_fields(recipe.model_dump(mode="json")),
         reference={"batch_size": int(cand.batch.shape[0]), "torch": torch.__version__},
+        outcomes=to_json(cand.outcomes),
+        accuracy_examples=cand.outcomes.n,
     )
     return write_baseline(request.baseline, snap, captured)
 
@@ -110,8 +123,11 @@ def run_check(request: GateRequest) -> Verdict:
     pairs = request.n_pairs
     snap = read_baseline(request.baseline) if request.baseline is not None else None  # fail fast
     warnings: list[str] = []
-    if snap is not None and (w := recipe_warning(snap, recipe)):
-        warnings.append(w)
+    unpaired_fix = "evaluate both sides on the same examples"
+    if snap is not None and request.baseline is not None:
+        w = recipe_warning(snap, recipe)
+        warnings += [w] if w else []
+        unpaired_fix = _remake(request.baseline, recipe_change(snap, recipe))
     cand = build_candidate(
         recipe, trial=request.trial, storage=request.storage, base_dir=request.base_dir
     )
@@ -123,7 +139,13 @@ def run_check(request: GateRequest) -> Verdict:
         else:
             assert request.reference_rev is not None  # GateRequest holds exactly one
             ref = from_revision(request.reference_rev, recipe, request.recipe_path, Path(tmp))
-        return _decide(cand, ref, recipe, pairs=pairs, warnings=warnings)
+        return _decide(cand, ref, recipe, pairs=pairs, warnings=warnings, unpaired_fix=unpaired_fix)
+
+
+def _remake(baseline: Path, changed: str | None) -> str:
+    """Why the baseline's outcomes are not on today's examples, and what to do."""
+    why = changed or "the task's code or data changed since the baseline (its recipe did not)"
+    return f"{why}. If the change is meant, {how_to_create(baseline, replace=True)}"
 
 
 def _measure(
@@ -203,8 +225,44 @@ def _measure_energy(
     return measured_as
 
 
+def _accuracy(
+    cand: Candidate, ref: Reference, recipe: Recipe, *, unpaired_fix: str
+) -> AccuracyCheck | None:
+    """The accuracy check on the same examples (the reference evaluated now when it must be).
+
+    Raises:
+        GateInputError: the reference's stored outcomes cannot be paired with the candidate's
+            and accuracy is gated (says how to make the baseline again).
+    """
+    from compresslab.bench import scored
+
+    cfg = recipe.check
+    if ref.scored is None and ref.model is not None:
+        metric, _, outcomes = scored(cand.bench, ref.model)
+        ref.scored = Scored(metric, outcomes, outcomes.n, source=ref.evaluated_as)
+    try:
+        return accuracy_check(
+            ref.scored,
+            cand.scored,
+            metric=recipe.task.metric,
+            max_drop=cfg.max_accuracy_drop,
+            alpha=cfg.alpha,
+        )
+    except ValueError as e:
+        raise GateInputError(
+            f"{e}, so check.max_accuracy_drop cannot be decided on the same examples: "
+            + f"{unpaired_fix} (the gate then pairs today's outcomes with the new baseline's)"
+        ) from e
+
+
 def _decide(
-    cand: Candidate, ref: Reference, recipe: Recipe, *, pairs: int, warnings: list[str]
+    cand: Candidate,
+    ref: Reference,
+    recipe: Recipe,
+    *,
+    pairs: int,
+    warnings: list[str],
+    unpaired_fix: str,
 ) -> Verdict:
     cfg = recipe.check
     sampler = cand.bench.selection.sampler
@@ -215,9 +273,10 @@ def _decide(
         provenance=str(sampler.provenance),
         sampler=sampler.name,
     )
+    # Before the energy: outcomes that cannot be paired are bad input, found in seconds.
+    accuracy = _accuracy(cand, ref, recipe, unpaired_fix=unpaired_fix)
     measured_as = "-"
     if ref.model is not None:
-        ref.accuracy = cand.bench.accuracy(ref.model)[0]
         measured_as = _measure_energy(cand, ref, recipe, energy, pairs=pairs, warnings=warnings)
     else:
         energy.why_not = ref.why_not
@@ -225,9 +284,6 @@ def _decide(
         ref.modeled_j_per_inference,
         cand.modeled_j_per_inference,
         max_increase=cfg.modeled_max_increase,
-    )
-    accuracy = accuracy_check(
-        ref.accuracy, cand.accuracy, metric=recipe.task.metric, max_drop=cfg.max_accuracy_drop
     )
     return Verdict(
         recipe=recipe.name,

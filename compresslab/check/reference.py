@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from compresslab.check.accuracy import Scored
 from compresslab.check.baseline import GateInputError, Snapshot, how_to_create, reference_path
 
 if TYPE_CHECKING:
@@ -21,14 +22,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class Reference:
-    """The model the candidate is compared with, and how the candidate must be measured."""
+    """The model the candidate is compared with, and how the candidate must be measured.
+
+    ``scored`` is its accuracy (and per-example outcomes) when the baseline stores them; else
+    the gate evaluates ``model`` now, and ``evaluated_as`` says so in the verdict.
+    """
 
     label: str
     model: nn.Module | None  # None: no reference model (a format-1 baseline)
     kind: str  # "export", "jit" or "eager"
     modeled_j_per_inference: float | None
-    accuracy: float | None = None
+    scored: Scored | None = None
     why_not: str | None = None
+    evaluated_as: str = "the reference model evaluated now"
 
 
 def recipe_warning(baseline: Snapshot, recipe: Recipe) -> str | None:
@@ -55,6 +61,19 @@ def recipe_warning(baseline: Snapshot, recipe: Recipe) -> str | None:
     return text + f": changed {shown}. If the change is meant, {again}"
 
 
+def recipe_change(baseline: Snapshot, recipe: Recipe) -> str | None:
+    """What changed in the recipe's result-deciding fields since the baseline (None: nothing)."""
+    from compresslab.recipe import recipe_changes, recipe_hash, result_fields
+
+    if baseline.recipe_hash == recipe_hash(recipe):
+        return None
+    if baseline.recipe_fields is None:
+        return "the recipe changed since the baseline (what changed is unknown: the baseline "
+        "predates stored recipe fields)"
+    changes = recipe_changes(baseline.recipe_fields, result_fields(recipe.model_dump(mode="json")))
+    return f"the recipe changed since the baseline: {'; '.join(changes)}" if changes else None
+
+
 def _program(path: Path, kind: str, *, batch_size: int, dynamic: bool) -> nn.Module:
     import torch
 
@@ -79,12 +98,17 @@ def from_baseline(path: Path, snap: Snapshot, warnings: list[str]) -> Reference:
             model=None,
             kind="none",
             modeled_j_per_inference=snap.modeled_j_per_inference,
-            accuracy=snap.accuracy,
+            scored=Scored(
+                snap.accuracy,
+                snap.stored_outcomes(),
+                snap.accuracy_examples,
+                source=f"the baseline {path}",
+            ),
             why_not=(
                 f"the baseline {path} (format {snap.format}) carries no reference model, and a "
-                "figure measured at another time is not compared with one measured now. "
-                f"Recreate it: {how_to_create(path, replace=True)} (it writes the reference "
-                "program beside it; commit both); or pass --reference DIR or --reference-rev REV"
+                "figure measured at another time is not compared with one measured now: "
+                f"{how_to_create(path, replace=True)} (it writes the reference program beside "
+                "it; commit both); or pass --reference DIR or --reference-rev REV"
             ),
         )
     ref = snap.reference
@@ -100,11 +124,21 @@ def from_baseline(path: Path, snap: Snapshot, warnings: list[str]) -> Reference:
     model = _program(
         file, ref["kind"], batch_size=int(ref["batch_size"]), dynamic=bool(ref["dynamic_batch"])
     )
+    outcomes = snap.stored_outcomes()
+    if outcomes is None:
+        warnings.append(
+            f"the baseline {path} predates stored per-example outcomes: for the accuracy check "
+            f"its program is evaluated now; {how_to_create(path, replace=True)} to store them"
+        )
     return Reference(
         label=f"{file} (the baseline's program of {snap.variant}, made {snap.created or '?'})",
         model=model,
         kind=ref["kind"],
         modeled_j_per_inference=snap.modeled_j_per_inference,
+        scored=None
+        if outcomes is None
+        else Scored(snap.accuracy, outcomes, outcomes.n, source="outcomes stored in the baseline"),
+        evaluated_as="the baseline's program evaluated now",
     )
 
 

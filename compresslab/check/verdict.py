@@ -10,8 +10,10 @@ log ratios). Against the limit ``1 + max_increase``:
   first; what a still inconclusive result does is ``check.on_inconclusive``).
 
 The structural check (modeled tier, deterministic) fails when the model does more counted work
-than ``modeled_max_increase`` allows; the accuracy check when accuracy fell by more than
-``max_accuracy_drop``. Either fails the gate whatever the energy check says.
+than ``modeled_max_increase`` allows; the accuracy check (:mod:`.accuracy`) when the paired
+interval of the accuracy difference lies wholly below ``-max_accuracy_drop``. Either fails the
+gate whatever the energy check says; an accuracy difference the examples do not decide makes
+the gate inconclusive, like an energy interval that straddles its limit.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from compresslab.check.accuracy import AccuracyCheck
 from compresslab.stats import RatioInterval
 
 #: Float rounding of (joules x calls) / calls: the modeled figure is otherwise deterministic.
@@ -118,12 +121,17 @@ class EnergyCheck:
 
 @dataclass
 class SideCheck:
-    """A comparison of one figure (modeled J per inference, or accuracy) and its result."""
+    """A comparison of one figure (modeled J per inference) and its result."""
 
     reference: float | None
     candidate: float
     passed: bool
     sentence: str
+
+    @property
+    def inconclusive(self) -> bool:
+        """Never: a deterministic figure decides."""
+        return False
 
 
 @dataclass
@@ -137,7 +145,7 @@ class Verdict:
     measured_as: str
     energy: EnergyCheck
     modeled: SideCheck | None = None
-    accuracy: SideCheck | None = None
+    accuracy: AccuracyCheck | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -160,8 +168,13 @@ class Verdict:
         out = [self.energy.sentence()]
         out += [c.sentence for c in (self.modeled, self.accuracy) if c is not None]
         if self.outcome == INCONCLUSIVE:
+            which = ["energy"] if self.energy.outcome != PASS else []
+            which += (
+                ["accuracy"] if self.accuracy is not None and self.accuracy.inconclusive else []
+            )
             out.append(
-                f"inconclusive: check.on_inconclusive is {self.on_inconclusive}, so the gate "
+                f"inconclusive ({', '.join(which)}): check.on_inconclusive is "
+                f"{self.on_inconclusive}, so the gate "
                 + ("passes (exit 0)" if self.on_inconclusive == "pass" else "fails (exit 1)")
             )
         return out
@@ -204,11 +217,7 @@ class Verdict:
                 f"{'pass' if self.modeled.passed else 'regression'} |"
             )
         if self.accuracy is not None:
-            ref = f"{self.accuracy.reference:.4f}" if self.accuracy.reference is not None else "-"
-            lines.append(
-                f"| accuracy | {ref} | {self.accuracy.candidate:.4f} | "
-                f"{'pass' if self.accuracy.passed else 'regression'} |"
-            )
+            lines.append(self.accuracy.row())
         lines += [""] + [f"- {r}" for r in self.reasons]
         lines += [f"- warning: {w}" for w in self.warnings]
         return "\n".join(lines) + "\n"
@@ -243,38 +252,13 @@ def modeled_check(reference: float | None, candidate: float, *, max_increase: fl
     )
 
 
-def accuracy_check(
-    reference: float | None, candidate: float, *, metric: str, max_drop: float | None
-) -> SideCheck | None:
-    """The accuracy check (None when the reference's accuracy is unknown).
+def combine(energy: EnergyCheck, *checks: SideCheck | AccuracyCheck | None) -> str:
+    """The gate's outcome: a regression when any check failed.
 
-    With ``max_drop`` unset, accuracy is reported and never fails the gate.
+    Else ``pass`` when energy passed and no other check is inconclusive; else ``inconclusive``.
     """
-    if reference is None:
-        return None
-    drop = reference - candidate
-    if max_drop is not None and drop > max_drop:
-        return SideCheck(
-            reference,
-            candidate,
-            False,
-            f"{metric} fell {drop * 100:.2f} points ({reference:.4f} -> {candidate:.4f}), more "
-            f"than the allowed {max_drop * 100:g}",
-        )
-    allowed = (
-        f"allowed drop {max_drop * 100:g} points"
-        if max_drop is not None
-        else "not gated: check.max_accuracy_drop is null"
-    )
-    return SideCheck(
-        reference, candidate, True, f"{metric} {reference:.4f} -> {candidate:.4f} ({allowed})"
-    )
-
-
-def combine(energy: EnergyCheck, *checks: SideCheck | None) -> str:
-    """The gate's outcome: any failed check is a regression; else the energy check's."""
     if energy.outcome == REGRESSION or any(c is not None and not c.passed for c in checks):
         return REGRESSION
-    if energy.outcome == PASS:
+    if energy.outcome == PASS and not any(c is not None and c.inconclusive for c in checks):
         return PASS
     return INCONCLUSIVE
