@@ -120,7 +120,9 @@ class CheckSpec(StrictModel):
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     #: The structural check (deterministic modeled tier): fail on a rise beyond this fraction.
     modeled_max_increase: float = Field(default=0.0, ge=0, le=10)
-    #: Fail when accuracy fell by more than this (absolute); null = accuracy not gated.
+    #: The accuracy drop allowed (absolute), decided on the same examples as the baseline's:
+    #: the gate fails when the paired interval lies wholly below it, is inconclusive when it
+    #: straddles it (check.on_inconclusive decides); null = accuracy not gated.
     max_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
     #: Pairs of interleaved windows of the first measurement.
     pairs: int = Field(default=6, ge=2, le=500)
