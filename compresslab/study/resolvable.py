@@ -173,7 +173,8 @@ class Resolvability:
         accuracy = f"{self.baseline_accuracy * 100:.2f}%"
         if self.baseline_source == "assumed":
             return f"not known yet: assumed {accuracy}, the least favourable"
-        return f"{accuracy}, {self.baseline_source}"
+        said = {"study": "stored by the study", "baseline file": "from the baseline file"}
+        return f"{accuracy}, {said.get(self.baseline_source, self.baseline_source)}"
 
     def _discordance(self) -> str:
         used = f"{self.discordance_used * 100:.3g}% of the examples"
@@ -406,10 +407,41 @@ def announce(result: Resolvability) -> None:
         UnresolvableToleranceError: ``result.level`` is ``error`` (exit code 2).
     """
     if result.level == "error":
-        raise UnresolvableToleranceError(
-            result.message() + "; nothing was run", field="search.evaluation.on_unresolvable"
-        )
+        raise UnresolvableToleranceError(result.message() + "; nothing was run")
     log.log(logging.INFO if result.resolvable else logging.WARNING, "%s", result.message())
+
+
+def resolvability_before_work(
+    recipe: Recipe,
+    *,
+    baseline_accuracy: float | None = None,
+    baseline_source: BaselineSource = "baseline file",
+    storage: str | None = None,
+    base_dir: Path | None = None,
+) -> Resolvability:
+    """:func:`check_resolvable` for a command that has not measured the baseline itself.
+
+    The task is loaded for its pool; the baseline's accuracy is ``baseline_accuracy`` when
+    given, else the one the recipe's study stored (:func:`stored_baseline_accuracy`, in
+    ``storage`` or the recipe's), else assumed.
+
+    Raises:
+        UnresolvableToleranceError: see :func:`check_resolvable`.
+    """
+    from compresslab.tasks import load_task
+
+    pool = len(load_task(recipe.task).eval_labels)
+    if baseline_accuracy is None:
+        url = (
+            storage
+            or recipe.search.storage
+            or f"sqlite:///{(recipe.output_dir(base_dir) / 'study.db').resolve()}"
+        )
+        baseline_accuracy = stored_baseline_accuracy(recipe.study_name, storage=url, pool=pool)
+        baseline_source = "study"
+    return check_resolvable(
+        recipe, pool=pool, baseline_accuracy=baseline_accuracy, baseline_source=baseline_source
+    )
 
 
 def stored_baseline_accuracy(study_name: str, *, storage: str, pool: int) -> float | None:

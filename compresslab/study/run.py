@@ -34,6 +34,7 @@ from compresslab.study.records import (
     result_from_study,
     trial_record,
 )
+from compresslab.study.resolvable import check_resolvable
 from compresslab.study.run_steps import (
     baseline_accuracy,
     enqueue_start,
@@ -239,6 +240,8 @@ class SearchRun:
             self.grid = self.space.grid()
         base_accuracy = baseline_accuracy(recipe, task)
         self.min_accuracy = recipe.search.tolerance.min_accuracy(base_accuracy)
+        # Before any trial: whether the pool can resolve the tolerance (or exit 2, if asked).
+        check_resolvable(recipe, pool=len(task.eval_labels), baseline_accuracy=base_accuracy)
         # A dead worker's trial (a kill, a lost host) is failed and its variant retried.
         interrupted = self.watch.recover(study)
         if interrupted:
