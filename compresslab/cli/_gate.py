@@ -111,7 +111,7 @@ def _resolvable(recipe: Path, baseline: Path | None, storage: str | None) -> Res
     from compresslab.check import read_baseline
     from compresslab.cli._study import said_before_work
     from compresslab.errors import CompressLabError
-    from compresslab.study.resolvable import resolvability_before_work
+    from compresslab.study.before_work import resolvability_before_work
 
     rec = load_recipe(recipe)
     accuracy = None

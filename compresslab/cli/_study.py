@@ -65,9 +65,9 @@ def search(
     out.print(f"{result.counts()}; report: {report_md}", markup=False, highlight=False)
 
 
-#: The logger of the check before work (compresslab.study.resolvable), named here so that
+#: The logger of the check before work (compresslab.study.before_work), named here so that
 #: ``--help`` does not import it.
-_BEFORE_WORK = "compresslab.study.resolvable"
+_BEFORE_WORK = "compresslab.study.before_work"
 
 
 class _OneLine(logging.Handler):

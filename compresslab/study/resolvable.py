@@ -22,29 +22,21 @@ The baseline's accuracy is the measured one where it is known (the search measur
 its first trial; the gate takes its baseline file's, or the study's); otherwise the least
 favourable from 50% to 100% is assumed, and the message says so.
 
-:func:`resolvability` computes the :class:`Resolvability` record; :func:`announce` says it
-(one info line, or a warning with the numbers and the fixes) or raises
-:class:`UnresolvableToleranceError` (exit code 2) with ``search.evaluation.on_unresolvable:
-error``. ``compresslab search`` calls :func:`check_resolvable` once the task is loaded and the
-baseline measured (``SearchRun.prepare``), before any trial; ``compresslab check`` before the
-gate measures anything.
+:func:`resolvability` computes the :class:`Resolvability` record;
+:func:`~.before_work.announce` says it (one info line, or a warning with the numbers and the
+fixes) or raises an error (exit code 2) with ``search.evaluation.on_unresolvable:
+error`` (:mod:`.before_work`: what ``compresslab search`` and ``compresslab check`` call).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from compresslab.errors import RecipeError
 from compresslab.paired import Z95, alpha_spending, look_sizes, newcombe_paired
-from compresslab.recipe import Recipe
 from compresslab.recipe.schema_search import AccuracyEvaluation, Tolerance
-
-log = logging.getLogger(__name__)
 
 #: The share of examples on which a variant is assumed to disagree with its baseline (half
 #: each way): int8 and NF4 variants near a 1-point tolerance measured a few percent; bf16
@@ -68,13 +60,6 @@ Level = Literal["info", "warning", "error"]
 
 _POOL_LIMIT = 10**9  # the largest pool a search for the needed pool considers
 _ASSUMED_RANGE = [p / 1000 for p in range(500, 1000)]  # baselines tried when none is known
-
-
-class UnresolvableToleranceError(RecipeError):
-    """The tolerance cannot be resolved with the pool, and the recipe asked for an error.
-
-    Raised before any work (exit code 2), with ``search.evaluation.on_unresolvable: error``.
-    """
 
 
 @dataclass(frozen=True)
@@ -370,109 +355,3 @@ def _pool_for(
         mid = (low + high) // 2
         low, high = (low, mid) if fits(mid) else (mid, high)
     return high
-
-
-def check_resolvable(
-    recipe: Recipe,
-    *,
-    pool: int,
-    baseline_accuracy: float | None,
-    baseline_source: BaselineSource = "measured",
-    discordance: float = TYPICAL_DISCORDANCE,
-) -> Resolvability:
-    """The recipe's :class:`Resolvability` on ``pool`` examples, said by :func:`announce`.
-
-    Raises:
-        UnresolvableToleranceError: it cannot be resolved and the recipe says
-            ``search.evaluation.on_unresolvable: error`` (exit code 2; nothing was run).
-    """
-    result = resolvability(
-        pool=pool,
-        tolerance=recipe.search.tolerance,
-        evaluation=recipe.search.evaluation,
-        baseline_accuracy=baseline_accuracy,
-        baseline_source=baseline_source,
-        discordance=discordance,
-        task=recipe.task.name or "",
-        metric=recipe.task.metric,
-    )
-    announce(result)
-    return result
-
-
-def announce(result: Resolvability) -> None:
-    """Log one info line (resolvable) or a warning; raise at ``on_unresolvable: error``.
-
-    Raises:
-        UnresolvableToleranceError: ``result.level`` is ``error`` (exit code 2).
-    """
-    if result.level == "error":
-        raise UnresolvableToleranceError(result.message() + "; nothing was run")
-    log.log(logging.INFO if result.resolvable else logging.WARNING, "%s", result.message())
-
-
-def resolvability_before_work(
-    recipe: Recipe,
-    *,
-    baseline_accuracy: float | None = None,
-    baseline_source: BaselineSource = "baseline file",
-    storage: str | None = None,
-    base_dir: Path | None = None,
-) -> Resolvability:
-    """:func:`check_resolvable` for a command that has not measured the baseline itself.
-
-    The task is loaded for its pool; the baseline's accuracy is ``baseline_accuracy`` when
-    given, else the one the recipe's study stored (:func:`stored_baseline_accuracy`, in
-    ``storage`` or the recipe's), else assumed.
-
-    Raises:
-        UnresolvableToleranceError: see :func:`check_resolvable`.
-    """
-    from compresslab.tasks import load_task
-
-    pool = len(load_task(recipe.task).eval_labels)
-    if baseline_accuracy is None:
-        url = (
-            storage
-            or recipe.search.storage
-            or f"sqlite:///{(recipe.output_dir(base_dir) / 'study.db').resolve()}"
-        )
-        baseline_accuracy = stored_baseline_accuracy(recipe.study_name, storage=url, pool=pool)
-        baseline_source = "study"
-    return check_resolvable(
-        recipe, pool=pool, baseline_accuracy=baseline_accuracy, baseline_source=baseline_source
-    )
-
-
-def stored_baseline_accuracy(study_name: str, *, storage: str, pool: int) -> float | None:
-    """The baseline accuracy an earlier search stored in ``storage``, for a pool of ``pool``.
-
-    Only a study already on disk is read (an SQLite or journal file that exists; a server is
-    not contacted, and nothing is created); None when there is none, it holds no baseline
-    accuracy, or it was measured on a pool of another size.
-    """
-    from compresslab.study import attrs
-    from compresslab.study._optuna import load_optuna
-    from compresslab.study.storage import make_storage
-    from compresslab.study.storage_errors import journal_path
-
-    journal = journal_path(storage)
-    if journal is not None:
-        on_disk = Path(journal).is_file()
-    elif storage.startswith("sqlite:///"):
-        on_disk = Path(storage.removeprefix("sqlite:///").split("?", 1)[0]).is_file()
-    else:
-        on_disk = False
-    if not on_disk:
-        return None
-    try:
-        study = load_optuna().load_study(study_name=study_name, storage=make_storage(storage))
-        user_attrs = study.user_attrs
-    except Exception:  # no such study, or a storage this version cannot read: not known
-        return None
-    accuracy = user_attrs.get(attrs.BASELINE_ACCURACY)
-    info = user_attrs.get(attrs.REPORT_INFO)
-    examples = info.get("eval_examples") if isinstance(info, dict) else None
-    if not isinstance(accuracy, int | float) or examples != pool or not math.isfinite(accuracy):
-        return None
-    return float(accuracy)

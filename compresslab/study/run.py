@@ -18,6 +18,7 @@ from compresslab.recipe import Recipe
 from compresslab.records import SearchResult, TrialRecord
 from compresslab.study import attrs
 from compresslab.study._optuna import TrialFailed
+from compresslab.study.before_work import check_resolvable
 from compresslab.study.confirm import confirm_claims
 from compresslab.study.heartbeat import TrialWatch
 from compresslab.study.learning import learn_ratio_repeatability, learn_repeatability
@@ -34,7 +35,6 @@ from compresslab.study.records import (
     result_from_study,
     trial_record,
 )
-from compresslab.study.resolvable import check_resolvable
 from compresslab.study.run_steps import (
     baseline_accuracy,
     enqueue_start,

@@ -8,24 +8,17 @@ decided ``within`` on the whole pool).
 
 from __future__ import annotations
 
-import logging
 import math
 from statistics import NormalDist
 
-import optuna
 import pytest
 
 from compresslab.paired import alpha_spending, look_sizes, newcombe_paired
 from compresslab.recipe.schema_search import AccuracyEvaluation, Tolerance
-from compresslab.study import attrs
 from compresslab.study.resolvable import (
     TYPICAL_DISCORDANCE,
-    Resolvability,
-    UnresolvableToleranceError,
-    announce,
     paired_half_width,
     resolvability,
-    stored_baseline_accuracy,
 )
 
 Z95 = NormalDist().inv_cdf(0.975)
@@ -175,47 +168,9 @@ def test_the_fix_names_the_task_option_that_grows_the_pool(task: str, option: st
     assert f"task.options.{option}" in res.message()
 
 
-def test_announce_says_one_line_warns_or_refuses(caplog: pytest.LogCaptureFixture) -> None:
-    def of(pool: int, on: str) -> Resolvability:
-        evaluation = AccuracyEvaluation(on_unresolvable=on)  # type: ignore[arg-type]
-        return resolvability(
-            pool=pool, tolerance=ONE_POINT, evaluation=evaluation, baseline_accuracy=0.9944
-        )
-
-    caplog.set_level(logging.INFO, logger="compresslab.study.resolvable")
-    announce(of(20_000, "warn"))
-    announce(of(360, "warn"))
-    records = [r for r in caplog.records if r.name == "compresslab.study.resolvable"]
-    assert [r.levelno for r in records] == [logging.INFO, logging.WARNING]
-    assert "is resolvable" in records[0].getMessage()
-    assert "cannot be resolved" in records[1].getMessage()
-    refused = of(360, "error")
-    assert refused.level == "error"
-    with pytest.raises(UnresolvableToleranceError) as caught:
-        announce(refused)
-    assert caught.value.exit_code == 2
-    assert "cannot be resolved" in str(caught.value) and "nothing was run" in str(caught.value)
-
-
 def test_to_dict_holds_the_figures_and_the_message() -> None:
     res = resolvability(pool=360, tolerance=ONE_POINT, evaluation=ONE_LOOK, baseline_accuracy=0.99)
     data = res.to_dict()
     assert data["pool"] == 360 and data["resolvable"] is False and data["level"] == "warning"
     assert data["half_width"] == res.half_width and data["message"] == res.message()
     assert data["looks"] == [360] and data["baseline_source"] == "measured"
-
-
-def test_a_stored_study_gives_its_baseline_accuracy(tmp_path: object) -> None:
-    from pathlib import Path
-
-    folder = Path(str(tmp_path))
-    url = f"sqlite:///{folder / 'study.db'}"
-    assert stored_baseline_accuracy("small", storage=url, pool=360) is None  # no file: None
-    assert not (folder / "study.db").exists()  # and nothing created
-    study = optuna.create_study(study_name="small", storage=url, directions=["maximize"] * 2)
-    assert stored_baseline_accuracy("small", storage=url, pool=360) is None  # no baseline yet
-    study.set_user_attr(attrs.BASELINE_ACCURACY, 0.9944)
-    study.set_user_attr(attrs.REPORT_INFO, {"eval_examples": 360})
-    assert stored_baseline_accuracy("small", storage=url, pool=360) == 0.9944
-    assert stored_baseline_accuracy("small", storage=url, pool=4000) is None  # another pool
-    assert stored_baseline_accuracy("other", storage=url, pool=360) is None
