@@ -18,12 +18,16 @@ from pathlib import Path
 
 from compresslab.errors import RecipeError
 from compresslab.recipe import Recipe
+from compresslab.study import attrs
+from compresslab.study._optuna import load_optuna
 from compresslab.study.resolvable import (
     TYPICAL_DISCORDANCE,
     BaselineSource,
     Resolvability,
     resolvability,
 )
+from compresslab.study.storage import make_storage
+from compresslab.study.storage_errors import journal_path
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,9 @@ def announce(result: Resolvability) -> None:
         UnresolvableToleranceError: ``result.level`` is ``error`` (exit code 2).
     """
     if result.level == "error":
-        raise UnresolvableToleranceError(result.message() + "; nothing was run")
+        raise UnresolvableToleranceError(
+            result.message() + "; stopped before any trial or measurement"
+        )
     log.log(logging.INFO if result.resolvable else logging.WARNING, "%s", result.message())
 
 
@@ -114,11 +120,6 @@ def stored_baseline_accuracy(study_name: str, *, storage: str, pool: int) -> flo
     not contacted, and nothing is created); None when there is none, it holds no baseline
     accuracy, or it was measured on a pool of another size.
     """
-    from compresslab.study import attrs
-    from compresslab.study._optuna import load_optuna
-    from compresslab.study.storage import make_storage
-    from compresslab.study.storage_errors import journal_path
-
     journal = journal_path(storage)
     if journal is not None:
         on_disk = Path(journal).is_file()
