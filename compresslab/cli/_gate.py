@@ -7,6 +7,7 @@ that workflows pasted from an older ``examples/ci`` keep running.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -109,13 +110,15 @@ def _resolvable(recipe: Path, baseline: Path | None, storage: str | None) -> Res
     from compresslab.api import load_recipe
     from compresslab.check import read_baseline
     from compresslab.cli._study import said_before_work
+    from compresslab.errors import CompressLabError
     from compresslab.study.before_work import resolvability_before_work
 
     rec = load_recipe(recipe)
     accuracy = None
-    if baseline is not None:  # a missing or bad baseline file fails here, as in the gate
-        snap = read_baseline(baseline)
-        accuracy = snap.accuracy if snap.metric == rec.task.metric else None
+    if baseline is not None:
+        with contextlib.suppress(CompressLabError):  # the gate says what is wrong with it
+            snap = read_baseline(baseline)
+            accuracy = snap.accuracy if snap.metric == rec.task.metric else None
     with said_before_work():
         return resolvability_before_work(rec, baseline_accuracy=accuracy, storage=storage)
 
