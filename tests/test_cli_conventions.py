@@ -135,6 +135,20 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[Any
     monkeypatch.setattr(api, "rebuild_report", fake("rebuild_report", sample_result()))
     monkeypatch.setattr(api, "measure", fake("measure", measured))
     monkeypatch.setattr(api, "energy_gate", fake("energy_gate", _verdict()))
+    # `check` says first whether the tolerance can be resolved (it loads the task): faked too.
+    import compresslab.study.before_work as before_work
+    from compresslab.recipe.schema_search import AccuracyEvaluation, Tolerance
+    from compresslab.study.resolvable import resolvability
+
+    figures = resolvability(
+        pool=360,
+        tolerance=Tolerance(absolute=0.01),
+        evaluation=AccuracyEvaluation(),
+        baseline_accuracy=0.95,
+    )
+    monkeypatch.setattr(
+        before_work, "resolvability_before_work", fake("resolvability_before_work", figures)
+    )
     monkeypatch.setattr(api, "update_baseline", fake("update_baseline", _snapshot()))
     monkeypatch.setattr(api, "export_trial", fake("export_trial", export))
     both = compare_results(sample_result(), sample_result())
@@ -190,6 +204,7 @@ def test_every_command_prints_one_json_object_with_json(
         assert study["report"].endswith("report.md")
     assert objects["measure"]["energy_j_per_inference"] == pytest.approx(1e-3)
     assert objects["check"]["outcome"] == "pass" and objects["check"]["exit_code"] == 0
+    assert objects["check"]["resolvability"]["pool"] == 360
     assert objects["baseline"]["snapshot"]["recipe"] == "small"
     assert objects["baseline"]["program"] == str(tmp_path / "b.pt2")
     assert objects["requirements"] == {"recipe": str(recipe_file), "extras": [], "requirements": []}

@@ -7,6 +7,7 @@ that workflows pasted from an older ``examples/ci`` keep running.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,6 +19,7 @@ from compresslab.cli._app import JsonOpt, RecipeArg, app, err, out, print_json
 
 if TYPE_CHECKING:
     from compresslab.check import Verdict
+    from compresslab.study.resolvable import Resolvability
 
 TrialOpt = Annotated[
     int | None, typer.Option(min=0, help="This trial's variant (default: the recipe's model).")
@@ -86,16 +88,39 @@ def check(
         storage=storage,
         pairs=pairs,
     )
+    resolvable = _resolvable(recipe, baseline, storage)  # before any work (exit 2 if asked)
     verdict = energy_gate(request)
     target = summary or (Path(p) if (p := os.environ.get("GITHUB_STEP_SUMMARY")) else None)
     if target is not None:
         with open(target, "a", encoding="utf-8") as fh:
             fh.write(verdict.markdown())
     if as_json:
-        print_json(verdict.to_dict())
+        print_json({**verdict.to_dict(), "resolvability": resolvable.to_dict()})
     else:
         _print_verdict(verdict)
     raise typer.Exit(verdict.exit_code)
+
+
+def _resolvable(recipe: Path, baseline: Path | None, storage: str | None) -> Resolvability:
+    """Whether the recipe's tolerance can be resolved with its pool, said on stderr.
+
+    The baseline's accuracy comes from the baseline file (when it has the recipe's metric),
+    else from the recipe's study, else it is assumed (the message says which).
+    """
+    from compresslab.api import load_recipe
+    from compresslab.check import read_baseline
+    from compresslab.cli._study import said_before_work
+    from compresslab.errors import CompressLabError
+    from compresslab.study.before_work import resolvability_before_work
+
+    rec = load_recipe(recipe)
+    accuracy = None
+    if baseline is not None:
+        with contextlib.suppress(CompressLabError):  # the gate says what is wrong with it
+            snap = read_baseline(baseline)
+            accuracy = snap.accuracy if snap.metric == rec.task.metric else None
+    with said_before_work():
+        return resolvability_before_work(rec, baseline_accuracy=accuracy, storage=storage)
 
 
 def _old_spelling(

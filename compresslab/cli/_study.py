@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -46,7 +49,10 @@ def search(
     rec = load_recipe(recipe)
     target = trials or rec.search.trials
     try:
-        with search_progress(f"search {rec.name}", target, console=err) as on_trial:
+        with (
+            said_before_work(),
+            search_progress(f"search {rec.name}", target, console=err) as on_trial,
+        ):
             result = run(rec, trials=trials, storage=storage, on_trial=on_trial, fresh=fresh)
     except SearchInterrupted as stop:  # Ctrl-C: one line, how far it got and how to go on
         err.print(str(stop), markup=False, highlight=False, soft_wrap=True)
@@ -57,6 +63,36 @@ def search(
         return
     print_frontier(result)
     out.print(f"{result.counts()}; report: {report_md}", markup=False, highlight=False)
+
+
+#: The logger of the check before work (compresslab.study.before_work), named here so that
+#: ``--help`` does not import it.
+_BEFORE_WORK = "compresslab.study.before_work"
+
+
+class _OneLine(logging.Handler):
+    """Prints a record as ``info: ...`` or ``warning: ...`` on stderr (through ``err``)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kind = "[yellow]warning:[/]" if record.levelno >= logging.WARNING else "info:"
+        err.print(f"{kind} {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def said_before_work() -> Iterator[None]:
+    """Show whether the tolerance can be resolved (its info line too, without --verbose)."""
+    logger = logging.getLogger(_BEFORE_WORK)
+    saved = logger.level, logger.propagate
+    handler = _OneLine(logging.INFO)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # said once, by this handler
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 @app.command()

@@ -18,6 +18,7 @@ from compresslab.recipe import Recipe
 from compresslab.records import SearchResult, TrialRecord
 from compresslab.study import attrs
 from compresslab.study._optuna import TrialFailed
+from compresslab.study.before_work import check_resolvable
 from compresslab.study.confirm import confirm_claims
 from compresslab.study.heartbeat import TrialWatch
 from compresslab.study.learning import learn_ratio_repeatability, learn_repeatability
@@ -250,6 +251,8 @@ class SearchRun:
         base_accuracy = baseline_accuracy(recipe, self.objective.bench)
         self.min_accuracy = recipe.search.tolerance.min_accuracy(base_accuracy)
         self.objective.min_accuracy = self.min_accuracy
+        # Before any trial: whether the pool can resolve the tolerance (or exit 2, if asked).
+        check_resolvable(recipe, pool=len(task.eval_labels), baseline_accuracy=base_accuracy)
         # A dead worker's trial (a kill, a lost host) is failed and its variant retried.
         interrupted = self.watch.recover(study)
         if interrupted:

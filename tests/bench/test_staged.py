@@ -139,7 +139,9 @@ def test_every_model_is_scored_in_the_same_chunks_so_prefixes_pair(tmp_path: Pat
     _, claim = compare_in_looks(bench, model)
     assert claim.examples < 3000  # the batch-dependent flips are clearly below: an early stop
     staged = Outcomes.from_correct(
-        whole.correct()[: claim.examples], batch_size=whole.batch_size, examples_id=whole.examples_id
+        whole.correct()[: claim.examples],
+        batch_size=whole.batch_size,
+        examples_id=whole.examples_id,
     )
     assert whole.head(claim.examples) == staged
     # The baseline's outcomes are computed once, on the whole pool, and reused.
