@@ -316,6 +316,7 @@ def test_smollm2_loads_offline_and_answers(tmp_path: Path) -> None:
     options = {**TINY_OPTIONS, "prompts": ["What is the capital of France?"], "chat": True}
     options["answer_prompts"] = 1
     options.update(questions=40, perplexity_texts=12, calibration_texts=4, answer_tokens=12)
+    del options["confirm_questions"]  # the default
     task = load_task(TaskSpec(name="smollm2", options=options))
     assert isinstance(task, CausalLMTask)
     lm = find_causal_lm(task.model)
@@ -325,6 +326,13 @@ def test_smollm2_loads_offline_and_answers(tmp_path: Path) -> None:
     assert "Paris" in task.answers(task.model)[0]["answer"]
     accuracy = float((task.predictions(task.model) == task.eval_labels).float().mean())
     assert accuracy > 0.6, accuracy  # chance: 0.25
+    # The default confirmation split: 1000 questions on other words.
+    assert task.confirm_labels is not None and task.confirm_labels.shape == (1000,)
+    # WordNet holds about 4000 usable questions for this tokenizer: pools of thousands.
+    split = multiple_choice(read_noun_glosses(), task.tokenizer, questions=2500,
+                            confirm_questions=1000, seed=0, max_definition_tokens=12)  # fmt: skip
+    assert len(split.pool.labels) == 2500 and len(split.confirm.labels) == 1000
+    assert not set(split.pool.answers) & set(split.confirm.answers)
     q = task.quality(task.model)
     assert 10 < q["perplexity"] < 1000 and q["perplexity_ratio"] == pytest.approx(1.0)
     # The dequantized weights are cached: the second load reads them (same model).
