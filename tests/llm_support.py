@@ -56,6 +56,7 @@ _TEMPLATE = ["The", "word", "for", "is", '"', ":", ".", ";"]
 #: Options of the tiny task (small counts: seconds to build and evaluate).
 TINY_OPTIONS: dict[str, Any] = {
     "questions": 24,
+    "confirm_questions": 16,
     "perplexity_texts": 8,
     "calibration_texts": 8,
     "prompts": PROMPTS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -9,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from compresslab.errors import VariantError
+from compresslab.errors import TaskError, VariantError
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,11 @@ class Task:
     Attributes:
         name: short name shown in reports.
         model: the trained base model in eval mode; compression never mutates it.
-        eval_inputs: held-out inputs, one row per example.
+        eval_inputs: the search's evaluation **pool**, one row per example, never used for
+            training. Its order matters: the search compares a variant with the baseline on a
+            prefix of the pool first, then on longer prefixes while undecided
+            (:func:`compresslab.paired.look_sizes`), so every prefix must be a seeded mix of
+            the classes (or questions), not sorted by class, length or difficulty.
         eval_labels: integer class labels for ``eval_inputs``.
         num_classes: number of classes of the classifier.
         train_inputs: training inputs (for recovery fine-tuning), if the provider has them.
@@ -56,6 +61,11 @@ class Task:
         keep_layers: names of modules that pruning must keep whole (besides the classifier,
             which is found automatically).
         description: one line for the report (model, data, split).
+        info: short facts for reports (sizes of the splits ...), by name.
+        confirm_inputs: the **confirmation split**, disjoint from the pool and from the
+            training data and never seen by the search: after the search, the claimed variants
+            are evaluated again on it (:meth:`confirmation`). None when the task has none.
+        confirm_labels: integer class labels for ``confirm_inputs``.
 
     The methods below are what the variant bench asks a task; a classifier keeps their
     defaults (predictions are the argmax of ``model(eval_inputs)``, one inference is one
@@ -82,6 +92,56 @@ class Task:
     keep_layers: tuple[str, ...] = ()
     description: str = ""
     info: dict[str, str] = field(default_factory=dict)
+    confirm_inputs: torch.Tensor | None = None
+    confirm_labels: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        """Check that a confirmation split comes whole: inputs and labels, one per input.
+
+        Raises:
+            TaskError: only one of ``confirm_inputs`` and ``confirm_labels`` is given, or
+                their lengths differ.
+        """
+        if (self.confirm_inputs is None) != (self.confirm_labels is None):
+            raise TaskError(
+                f"task '{self.name}' sets only one of confirm_inputs and confirm_labels: a "
+                "confirmation split needs both (or neither)"
+            )
+        if (
+            self.confirm_inputs is not None
+            and self.confirm_labels is not None
+            and self.confirm_inputs.shape[0] != self.confirm_labels.shape[0]
+        ):
+            raise TaskError(
+                f"task '{self.name}' has {self.confirm_inputs.shape[0]} confirmation inputs "
+                f"but {self.confirm_labels.shape[0]} labels: give one label per input"
+            )
+
+    def confirmation(self) -> Task | None:
+        """A copy of the task judged on its confirmation split instead of its pool.
+
+        The copy shares the model and the training data; its ``eval_inputs`` and
+        ``eval_labels`` are the confirmation split (and it has no confirmation split of its
+        own). None when the task has no confirmation split.
+        """
+        if self.confirm_inputs is None or self.confirm_labels is None:
+            return None
+        changes: dict[str, Any] = {
+            "eval_inputs": self.confirm_inputs,
+            "eval_labels": self.confirm_labels,
+            "confirm_inputs": None,
+            "confirm_labels": None,
+            "info": {
+                **self.info,
+                "eval_split": "confirmation",
+                "eval_examples": str(int(self.confirm_labels.shape[0])),
+            },
+        }
+        return dataclasses.replace(self, **changes, **self._confirmation_extra())
+
+    def _confirmation_extra(self) -> dict[str, Any]:
+        """Further fields :meth:`confirmation` replaces (a generative task: the choices)."""
+        return {}
 
     def example_inputs(self, batch_size: int = 2) -> torch.Tensor:
         """A small batch of real inputs for tracing and shape checks."""

@@ -4,11 +4,14 @@ A causal task (:class:`CausalLMTask`) is judged on three things:
 
 - **Its metric**, accuracy on multiple-choice questions scored by log-likelihood (which word
   does a WordNet definition define, among four: :mod:`compresslab.tasks.lm_data`), with the
-  Wilson interval every metric has. This is objective 1 of the search.
+  Wilson interval every metric has. This is objective 1 of the search. The questions come in
+  a seeded random order (the search compares on prefixes); a confirmation split of questions
+  on other words (``confirm_questions``) is left for :meth:`~CausalLMTask.confirmation`.
 - **Perplexity** on held-out WordNet glosses, with a 95% interval (a ratio estimator over the
   texts, Student t), and the variant's perplexity relative to the base model's on the same
   tokens, with an interval from the paired per-text differences. ``search.tolerance.perplexity``
-  bounds that ratio (a relative increase).
+  bounds that ratio (a relative increase). Each text's negative log-likelihood is returned
+  too, the variant's and the base model's, for a paired comparison downstream.
 - **Energy per generated token**: its workload (:meth:`CausalLMTask.workload`) generates
   ``new_tokens`` tokens greedily for a batch of fixed prompts; the prefill (one forward over
   the prompts) is measured as a phase of its own, so decode = generation - prefill.
@@ -49,7 +52,7 @@ from compresslab.tasks.generation import (
     trim_left,
 )
 from compresslab.tasks.lm_data import (
-    ChoiceSet,
+    QuestionSplit,
     gloss_text,
     multiple_choice,
     pick_glosses,
@@ -78,7 +81,8 @@ GENERATION_PROMPTS: tuple[str, ...] = (
 #: Every option of the task with its default (see :func:`causal_lm_task`).
 DEFAULT_OPTIONS: dict[str, Any] = {
     "path": None,
-    "questions": 150,
+    "questions": 1000,
+    "confirm_questions": 1000,
     "max_definition_tokens": 12,
     "perplexity_texts": 40,
     "calibration_texts": 32,
@@ -100,12 +104,15 @@ class CausalLMTask(Task):
     """A causal language model with multiple-choice questions, text, and prompts.
 
     ``eval_inputs`` are the questions' prompts (left-padded with
-    :data:`~compresslab.tasks.generation.PAD`), ``eval_labels`` the right choices' indices;
-    ``train_inputs`` are calibration texts (for activation-aware pruning).
+    :data:`~compresslab.tasks.generation.PAD`) in a seeded random order, ``eval_labels`` the
+    right choices' indices; ``confirm_inputs``/``confirm_labels``/``confirm_choices`` the
+    confirmation split's (questions on other words); ``train_inputs`` are calibration texts
+    (for activation-aware pruning).
 
     Attributes:
         choices: ``N x 4`` token ids of the choices (one token each).
-        text: held-out texts for perplexity, left-padded.
+        confirm_choices: the confirmation split's choices (``M x 4``; None without one).
+        text: held-out texts for perplexity, left-padded, in a seeded order.
         prompts: the generation workload's prompts, left-padded.
         prompt_texts: the prompts as written (before any chat template).
         answer_prompts: how many of the prompts are answered for reports.
@@ -118,8 +125,11 @@ class CausalLMTask(Task):
     has_perplexity: ClassVar[bool] = True
     #: Questions scored per forward pass (:func:`.lm_scoring.choice_predictions`).
     eval_batch_size: ClassVar[int] = 32
+    #: Perplexity texts scored per forward pass (:func:`.lm_scoring.text_nll`).
+    text_batch_size: ClassVar[int] = 8
 
     choices: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.long))
+    confirm_choices: torch.Tensor | None = None
     text: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.long))
     prompts: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.long))
     prompt_texts: tuple[str, ...] = ()
@@ -128,6 +138,24 @@ class CausalLMTask(Task):
     answer_tokens: int = 32
     tokenizer: Any = None
     _state: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Check that the confirmation split has one row of choices per question.
+
+        Raises:
+            TaskError: the confirmation split is incomplete.
+        """
+        super().__post_init__()
+        n = None if self.confirm_inputs is None else int(self.confirm_inputs.shape[0])
+        m = None if self.confirm_choices is None else int(self.confirm_choices.shape[0])
+        if n != m:
+            raise TaskError(
+                f"task '{self.name}' has {n or 0} confirmation questions but {m or 0} rows of "
+                "confirm_choices: give one row of choices per question"
+            )
+
+    def _confirmation_extra(self) -> dict[str, Any]:
+        return {"choices": self.confirm_choices, "confirm_choices": None}
 
     def inference_batch(self, batch_size: int) -> torch.Tensor:
         """``batch_size`` generation prompts (cycled), left-padded to the longest."""
@@ -164,13 +192,22 @@ class CausalLMTask(Task):
 
     def _base_nll(self) -> torch.Tensor:
         if "base_nll" not in self._state:
-            self._state["base_nll"] = text_nll(find_causal_lm(self.model), self.text)[0]
+            self._state["base_nll"] = text_nll(
+                find_causal_lm(self.model), self.text, batch_size=self.text_batch_size
+            )[0]
         base: torch.Tensor = self._state["base_nll"]
         return base
 
     def quality(self, model: nn.Module) -> dict[str, Any]:
-        """Perplexity with its 95% interval, and relative to the base model's (paired)."""
-        nll, tokens = text_nll(find_causal_lm(model), self.text)
+        """Perplexity with its 95% interval, and relative to the base model's (paired).
+
+        Besides the figures, each perplexity text's outcome, in the order of ``text``:
+        ``text_nll`` (its summed negative log-likelihood in nats, under ``model``),
+        ``text_tokens`` (its tokens scored) and ``baseline_text_nll`` (the base model's on the
+        same tokens), for :meth:`compresslab.records.Outcomes.from_nll` (texts scored
+        ``text_batch_size`` at a time).
+        """
+        nll, tokens = text_nll(find_causal_lm(model), self.text, batch_size=self.text_batch_size)
         base = self._base_nll()
         ppl, low, high = log_mean_interval(nll, tokens)
         ratio, r_low, r_high = log_mean_interval(nll - base, tokens)
@@ -182,6 +219,9 @@ class CausalLMTask(Task):
             "baseline_perplexity": log_mean_interval(base, tokens)[0],
             "perplexity_tokens": int(tokens.sum()),
             "perplexity_texts": int(tokens.numel()),
+            "text_nll": [float(v) for v in nll],
+            "text_tokens": [int(t) for t in tokens],
+            "baseline_text_nll": [float(v) for v in base],
         }
 
     def answers(self, model: nn.Module) -> list[dict[str, str]]:
@@ -231,33 +271,44 @@ class _TaskTexts:
     """The WordNet texts of a causal task, each gloss used once.
 
     Attributes:
-        questions: the multiple-choice questions of the metric.
+        questions: the multiple-choice questions of the metric (pool and confirmation).
         text_glosses: the held-out glosses perplexity is measured on.
-        text: those glosses' token ids, left-padded, shortest first.
-        calibration: the calibration glosses' token ids (for activation-aware pruning), likewise.
+        text: those glosses' token ids, left-padded, in a seeded order.
+        calibration: the calibration glosses' token ids (for activation-aware pruning),
+            left-padded, shortest first.
     """
 
-    questions: ChoiceSet
+    questions: QuestionSplit
     text_glosses: list[Gloss]
     text: torch.Tensor
     calibration: torch.Tensor
 
 
 def _task_texts(tokenizer: Any, cfg: dict[str, Any], *, seed: int) -> _TaskTexts:
-    """Questions, perplexity texts and calibration texts from WordNet, none sharing a word.
+    """Questions, perplexity texts and calibration texts from WordNet.
+
+    No text is the gloss of an asked word (pool or confirmation), and the perplexity and
+    calibration texts share no word.
 
     Raises:
         TaskError: a count option is not a positive integer, or WordNet is missing.
     """
     glosses = read_noun_glosses(path=cfg["wordnet_path"])
+    confirm = cfg["confirm_questions"]
+    if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 0:
+        raise TaskError(
+            f"task '{TASK_NAME}': option `confirm_questions` must be an integer >= 0 (0: no "
+            f"confirmation split), got {confirm!r}"
+        )
     mc = multiple_choice(
         glosses,
         tokenizer,
         questions=_int_option(cfg, "questions"),
+        confirm_questions=confirm,
         seed=seed,
         max_definition_tokens=_int_option(cfg, "max_definition_tokens"),
     )
-    used = mc.all_words
+    used = mc.asked
     text_glosses = pick_glosses(
         glosses, count=_int_option(cfg, "perplexity_texts"), seed=seed, salt="text", exclude=used
     )
@@ -269,12 +320,8 @@ def _task_texts(tokenizer: Any, cfg: dict[str, Any], *, seed: int) -> _TaskTexts
         salt="calibration",
         exclude=used,
     )
-    # Sorted by length: batches of similar texts need little padding.
-    text = pad_left(
-        sorted(
-            tokenize_texts(tokenizer, [gloss_text(g) for g in text_glosses], special=True), key=len
-        )
-    )
+    # In the seeded order (text_nll batches them by length); calibration sorted by length.
+    text = pad_left(tokenize_texts(tokenizer, [gloss_text(g) for g in text_glosses], special=True))
     train = pad_left(
         sorted(tokenize_texts(tokenizer, [gloss_text(g) for g in calib], special=True), key=len)
     )
@@ -313,7 +360,13 @@ def build_causal_task(
     if answer_n < 0:
         raise TaskError(f"task '{name}': option `answer_prompts` must be 0 or more")
     texts = _task_texts(tokenizer, cfg, seed=seed)
-    mc, text, train = texts.questions, texts.text, texts.calibration
+    mc, confirm, text, train = (
+        texts.questions.pool,
+        texts.questions.confirm,
+        texts.text,
+        texts.calibration,
+    )
+    has_confirm = len(confirm.labels) > 0
     params = sum(p.numel() for p in hf_model.parameters())
     label = model_label or type(hf_model).__name__
     tokens = int((text != PAD).sum()) - int(text.shape[0])
@@ -326,6 +379,9 @@ def build_causal_task(
         train_inputs=train,
         train_labels=None,
         choices=mc.choices,
+        confirm_inputs=pad_left(confirm.prompts) if has_confirm else None,
+        confirm_labels=confirm.labels if has_confirm else None,
+        confirm_choices=confirm.choices if has_confirm else None,
         text=text,
         prompts=pad_left(_prompt_ids(tokenizer, prompts, chat=bool(cfg["chat"]))),
         prompt_texts=tuple(prompts),
@@ -336,7 +392,8 @@ def build_causal_task(
         description=(
             f"{label} ({params / 1e6:.1f}M parameters); metric: accuracy on "
             f"{len(mc.labels)} WordNet questions (which word does a definition define, among 4 "
-            f"single-token words; log-likelihood); perplexity on {tokens} tokens of "
+            f"single-token words; log-likelihood; a confirmation split of "
+            f"{len(confirm.labels)} questions on other words); perplexity on {tokens} tokens of "
             f"{len(texts.text_glosses)} held-out WordNet glosses; energy per generated token: "
             f"{len(prompts)} fixed prompts, greedy decoding, {new_tokens} new tokens per request"
         ),
@@ -344,6 +401,8 @@ def build_causal_task(
             "model": label,
             "parameters": str(params),
             "questions": str(len(mc.labels)),
+            "confirm_questions": str(len(confirm.labels)),
+            "perplexity_texts": str(len(texts.text_glosses)),
             "perplexity_tokens": str(tokens),
             "new_tokens": str(new_tokens),
             "prompts": str(len(prompts)),
@@ -358,7 +417,10 @@ def causal_lm_task(options: dict[str, Any]) -> CausalLMTask:
     Options:
         path: a folder written by ``save_pretrained`` (model and tokenizer), or a ``.gguf``
             file (dequantized to float32 and cached; needs ``compresslab[llm]``). Required.
-        questions: multiple-choice questions of the metric (150).
+        questions: multiple-choice questions of the metric, the evaluation pool, in a
+            seeded random order (1000).
+        confirm_questions: questions of the confirmation split, on words the pool, the
+            perplexity and the calibration texts do not use (1000; 0: none).
         max_definition_tokens: longest definition in a question, in tokens (12).
         perplexity_texts: held-out WordNet glosses perplexity is measured on (40).
         calibration_texts: glosses for activation-aware pruning (32).

@@ -2,6 +2,7 @@
 
 The data ships with scikit-learn (1797 images, 10 classes), so the task runs offline anywhere.
 The CNN is trained with a fixed seed on first use (a few seconds on two cores) and cached.
+The evaluation pool is the 360 test images (20%); the task has no confirmation split.
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ def load_digits_split(
 
 
 def digits_task(options: dict[str, Any]) -> Task:
-    """Build the digits task; ``options`` may set width, hidden, epochs, seed, test_fraction, lr."""
+    """Build the digits task; ``options`` may set width, hidden, epochs, seed, test_fraction, lr.
+
+    The task has no confirmation split (:meth:`~compresslab.tasks.base.Task.confirmation` gives
+    None): its 360 test images are all the held-out data it has, and the pool needs them all.
+    """
     unknown = set(options) - set(DEFAULT_OPTIONS)
     if unknown:
         raise TaskError(

@@ -3,8 +3,9 @@
 The data are the four IDX files of the official release, as the Debian package
 ``dataset-fashion-mnist`` installs them (``/usr/share/datasets/fashion-mnist``, gzipped; raw
 files work too). The CNN trains with a fixed seed on a stratified subset of the 60k training
-images (a few epochs: well under a minute on two cores) and is cached. The evaluation split is
-the official 10k test set, or a stratified seeded subset of it for speed.
+images (a few epochs: well under a minute on two cores) and is cached. The evaluation pool is
+the official 10k test set, or a stratified seeded subset of it (``test_size``); the test
+images the pool leaves out give the confirmation split (``confirm_examples``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ _IDX_DTYPES: dict[int, str] = {
 DEFAULT_OPTIONS: dict[str, Any] = {
     "train_size": 10000,
     "test_size": None,
+    "confirm_examples": 2000,
     "epochs": 4,
     "width": 16,
     "hidden": 128,
@@ -181,13 +183,40 @@ class FashionCNN(nn.Module):
         return out
 
 
+def eval_split_indices(
+    labels: torch.Tensor, *, test_size: int | None, confirm_examples: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Indices of the evaluation pool and of the confirmation split in the official test set.
+
+    The pool is every image in file order (``test_size`` None) or a stratified seeded subset
+    of ``test_size``; the confirmation split is a stratified seeded subset of at most
+    ``confirm_examples`` of the images the pool leaves out (None when it leaves none, or
+    ``confirm_examples`` is 0), so the two never share an image.
+    """
+    n = labels.shape[0]
+    if test_size is None:
+        pool = torch.arange(n)
+    else:
+        pool = stratified_subset(labels, test_size, seed=seed, salt="test")
+    left = torch.ones(n, dtype=torch.bool)
+    left[pool] = False
+    rest = torch.nonzero(left).flatten()
+    if confirm_examples == 0 or rest.numel() == 0:
+        return pool, None
+    size = min(confirm_examples, int(rest.numel()))
+    return pool, rest[stratified_subset(labels[rest], size, seed=seed, salt="confirm")]
+
+
 def fashion_mnist_task(options: dict[str, Any]) -> Task:
     """Build the Fashion-MNIST task.
 
     Options (all optional):
         train_size: training images, a stratified subset of the 60k (10000).
-        test_size: evaluation images, a stratified subset of the official 10k test set
-            (null: all 10000).
+        test_size: evaluation images (the pool), a stratified subset of the official 10k
+            test set (null: all 10000, in file order).
+        confirm_examples: most images of the confirmation split: a stratified subset of the
+            test images the pool leaves out (2000; none when ``test_size`` is null or this
+            is 0).
         epochs: training epochs (4).
         width: channels of the first convolution; the second has twice as many (16).
         hidden: units of the hidden linear layer (128).
@@ -208,11 +237,21 @@ def fashion_mnist_task(options: dict[str, Any]) -> Task:
     test_size = (
         None if cfg["test_size"] is None else positive_int(TASK_NAME, "test_size", cfg["test_size"])
     )
+    confirm_n = cfg["confirm_examples"]
+    if isinstance(confirm_n, bool) or not isinstance(confirm_n, int) or confirm_n < 0:
+        raise TaskError(
+            f"task '{TASK_NAME}': option `confirm_examples` must be an integer >= 0, got "
+            f"{confirm_n!r}"
+        )
     seed = int(cfg["seed"])
-    x_te, y_te = load_fashion_mnist(data_dir=cfg["data_dir"], split="test")
-    if test_size is not None:
-        keep = stratified_subset(y_te, test_size, seed=seed, salt="test")
-        x_te, y_te = x_te[keep], y_te[keep]
+    x_all, y_all = load_fashion_mnist(data_dir=cfg["data_dir"], split="test")
+    keep, confirm = eval_split_indices(
+        y_all, test_size=test_size, confirm_examples=confirm_n, seed=seed
+    )
+    x_te, y_te = x_all[keep].contiguous(), y_all[keep].contiguous()
+    x_cf = None if confirm is None else x_all[confirm].contiguous()
+    y_cf = None if confirm is None else y_all[confirm].contiguous()
+    del x_all, y_all
     x_tr_all, y_tr_all = load_fashion_mnist(data_dir=cfg["data_dir"], split="train")
     pick = stratified_subset(y_tr_all, train_size, seed=seed, salt="train")
     x_tr, y_tr = x_tr_all[pick].contiguous(), y_tr_all[pick].contiguous()
@@ -220,8 +259,12 @@ def fashion_mnist_task(options: dict[str, Any]) -> Task:
 
     torch.manual_seed(seed)
     model = FashionCNN(width=width, hidden=hidden)
-    # data_dir is left out of the key: the same files anywhere give the same model.
-    key = cache_key("fashion-mnist-cnn-v1", {k: v for k, v in cfg.items() if k != "data_dir"})
+    # data_dir is left out of the key (the same files anywhere give the same model), and so is
+    # confirm_examples (held-out images only: the model does not depend on it).
+    key = cache_key(
+        "fashion-mnist-cnn-v1",
+        {k: v for k, v in cfg.items() if k not in ("data_dir", "confirm_examples")},
+    )
     state = load_state(key)
     if state is not None:
         try:
@@ -243,11 +286,18 @@ def fashion_mnist_task(options: dict[str, Any]) -> Task:
         num_classes=len(CLASSES),
         train_inputs=x_tr,
         train_labels=y_tr,
+        confirm_inputs=x_cf,
+        confirm_labels=y_cf,
         description=(
             f"FashionCNN(width={width}) trained {epochs} epochs on {len(y_tr)} stratified "
             f"Fashion-MNIST training images, evaluated on "
-            f"{'the official 10k test set' if test_size is None else f'{len(y_te)} of it'}, "
+            f"{'the official 10k test set' if test_size is None else f'{len(y_te)} of it'}"
+            f"{'' if y_cf is None else f', confirmed on {len(y_cf)} other test images'}, "
             f"seed {seed}"
         ),
-        info={"train_examples": str(len(y_tr)), "eval_examples": str(len(y_te))},
+        info={
+            "train_examples": str(len(y_tr)),
+            "eval_examples": str(len(y_te)),
+            "confirm_examples": str(0 if y_cf is None else len(y_cf)),
+        },
     )

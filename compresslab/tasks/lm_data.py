@@ -3,10 +3,13 @@
 - **Multiple choice** (the task's metric): which word does a definition define, among four?
   The prompt is ``The word for "<definition>" is`` and each choice is a word the model's
   tokenizer writes as a single token after a space, so its log-likelihood is one next-token
-  log-probability: one forward pass per question scores all four choices exactly. The
-  distractors are words of other glosses; the right choice's position is seeded.
+  log-probability: one forward pass per question scores all four choices exactly. Each word
+  is asked once; the distractors are drawn, seeded, from every single-token word (so the
+  questions are not limited by the glosses they consume); the right choice's position is
+  seeded. The questions come in a seeded random order (a prefix is a random sample), and a
+  confirmation split asks other words.
 - **Plain text** for perplexity and calibration: glosses written as ``word: definition.``
-  (:func:`gloss_text`), disjoint from the questions and from each other.
+  (:func:`gloss_text`), disjoint from each other and from the asked words.
 
 Every selection is seeded and stable (:func:`~compresslab.tasks.data.stable_order`).
 """
@@ -53,6 +56,27 @@ class ChoiceSet:
         """Every word the questions use (right choices and distractors)."""
         return {w for ws in self.words for w in ws}
 
+    @property
+    def answers(self) -> list[str]:
+        """The right word of each question (each asked once)."""
+        return [ws[int(label)] for ws, label in zip(self.words, self.labels, strict=True)]
+
+
+@dataclass(frozen=True)
+class QuestionSplit:
+    """The questions of a causal task: the evaluation pool and the confirmation split.
+
+    The two ask different words (:attr:`asked`); distractors may be any single-token word.
+    """
+
+    pool: ChoiceSet
+    confirm: ChoiceSet
+
+    @property
+    def asked(self) -> set[str]:
+        """The right words of every question, pool and confirmation."""
+        return set(self.pool.answers) | set(self.confirm.answers)
+
 
 def _rank(seed: int, salt: str, key: object) -> bytes:
     return hashlib.sha256(f"{seed}:{salt}:{key}".encode()).digest()
@@ -91,16 +115,21 @@ def multiple_choice(
     questions: int,
     seed: int,
     max_definition_tokens: int,
-) -> ChoiceSet:
+    confirm_questions: int = 0,
+) -> QuestionSplit:
     """Seeded "which word does this definition define" questions, four single-token choices.
 
     A gloss qualifies when its word is lowercase, alphabetic, 3 to 12 letters, a single token
     of the tokenizer, not given away by its definition, and its definition's first clause has
-    at most ``max_definition_tokens`` tokens. Each word is asked once. The questions are
-    sorted by prompt length (batches then need little padding).
+    at most ``max_definition_tokens`` tokens. The qualifying words are ranked in a seeded
+    order: the first ``questions`` are asked in the pool, in that order (any prefix is a
+    random sample, not the shortest questions), and the **last** ``confirm_questions`` in the
+    confirmation split (so that growing the pool never changes it). Each word is asked once.
+    A question's three distractors are drawn, seeded, from every single-token word of
+    ``glosses`` (never its right answer, never twice in a question).
 
     Raises:
-        TaskError: fewer than ``questions`` + the distractors' glosses qualify.
+        TaskError: fewer than ``questions + confirm_questions`` glosses qualify.
     """
     candidates = {}
     for g in glosses:
@@ -111,47 +140,64 @@ def multiple_choice(
         if definition and w not in candidates:
             candidates[w] = (g, definition)
     tokens = single_token_words(tokenizer, candidates)
-    ordered = sorted(
+    vocabulary = sorted(
         (w for w in candidates if w in tokens),
         key=lambda w: _rank(seed, "choice", candidates[w][0].offset),
     )
     definition_tokens = tokenize_texts(
-        tokenizer, [candidates[w][1] for w in ordered], special=False
+        tokenizer, [candidates[w][1] for w in vocabulary], special=False
     )
     usable = [
         w
-        for w, ids in zip(ordered, definition_tokens, strict=True)
+        for w, ids in zip(vocabulary, definition_tokens, strict=True)
         if len(ids) <= max_definition_tokens
     ]
-    need = questions * N_CHOICES
-    if len(usable) < need:
+    need = questions + confirm_questions
+    if len(usable) < need or len(vocabulary) < N_CHOICES:
         raise TaskError(
             f"only {len(usable)} WordNet glosses make usable questions for this tokenizer "
             f"(single-token words, definitions of at most {max_definition_tokens} tokens); "
-            f"{need} are needed for {questions} questions: lower `questions` or raise "
-            "`max_definition_tokens`"
+            f"questions + confirm_questions = {need} are needed: lower `questions` or "
+            "`confirm_questions`, or raise `max_definition_tokens`"
         )
-    asked, pool = usable[:questions], usable[questions:need]
-    prompts_text, choice_words, labels, definitions = [], [], [], []
-    for i, w in enumerate(asked):
-        g, definition = candidates[w]
-        others = pool[(N_CHOICES - 1) * i : (N_CHOICES - 1) * (i + 1)]
-        label = _rank(seed, "label", g.offset)[0] % N_CHOICES
-        words = list(others)
-        words.insert(label, w)
-        prompts_text.append(CHOICE_TEMPLATE.format(definition=definition))
-        choice_words.append(words)
-        labels.append(label)
-        definitions.append(definition)
-    prompts = tokenize_texts(tokenizer, prompts_text, special=True)
-    order = sorted(range(questions), key=lambda i: (len(prompts[i]), i))
-    return ChoiceSet(
-        prompts=[prompts[i] for i in order],
-        choices=torch.tensor([[tokens[w] for w in choice_words[i]] for i in order]),
-        labels=torch.tensor([labels[i] for i in order], dtype=torch.long),
-        words=[choice_words[i] for i in order],
-        definitions=[definitions[i] for i in order],
+
+    def ask(words: list[str]) -> ChoiceSet:
+        prompts_text, choice_words, labels, definitions = [], [], [], []
+        for w in words:
+            g, definition = candidates[w]
+            label = _rank(seed, "label", g.offset)[0] % N_CHOICES
+            choices = _distractors(vocabulary, answer=w, seed=seed, key=g.offset)
+            choices.insert(label, w)
+            prompts_text.append(CHOICE_TEMPLATE.format(definition=definition))
+            choice_words.append(choices)
+            labels.append(label)
+            definitions.append(definition)
+        return ChoiceSet(
+            prompts=tokenize_texts(tokenizer, prompts_text, special=True),
+            choices=torch.tensor(
+                [[tokens[c] for c in ws] for ws in choice_words], dtype=torch.long
+            ).reshape(-1, N_CHOICES),
+            labels=torch.tensor(labels, dtype=torch.long),
+            words=choice_words,
+            definitions=definitions,
+        )
+
+    return QuestionSplit(
+        pool=ask(usable[:questions]), confirm=ask(usable[len(usable) - confirm_questions :])
     )
+
+
+def _distractors(vocabulary: Sequence[str], *, answer: str, seed: int, key: object) -> list[str]:
+    """``N_CHOICES - 1`` different words of ``vocabulary``, none ``answer``, drawn by SHA-256."""
+    picked: list[str] = []
+    draw = 0
+    while len(picked) < N_CHOICES - 1:
+        digest = _rank(seed, f"distractor:{key}", draw)
+        draw += 1
+        word = vocabulary[int.from_bytes(digest[:8], "big") % len(vocabulary)]
+        if word != answer and word not in picked:
+            picked.append(word)
+    return picked
 
 
 def pick_glosses(

@@ -35,20 +35,27 @@ def text_nll(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed negative log-likelihood of each text's tokens after its first, and their count.
 
+    Texts are batched by length (little padding; the same batches for every model given the
+    same texts) and the results come back in the order of ``texts``.
+
     Raises:
         VariantError: the logits are not finite.
     """
-    nll, count = [], []
-    for start in range(0, texts.shape[0], batch_size):
-        x = trim_left(texts[start : start + batch_size])
+    n = texts.shape[0]
+    order = torch.argsort((texts != PAD).sum(dim=1), stable=True)
+    nll = torch.zeros(n, dtype=torch.float64)
+    count = torch.zeros(n, dtype=torch.long)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        x = trim_left(texts[idx])
         logp = check_finite(lm(x)).log_softmax(dim=-1)[:, :-1]
         x = x.to(logp.device)  # the tokens follow the model (a GPU when placed there)
         target = x[:, 1:]
         valid = (x[:, :-1] != PAD) & (target != PAD)
         picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        nll.append(-(picked.double() * valid).sum(dim=1).cpu())
-        count.append(valid.sum(dim=1).cpu())
-    return torch.cat(nll), torch.cat(count)
+        nll[idx] = -(picked.double() * valid).sum(dim=1).cpu()
+        count[idx] = valid.sum(dim=1).cpu()
+    return nll, count
 
 
 @torch.inference_mode()

@@ -10,8 +10,14 @@ lexicographer category (animal, artifact, food, person ...; see
 Only the classifier head is trained: the sentence embeddings of the training split are
 computed once with the frozen encoder, then the head is fitted as an L2-regularised
 logistic regression (deterministic L-BFGS). The head's weights are cached
-(:mod:`compresslab.tasks.cache`) under a key made of every option, so later builds only load
-the encoder and tokenize.
+(:mod:`compresslab.tasks.cache`) under a key made of every option but those that only choose
+held-out texts, so later builds only load the encoder and tokenize.
+
+The evaluation pool is the test split (``test_per_class``, ranked first in each category:
+the 400 texts of earlier versions) followed by ``extra_test_per_class`` held-out texts per
+category drawn after the training ones, so the pool grows without refitting the head; the
+confirmation split (``confirm_per_class``, from the end of each category's ranking) is
+disjoint from both and from the training split.
 """
 
 from __future__ import annotations
@@ -35,11 +41,17 @@ log = logging.getLogger(__name__)
 
 TASK_NAME = "minilm-wordnet"
 
+#: Options that only choose held-out texts: the head does not depend on them, so they are left
+#: out of its cache key (growing the pool never refits the head).
+HELD_OUT_OPTIONS = ("extra_test_per_class", "confirm_per_class")
+
 #: Every option of the task with its default (see the provider function's docstring).
 DEFAULT_OPTIONS: dict[str, Any] = {
     "categories": list(DEFAULT_CATEGORIES),
     "train_per_class": 100,
     "test_per_class": 50,
+    "extra_test_per_class": 450,
+    "confirm_per_class": 250,
     "max_length": 32,
     "seed": 0,
     "c": 10.0,
@@ -108,6 +120,29 @@ def _encoder_path(cfg: dict[str, Any]) -> Path:
     return default_encoder_path()
 
 
+def head_key(cfg: dict[str, Any], *, classes: tuple[str, ...], encoder_path: Path) -> str:
+    """The head's cache key: every option but :data:`HELD_OUT_OPTIONS`, the encoder's path resolved.
+
+    Args:
+        cfg: every option of the task (defaults filled in).
+        classes: the categories as bare names.
+        encoder_path: the encoder's folder.
+    """
+    key_cfg = {k: v for k, v in cfg.items() if k not in HELD_OUT_OPTIONS}
+    key_cfg |= {"categories": list(classes), "encoder_path": str(encoder_path.resolve())}
+    return cache_key("minilm-wordnet-head-v1", key_cfg)
+
+
+def _count(cfg: dict[str, Any], name: str) -> int:
+    """The option ``name`` as an ``int`` >= 0, else a :class:`TaskError` naming it."""
+    value = cfg[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TaskError(
+            f"task '{TASK_NAME}': option `{name}` must be an integer >= 0, got {value!r}"
+        )
+    return value
+
+
 def _fit_or_load_head(
     model: MeanPoolClassifier,
     x_train: torch.Tensor,
@@ -119,11 +154,10 @@ def _fit_or_load_head(
 ) -> None:
     """Give ``model`` its classifier head: the cached one for these options, else fit one.
 
-    A freshly fitted head (on the frozen encoder's embeddings of ``x_train``) is cached under a
-    key made of every option, the encoder's resolved path included.
+    A freshly fitted head (on the frozen encoder's embeddings of ``x_train``) is cached under
+    :func:`head_key`.
     """
-    key_cfg = {**cfg, "categories": list(classes), "encoder_path": str(encoder_path.resolve())}
-    key = cache_key("minilm-wordnet-head-v1", key_cfg)
+    key = head_key(cfg, classes=classes, encoder_path=encoder_path)
     state = load_state(key)
     if state is not None:
         try:
@@ -151,7 +185,13 @@ def minilm_wordnet_task(options: dict[str, Any]) -> Task:
         categories: WordNet noun categories to classify (``animal`` or ``noun.animal``);
             default animal, artifact, body, food, location, person, plant, substance.
         train_per_class: training definitions per category (for the head) (100).
-        test_per_class: evaluation definitions per category (50).
+        test_per_class: evaluation definitions per category that come first in the pool
+            (50: the 400 texts of earlier versions, in the same order).
+        extra_test_per_class: further held-out definitions per category appended to the
+            evaluation pool, in a seeded mixed order (450: a pool of 8 x 500 = 4000 texts).
+            They are drawn after the training ones, so changing it never refits the head.
+        confirm_per_class: held-out definitions per category of the confirmation split,
+            disjoint from the pool and the training split (250: 2000 texts; 0: none).
         max_length: tokens per input, ``[CLS]`` and ``[SEP]`` included (32).
         seed: the split and the head's initial weights (0).
         c: inverse L2 regularisation strength of the head's logistic regression (10.0).
@@ -165,6 +205,8 @@ def minilm_wordnet_task(options: dict[str, Any]) -> Task:
     classes = category_names(cfg["categories"])
     train_n = positive_int(TASK_NAME, "train_per_class", cfg["train_per_class"])
     test_n = positive_int(TASK_NAME, "test_per_class", cfg["test_per_class"])
+    extra_n = _count(cfg, "extra_test_per_class")
+    confirm_n = _count(cfg, "confirm_per_class")
     max_length = positive_int(TASK_NAME, "max_length", cfg["max_length"])
     if isinstance(cfg["c"], bool) or not isinstance(cfg["c"], int | float) or cfg["c"] <= 0:
         raise TaskError(f"option `c` must be a positive number, got {cfg['c']!r}")
@@ -174,6 +216,8 @@ def minilm_wordnet_task(options: dict[str, Any]) -> Task:
         categories=classes,
         train_per_class=train_n,
         test_per_class=test_n,
+        extra_test_per_class=extra_n,
+        confirm_per_class=confirm_n,
         seed=int(cfg["seed"]),
         path=cfg["wordnet_path"],
     )
@@ -187,6 +231,8 @@ def minilm_wordnet_task(options: dict[str, Any]) -> Task:
     x_te = tokenize_texts(tokenizer, split.test_texts, max_length=max_length)
     y_tr = torch.tensor(split.train_labels, dtype=torch.long)
     y_te = torch.tensor(split.test_labels, dtype=torch.long)
+    x_cf = tokenize_texts(tokenizer, split.confirm_texts, max_length=max_length)
+    y_cf = torch.tensor(split.confirm_labels, dtype=torch.long)
 
     model = MeanPoolClassifier(encoder, nn.Linear(hidden, len(classes)), pad_token_id=pad)
     _fit_or_load_head(model, x_tr, y_tr, cfg=cfg, classes=classes, encoder_path=encoder_path)
@@ -200,17 +246,22 @@ def minilm_wordnet_task(options: dict[str, Any]) -> Task:
         num_classes=len(classes),
         train_inputs=x_tr,
         train_labels=y_tr,
+        confirm_inputs=x_cf if confirm_n else None,
+        confirm_labels=y_cf if confirm_n else None,
         description=(
             f"{encoder_path.name if cfg['encoder_path'] else 'all-MiniLM-L6-v2'} (frozen) + "
             f"linear head on WordNet noun definitions, {len(classes)} categories "
-            f"({', '.join(classes)}), {train_n}/{test_n} per class train/test, "
-            f"max_length {max_length}, seed {cfg['seed']}"
+            f"({', '.join(classes)}), {train_n} per class to train, an evaluation pool of "
+            f"{len(y_te)} held-out texts ({test_n} + {extra_n} per class), a confirmation "
+            f"split of {len(y_cf)} ({confirm_n} per class), max_length {max_length}, "
+            f"seed {cfg['seed']}"
         ),
         info={
             "encoder": str(encoder_path),
             "categories": ",".join(classes),
             "train_examples": str(len(y_tr)),
             "eval_examples": str(len(y_te)),
+            "confirm_examples": str(len(y_cf)),
             "max_length": str(max_length),
             "eval_truncated": str(truncated),
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from compresslab.errors import TaskError
@@ -77,13 +77,23 @@ class Gloss:
 
 @dataclass(frozen=True)
 class TextSplit:
-    """Texts with integer labels, split into train and test; ``classes[label]`` names a label."""
+    """Texts with integer labels, split into train and test; ``classes[label]`` names a label.
+
+    ``test_texts`` is the evaluation pool (the test split, then the extra held-out texts);
+    ``confirm_texts`` the confirmation split. The ``*_offsets`` are the glosses' offsets in
+    ``data.noun``, which identify them (the splits share none).
+    """
 
     classes: tuple[str, ...]
     train_texts: list[str]
     train_labels: list[int]
     test_texts: list[str]
     test_labels: list[int]
+    confirm_texts: list[str] = field(default_factory=list)
+    confirm_labels: list[int] = field(default_factory=list)
+    train_offsets: list[int] = field(default_factory=list)
+    test_offsets: list[int] = field(default_factory=list)
+    confirm_offsets: list[int] = field(default_factory=list)
 
 
 def wordnet_path(path: str | Path | None) -> Path:
@@ -177,18 +187,25 @@ def wordnet_split(
     categories: Sequence[str] = DEFAULT_CATEGORIES,
     train_per_class: int,
     test_per_class: int,
+    extra_test_per_class: int = 0,
+    confirm_per_class: int = 0,
     seed: int = 0,
     path: str | Path | None = None,
 ) -> TextSplit:
-    """A stratified, seeded, stable train/test split of glosses from ``categories``.
+    """A stratified, seeded, stable split of glosses from ``categories``.
 
-    Definitions shared by several synsets are dropped (they could land in both splits or
+    Definitions shared by several synsets are dropped (they could land in two splits or
     under two labels). Within each category, synsets are ranked by :func:`stable_order`; the
-    first ``test_per_class`` are test, the next ``train_per_class`` train. Each split is then
-    interleaved in a seeded order, so any prefix of it mixes the classes.
+    first ``test_per_class`` are test, the next ``train_per_class`` train, the next
+    ``extra_test_per_class`` extra test texts, and the **last** ``confirm_per_class`` the
+    confirmation split (taken from the end, so that growing the pool never changes it, and
+    growing either never changes the train or test split). Each part is then interleaved in a
+    seeded order, so any prefix of it mixes the classes; the evaluation pool is the test split
+    followed by the extra texts.
 
     Raises:
-        TaskError: the data is missing, or a category has too few synsets for the counts.
+        TaskError: the data is missing, or a category has too few synsets for the counts (the
+            message names the option to lower and the category).
     """
     classes = category_names(categories)
     glosses = read_noun_glosses(path=path)
@@ -198,24 +215,67 @@ def wordnet_split(
         if g.category in by_class and counts[g.definition] == 1:
             by_class[g.category].append(g)
     need = train_per_class + test_per_class
-    train: list[tuple[Gloss, int]] = []
-    test: list[tuple[Gloss, int]] = []
+    parts: dict[str, list[tuple[Gloss, int]]] = {
+        k: [] for k in ("train", "test", "extra", "confirm")
+    }
     for label, c in enumerate(classes):
         pool = by_class[c]
-        if len(pool) < need:
-            raise TaskError(
-                f"WordNet category '{c}' has {len(pool)} usable synsets, fewer than "
-                f"train_per_class + test_per_class = {need}: lower the counts or drop '{c}'"
-            )
+        _check_room(
+            c,
+            len(pool),
+            train=train_per_class,
+            test=test_per_class,
+            extra=extra_test_per_class,
+            confirm=confirm_per_class,
+        )
         ranked = stable_order(pool, seed=seed, salt="split", key=lambda g: g.offset)
-        test += [(g, label) for g in ranked[:test_per_class]]
-        train += [(g, label) for g in ranked[test_per_class:need]]
-    train = stable_order(train, seed=seed, salt="train", key=lambda t: t[0].offset)
-    test = stable_order(test, seed=seed, salt="test", key=lambda t: t[0].offset)
+        parts["test"] += [(g, label) for g in ranked[:test_per_class]]
+        parts["train"] += [(g, label) for g in ranked[test_per_class:need]]
+        parts["extra"] += [(g, label) for g in ranked[need : need + extra_test_per_class]]
+        parts["confirm"] += [(g, label) for g in ranked[len(ranked) - confirm_per_class :]]
+    train, test, extra, confirm = (
+        stable_order(parts[k], seed=seed, salt=k, key=lambda t: t[0].offset)
+        for k in ("train", "test", "extra", "confirm")
+    )
+    test += extra
     return TextSplit(
         classes=classes,
         train_texts=[g.definition for g, _ in train],
         train_labels=[label for _, label in train],
         test_texts=[g.definition for g, _ in test],
         test_labels=[label for _, label in test],
+        confirm_texts=[g.definition for g, _ in confirm],
+        confirm_labels=[label for _, label in confirm],
+        train_offsets=[g.offset for g, _ in train],
+        test_offsets=[g.offset for g, _ in test],
+        confirm_offsets=[g.offset for g, _ in confirm],
     )
+
+
+def _check_room(
+    category: str, usable: int, *, train: int, test: int, extra: int, confirm: int
+) -> None:
+    """Raise a :class:`TaskError` naming the option to lower when ``category`` runs out.
+
+    Raises:
+        TaskError: ``usable`` synsets cannot hold the counts.
+    """
+    if usable < train + test:
+        raise TaskError(
+            f"WordNet category '{category}' has {usable} usable synsets, fewer than "
+            f"train_per_class + test_per_class = {train + test}: lower the counts or drop "
+            f"'{category}'"
+        )
+    steps = (
+        ("extra_test_per_class", extra, "train_per_class + test_per_class"),
+        ("confirm_per_class", confirm, "train_per_class + test_per_class + extra_test_per_class"),
+    )
+    taken = train + test
+    for option, count, before in steps:
+        if usable < taken + count:
+            raise TaskError(
+                f"WordNet category '{category}' has {usable} usable synsets, fewer than "
+                f"{before} + {option} = {taken + count}: lower `{option}` (at most "
+                f"{usable - taken} for '{category}') or drop '{category}'"
+            )
+        taken += count

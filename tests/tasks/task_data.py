@@ -15,11 +15,14 @@ import pytest
 WORDNET = Path("/usr/share/wordnet/data.noun")
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
-#: Small MiniLM task options: 4 classes, 30 + 25 definitions each (seconds to embed).
+#: Small MiniLM task options: 4 classes, 30 definitions each to train, a pool of 25 + 20 and a
+#: confirmation split of 15 (seconds to embed).
 MINILM_SMALL: dict[str, Any] = {
     "categories": ["animal", "food", "person", "plant"],
     "train_per_class": 30,
     "test_per_class": 25,
+    "extra_test_per_class": 20,
+    "confirm_per_class": 15,
     "max_length": 24,
     "seed": 0,
 }

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from llm_support import PROMPTS, TINY_OPTIONS, tiny_task
+from llm_support import PROMPTS, TINY_OPTIONS, tiny_task, tiny_tokenizer, write_fake_wordnet
 
 from compresslab.errors import TaskError
 from compresslab.tasks import PROVIDERS, check_task
 from compresslab.tasks.causal_lm import CausalLMTask, causal_lm_task, log_mean_interval
 from compresslab.tasks.generation import PAD, CausalLM, find_causal_lm, pad_left, trim_left
+from compresslab.tasks.lm_data import multiple_choice
+from compresslab.tasks.lm_scoring import text_nll
 from compresslab.tasks.smollm2 import INSTALL, smollm2_gguf
+from compresslab.tasks.wordnet import read_noun_glosses
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +89,91 @@ def test_log_mean_interval_is_a_ratio_estimator() -> None:
     assert low < value < high
 
 
+def _asked_tokens(choices: torch.Tensor, labels: torch.Tensor) -> set[int]:
+    return set(choices.gather(1, labels.unsqueeze(1)).flatten().tolist())
+
+
+def test_the_confirmation_split_asks_other_words(tiny: CausalLMTask) -> None:
+    assert tiny.confirm_inputs is not None and tiny.confirm_labels is not None
+    assert tiny.confirm_choices is not None and tiny.confirm_choices.shape == (16, 4)
+    pool = _asked_tokens(tiny.choices, tiny.eval_labels)
+    confirm = _asked_tokens(tiny.confirm_choices, tiny.confirm_labels)
+    assert len(pool) == 24 and len(confirm) == 16 and not pool & confirm
+    # No perplexity or calibration text is the gloss of an asked word ("word: definition.").
+    assert tiny.train_inputs is not None
+    for ids in (tiny.text, tiny.train_inputs):
+        words = {t for row in ids.tolist() for t in [t for t in row if t != PAD][:2]}
+        assert not words & (pool | confirm)
+    copy_ = tiny.confirmation()
+    assert isinstance(copy_, CausalLMTask) and copy_.model is tiny.model
+    assert torch.equal(copy_.eval_inputs, tiny.confirm_inputs)
+    assert torch.equal(copy_.choices, tiny.confirm_choices)
+    assert copy_.confirmation() is None and copy_.info["eval_examples"] == "16"
+    preds = copy_.predictions(copy_.model)
+    hf = _hf(tiny)
+    for i in (0, 15):
+        ids = torch.tensor([[t for t in tiny.confirm_inputs[i].tolist() if t != PAD]])
+        with torch.inference_mode():
+            logp = hf(input_ids=ids).logits[0, -1].log_softmax(-1)
+        assert int(preds[i]) == int(logp[tiny.confirm_choices[i]].argmax())
+    assert "a confirmation split of 16 questions" in tiny.description
+
+
+def test_questions_are_not_capped_by_the_glosses_they_use(tmp_path: Path) -> None:
+    path = write_fake_wordnet(tmp_path / "wordnet", n=1500)
+    glosses = read_noun_glosses(path=path)
+    tokenizer = tiny_tokenizer(
+        sorted({g.word for g in glosses}) + ["The", "word", "for", "is", '"']
+    )
+    split = multiple_choice(glosses, tokenizer, questions=1200, confirm_questions=250, seed=0,
+                            max_definition_tokens=12)  # fmt: skip
+    pool, confirm = split.pool, split.confirm
+    # 1200 + 250 questions from 1500 glosses: the old 4-glosses-a-question cap was 375.
+    assert len(pool.labels) == 1200 and len(confirm.labels) == 250
+    assert len(set(pool.answers)) == 1200 and not set(pool.answers) & set(confirm.answers)
+    rows = zip(pool.words, pool.labels.tolist(), pool.choices.tolist(), strict=True)
+    for words, label, ids in rows:
+        assert len(set(words)) == 4 and len(set(ids)) == 4
+        assert words.count(words[label]) == 1  # the right answer is never a distractor
+    # Distractors come from the whole vocabulary, asked words of either split included.
+    distractors = pool.all_words - set(pool.answers)
+    assert distractors & set(confirm.answers)
+    # A seeded random order, not sorted by prompt length: any prefix is a random sample.
+    lengths = [len(p) for p in pool.prompts]
+    assert lengths != sorted(lengths) and len(set(lengths[:20])) > 1
+    assert sorted(pool.labels[:400].tolist()) != pool.labels[:400].tolist()
+    # A smaller pool is a prefix of a larger one; the confirmation split stays put.
+    small = multiple_choice(glosses, tokenizer, questions=100, confirm_questions=250, seed=0,
+                            max_definition_tokens=12)  # fmt: skip
+    assert small.pool.words == pool.words[:100] and small.pool.prompts == pool.prompts[:100]
+    assert small.confirm.words == confirm.words
+    other = multiple_choice(glosses, tokenizer, questions=100, seed=1, max_definition_tokens=12)
+    assert other.pool.words != small.pool.words and len(other.confirm.labels) == 0
+    with pytest.raises(TaskError, match="lower `questions` or `confirm_questions`"):
+        multiple_choice(glosses, tokenizer, questions=1400, confirm_questions=250, seed=0,
+                        max_definition_tokens=12)  # fmt: skip
+
+
+def test_text_nll_is_per_text_in_the_given_order(tiny: CausalLMTask) -> None:
+    lm = find_causal_lm(tiny.model)
+    nll, tokens = text_nll(lm, tiny.text, batch_size=3)
+    for i in (0, 5):
+        alone_nll, alone_tokens = text_nll(lm, tiny.text[i : i + 1])
+        assert float(nll[i]) == pytest.approx(float(alone_nll[0]), rel=1e-4)
+        assert int(tokens[i]) == int(alone_tokens[0]) == int((tiny.text[i] != PAD).sum()) - 1
+    reversed_nll, _ = text_nll(lm, tiny.text.flip(0), batch_size=3)
+    assert torch.allclose(reversed_nll.flip(0), nll, rtol=1e-4)
+
+
 def test_quality_compares_with_the_base_model_on_the_same_tokens(tiny: CausalLMTask) -> None:
     base = tiny.quality(copy.deepcopy(tiny.model))
     assert base["perplexity_ratio"] == pytest.approx(1.0)
+    # Per-text outcomes, the variant's and the base model's, on the same 8 texts.
+    assert len(base["text_nll"]) == len(base["text_tokens"]) == len(base["baseline_text_nll"])
+    assert len(base["text_nll"]) == 8 and sum(base["text_tokens"]) == base["perplexity_tokens"]
+    assert base["text_nll"] == pytest.approx(base["baseline_text_nll"])
+    mean = sum(base["text_nll"]) / sum(base["text_tokens"])
+    assert base["perplexity"] == pytest.approx(math.exp(mean))
     lo, hi = base["perplexity_ci95"]
     assert lo < base["perplexity"] < hi
     assert base["perplexity_tokens"] > base["perplexity_texts"] == 8
@@ -103,6 +188,9 @@ def test_quality_compares_with_the_base_model_on_the_same_tokens(tiny: CausalLMT
     r_lo, r_hi = worse["perplexity_ratio_ci95"]
     assert r_lo <= worse["perplexity_ratio"] <= r_hi
     assert worse["baseline_perplexity"] == pytest.approx(base["perplexity"])
+    assert worse["baseline_text_nll"] == pytest.approx(base["text_nll"])
+    assert worse["text_tokens"] == base["text_tokens"]
+    assert worse["text_nll"] != pytest.approx(base["text_nll"])
 
 
 def test_generation_workload_makes_a_fixed_number_of_tokens(tiny: CausalLMTask) -> None:
@@ -228,6 +316,7 @@ def test_smollm2_loads_offline_and_answers(tmp_path: Path) -> None:
     options = {**TINY_OPTIONS, "prompts": ["What is the capital of France?"], "chat": True}
     options["answer_prompts"] = 1
     options.update(questions=40, perplexity_texts=12, calibration_texts=4, answer_tokens=12)
+    del options["confirm_questions"]  # the default
     task = load_task(TaskSpec(name="smollm2", options=options))
     assert isinstance(task, CausalLMTask)
     lm = find_causal_lm(task.model)
@@ -237,6 +326,13 @@ def test_smollm2_loads_offline_and_answers(tmp_path: Path) -> None:
     assert "Paris" in task.answers(task.model)[0]["answer"]
     accuracy = float((task.predictions(task.model) == task.eval_labels).float().mean())
     assert accuracy > 0.6, accuracy  # chance: 0.25
+    # The default confirmation split: 1000 questions on other words.
+    assert task.confirm_labels is not None and task.confirm_labels.shape == (1000,)
+    # WordNet holds about 4000 usable questions for this tokenizer: pools of thousands.
+    split = multiple_choice(read_noun_glosses(), task.tokenizer, questions=2500,
+                            confirm_questions=1000, seed=0, max_definition_tokens=12)  # fmt: skip
+    assert len(split.pool.labels) == 2500 and len(split.confirm.labels) == 1000
+    assert not set(split.pool.answers) & set(split.confirm.answers)
     q = task.quality(task.model)
     assert 10 < q["perplexity"] < 1000 and q["perplexity_ratio"] == pytest.approx(1.0)
     # The dequantized weights are cached: the second load reads them (same model).

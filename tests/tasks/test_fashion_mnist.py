@@ -12,6 +12,7 @@ from compresslab.errors import TaskError
 from compresslab.tasks.data import stratified_subset
 from compresslab.tasks.fashion_mnist import (
     FashionCNN,
+    eval_split_indices,
     fashion_mnist_task,
     load_fashion_mnist,
     read_idx,
@@ -71,6 +72,23 @@ def test_stratified_subset_is_stable_and_proportional() -> None:
     assert not torch.equal(a, stratified_subset(labels, 10, seed=1, salt="t"))
 
 
+def test_the_confirmation_split_is_what_the_pool_leaves_out() -> None:
+    labels = torch.arange(10).repeat(100)  # 1000 "test images", 100 per class
+    pool, confirm = eval_split_indices(labels, test_size=300, confirm_examples=200, seed=0)
+    # The pool is the stratified subset of earlier versions.
+    assert torch.equal(pool, stratified_subset(labels, 300, seed=0, salt="test"))
+    assert confirm is not None and confirm.numel() == 200
+    assert not set(pool.tolist()) & set(confirm.tolist())
+    assert torch.bincount(labels[confirm]).tolist() == [20] * 10
+    assert len(set(labels[confirm[:30]].tolist())) >= 6  # a prefix mixes the classes
+    # At most what the pool leaves out; none when it takes everything (or none is asked).
+    _, rest = eval_split_indices(labels, test_size=900, confirm_examples=200, seed=0)
+    assert rest is not None and rest.numel() == 100
+    all_pool, none = eval_split_indices(labels, test_size=None, confirm_examples=200, seed=0)
+    assert none is None and torch.equal(all_pool, torch.arange(1000))
+    assert eval_split_indices(labels, test_size=300, confirm_examples=0, seed=0)[1] is None
+
+
 @pytest.mark.slow
 def test_tiny_training_run_learns_and_is_cached() -> None:
     require_fashion_mnist()
@@ -86,8 +104,19 @@ def test_tiny_training_run_learns_and_is_cached() -> None:
     old, new = task.model.state_dict(), again.model.state_dict()
     assert all(torch.equal(old[k], new[k]) for k in old)
     assert torch.equal(again.eval_inputs, task.eval_inputs)
+    # The confirmation split: 2000 of the 9700 test images the pool leaves out.
+    confirm = task.confirmation()
+    assert confirm is not None and confirm.eval_inputs.shape == (2000, 1, 28, 28)
+    assert torch.bincount(confirm.eval_labels).tolist() == [200] * 10
+    acc = accuracy(confirm.predictions(task.model), confirm.eval_labels)
+    assert acc > 0.4, f"confirmation accuracy {acc:.3f} (chance: 0.1)"
+    assert task.info["confirm_examples"] == "2000"
+    whole = fashion_mnist_task({**options, "test_size": None})  # the pool takes all 10k
+    assert whole.confirmation() is None and whole.info["confirm_examples"] == "0"
 
 
 def test_unknown_option_lists_the_valid_ones() -> None:
     with pytest.raises(TaskError, match="valid options are train_size"):
         fashion_mnist_task({"train": 10})
+    with pytest.raises(TaskError, match="`confirm_examples` must be an integer >= 0"):
+        fashion_mnist_task({"confirm_examples": -1})

@@ -7,8 +7,9 @@ from task_data import MINILM_SMALL, require_minilm, require_wordnet
 from compresslab.errors import TaskError
 from compresslab.recipe import TaskSpec
 from compresslab.tasks import load_task
+from compresslab.tasks.cache import cache_key
 from compresslab.tasks.metrics import accuracy, predict
-from compresslab.tasks.minilm import fit_head, minilm_wordnet_task
+from compresslab.tasks.minilm import DEFAULT_OPTIONS, fit_head, head_key, minilm_wordnet_task
 from compresslab.tasks.text import MeanPoolClassifier
 
 
@@ -23,7 +24,8 @@ def test_task_is_a_minilm_wrapper_over_token_ids(minilm_small) -> None:  # type:
     n_params = sum(p.numel() for p in task.model.encoder.parameters())
     assert n_params == pytest.approx(22.7e6, rel=0.01)
     assert task.eval_inputs.dtype == torch.long
-    assert task.eval_inputs.shape == (4 * 25, 24)
+    assert task.eval_inputs.shape == (4 * (25 + 20), 24)
+    assert task.confirm_inputs is not None and task.confirm_inputs.shape == (4 * 15, 24)
     assert task.train_inputs is not None and task.train_inputs.shape == (4 * 30, 24)
     # Every row starts with [CLS] (101) and pads with 0.
     assert bool((task.eval_inputs[:, 0] == 101).all())
@@ -55,9 +57,66 @@ def test_second_load_reuses_the_cached_head_and_the_same_split(minilm_small) -> 
     assert torch.equal(again.eval_inputs, minilm_small.eval_inputs)
     assert torch.equal(again.eval_labels, minilm_small.eval_labels)
     assert torch.equal(again.model.classifier.weight, minilm_small.model.classifier.weight)
-    # Stratified: 25 of each of the 4 classes.
-    assert torch.bincount(again.eval_labels).tolist() == [25, 25, 25, 25]
+    # Stratified: 25 + 20 of each of the 4 classes.
+    assert torch.bincount(again.eval_labels).tolist() == [45, 45, 45, 45]
     assert again.info["categories"] == "animal,food,person,plant"
+
+
+@pytest.mark.slow
+def test_growing_the_pool_keeps_the_head_and_the_first_texts(minilm_small, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from compresslab.tasks import minilm
+
+    def refit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the head was fitted again: its cache key changed with the pool")
+
+    monkeypatch.setattr(minilm, "fit_head", refit)
+    larger = minilm_wordnet_task({**MINILM_SMALL, "extra_test_per_class": 35})
+    assert torch.equal(larger.model.classifier.weight, minilm_small.model.classifier.weight)
+    assert torch.equal(larger.train_inputs, minilm_small.train_inputs)
+    n = minilm_small.eval_inputs.shape[0]
+    assert larger.eval_inputs.shape[0] == 4 * (25 + 35)
+    # The smaller pool is a prefix of the larger one (test split first, then extra texts).
+    assert torch.equal(larger.eval_inputs[: 4 * 25], minilm_small.eval_inputs[: 4 * 25])
+    assert torch.equal(larger.eval_labels[: 4 * 25], minilm_small.eval_labels[: 4 * 25])
+    assert larger.eval_inputs.shape[0] > n
+    assert torch.equal(larger.confirm_inputs, minilm_small.confirm_inputs)
+    assert larger.info["eval_examples"] == "240" and larger.info["confirm_examples"] == "60"
+    assert "pool of 240 held-out texts" in larger.description
+
+
+@pytest.mark.slow
+def test_confirmation_copy_is_judged_on_the_confirmation_split(minilm_small) -> None:  # type: ignore[no-untyped-def]
+    confirm = minilm_small.confirmation()
+    assert confirm is not None and confirm.model is minilm_small.model
+    assert torch.equal(confirm.eval_inputs, minilm_small.confirm_inputs)
+    assert torch.equal(confirm.eval_labels, minilm_small.confirm_labels)
+    assert torch.bincount(confirm.eval_labels).tolist() == [15, 15, 15, 15]
+    assert confirm.confirmation() is None and confirm.info["eval_split"] == "confirmation"
+    preds = confirm.predictions(confirm.model)
+    assert preds.shape == (60,)
+    assert accuracy(preds, confirm.eval_labels) > 0.6
+    # No confirmation text is in the pool or the training split.
+    rows = {tuple(r) for r in confirm.eval_inputs.tolist()}
+    assert not rows & {tuple(r) for r in minilm_small.eval_inputs.tolist()}
+    assert not rows & {tuple(r) for r in minilm_small.train_inputs.tolist()}
+    none = minilm_wordnet_task({**MINILM_SMALL, "confirm_per_class": 0})
+    assert none.confirmation() is None and none.info["confirm_examples"] == "0"
+
+
+def test_the_head_key_ignores_the_held_out_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    classes = tuple(DEFAULT_OPTIONS["categories"])
+    key = head_key(dict(DEFAULT_OPTIONS), classes=classes, encoder_path=tmp_path)
+    more = {**DEFAULT_OPTIONS, "extra_test_per_class": 1000, "confirm_per_class": 7}
+    assert head_key(more, classes=classes, encoder_path=tmp_path) == key
+    other = {**DEFAULT_OPTIONS, "train_per_class": 99}
+    assert head_key(other, classes=classes, encoder_path=tmp_path) != key
+    # Pinned: the key of the options of earlier versions, so their cached heads stay valid.
+    earlier = {
+        "categories": list(classes), "train_per_class": 100, "test_per_class": 50,
+        "max_length": 32, "seed": 0, "c": 10.0, "wordnet_path": None,
+        "encoder_path": str(tmp_path.resolve()),
+    }  # fmt: skip
+    assert key == cache_key("minilm-wordnet-head-v1", earlier)
 
 
 def test_fit_head_separates_separable_features() -> None:
@@ -77,6 +136,10 @@ def test_bad_options_say_what_is_valid() -> None:
         minilm_wordnet_task({"max_length": 0})
     with pytest.raises(TaskError, match="option `c` must be a positive number"):
         minilm_wordnet_task({"c": -1})
+    with pytest.raises(TaskError, match="`extra_test_per_class` must be an integer >= 0"):
+        minilm_wordnet_task({"extra_test_per_class": -1})
+    with pytest.raises(TaskError, match="`confirm_per_class` must be an integer >= 0"):
+        minilm_wordnet_task({"confirm_per_class": 2.5})
 
 
 def test_missing_wordnet_names_the_package(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -95,7 +158,7 @@ def test_missing_encoder_folder_is_a_task_error(tmp_path) -> None:  # type: igno
 
 
 def _tiny() -> dict[str, int]:
-    return {"train_per_class": 2, "test_per_class": 2}
+    return {"train_per_class": 2, "test_per_class": 2, "extra_test_per_class": 0}
 
 
 def test_minilm_package_is_found() -> None:

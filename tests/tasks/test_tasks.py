@@ -44,6 +44,46 @@ def test_digits_task_is_trained_and_cached(digits_task) -> None:  # type: ignore
     assert torch.equal(digits_task.eval_inputs, x_te)
 
 
+@pytest.mark.slow
+def test_digits_has_no_confirmation_split(digits_task) -> None:  # type: ignore[no-untyped-def]
+    # Its 360 test images are all it has: the pool cannot spare a confirmation split.
+    assert digits_task.confirm_inputs is None and digits_task.confirmation() is None
+    from compresslab.tasks import digits
+
+    assert "no confirmation split" in (digits.digits_task.__doc__ or "")
+
+
+def _linear_task(**kwargs: object) -> Task:
+    gen = torch.Generator().manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x, y = torch.randn(10, 4, generator=gen), torch.randint(0, 3, (10,), generator=gen)
+    return Task(name="t", model=model, eval_inputs=x, eval_labels=y, num_classes=3,
+                info={"eval_examples": "10"}, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_confirmation_is_a_copy_judged_on_the_confirmation_split() -> None:
+    assert _linear_task().confirmation() is None
+    gen = torch.Generator().manual_seed(1)
+    cx, cy = torch.randn(6, 4, generator=gen), torch.randint(0, 3, (6,), generator=gen)
+    task = _linear_task(confirm_inputs=cx, confirm_labels=cy)
+    confirm = task.confirmation()
+    assert confirm is not None and type(confirm) is Task and confirm.model is task.model
+    assert torch.equal(confirm.eval_inputs, cx) and torch.equal(confirm.eval_labels, cy)
+    assert confirm.confirmation() is None
+    with torch.no_grad():
+        assert torch.equal(confirm.predictions(task.model), task.model(cx).argmax(dim=1))
+    assert confirm.info == {"eval_examples": "6", "eval_split": "confirmation"}
+    # The task itself is unchanged: its pool is still what the search compares on.
+    assert task.eval_inputs.shape[0] == 10 and task.info == {"eval_examples": "10"}
+
+
+def test_a_confirmation_split_comes_whole() -> None:
+    with pytest.raises(TaskError, match="needs both"):
+        _linear_task(confirm_inputs=torch.zeros(3, 4))
+    with pytest.raises(TaskError, match="3 confirmation inputs but 2 labels"):
+        _linear_task(confirm_inputs=torch.zeros(3, 4), confirm_labels=torch.zeros(2))
+
+
 def digits_task_fn_fast() -> Task:
     return digits_task({})  # served from the session cache, no retraining
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -103,3 +105,78 @@ def test_real_split_is_stable_stratified_and_mixed() -> None:
     assert len(set(a.test_labels[:32])) >= 6
     other = wordnet_split(train_per_class=40, test_per_class=20, seed=1)
     assert other.test_texts != a.test_texts
+
+
+def _many(tmp_path: Path, per_class: int) -> Path:
+    """A data.noun with ``per_class`` synsets (distinct definitions) of animal and food each."""
+    lines = []
+    for i in range(per_class):
+        lines.append(f"{1000 + 2 * i:08d} 05 n 01 beast{i} 0 000 | animal number {i}")
+        lines.append(f"{1001 + 2 * i:08d} 13 n 01 dish{i} 0 000 | food number {i}")
+    (tmp_path / "data.noun").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_the_pool_grows_without_changing_train_test_or_confirmation(tmp_path: Path) -> None:
+    path = _many(tmp_path, 40)
+    kwargs = {"categories": ["animal", "food"], "train_per_class": 6, "test_per_class": 4}
+    plain = wordnet_split(**kwargs, path=path)  # type: ignore[arg-type]
+    small = wordnet_split(**kwargs, extra_test_per_class=5, confirm_per_class=3, path=path)  # type: ignore[arg-type]
+    large = wordnet_split(**kwargs, extra_test_per_class=20, confirm_per_class=3, path=path)  # type: ignore[arg-type]
+    for split in (small, large):
+        # The training split and the first 8 pool texts are those without extras, in order.
+        assert split.train_texts == plain.train_texts and split.train_offsets == plain.train_offsets
+        assert (
+            split.test_texts[:8] == plain.test_texts and split.test_labels[:8] == plain.test_labels
+        )
+        # Pool, training and confirmation share no gloss.
+        pool, train, confirm = (set(split.test_offsets), set(split.train_offsets),
+                                set(split.confirm_offsets))  # fmt: skip
+        assert not pool & train and not pool & confirm and not train & confirm
+        assert len(confirm) == 6 and Counter(split.confirm_labels) == {0: 3, 1: 3}
+    assert len(small.test_texts) == 2 * (4 + 5) and len(large.test_texts) == 2 * (4 + 20)
+    assert Counter(large.test_labels) == {0: 24, 1: 24}
+    # Growing the pool leaves the confirmation split alone (it is drawn from the other end).
+    assert small.confirm_offsets == large.confirm_offsets
+    assert plain.confirm_texts == [] and plain.confirm_offsets == []
+
+
+def test_running_out_names_the_option_and_the_category(tmp_path: Path) -> None:
+    path = _many(tmp_path, 20)
+    kwargs = {"categories": ["animal", "food"], "train_per_class": 6, "test_per_class": 4}
+    with pytest.raises(TaskError, match=r"lower `extra_test_per_class` \(at most 10 for 'animal'"):
+        wordnet_split(**kwargs, extra_test_per_class=11, path=path)  # type: ignore[arg-type]
+    with pytest.raises(TaskError, match=r"lower `confirm_per_class` \(at most 2 for 'animal'"):
+        wordnet_split(**kwargs, extra_test_per_class=8, confirm_per_class=3, path=path)  # type: ignore[arg-type]
+    full = wordnet_split(**kwargs, extra_test_per_class=8, confirm_per_class=2, path=path)  # type: ignore[arg-type]
+    assert len(set(full.test_offsets + full.train_offsets + full.confirm_offsets)) == 40
+
+
+def _digest(texts: list[str], labels: list[int]) -> str:
+    return hashlib.sha256(json.dumps([texts, labels]).encode()).hexdigest()[:16]
+
+
+@pytest.mark.slow
+def test_the_default_pool_starts_with_the_400_texts_of_earlier_versions() -> None:
+    require_wordnet()
+    split = wordnet_split(
+        train_per_class=100, test_per_class=50, extra_test_per_class=450, confirm_per_class=250
+    )
+    # Pinned: the training split and the first 400 pool texts of the shipped recipe, exactly
+    # as before the pool grew (so the head and every earlier 400-text figure stay valid).
+    assert _digest(split.train_texts, split.train_labels) == "d5d2ea2ba8995b42"
+    assert _digest(split.test_texts[:400], split.test_labels[:400]) == "2b1a3defe33ea714"
+    assert len(split.test_texts) == 4000 and len(split.confirm_texts) == 2000
+    assert Counter(split.test_labels) == dict.fromkeys(range(8), 500)
+    assert Counter(split.confirm_labels) == dict.fromkeys(range(8), 250)
+    offsets = [split.test_offsets, split.train_offsets, split.confirm_offsets]
+    assert len(set().union(*offsets)) == sum(map(len, offsets)) == 4000 + 800 + 2000
+    # Every stretch of the pool's extra part and of the confirmation split mixes the classes.
+    for labels in (split.test_labels[400:432], split.test_labels[-32:], split.confirm_labels[:32]):
+        assert len(set(labels)) >= 6
+    # The smallest category (body: 2014 usable synsets) says what to lower.
+    with pytest.raises(TaskError, match="lower `confirm_per_class` .* for 'body'"):
+        wordnet_split(
+            train_per_class=100, test_per_class=50, extra_test_per_class=450,
+            confirm_per_class=1500,
+        )  # fmt: skip
