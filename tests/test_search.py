@@ -224,28 +224,38 @@ def test_screening_skips_energy_for_clearly_infeasible_variants(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_a_variant_below_the_tolerance_on_the_whole_split_is_not_measured(
+def test_a_variant_is_measured_unless_decided_below_and_feasible_only_when_within(
     tmp_path: Path,
 ) -> None:
-    """Within its interval of the minimum but below it: never claimable, so never measured."""
-    from compresslab.bench import Screened, VariantBench
+    """The paired comparison decides: below is never measured, undecided is never feasible."""
+    from compresslab.bench import Screened, VariantBench, baseline_outcomes
     from compresslab.compress import Step, VariantSpec
+    from compresslab.study.objective import constraint
     from compresslab.tasks import load_task
 
     recipe = load_recipe(small(tmp_path, search={"trials": 2, "screen_examples": 0}))
     bench = VariantBench(recipe=recipe, task=load_task(recipe.task))
+    base = baseline_outcomes(bench)
+    base_accuracy = base.successes / base.n
     spec = VariantSpec((Step("prune_channels", {"ratio": 0.3}),))
-    metric, (low, high) = bench.accuracy(bench.build(spec))
-    assert low < metric < high  # the interval reaches above the point
-    just_above = min(high, metric + 1e-3)
+    # Measured at a loose tolerance, to read its paired difference and interval.
+    loose = bench.evaluate(spec, min_accuracy=0.0)
+    claim = loose.accuracy_vs_baseline
+    assert claim is not None and claim.decision == "within" and claim.paired
+    assert claim.examples == base.n and constraint(loose, 0.0) <= 0
+    # A tolerance the whole interval lies below: decided below, so never measured.
     with pytest.raises(Screened, match="below the tolerance") as caught:
-        bench.evaluate(spec, min_accuracy=just_above)
-    assert caught.value.accuracy == pytest.approx(metric)
+        bench.evaluate(spec, min_accuracy=base_accuracy + claim.high + 1e-3)
+    assert caught.value.accuracy == pytest.approx(loose.metric)
     assert "energy not measured" in caught.value.reason
-    # At the minimum itself it is feasible, and measured.
-    at_min = bench.evaluate(spec, min_accuracy=metric)
-    assert at_min.metric == pytest.approx(metric)
-    assert at_min.energy.energy_j_per_inference > 0
+    assert "on the same 360 examples (paired)" in caught.value.reason
+    # A tolerance inside the interval: undecided, measured, and never feasible.
+    middle = base_accuracy + claim.delta
+    undecided = bench.evaluate(spec, min_accuracy=middle)
+    assert undecided.accuracy_vs_baseline is not None
+    assert undecided.accuracy_vs_baseline.decision == "undecided"
+    assert undecided.energy.energy_j_per_inference > 0
+    assert constraint(undecided, middle) > 0
 
 
 @pytest.mark.slow

@@ -92,8 +92,9 @@ def assess(
     """Step 1: everything but the energy (raises :class:`.Screened` for a variant below).
 
     With ``min_accuracy`` (the search), a variant is compared with the baseline on the same
-    examples in looks (:func:`.compare_in_looks`) and is not measured when the comparison
-    decides it ``below`` the tolerance. Building, fine-tuning and evaluating share the host:
+    examples in looks (:func:`.compare_in_looks`; the tolerance is the baseline's accuracy on
+    the pool minus ``min_accuracy``) and is not measured when the comparison decides it
+    ``below`` the tolerance. Building, fine-tuning and evaluating share the host:
     they hold the measurement lock shared, so no measurement runs meanwhile.
     """
     with host_lock(exclusive=False):
@@ -105,7 +106,7 @@ def assess(
             check_quality(bench.recipe, quality, perplexity)
         claim = None
         if min_accuracy is not None and not spec.is_baseline and _paired_metric(bench):
-            outcomes, claim = compare_in_looks(bench, model)
+            outcomes, claim = compare_in_looks(bench, model, min_accuracy=min_accuracy)
             if claim.decision == "below":
                 # Decided worse than the tolerance allows on the same examples: it can never
                 # be claimed, so its energy is not spent.

@@ -114,15 +114,23 @@ def tolerance_of(bench: VariantBench, baseline: Outcomes) -> float:
     return base - bench.recipe.search.tolerance.min_accuracy(base)
 
 
-def compare_in_looks(bench: VariantBench, model: nn.Module) -> tuple[Outcomes, AccuracyVsBaseline]:
+def compare_in_looks(
+    bench: VariantBench, model: nn.Module, *, min_accuracy: float | None = None
+) -> tuple[Outcomes, AccuracyVsBaseline]:
     """``model`` against the baseline on the same examples, adding examples while undecided.
 
-    Returns the outcomes on the examples seen (a prefix of the pool) and the comparison of the
-    look that stopped: the first decided one, else the last (``undecided`` on the whole pool).
+    The tolerance is the baseline's accuracy on the pool minus ``min_accuracy`` (default: the
+    recipe's ``search.tolerance``). Returns the outcomes on the examples seen (a prefix of the
+    pool) and the comparison of the look that stopped: the first decided one, else the last
+    (``undecided`` on the whole pool).
     """
     looks = looks_of(bench)
     base = baseline_outcomes(bench)
-    tolerance = tolerance_of(bench, base)
+    tolerance = (
+        tolerance_of(bench, base)
+        if min_accuracy is None
+        else base.successes / base.n - min_accuracy
+    )
     right: list[bool] = []
     outcomes, claim = None, None
     for k, (size, z) in enumerate(zip(looks.sizes, looks.z, strict=True)):
