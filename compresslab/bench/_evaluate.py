@@ -169,7 +169,7 @@ def text_comparison(
     nll, tokens, base_nll = (values.get(k) for k in keys)
     if nll is None or tokens is None:
         return None, None
-    batch = bench.task.eval_batch_size
+    batch = int(getattr(bench.task, "text_batch_size", bench.task.eval_batch_size))
     texts = Outcomes.from_nll(nll, tokens, batch_size=batch, examples_id=examples_id(bench))
     limit = bench.recipe.search.tolerance.perplexity
     if base_nll is None or spec.is_baseline or limit is None:
