@@ -24,13 +24,13 @@ loaded from there afterwards. Everything loads offline (``local_files_only``).
 
 Providers: ``causal_lm`` (option ``path``: your own model) here, ``smollm2`` (the bundled
 SmolLM2-135M-Instruct) in :mod:`compresslab.tasks.smollm2`. Loading is
-:mod:`compresslab.tasks.causal_loading`'s job, scoring :mod:`compresslab.tasks.lm_scoring`'s.
+:mod:`compresslab.tasks.causal_loading`'s job, the questions, texts and prompts
+:mod:`compresslab.tasks.causal_texts`', scoring :mod:`compresslab.tasks.lm_scoring`'s.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,6 +40,7 @@ from torch import nn
 from compresslab.errors import TaskError
 from compresslab.tasks.base import Task, TaskWorkload
 from compresslab.tasks.causal_loading import load_causal_lm
+from compresslab.tasks.causal_texts import prompt_ids, wordnet_texts
 from compresslab.tasks.data import positive_int, require_path, resolve_options
 from compresslab.tasks.generation import (
     PAD,
@@ -51,15 +52,7 @@ from compresslab.tasks.generation import (
     pad_left,
     trim_left,
 )
-from compresslab.tasks.lm_data import (
-    QuestionSplit,
-    gloss_text,
-    multiple_choice,
-    pick_glosses,
-    tokenize_texts,
-)
 from compresslab.tasks.lm_scoring import choice_predictions, log_mean_interval, text_nll
-from compresslab.tasks.wordnet import Gloss, read_noun_glosses
 
 log = logging.getLogger(__name__)
 
@@ -249,83 +242,8 @@ class CausalLMTask(Task):
 # --- building ------------------------------------------------------------------------------
 
 
-def _prompt_ids(tokenizer: Any, prompts: Sequence[str], *, chat: bool) -> list[list[int]]:
-    """Prompts as token ids: through the tokenizer's chat template when asked and present."""
-    if chat and getattr(tokenizer, "chat_template", None):
-        texts = [
-            tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
-            )
-            for p in prompts
-        ]
-        return tokenize_texts(tokenizer, texts, special=False)
-    return tokenize_texts(tokenizer, list(prompts), special=True)
-
-
 def _int_option(cfg: dict[str, Any], name: str) -> int:
     return positive_int(TASK_NAME, name, cfg[name])
-
-
-@dataclass(frozen=True)
-class _TaskTexts:
-    """The WordNet texts of a causal task, each gloss used once.
-
-    Attributes:
-        questions: the multiple-choice questions of the metric (pool and confirmation).
-        text_glosses: the held-out glosses perplexity is measured on.
-        text: those glosses' token ids, left-padded, in a seeded order.
-        calibration: the calibration glosses' token ids (for activation-aware pruning),
-            left-padded, shortest first.
-    """
-
-    questions: QuestionSplit
-    text_glosses: list[Gloss]
-    text: torch.Tensor
-    calibration: torch.Tensor
-
-
-def _task_texts(tokenizer: Any, cfg: dict[str, Any], *, seed: int) -> _TaskTexts:
-    """Questions, perplexity texts and calibration texts from WordNet.
-
-    No text is the gloss of an asked word (pool or confirmation), and the perplexity and
-    calibration texts share no word.
-
-    Raises:
-        TaskError: a count option is not a positive integer, or WordNet is missing.
-    """
-    glosses = read_noun_glosses(path=cfg["wordnet_path"])
-    confirm = cfg["confirm_questions"]
-    if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 0:
-        raise TaskError(
-            f"task '{TASK_NAME}': option `confirm_questions` must be an integer >= 0 (0: no "
-            f"confirmation split), got {confirm!r}"
-        )
-    mc = multiple_choice(
-        glosses,
-        tokenizer,
-        questions=_int_option(cfg, "questions"),
-        confirm_questions=confirm,
-        seed=seed,
-        max_definition_tokens=_int_option(cfg, "max_definition_tokens"),
-    )
-    used = mc.asked
-    text_glosses = pick_glosses(
-        glosses, count=_int_option(cfg, "perplexity_texts"), seed=seed, salt="text", exclude=used
-    )
-    used |= {g.word for g in text_glosses}
-    calib = pick_glosses(
-        glosses,
-        count=_int_option(cfg, "calibration_texts"),
-        seed=seed,
-        salt="calibration",
-        exclude=used,
-    )
-    # In the seeded order (text_nll batches them by length); calibration sorted by length.
-    text = pad_left(tokenize_texts(tokenizer, [gloss_text(g) for g in text_glosses], special=True))
-    train = pad_left(
-        sorted(tokenize_texts(tokenizer, [gloss_text(g) for g in calib], special=True), key=len)
-    )
-    return _TaskTexts(questions=mc, text_glosses=text_glosses, text=text, calibration=train)
 
 
 def _wrap_model(hf_model: nn.Module, tokenizer: Any) -> CausalLM:
@@ -359,7 +277,7 @@ def build_causal_task(
     answer_n = int(cfg["answer_prompts"])
     if answer_n < 0:
         raise TaskError(f"task '{name}': option `answer_prompts` must be 0 or more")
-    texts = _task_texts(tokenizer, cfg, seed=seed)
+    texts = wordnet_texts(tokenizer, cfg, seed=seed, task=TASK_NAME)
     mc, confirm, text, train = (
         texts.questions.pool,
         texts.questions.confirm,
@@ -383,7 +301,7 @@ def build_causal_task(
         confirm_labels=confirm.labels if has_confirm else None,
         confirm_choices=confirm.choices if has_confirm else None,
         text=text,
-        prompts=pad_left(_prompt_ids(tokenizer, prompts, chat=bool(cfg["chat"]))),
+        prompts=pad_left(prompt_ids(tokenizer, prompts, chat=bool(cfg["chat"]))),
         prompt_texts=tuple(prompts),
         answer_prompts=answer_n,
         new_tokens=new_tokens,

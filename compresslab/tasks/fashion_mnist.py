@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,118 @@ def eval_split_indices(
     return pool, rest[stratified_subset(labels[rest], size, seed=seed, salt="confirm")]
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The task's checked options (see :func:`fashion_mnist_task`)."""
+
+    train_size: int
+    epochs: int
+    width: int
+    hidden: int
+    batch_size: int
+    test_size: int | None
+    confirm_examples: int
+    seed: int
+
+
+def _check_settings(cfg: dict[str, Any]) -> _Settings:
+    """The options checked: sizes positive, ``test_size`` positive or null.
+
+    Raises:
+        TaskError: an option is not an integer of the right sign.
+    """
+    train_size = positive_int(TASK_NAME, "train_size", cfg["train_size"])
+    epochs = positive_int(TASK_NAME, "epochs", cfg["epochs"])
+    width = positive_int(TASK_NAME, "width", cfg["width"])
+    hidden = positive_int(TASK_NAME, "hidden", cfg["hidden"])
+    batch_size = positive_int(TASK_NAME, "batch_size", cfg["batch_size"])
+    test_size = (
+        None if cfg["test_size"] is None else positive_int(TASK_NAME, "test_size", cfg["test_size"])
+    )
+    confirm_n = cfg["confirm_examples"]
+    if isinstance(confirm_n, bool) or not isinstance(confirm_n, int) or confirm_n < 0:
+        raise TaskError(
+            f"task '{TASK_NAME}': option `confirm_examples` must be an integer >= 0, got "
+            f"{confirm_n!r}"
+        )
+    return _Settings(
+        train_size=train_size,
+        epochs=epochs,
+        width=width,
+        hidden=hidden,
+        batch_size=batch_size,
+        test_size=test_size,
+        confirm_examples=confirm_n,
+        seed=int(cfg["seed"]),
+    )
+
+
+def _eval_data(
+    cfg: dict[str, Any], settings: _Settings
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The evaluation pool's images and labels, then the confirmation split's (or None).
+
+    Raises:
+        TaskError: the test files are missing or corrupt.
+    """
+    x_all, y_all = load_fashion_mnist(data_dir=cfg["data_dir"], split="test")
+    keep, confirm = eval_split_indices(
+        y_all,
+        test_size=settings.test_size,
+        confirm_examples=settings.confirm_examples,
+        seed=settings.seed,
+    )
+    x_te, y_te = x_all[keep].contiguous(), y_all[keep].contiguous()
+    x_cf = None if confirm is None else x_all[confirm].contiguous()
+    y_cf = None if confirm is None else y_all[confirm].contiguous()
+    return x_te, y_te, x_cf, y_cf
+
+
+def _train_data(cfg: dict[str, Any], settings: _Settings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images and labels: a stratified seeded subset of ``train_size``.
+
+    Raises:
+        TaskError: the training files are missing or corrupt.
+    """
+    x_all, y_all = load_fashion_mnist(data_dir=cfg["data_dir"], split="train")
+    pick = stratified_subset(y_all, settings.train_size, seed=settings.seed, salt="train")
+    return x_all[pick].contiguous(), y_all[pick].contiguous()
+
+
+def _trained_model(
+    cfg: dict[str, Any], settings: _Settings, x_tr: torch.Tensor, y_tr: torch.Tensor
+) -> FashionCNN:
+    """The CNN for these options in eval mode: the cached one, else trained and cached."""
+    torch.manual_seed(settings.seed)
+    model = FashionCNN(width=settings.width, hidden=settings.hidden)
+    # data_dir is left out of the key (the same files anywhere give the same model), and so is
+    # confirm_examples (held-out images only: the model does not depend on it).
+    key = cache_key(
+        "fashion-mnist-cnn-v1",
+        {k: v for k, v in cfg.items() if k not in ("data_dir", "confirm_examples")},
+    )
+    state = load_state(key)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:
+            state = None
+    if state is None:
+        log.info("training the Fashion-MNIST CNN (first use; cached afterwards as %s)", key)
+        train_classifier(
+            model,
+            x_tr,
+            y_tr,
+            epochs=settings.epochs,
+            lr=float(cfg["lr"]),
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+        )
+        save_state(key, model.state_dict())
+    model.eval()
+    return model
+
+
 def fashion_mnist_task(options: dict[str, Any]) -> Task:
     """Build the Fashion-MNIST task.
 
@@ -229,55 +342,10 @@ def fashion_mnist_task(options: dict[str, Any]) -> Task:
         TaskError: an option is wrong, or the data cannot be found.
     """
     cfg = resolve_options(TASK_NAME, options, DEFAULT_OPTIONS)
-    train_size = positive_int(TASK_NAME, "train_size", cfg["train_size"])
-    epochs = positive_int(TASK_NAME, "epochs", cfg["epochs"])
-    width = positive_int(TASK_NAME, "width", cfg["width"])
-    hidden = positive_int(TASK_NAME, "hidden", cfg["hidden"])
-    batch_size = positive_int(TASK_NAME, "batch_size", cfg["batch_size"])
-    test_size = (
-        None if cfg["test_size"] is None else positive_int(TASK_NAME, "test_size", cfg["test_size"])
-    )
-    confirm_n = cfg["confirm_examples"]
-    if isinstance(confirm_n, bool) or not isinstance(confirm_n, int) or confirm_n < 0:
-        raise TaskError(
-            f"task '{TASK_NAME}': option `confirm_examples` must be an integer >= 0, got "
-            f"{confirm_n!r}"
-        )
-    seed = int(cfg["seed"])
-    x_all, y_all = load_fashion_mnist(data_dir=cfg["data_dir"], split="test")
-    keep, confirm = eval_split_indices(
-        y_all, test_size=test_size, confirm_examples=confirm_n, seed=seed
-    )
-    x_te, y_te = x_all[keep].contiguous(), y_all[keep].contiguous()
-    x_cf = None if confirm is None else x_all[confirm].contiguous()
-    y_cf = None if confirm is None else y_all[confirm].contiguous()
-    del x_all, y_all
-    x_tr_all, y_tr_all = load_fashion_mnist(data_dir=cfg["data_dir"], split="train")
-    pick = stratified_subset(y_tr_all, train_size, seed=seed, salt="train")
-    x_tr, y_tr = x_tr_all[pick].contiguous(), y_tr_all[pick].contiguous()
-    del x_tr_all, y_tr_all
-
-    torch.manual_seed(seed)
-    model = FashionCNN(width=width, hidden=hidden)
-    # data_dir is left out of the key (the same files anywhere give the same model), and so is
-    # confirm_examples (held-out images only: the model does not depend on it).
-    key = cache_key(
-        "fashion-mnist-cnn-v1",
-        {k: v for k, v in cfg.items() if k not in ("data_dir", "confirm_examples")},
-    )
-    state = load_state(key)
-    if state is not None:
-        try:
-            model.load_state_dict(state)
-        except RuntimeError:
-            state = None
-    if state is None:
-        log.info("training the Fashion-MNIST CNN (first use; cached afterwards as %s)", key)
-        train_classifier(
-            model, x_tr, y_tr, epochs=epochs, lr=float(cfg["lr"]), batch_size=batch_size, seed=seed
-        )
-        save_state(key, model.state_dict())
-    model.eval()
+    settings = _check_settings(cfg)
+    x_te, y_te, x_cf, y_cf = _eval_data(cfg, settings)
+    x_tr, y_tr = _train_data(cfg, settings)
+    model = _trained_model(cfg, settings, x_tr, y_tr)
     return Task(
         name=TASK_NAME,
         model=model,
@@ -289,11 +357,11 @@ def fashion_mnist_task(options: dict[str, Any]) -> Task:
         confirm_inputs=x_cf,
         confirm_labels=y_cf,
         description=(
-            f"FashionCNN(width={width}) trained {epochs} epochs on {len(y_tr)} stratified "
-            f"Fashion-MNIST training images, evaluated on "
-            f"{'the official 10k test set' if test_size is None else f'{len(y_te)} of it'}"
+            f"FashionCNN(width={settings.width}) trained {settings.epochs} epochs on "
+            f"{len(y_tr)} stratified Fashion-MNIST training images, evaluated on "
+            f"{'the official 10k test set' if settings.test_size is None else f'{len(y_te)} of it'}"
             f"{'' if y_cf is None else f', confirmed on {len(y_cf)} other test images'}, "
-            f"seed {seed}"
+            f"seed {settings.seed}"
         ),
         info={
             "train_examples": str(len(y_tr)),

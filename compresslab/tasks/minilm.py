@@ -23,6 +23,7 @@ disjoint from both and from the training split.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,12 @@ from compresslab.tasks.cache import cache_key, load_state, save_state
 from compresslab.tasks.data import positive_int, require_path, resolve_options
 from compresslab.tasks.text import MeanPoolClassifier, embed_all, load_pretrained, pad_token_id
 from compresslab.tasks.text import tokenize as tokenize_texts
-from compresslab.tasks.wordnet import DEFAULT_CATEGORIES, category_names, wordnet_split
+from compresslab.tasks.wordnet import (
+    DEFAULT_CATEGORIES,
+    TextSplit,
+    category_names,
+    wordnet_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +184,107 @@ def _fit_or_load_head(
         save_state(key, model.classifier.state_dict())
 
 
+@dataclass(frozen=True)
+class _Sizes:
+    """The task's checked size options: texts per category of each split, tokens per input."""
+
+    train: int
+    test: int
+    extra: int
+    confirm: int
+    max_length: int
+
+
+def _check_sizes(cfg: dict[str, Any]) -> _Sizes:
+    """The size options checked (and ``c``, the head's regularisation).
+
+    Raises:
+        TaskError: a count is not an integer of the right sign, ``c`` is not a positive
+            number, or ``max_length`` leaves no room for a token.
+    """
+    sizes = _Sizes(
+        train=positive_int(TASK_NAME, "train_per_class", cfg["train_per_class"]),
+        test=positive_int(TASK_NAME, "test_per_class", cfg["test_per_class"]),
+        extra=_count(cfg, "extra_test_per_class"),
+        confirm=_count(cfg, "confirm_per_class"),
+        max_length=positive_int(TASK_NAME, "max_length", cfg["max_length"]),
+    )
+    if isinstance(cfg["c"], bool) or not isinstance(cfg["c"], int | float) or cfg["c"] <= 0:
+        raise TaskError(f"option `c` must be a positive number, got {cfg['c']!r}")
+    if sizes.max_length < 3:
+        raise TaskError("option `max_length` must be at least 3 ([CLS], a token, [SEP])")
+    return sizes
+
+
+def _load_encoder(encoder_path: Path) -> tuple[nn.Module, Any, int, int]:
+    """The encoder and its tokenizer from ``encoder_path``, its hidden size and pad id.
+
+    Raises:
+        TaskError: the folder cannot be loaded, the model has no ``hidden_size`` or the
+            tokenizer no pad token.
+    """
+    encoder, tokenizer = load_pretrained(encoder_path, kind="encoder")
+    hidden = int(getattr(encoder.config, "hidden_size", 0))
+    if hidden <= 0:
+        raise TaskError(f"the model in {encoder_path} has no hidden_size: use a BERT-style encoder")
+    pad = pad_token_id(tokenizer, path=encoder_path)
+    return encoder, tokenizer, hidden, pad
+
+
+@dataclass(frozen=True)
+class _Tokenized:
+    """The splits' texts as token ids (``x_*``, ``N x max_length``) and labels (``y_*``)."""
+
+    x_tr: torch.Tensor
+    y_tr: torch.Tensor
+    x_te: torch.Tensor
+    y_te: torch.Tensor
+    x_cf: torch.Tensor
+    y_cf: torch.Tensor
+
+
+def _tokenized(tokenizer: Any, split: TextSplit, *, max_length: int) -> _Tokenized:
+    """The training split, the evaluation pool and the confirmation split, tokenized."""
+    return _Tokenized(
+        x_tr=tokenize_texts(tokenizer, split.train_texts, max_length=max_length),
+        x_te=tokenize_texts(tokenizer, split.test_texts, max_length=max_length),
+        y_tr=torch.tensor(split.train_labels, dtype=torch.long),
+        y_te=torch.tensor(split.test_labels, dtype=torch.long),
+        x_cf=tokenize_texts(tokenizer, split.confirm_texts, max_length=max_length),
+        y_cf=torch.tensor(split.confirm_labels, dtype=torch.long),
+    )
+
+
+def _describe(
+    cfg: dict[str, Any],
+    *,
+    classes: tuple[str, ...],
+    sizes: _Sizes,
+    data: _Tokenized,
+    encoder_path: Path,
+    pad: int,
+) -> tuple[str, dict[str, str]]:
+    """The task's description and its ``info`` (counts as strings, truncated pool texts)."""
+    description = (
+        f"{encoder_path.name if cfg['encoder_path'] else 'all-MiniLM-L6-v2'} (frozen) + "
+        f"linear head on WordNet noun definitions, {len(classes)} categories "
+        f"({', '.join(classes)}), {sizes.train} per class to train, an evaluation pool of "
+        f"{len(data.y_te)} held-out texts ({sizes.test} + {sizes.extra} per class), a "
+        f"confirmation split of {len(data.y_cf)} ({sizes.confirm} per class), max_length "
+        f"{sizes.max_length}, seed {cfg['seed']}"
+    )
+    info = {
+        "encoder": str(encoder_path),
+        "categories": ",".join(classes),
+        "train_examples": str(len(data.y_tr)),
+        "eval_examples": str(len(data.y_te)),
+        "confirm_examples": str(len(data.y_cf)),
+        "max_length": str(sizes.max_length),
+        "eval_truncated": str(int((data.x_te[:, -1] != pad).sum())),
+    }
+    return description, info
+
+
 def minilm_wordnet_task(options: dict[str, Any]) -> Task:
     """Build the MiniLM + WordNet task.
 
@@ -203,66 +310,37 @@ def minilm_wordnet_task(options: dict[str, Any]) -> Task:
     """
     cfg = resolve_options(TASK_NAME, options, DEFAULT_OPTIONS)
     classes = category_names(cfg["categories"])
-    train_n = positive_int(TASK_NAME, "train_per_class", cfg["train_per_class"])
-    test_n = positive_int(TASK_NAME, "test_per_class", cfg["test_per_class"])
-    extra_n = _count(cfg, "extra_test_per_class")
-    confirm_n = _count(cfg, "confirm_per_class")
-    max_length = positive_int(TASK_NAME, "max_length", cfg["max_length"])
-    if isinstance(cfg["c"], bool) or not isinstance(cfg["c"], int | float) or cfg["c"] <= 0:
-        raise TaskError(f"option `c` must be a positive number, got {cfg['c']!r}")
-    if max_length < 3:
-        raise TaskError("option `max_length` must be at least 3 ([CLS], a token, [SEP])")
+    sizes = _check_sizes(cfg)
     split = wordnet_split(
         categories=classes,
-        train_per_class=train_n,
-        test_per_class=test_n,
-        extra_test_per_class=extra_n,
-        confirm_per_class=confirm_n,
+        train_per_class=sizes.train,
+        test_per_class=sizes.test,
+        extra_test_per_class=sizes.extra,
+        confirm_per_class=sizes.confirm,
         seed=int(cfg["seed"]),
         path=cfg["wordnet_path"],
     )
     encoder_path = _encoder_path(cfg)
-    encoder, tokenizer = load_pretrained(encoder_path, kind="encoder")
-    hidden = int(getattr(encoder.config, "hidden_size", 0))
-    if hidden <= 0:
-        raise TaskError(f"the model in {encoder_path} has no hidden_size: use a BERT-style encoder")
-    pad = pad_token_id(tokenizer, path=encoder_path)
-    x_tr = tokenize_texts(tokenizer, split.train_texts, max_length=max_length)
-    x_te = tokenize_texts(tokenizer, split.test_texts, max_length=max_length)
-    y_tr = torch.tensor(split.train_labels, dtype=torch.long)
-    y_te = torch.tensor(split.test_labels, dtype=torch.long)
-    x_cf = tokenize_texts(tokenizer, split.confirm_texts, max_length=max_length)
-    y_cf = torch.tensor(split.confirm_labels, dtype=torch.long)
-
+    encoder, tokenizer, hidden, pad = _load_encoder(encoder_path)
+    data = _tokenized(tokenizer, split, max_length=sizes.max_length)
     model = MeanPoolClassifier(encoder, nn.Linear(hidden, len(classes)), pad_token_id=pad)
-    _fit_or_load_head(model, x_tr, y_tr, cfg=cfg, classes=classes, encoder_path=encoder_path)
+    _fit_or_load_head(
+        model, data.x_tr, data.y_tr, cfg=cfg, classes=classes, encoder_path=encoder_path
+    )
     model.eval()
-    truncated = int((x_te[:, -1] != pad).sum())
+    description, info = _describe(
+        cfg, classes=classes, sizes=sizes, data=data, encoder_path=encoder_path, pad=pad
+    )
     return Task(
         name=TASK_NAME,
         model=model,
-        eval_inputs=x_te,
-        eval_labels=y_te,
+        eval_inputs=data.x_te,
+        eval_labels=data.y_te,
         num_classes=len(classes),
-        train_inputs=x_tr,
-        train_labels=y_tr,
-        confirm_inputs=x_cf if confirm_n else None,
-        confirm_labels=y_cf if confirm_n else None,
-        description=(
-            f"{encoder_path.name if cfg['encoder_path'] else 'all-MiniLM-L6-v2'} (frozen) + "
-            f"linear head on WordNet noun definitions, {len(classes)} categories "
-            f"({', '.join(classes)}), {train_n} per class to train, an evaluation pool of "
-            f"{len(y_te)} held-out texts ({test_n} + {extra_n} per class), a confirmation "
-            f"split of {len(y_cf)} ({confirm_n} per class), max_length {max_length}, "
-            f"seed {cfg['seed']}"
-        ),
-        info={
-            "encoder": str(encoder_path),
-            "categories": ",".join(classes),
-            "train_examples": str(len(y_tr)),
-            "eval_examples": str(len(y_te)),
-            "confirm_examples": str(len(y_cf)),
-            "max_length": str(max_length),
-            "eval_truncated": str(truncated),
-        },
+        train_inputs=data.x_tr,
+        train_labels=data.y_tr,
+        confirm_inputs=data.x_cf if sizes.confirm else None,
+        confirm_labels=data.y_cf if sizes.confirm else None,
+        description=description,
+        info=info,
     )
