@@ -32,7 +32,10 @@ class ComparedVariant:
 
     ``energy_b_over_a`` is None when the two figures were obtained differently (their
     provenance differs) and dividing them was not asked for; ``ratio_vs_baseline_*`` is each
-    study's paired ratio to its own baseline (None: not paired).
+    study's paired ratio to its own baseline (None: not paired); ``accuracy_decision_*`` each
+    study's decision of the variant's accuracy against its baseline's on the same examples
+    (``within``, ``below``, ``undecided``; None: not compared), and ``frontier_*`` holds only
+    variants decided within.
     """
 
     variant: str
@@ -52,6 +55,8 @@ class ComparedVariant:
     ratio_vs_baseline_b: float | None
     frontier_a: bool
     frontier_b: bool
+    accuracy_decision_a: str | None = None
+    accuracy_decision_b: str | None = None
 
 
 #: Columns of the comparison, in order (the fields of :class:`ComparedVariant`).
@@ -73,7 +78,15 @@ COLUMNS = [
     "ratio_vs_baseline_b",
     "frontier_a",
     "frontier_b",
+    "accuracy_decision_a",
+    "accuracy_decision_b",
 ]
+
+
+def _decision(r: TrialRecord) -> str | None:
+    """The variant's accuracy decision against its own study's baseline (None: not compared)."""
+    a = r.accuracy_vs_baseline
+    return None if a is None else a.decision
 
 
 @dataclass(frozen=True)
@@ -173,6 +186,8 @@ def compare_results(a: SearchResult, b: SearchResult, *, force: bool = False) ->
                 ratio_vs_baseline_b=1.0 if rb.is_baseline else rb.ratio_vs_baseline,
                 frontier_a=ra.number in front_a,
                 frontier_b=rb.number in front_b,
+                accuracy_decision_a=_decision(ra),
+                accuracy_decision_b=_decision(rb),
             )
         )
     if mixed:

@@ -147,3 +147,36 @@ def test_every_model_is_scored_in_the_same_chunks_so_prefixes_pair(tmp_path: Pat
     # The baseline's outcomes are computed once, on the whole pool, and reused.
     assert baseline_outcomes(bench) is baseline_outcomes(bench)
     assert baseline_outcomes(bench).n == 3000
+
+
+def test_a_claim_is_confirmed_on_the_untouched_split_and_only_there(tmp_path: Path) -> None:
+    from compresslab.bench import confirm_accuracy
+
+    # The pool is examples 0-3999, the confirmation split 4000-7999 (never scored by the
+    # looks). The variant is no worse on the pool but 6 points worse on the untouched split:
+    # the examples that selected it do not certify it.
+    answers = torch.ones(8000, dtype=torch.long)
+    answers[:400] = 0
+    answers[4000:4400] = 0
+    variant = answers.clone()
+    variant[4400:4640] = 0
+    pool, confirm = torch.arange(4000), torch.arange(4000, 8000)
+    task = Task(
+        name="planted",
+        model=Table(answers),
+        eval_inputs=pool.unsqueeze(1).float(),
+        eval_labels=torch.ones(4000, dtype=torch.long),
+        num_classes=2,
+        confirm_inputs=confirm.unsqueeze(1).float(),
+        confirm_labels=torch.ones(4000, dtype=torch.long),
+    )
+    settings = {"trials": 2, "tolerance": {"absolute": 0.01}, "screen_examples": 0}
+    bench = VariantBench(recipe=load_recipe(small(tmp_path, search=settings)), task=task)
+    _, searched = compare_in_looks(bench, Table(variant))
+    assert searched.decision == "within" and searched.delta == 0
+    confirmed = confirm_accuracy(bench, Table(variant))
+    assert confirmed is not None and confirmed.paired and confirmed.examples == 4000
+    assert confirmed.delta == pytest.approx(-0.06) and confirmed.decision == "below"
+    # A task without a confirmation split confirms nothing (the report says why).
+    plain = _bench(tmp_path, Table(answers[:4000]), 4000, 0)
+    assert confirm_accuracy(plain, Table(variant[:4000])) is None
