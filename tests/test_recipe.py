@@ -35,7 +35,7 @@ def test_shipped_digits_recipe_loads(repo: Path) -> None:
     assert recipe.task.name == "digits"
     assert [m.method for m in recipe.compression] == ["prune_channels", "dynamic_int8", "bf16"]
     assert recipe.energy.sampler == "auto"
-    assert recipe.search.tolerance.absolute == 0.01
+    assert recipe.search.tolerance.absolute == 0.02  # the finest 360 images decide
 
 
 def test_good_recipe_and_defaults(tmp_path: Path) -> None:
