@@ -1,7 +1,8 @@
 """The Optuna multi-objective search (the only package that imports optuna).
 
 Objectives: maximize the task metric, minimize energy per inference. The accuracy tolerance is
-a constraint (``Trial.set_constraint``: ``min_accuracy - accuracy <= 0`` is feasible), which
+a constraint (``Trial.set_constraint``, :func:`.objective.constraint`: at most 0 when the
+variant's accuracy is decided within the tolerance on the same examples as the baseline's), which
 the NSGA-II and TPE samplers use and ``study.best_trials`` honours. The uncompressed baseline is
 enqueued as the first trial. The study lives in a storage on disk (SQLite under the report
 folder by default), so running the same command again resumes it and runs only the trials
