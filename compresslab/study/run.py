@@ -119,13 +119,16 @@ class SearchRun:
     3. :meth:`open`: the study (a wrong storage URL fails here, before a model loads) and the
        recipe guard. False when the budget is already reached: :meth:`nothing_to_do` then
        returns the study's result and the run ends.
-    4. :meth:`prepare`: the task, the space fitted to its model, the baseline's accuracy and
-       the tolerance's minimum, recovery of dead workers' trials, the enqueued baseline (and
-       grid), the report's context, the predictor and the objective.
+    4. :meth:`prepare`: the task, the space fitted to its model, the objective (its bench),
+       the baseline's outcomes on the whole evaluation pool (its accuracy, and what every
+       variant is paired with) and the tolerance's minimum, whether the pool can resolve the
+       tolerance (said before any trial; an error where the recipe asks), recovery of dead
+       workers' trials, the enqueued baseline (and grid), the report's context, the predictor.
     5. :meth:`loop`: one trial at a time until the budget of distinct variants (or a bound on
        attempts) is reached, waiting while other workers' running trials hold the rest.
     6. :meth:`finish`: the prediction's status, the calibration fitted on every variant
-       measured here, and the confirmation of the frontier's claims.
+       measured here, and the confirmation of the frontier's claims (their energy re-measured,
+       their accuracy compared on the task's untouched confirmation split).
     7. :meth:`learn`: the session's energy is closed, this machine's repeatability terms learn
        from the study, and the result is read back.
 
