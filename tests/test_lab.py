@@ -17,6 +17,7 @@ from compresslab import Study, units
 from compresslab.errors import InvalidArgumentError, StorageError
 from compresslab.export import load_variant
 from compresslab.records import PairedRatio, SearchResult
+from compresslab.report.plot import FRONTIER_LABEL
 from compresslab.report.table import COLUMNS, frontier_frame
 
 
@@ -88,7 +89,13 @@ def test_build_gives_each_trials_model(study: Study) -> None:
     measured = [r for r in study.result.completed if r.reused_from is None]
     assert any(not r.is_baseline for r in measured)
     for r in measured:
-        assert study.evaluate(study.build(r.number)) == r.accuracy, r.variant
+        a, ev = r.accuracy_vs_baseline, r.evaluation
+        assert ev is not None and ev.outcomes is not None
+        if a is None or a.examples == a.pool:  # scored on the whole pool: the same figure
+            assert study.evaluate(study.build(r.number)) == r.accuracy, r.variant
+        else:  # a look decided it on a prefix of the pool: its accuracy is on those examples
+            assert ev.outcomes.n == a.examples == ev.metric_examples < a.pool, r.variant
+            assert r.accuracy == ev.outcomes.successes / a.examples, r.variant
     # a trial is named by its number, its record or its row, all alike
     best = study.best()
     assert best is not None
@@ -97,7 +104,11 @@ def test_build_gives_each_trials_model(study: Study) -> None:
     with torch.inference_mode():
         outs = [m(x) for m in models]
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
-    assert study.evaluate(best) == best["accuracy"]
+    decided = study.record(best).accuracy_vs_baseline
+    if decided is None or decided.examples == decided.pool:
+        assert study.evaluate(best) == best["accuracy"]
+    else:  # decided at an earlier look: on that prefix of the pool
+        assert best["accuracy_examples"] == decided.examples
 
 
 def test_search_refuses_a_budget_below_one(tmp_path: Path) -> None:
@@ -165,7 +176,7 @@ def test_measuring_a_trial_again_learns_the_machines_repeatability(study: Study)
 def test_plot_draws_the_frontier_tolerance_and_baseline(study: Study) -> None:
     ax = study.plot()
     try:
-        (front,) = [c for c in ax.collections if c.get_label() == "Pareto frontier (feasible)"]
+        (front,) = [c for c in ax.collections if c.get_label() == FRONTIER_LABEL]
         done = [r for r in study.result.completed if r.reused_from is None]
         factor, unit = units.energy_unit([r.energy_j_per_inference for r in done])
         expected = [

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-_FRONTIER_LABEL = "Pareto frontier (decided within the tolerance)"
+#: The legend of the frontier's points.
+FRONTIER_LABEL = "Pareto frontier (decided within the tolerance)"
 #: The legend of variants whose paired comparison with the baseline left them undecided.
 UNDECIDED_LABEL = "undecided against the tolerance (not claimed within)"
 
@@ -80,7 +81,7 @@ def draw_pareto(result: SearchResult, ax: Axes) -> None:
         xs = [r.energy_j_per_inference * factor for r in front]
         ys = [acc(r) for r in front]
         ax.step(xs, ys, where="post", color="tab:green", linewidth=1.5)
-        ax.scatter(xs, ys, color="tab:green", zorder=3, s=36, label=_FRONTIER_LABEL)
+        ax.scatter(xs, ys, color="tab:green", zorder=3, s=36, label=FRONTIER_LABEL)
         for r, x, y in zip(front, xs, ys, strict=True):
             ax.annotate(
                 str(r.number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8

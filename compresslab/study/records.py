@@ -231,7 +231,8 @@ def _claim(ev: Evaluation | None, base: Evaluation, tolerance: float) -> Accurac
     mine, theirs = ev.outcomes, base.outcomes
     if mine is not None and theirs is not None and mine.examples_id == theirs.examples_id:
         with contextlib.suppress(ValueError):  # outcomes that do not pair: the fallback
-            return accuracy_vs_baseline(mine, theirs.head(mine.n), tolerance=tolerance)
+            claim = accuracy_vs_baseline(mine, theirs.head(mine.n), tolerance=tolerance)
+            return dataclasses.replace(claim, pool=theirs.n)
     if ev.metric_examples > 0 and base.metric_examples > 0:
         return accuracy_vs_baseline_unpaired(
             candidate_accuracy=ev.metric,
