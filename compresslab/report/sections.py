@@ -67,15 +67,35 @@ def add_baseline(doc: Document, result: SearchResult) -> None:
         )
     )
     n_eval = result.info.eval_examples
-    if base.accuracy_ci95 and n_eval:
+    outcomes = base.evaluation.outcomes if base.evaluation is not None else None
+    if outcomes is not None:
+        doc.add(Para(_pool_sentence(outcomes.n, outcomes.batch_size, base)))
+    elif base.accuracy_ci95 and n_eval:
         lo, hi = base.accuracy_ci95
         doc.add(
             Para(
                 f"On {n_eval} held-out examples the accuracy's 95% interval is "
                 f"{(hi - lo) * 100:.1f} points wide: smaller accuracy differences between "
-                "variants are within sampling noise."
+                "variants are within sampling noise (this study kept no per-example outcomes: "
+                "its variants are compared unpaired)."
             )
         )
+
+
+def _pool_sentence(pool: int, eval_batch: int, base: TrialRecord) -> str:
+    """How accuracy was compared: the pool, the evaluation batch against the measured one."""
+    measured = base.energy.batch_size if base.energy is not None else None
+    batches = (
+        f"; the measured workload runs batches of {measured}, a different batch: a dynamically "
+        "quantized variant may answer differently there"
+        if measured is not None and measured != eval_batch
+        else ""
+    )
+    return (
+        f"Accuracy is compared with the baseline's on the same examples of an evaluation pool of "
+        f"{pool:,}, in looks while undecided (docs/accuracy.md), every model scored in the same "
+        f"chunks in evaluation batches of {eval_batch}{batches}."
+    )
 
 
 def add_best_saving(doc: Document, result: SearchResult) -> None:
