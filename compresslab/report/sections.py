@@ -77,7 +77,8 @@ def add_baseline(doc: Document, result: SearchResult) -> None:
                 f"On {n_eval} held-out examples the accuracy's 95% interval is "
                 f"{(hi - lo) * 100:.1f} points wide: smaller accuracy differences between "
                 "variants are within sampling noise (this study kept no per-example outcomes: "
-                "its variants are compared unpaired)."
+                "its variants are compared unpaired where it kept their number of examples, "
+                "else on their point accuracy)."
             )
         )
 

@@ -57,6 +57,9 @@ def test_an_old_study_reports_the_figures_it_reported_then(old_study: Path) -> N
             assert now[trial][column] == row[column], (trial, column)
     report = (old_study / "reports" / "oldformat" / "report.md").read_text(encoding="utf-8")
     assert "dynamic_int8" in report
+    # Marked: no paired comparison was possible, and the report and the table say so.
+    assert "kept no per-example outcomes: its variants are compared unpaired where" in report
+    assert now["1"]["accuracy_method"] == "not compared"
 
 
 def test_an_old_study_compares_with_itself(old_study: Path) -> None:
