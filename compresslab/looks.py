@@ -136,3 +136,33 @@ def _simpson(grid: list[float]) -> list[tuple[float, float]]:
     return [
         (s, step / 3 * (1 if i in (0, last) else 4 if i % 2 else 2)) for i, s in enumerate(grid)
     ]
+
+
+def futile(
+    *,
+    delta: float,
+    low: float,
+    high: float,
+    z: float,
+    seen: int,
+    pool: int,
+    z_last: float,
+    tolerance: float,
+) -> bool:
+    """Whether adding the rest of the pool could not make an ``undecided`` difference ``within``.
+
+    The interval ``[low, high]`` (at ``z``, on ``seen`` examples) is projected to the whole
+    ``pool`` at the last look's ``z_last``: its half-width shrinks like ``1/sqrt(n)``. The
+    difference is taken one standard error better than seen (an optimistic reading: about one
+    time in six the truth is better still). If even then the projected interval's lower end
+    stays below ``-tolerance``, the comparison stops: the variant stays ``undecided`` (never
+    called within), and the examples it would have cost are saved. Stopping for futility never
+    claims anything, so it does not change the error rate of the decisions (a non-binding
+    futility rule).
+    """
+    if seen >= pool or z <= 0:
+        return False
+    half = (high - low) / 2
+    standard_error = half / z
+    projected = half / z * z_last * math.sqrt(seen / pool)
+    return delta + standard_error - projected < -tolerance

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compresslab.looks import Spending, alpha_spending, look_sizes
+from compresslab.looks import Spending, alpha_spending, futile, look_sizes
 from compresslab.paired import Z95, decide, newcombe_paired
 
 
@@ -21,6 +21,16 @@ def test_looks_grow_geometrically_to_the_whole_pool_after_a_screening_look() -> 
     assert look_sizes(5, first=2, looks=6)[-1] == 5
     with pytest.raises(ValueError, match="positive pool"):
         look_sizes(0, first=10, looks=2)
+
+
+def test_futility_projects_the_interval_to_the_whole_pool_optimistically() -> None:
+    # -1.5 points +- 1 on 1,000 of 10,000: at the whole pool +-0.32. One standard error better
+    # (-0.99) minus 0.32 is -1.31, below -1: futile. At -1.1 it is -0.91: it may still show.
+    kw = {"z": 1.96, "seen": 1000, "pool": 10_000, "z_last": 1.96, "tolerance": 0.01}
+    assert futile(delta=-0.015, low=-0.025, high=-0.005, **kw)
+    assert not futile(delta=-0.011, low=-0.021, high=-0.001, **kw)
+    # Nothing is futile once the pool is used up (the last look decides or stays undecided).
+    assert not futile(delta=-0.5, low=-0.6, high=-0.4, **{**kw, "seen": 10_000})
 
 
 def test_a_first_look_that_spends_nothing_stops_nothing() -> None:

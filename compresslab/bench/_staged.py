@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from compresslab import paired
-from compresslab.looks import alpha_spending, look_sizes
+from compresslab.looks import alpha_spending, futile, look_sizes
 from compresslab.records import AccuracyVsBaseline, Outcomes, accuracy_vs_baseline
 
 if TYPE_CHECKING:
@@ -121,15 +121,18 @@ def compare_in_looks(
 
     The tolerance is the baseline's accuracy on the pool minus ``min_accuracy`` (default: the
     recipe's ``search.tolerance``). Returns the outcomes on the examples seen (a prefix of the
-    pool) and the comparison of the look that stopped: the first decided one, else the last
-    (``undecided`` on the whole pool).
+    pool) and the comparison of the look that stopped: the first decided one, or the first
+    from which even the whole pool could not show it within (``futile``: it stays
+    ``undecided``; :func:`compresslab.looks.futile`), else the last (``undecided`` on the
+    whole pool).
     """
     looks = looks_of(bench)
     base = baseline_outcomes(bench)
-    tolerance = (
+    tolerance = max(
+        0.0,
         tolerance_of(bench, base)
         if min_accuracy is None
-        else base.successes / base.n - min_accuracy
+        else base.successes / base.n - min_accuracy,
     )
     right: list[bool] = []
     outcomes, claim = None, None
@@ -146,6 +149,12 @@ def compare_in_looks(
             spending=looks.spending,
         )
         if claim.decision != "undecided":
+            break
+        if k + 1 < len(looks.sizes) and futile(
+            delta=claim.delta, low=claim.low, high=claim.high, z=z, seen=size,
+            pool=looks.pool, z_last=looks.z[-1], tolerance=tolerance,
+        ):  # fmt: skip
+            claim = dataclasses.replace(claim, futile=True)
             break
     assert outcomes is not None and claim is not None  # at least one look
     return outcomes, claim

@@ -168,6 +168,9 @@ class AccuracyVsBaseline:
         looks: the looks planned (1 for a comparison in one look).
         pool: the examples the comparison could have used at most (0: unknown).
         spending: the alpha-spending rule of the looks (empty for a single look).
+        futile: the looks stopped early, undecided, because even the whole pool would not
+            show the difference within the tolerance at the rates seen
+            (:func:`compresslab.looks.futile`).
     """
 
     delta: float
@@ -187,6 +190,7 @@ class AccuracyVsBaseline:
     looks: int = 1
     pool: int = 0
     spending: str = ""
+    futile: bool = False
 
     @property
     def sequential(self) -> bool:

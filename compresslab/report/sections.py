@@ -170,6 +170,12 @@ def claim_words(a: AccuracyVsBaseline) -> str:
         if a.examples_to_decide
         else ""
     )
+    if a.futile:
+        return (
+            f"{figure}: undecided at the {tolerance}, stopped at look {a.look}: at the rates "
+            f"seen even the whole pool of {a.pool:,} would not show it within{more}, so it is "
+            "not called within the tolerance."
+        )
     return (
         f"{figure}: undecided at the {tolerance}: the examples cannot show it{more}, so it is "
         "not called within the tolerance."

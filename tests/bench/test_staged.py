@@ -19,6 +19,7 @@ from torch import nn
 from compresslab.api import load_recipe
 from compresslab.bench import VariantBench, baseline_outcomes, looks_of
 from compresslab.bench._evaluate import claim_text
+from compresslab.report.sections import claim_words
 from compresslab.bench._staged import compare_in_looks, pool_outcomes
 from compresslab.records import Outcomes
 from compresslab.tasks import Task
@@ -94,8 +95,23 @@ def test_a_variant_planted_one_and_a_half_points_worse_is_never_within(tmp_path:
     for pool in (10_000, 360):
         decisions = _decisions(tmp_path, pool, worse=0.02, better=0.005)
         assert "within" not in decisions, (pool, decisions)
-    # The large pool decides it below every time (the last look at the latest).
-    assert set(_decisions(tmp_path, 10_000, worse=0.02, better=0.005)) == {"below"}
+    # The large pool decides it below, or stops early once even the whole pool could not show
+    # it within (futile: undecided, never claimed).
+    base, variant = planted(10_000, worse=0.02, better=0.005)
+    for seed in SEEDS:
+        outcomes, claim = compare_in_looks(_bench(tmp_path, base, 10_000, seed), variant)
+        assert claim.decision == "below" or (claim.futile and outcomes.n < 10_000), claim
+
+
+def test_futile_looks_stop_early_and_say_so(tmp_path: Path) -> None:
+    # 1.2 points worse with many discordant examples: never within on 10,000 examples, yet
+    # not clearly below on the first looks. The looks stop once the rest of the pool cannot
+    # help, and the variant stays undecided.
+    base, variant = planted(10_000, worse=0.052, better=0.04)
+    outcomes, claim = compare_in_looks(_bench(tmp_path, base, 10_000, 0), variant)
+    assert claim.decision == "undecided" and claim.futile and claim.look < claim.looks
+    assert outcomes.n == claim.examples < 10_000
+    assert "stopped at look" in claim_words(claim) and "not called within" in claim_words(claim)
 
 
 def test_a_variant_planted_at_no_difference_is_within_on_a_large_pool(tmp_path: Path) -> None:
