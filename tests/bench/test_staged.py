@@ -19,9 +19,9 @@ from torch import nn
 from compresslab.api import load_recipe
 from compresslab.bench import VariantBench, baseline_outcomes, looks_of
 from compresslab.bench._evaluate import claim_text
-from compresslab.report.sections import claim_words
 from compresslab.bench._staged import compare_in_looks, pool_outcomes
 from compresslab.records import Outcomes
+from compresslab.report.sections import claim_words
 from compresslab.tasks import Task
 
 SEEDS = range(20)
