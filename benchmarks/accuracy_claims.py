@@ -114,6 +114,9 @@ class VariantClaims:
     pool_paired: float = 0.0
     pool_unpaired: float = 0.0
     pool_interval: tuple[float, float] = (0.0, 0.0)
+    pool_decision: str = ""
+    discordant: tuple[int, int] = (0, 0)
+    to_decide: int | None = None
     confirmed: dict[str, Any] | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -145,7 +148,7 @@ def _staged(cand: list[bool], base: list[bool], looks: Any, tolerance: float, ex
 
 
 def _widths(cand: list[bool], base: list[bool], n: int, z: float, tolerance: float) -> tuple:
-    """Paired and unpaired widths on the first ``n`` outcomes, at ``z``."""
+    """Paired and unpaired widths on the first ``n`` outcomes at ``z``, and the paired claim."""
     from compresslab.records import Outcomes, accuracy_vs_baseline, accuracy_vs_baseline_unpaired
 
     c = Outcomes.from_correct(cand[:n], batch_size=1, examples_id="w")
@@ -159,7 +162,7 @@ def _widths(cand: list[bool], base: list[bool], n: int, z: float, tolerance: flo
         tolerance=tolerance,
         z=z,
     )
-    return p.high - p.low, u.high - u.low, (p.low, p.high)
+    return p.high - p.low, u.high - u.low, p
 
 
 def recipe_claims(name: str, labels: list[str] | None, seeds: int) -> tuple[dict, list]:
@@ -207,9 +210,11 @@ def recipe_claims(name: str, labels: list[str] | None, seeds: int) -> tuple[dict
             continue
         n = looks.pool
         v.delta = (sum(cand) - sum(base)) / n
-        v.pool_paired, v.pool_unpaired, v.pool_interval = _widths(
-            cand, base, n, looks.z[-1], tolerance
-        )
+        v.pool_paired, v.pool_unpaired, whole = _widths(cand, base, n, looks.z[-1], tolerance)
+        v.pool_interval = (whole.low, whole.high)
+        v.pool_decision = whole.decision
+        v.discordant = (whole.discordant_b, whole.discordant_c)
+        v.to_decide = whole.examples_to_decide
         for seed in range(seeds):
             order = random.Random(seed).sample(range(n), n)
             c = [cand[i] for i in order]
@@ -256,16 +261,53 @@ def _row(v: VariantClaims) -> list[Any]:
     return [
         v.recipe,
         v.label,
-        f"{_pts(v.delta)} [{_pts(v.pool_interval[0])}, {_pts(v.pool_interval[1])}]",
+        f"{_pts(v.delta)} [{_pts(v.pool_interval[0])}, {_pts(v.pool_interval[1])}] "
+        f"(b={v.discordant[0]}, c={v.discordant[1]})",
         f"{100 * fp:.2f} / {100 * fu:.2f} ({fp / fu:.2f})",
         f"{100 * v.pool_paired:.2f} / {100 * v.pool_unpaired:.2f} "
         f"({v.pool_paired / v.pool_unpaired:.2f})",
         f"{counts['within']}/{counts['below']}/{counts['undecided']}",
         f"{statistics.median(v.examples):.0f}",
         f"{100 * share:.0f}% {top}",
-        ("met" if share >= TARGET_AGREEMENT else "missed") if decided else "n/a (undecided)",
+        ("met" if share >= TARGET_AGREEMENT else "missed")
+        if decided
+        else "n/a (undecided; "
+        + (f"{v.to_decide:,} examples would decide)" if v.to_decide else "no pool would)"),
         conf,
     ]
+
+
+def _summary(variants: list[VariantClaims], infos: list[dict[str, Any]]) -> str:
+    """What stays undecided and why, and where the confirmation split decides otherwise."""
+    lines = []
+    for info in infos:
+        if "error" in info:
+            continue
+        mine = [v for v in variants if v.recipe == info["recipe"] and not v.error]
+        undecided = [v for v in mine if v.mode()[0] == "undecided"]
+        if undecided:
+            lines.append(
+                f"- {info['recipe']}: {len(undecided)} of {len(mine)} variants undecided on the "
+                f"{info['pool']:,}-example pool ("
+                + ", ".join(
+                    f"{v.label} {_pts(v.delta)} points, "
+                    + (f"{v.to_decide:,} examples would decide" if v.to_decide else "none would")
+                    for v in undecided
+                )
+                + ")."
+            )
+    differ = [v for v in variants if v.confirmed and v.confirmed["decision"] != v.mode()[0]]
+    if differ:
+        lines.append(
+            "- The confirmation split decides otherwise than the pool for "
+            + ", ".join(
+                f"{v.recipe} {v.label} (pool {v.mode()[0]}, confirmation {v.confirmed['decision']})"
+                for v in differ
+            )
+            + ": a different sample of examples (and the confirmation's one look at z 1.96 "
+            "against the pool's repeated intervals at a larger z)."
+        )
+    return "\n".join(lines)
 
 
 def run(settings: Settings) -> Figure:
@@ -295,9 +337,11 @@ def run(settings: Settings) -> Figure:
         if not v.error and v.decisions
     ]
     ratios_pool = [v.pool_paired / v.pool_unpaired for v in variants if not v.error]
+    built = [v for v in variants if not v.error]
     headline = (
         f"{len(decided) - len(missed)} of {len(decided)} decided variants reach their decision "
-        f"in >= {TARGET_AGREEMENT:.0%} of {seeds} evaluation orders"
+        f"in >= {TARGET_AGREEMENT:.0%} of {seeds} evaluation orders; "
+        f"{len(built) - len(decided)} of {len(built)} variants stay undecided on their pool"
         + (f" (missed: {', '.join(f'{v.recipe} {v.label}' for v in missed)})" if missed else "")
         + (
             f"; paired/unpaired interval width {statistics.median(ratios_first):.2f} at the "
@@ -328,7 +372,7 @@ def run(settings: Settings) -> Figure:
         [
             "recipe",
             "variant",
-            "pool diff, points [interval at last z]",
+            "pool diff, points [interval at last z] (b: variant only right, c: baseline only)",
             "first look width paired / unpaired (ratio)",
             "whole pool width paired / unpaired (ratio)",
             "within/below/undecided",
@@ -373,6 +417,7 @@ def run(settings: Settings) -> Figure:
             "[interval], examples).",
             table,
             "\n".join(reasons) if reasons else "No decided variant missed the agreement target.",
+            _summary(variants, infos),
         ]
     )
     return Figure(
@@ -386,7 +431,11 @@ def run(settings: Settings) -> Figure:
         data={
             "seeds": seeds,
             "recipes": infos,
-            "variants": [v.__dict__ | {"pool_interval": list(v.pool_interval)} for v in variants],
+            "variants": [
+                v.__dict__
+                | {"pool_interval": list(v.pool_interval), "discordant": list(v.discordant)}
+                for v in variants
+            ],
         },
         command=f"{COMMAND} --only accuracy",
     )
