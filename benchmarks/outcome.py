@@ -231,9 +231,7 @@ def _counts(path: Path) -> dict[str, int]:
 
 def paired_decisions(variants: list[dict[str, Any]]) -> bool:
     """Whether the study decided each variant by the paired comparison (issue 28)."""
-    return any(v["decision"] for v in variants if not v["baseline"]) or all(
-        v["feasible"] is not None for v in variants
-    )
+    return any(v["decision"] for v in variants if not v["baseline"])
 
 
 def best_within(
