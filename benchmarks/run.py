@@ -6,6 +6,7 @@ From the repository root::
     .venv/bin/python benchmarks/run.py --only overhead,repeatability
     .venv/bin/python benchmarks/run.py --only outcome --reuse-reports
     .venv/bin/python benchmarks/run.py --only trust     # figure 7 (~6 min alone, 1.5 after 4)
+    .venv/bin/python benchmarks/run.py --only accuracy  # figure 9 (~15 min)
     .venv/bin/python benchmarks/run.py --quick   # smoke run (meaningless numbers, written
                                                  # under benchmarks/out/quick/)
 
@@ -24,6 +25,11 @@ figures, a quiet against a busy machine, and search against confirmed ratios.
 Figure 8 (issue 20), ``frugal``: today's default digits search against the one before issue
 20 (energy, frontier hypervolume), the calibration's held-out ranking, the cost per part, and
 the MiniLM flagship's break-even (``benchmarks/frugal.py``; about 20 minutes).
+
+Figure 9 (issue 28), ``accuracy``: the paired, staged accuracy claims of each shipped recipe's
+representative variants, decided under 20 seeded orders of the evaluation pool (agreement,
+paired against unpaired interval widths, examples used) and on the untouched confirmation
+split (``benchmarks/accuracy_claims.py``; about 15 minutes).
 
 A subset run keeps the other figures of the previous ``results.json`` (each figure says when
 and under what load it ran). The benchmarks are not part of the test run.
@@ -55,7 +61,17 @@ from benchlib import (
     verdict,
 )
 
-KEYS = ("overhead", "repeatability", "search", "outcome", "cost", "prediction", "trust", "frugal")
+KEYS = (
+    "overhead",
+    "repeatability",
+    "search",
+    "outcome",
+    "cost",
+    "prediction",
+    "trust",
+    "frugal",
+    "accuracy",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -294,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
 
         stamp = run_stamp()
         record(frugal.run(settings), stamp)
+    if "accuracy" in wanted:
+        import accuracy_claims
+
+        stamp = run_stamp()
+        record(accuracy_claims.run(settings), stamp)
 
     meta = {
         "command": " ".join([COMMAND, *sys.argv[1:]]) if argv is None else COMMAND,
