@@ -94,7 +94,7 @@ def assess(
     With ``min_accuracy`` (the search), a variant is compared with the baseline on the same
     examples in looks (:func:`.compare_in_looks`; the tolerance is the baseline's accuracy on
     the pool minus ``min_accuracy``) and is not measured when the comparison decides it
-    ``below`` the tolerance. Building, fine-tuning and evaluating share the host:
+    ``below`` the tolerance, or stops for futility (it could never be claimed within). Building, fine-tuning and evaluating share the host:
     they hold the measurement lock shared, so no measurement runs meanwhile.
     """
     with host_lock(exclusive=False):
@@ -107,11 +107,17 @@ def assess(
         claim = None
         if min_accuracy is not None and not spec.is_baseline and _paired_metric(bench):
             outcomes, claim = compare_in_looks(bench, model, min_accuracy=min_accuracy)
-            if claim.decision == "below":
-                # Decided worse than the tolerance allows on the same examples: it can never
-                # be claimed, so its energy is not spent.
+            if claim.decision == "below" or claim.futile:
+                # Decided worse than the tolerance allows on the same examples, or so that even
+                # the whole pool could not show it within: it can never be claimed, so its
+                # energy is not spent.
+                why = (
+                    "below the tolerance"
+                    if claim.decision == "below"
+                    else "undecided, and the whole pool could not show it within the tolerance"
+                )
                 raise Screened(
-                    f"below the tolerance: {claim_text(claim)}; energy not measured",
+                    f"{why}: {claim_text(claim)}; energy not measured",
                     accuracy=outcomes.successes / outcomes.n,
                 )
             metric, interval = _metric_of(bench, outcomes)
