@@ -19,6 +19,8 @@ Spending = Literal["obrien-fleming", "pocock", "bonferroni"]
 
 _NORMAL = NormalDist()
 _Z_CEILING = 12.0  # the largest z a look is given (a look that spends nothing)
+#: Standard errors of optimism in :func:`futile` (the difference is read this much better).
+OPTIMISM = 2.0
 
 
 def look_sizes(pool: int, *, first: int, looks: int, screen: int = 0) -> list[int]:
@@ -153,8 +155,9 @@ def futile(
 
     The interval ``[low, high]`` (at ``z``, on ``seen`` examples) is projected to the whole
     ``pool`` at the last look's ``z_last``: its half-width shrinks like ``1/sqrt(n)``. The
-    difference is taken one standard error better than seen (an optimistic reading: about one
-    time in six the truth is better still). If even then the projected interval's lower end
+    difference is taken two standard errors better than seen (an optimistic reading: about one
+    time in forty the truth is better still, so a good variant is rarely dropped on a small
+    early look's bad luck). If even then the projected interval's lower end
     stays below ``-tolerance``, the comparison stops: the variant stays ``undecided`` (never
     called within), and the examples it would have cost are saved. Stopping for futility never
     claims anything, so it does not change the error rate of the decisions (a non-binding
@@ -164,5 +167,5 @@ def futile(
         return False
     half = (high - low) / 2
     standard_error = half / z
-    projected = half / z * z_last * math.sqrt(seen / pool)
-    return delta + standard_error - projected < -tolerance
+    projected = standard_error * z_last * math.sqrt(seen / pool)
+    return delta + OPTIMISM * standard_error - projected < -tolerance

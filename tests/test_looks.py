@@ -24,11 +24,11 @@ def test_looks_grow_geometrically_to_the_whole_pool_after_a_screening_look() -> 
 
 
 def test_futility_projects_the_interval_to_the_whole_pool_optimistically() -> None:
-    # -1.5 points +- 1 on 1,000 of 10,000: at the whole pool +-0.32. One standard error better
-    # (-0.99) minus 0.32 is -1.31, below -1: futile. At -1.1 it is -0.91: it may still show.
+    # -2 points +- 1 on 1,000 of 10,000: at the whole pool +-0.32. Two standard errors better
+    # (-0.98) minus 0.32 is -1.30, below -1: futile. At -1.6 it is -0.90: it may still show.
     kw = {"z": 1.96, "seen": 1000, "pool": 10_000, "z_last": 1.96, "tolerance": 0.01}
-    assert futile(delta=-0.015, low=-0.025, high=-0.005, **kw)
-    assert not futile(delta=-0.011, low=-0.021, high=-0.001, **kw)
+    assert futile(delta=-0.02, low=-0.03, high=-0.01, **kw)
+    assert not futile(delta=-0.016, low=-0.026, high=-0.006, **kw)
     # Nothing is futile once the pool is used up (the last look decides or stays undecided).
     assert not futile(delta=-0.5, low=-0.6, high=-0.4, **{**kw, "seen": 10_000})
 
