@@ -94,8 +94,9 @@ def assess(
     With ``min_accuracy`` (the search), a variant is compared with the baseline on the same
     examples in looks (:func:`.compare_in_looks`; the tolerance is the baseline's accuracy on
     the pool minus ``min_accuracy``) and is not measured when the comparison decides it
-    ``below`` the tolerance, or stops for futility (it could never be claimed within). Building, fine-tuning and evaluating share the host:
-    they hold the measurement lock shared, so no measurement runs meanwhile.
+    ``below`` the tolerance, or stops for futility (it could never be claimed within).
+    Building, fine-tuning and evaluating share the host: they hold the measurement lock
+    shared, so no measurement runs meanwhile.
     """
     with host_lock(exclusive=False):
         model = bench.place(timer.build(bench.build, spec))
