@@ -67,8 +67,8 @@ def newcombe_paired(
     per look, and a search over ``n`` in :func:`examples_to_decide`); Tango's score interval
     (Stat Med 17:891, 1998) performs as well but needs a root search per bound. With no
     discordant example and every answer right it is ``+-z^2 / (n + z^2)`` (about
-    ``3.84 / (n + 3.84)``); with some answers wrong it is narrower (the accuracies' Wilson
-    intervals shrink away from 1).
+    ``3.84 / (n + 3.84)``); with some answers wrong it moves both ways: on 360 examples with no
+    discordant one it is +-1.06 points with none wrong, +-1.18 with 2 wrong, +-0.89 with 60.
 
     Raises:
         ValueError: counts that do not fit in ``n``.
