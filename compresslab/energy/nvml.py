@@ -14,7 +14,8 @@ CUDA work on the model's device is synchronised at both window edges (when this 
 initialised CUDA through torch), so a window counts neither queued work of the previous one
 nor leaves its own behind.
 
-Which devices (:mod:`.nvml_devices`): ``device_indices`` when given; else the GPU torch runs
+Which devices (:mod:`.nvml_devices`): ``device_indices`` when given (refused if they leave out
+the model's GPU, or if that GPU is a MIG slice); else the GPU torch runs
 the model on (``torch_device``, i.e. ``energy.device``), found in NVML by its UUID or PCI bus id
 (``CUDA_VISIBLE_DEVICES`` respected, index and UUID forms); else every GPU CUDA makes visible.
 The host CPU's energy beside the GPU's is :mod:`.gpu_host`'s job.
@@ -56,9 +57,11 @@ class NvmlSampler:
     """GPU energy from NVML: the energy counter where supported, else integrated power.
 
     Args:
-        device_indices: NVML indices of the GPUs to count (as ``nvidia-smi`` lists them).
+        device_indices: NVML indices of the GPUs to count (as ``nvidia-smi`` lists them); with
+            ``torch_device``, they must include the model's GPU.
         torch_device: the device the model runs on (``cuda`` or ``cuda:N``): that GPU is
-            counted, found by its UUID or PCI bus id, and synchronised at the window edges.
+            counted, found by its UUID or PCI bus id, and synchronised at the window edges;
+            a MIG slice is refused (NVML counts energy per physical GPU).
             With neither, every GPU CUDA makes visible is counted.
         poll_interval_s: how often power is polled on GPUs without an energy counter.
 

@@ -5,14 +5,19 @@ that variable makes visible, in its own order (fastest first, unless
 ``CUDA_DEVICE_ORDER=PCI_BUS_ID``). So ``cuda:1`` is rarely NVML device 1. The mapping, best
 first:
 
-1. ``energy.nvml.device_indices``: NVML indices, as ``nvidia-smi`` lists them, taken as given.
+1. ``energy.nvml.device_indices``: NVML indices, as ``nvidia-smi`` lists them, taken as given
+   once they include the model's GPU (see below).
 2. torch's own description of ``cuda:N`` (its UUID, else its PCI bus id), looked up in NVML.
 3. ``CUDA_VISIBLE_DEVICES``: its N-th entry, an NVML index or a ``GPU-<uuid>`` (or a unique
    prefix of one, as CUDA accepts) matched against NVML's UUIDs. An index entry, or no
    variable, maps exactly only with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or a single GPU; the
    metadata says so.
 
-``MIG-<uuid>`` entries are refused: NVML reports no energy per MIG instance.
+The model's GPU must be a whole GPU: NVML's energy counter is per physical GPU, so a MIG
+slice (a ``MIG-<uuid>``, or a GPU in MIG mode, which CUDA only shows as slices) is refused
+rather than measured whole. ``device_indices`` must include the model's GPU wherever that GPU
+is known for sure (by UUID or PCI bus id, or an index in a known order); where CUDA's order is
+only assumed, the indices are the fix for it and are taken as given.
 """
 
 from __future__ import annotations
@@ -54,11 +59,15 @@ def cuda_visible_entries(value: str | None) -> tuple[str, ...] | None:
 
 @dataclass(frozen=True)
 class Target:
-    """One NVML device to measure, and how it was chosen (for the metadata)."""
+    """One NVML device to measure, how it was chosen (for the metadata), and whether surely.
+
+    ``exact`` is False where the model's GPU was found by an index in CUDA's assumed order.
+    """
 
     index: int
     handle: Any
     how: str
+    exact: bool = True
 
 
 def _text(value: Any) -> str:
@@ -74,13 +83,30 @@ def _by_index(nv: Any, index: int, count: int, source: str) -> Any:
     return nv.nvmlDeviceGetHandleByIndex(index)
 
 
+def _mig_refusal(what: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"the model runs on a MIG slice ({what}): NVML reports no energy per MIG instance; its "
+        "energy counter is per physical GPU and counts every slice's work; measure on a whole "
+        "GPU with nothing else on it (MIG off: `nvidia-smi -i N -mig 0`), or use "
+        "`sampler: estimate`"
+    )
+
+
+def _refuse_mig_mode(nv: Any, target: Target) -> Target:
+    """``target`` unless its GPU is in MIG mode (then CUDA runs the model on a slice of it)."""
+    try:
+        current = nv.nvmlDeviceGetMigMode(target.handle)[0]
+    except nv.NVMLError as e:  # pre-Ampere GPUs have no MIG mode
+        logger.debug("NVML %d has no MIG mode: %s", target.index, e)
+        return target
+    if int(current) == nv.NVML_DEVICE_MIG_ENABLE:
+        raise _mig_refusal(f"{target.how}, and NVML {target.index} is in MIG mode")
+    return target
+
+
 def _by_uuid_prefix(nv: Any, prefix: str, count: int) -> tuple[int, Any]:
     if prefix.startswith("MIG-"):
-        raise BackendUnavailableError(
-            f"CUDA_VISIBLE_DEVICES names a MIG instance ({prefix}): NVML reports no energy per "
-            "MIG instance, only per whole GPU; measure on a whole GPU, or use "
-            "`sampler: estimate`"
-        )
+        raise _mig_refusal(f"CUDA_VISIBLE_DEVICES names {prefix}")
     found = []
     for index in range(count):
         handle = nv.nvmlDeviceGetHandleByIndex(index)
@@ -125,6 +151,9 @@ def _for_torch_device(nv: Any, device: str, count: int) -> Target:
     ordinal = cuda.resolved_index(device)
     name = f"cuda:{ordinal}"
     ident = cuda.torch_identity(ordinal)
+    if ident is not None and ident.uuid is not None and ident.uuid.startswith("MIG-"):
+        # Its PCI bus id is its parent's: looking that up would measure the whole GPU.
+        raise _mig_refusal(f"torch names {name} {ident.uuid}")
     if ident is not None:
         hit = _by_identity(nv, ident)
         if hit is not None:
@@ -134,7 +163,8 @@ def _for_torch_device(nv: Any, device: str, count: int) -> Target:
     if entries is None:
         handle = _by_index(nv, ordinal, count, f"`energy.device: {device}`")
         note = _order_note(count)
-        return Target(ordinal, handle, f"{name} = NVML {ordinal} (no CUDA_VISIBLE_DEVICES; {note})")
+        how = f"{name} = NVML {ordinal} (no CUDA_VISIBLE_DEVICES; {note})"
+        return Target(ordinal, handle, how, exact=note == "exact")
     if ordinal >= len(entries):
         raise BackendUnavailableError(
             f"there is no {name}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r} "
@@ -146,7 +176,8 @@ def _for_torch_device(nv: Any, device: str, count: int) -> Target:
     if entry.isdigit():
         index = int(entry)
         handle = _by_index(nv, index, count, f"CUDA_VISIBLE_DEVICES entry {ordinal}")
-        return Target(index, handle, f"{via} = NVML {index} ({_order_note(count)})")
+        note = _order_note(count)
+        return Target(index, handle, f"{via} = NVML {index} ({note})", exact=note == "exact")
     index, handle = _by_uuid_prefix(nv, entry, count)
     return Target(index, handle, f"{via} = {entry} = NVML {index}")
 
@@ -163,7 +194,8 @@ def select_targets(
             every GPU CUDA makes visible.
 
     Raises:
-        BackendUnavailableError: no such GPU, or none selected (the message says why).
+        BackendUnavailableError: no such GPU, or none selected, the model's GPU is a MIG
+            slice, or ``device_indices`` leave out the model's GPU (the message says why).
         NVMLError: a query failed (the caller translates it).
     """
     count = int(nv.nvmlDeviceGetCount())
@@ -171,14 +203,25 @@ def select_targets(
         raise BackendUnavailableError(
             "no GPU to measure: NVML reports 0 GPUs; use `sampler: rapl` or `sampler: estimate`"
         )
+    model = None
+    if torch_device is not None and cuda.is_cuda(torch_device):
+        model = _for_torch_device(nv, torch_device, count)
+        if model.exact or device_indices is None:  # a guess the indices replace is not asked
+            model = _refuse_mig_mode(nv, model)
     if device_indices is not None:
         source = "`energy.nvml.device_indices`"
+        if model is not None and model.exact and model.index not in device_indices:
+            raise BackendUnavailableError(
+                f"{source} {list(device_indices)} does not include the GPU the model runs on "
+                f"({model.how}): the figures would be another GPU's; add {model.index} to it, "
+                "or remove it to measure the model's GPU"
+            )
         return tuple(
             Target(i, _by_index(nv, i, count, source), f"NVML {i} from {source}")
             for i in device_indices
         )
-    if torch_device is not None and cuda.is_cuda(torch_device):
-        return (_for_torch_device(nv, torch_device, count),)
+    if model is not None:
+        return (model,)
     entries = cuda_visible_entries(os.environ.get("CUDA_VISIBLE_DEVICES"))
     if entries is None:
         return tuple(

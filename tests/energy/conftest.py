@@ -296,6 +296,7 @@ class FakeNvml:
 
     NVML_CLOCK_SM = 1
     NVML_TEMPERATURE_GPU = 0
+    NVML_DEVICE_MIG_ENABLE = 1
 
     class NVMLError(Exception):
         pass
@@ -337,6 +338,7 @@ class FakeNvml:
         self.may_set_limit = True
         self.limits_mw = [300_000] * count
         self.limit_history: list[tuple[int, int]] = []
+        self.mig: set[int] = set()  # the GPUs in MIG mode (split into slices)
         # Device i counts (i + 1) steps per call, so devices are told apart by their joules.
         self.counters = [
             itertools.count(energy_start_mj, energy_step_mj * (i + 1)) for i in range(count)
@@ -445,6 +447,12 @@ class FakeNvml:
             if self.pci_of(index).lower().endswith(bus_id.lower().split(":", 1)[-1]):
                 return ("handle", index)
         raise self.NVMLError_NotFound("Not Found")
+
+    def nvmlDeviceGetMigMode(self, handle: Any) -> list[int]:
+        index = self._device(handle)
+        self._maybe_unsupported("mig")  # pre-Ampere GPUs have no MIG mode
+        mode = int(index in self.mig)
+        return [mode, mode]  # current, pending
 
     def nvmlDeviceGetName(self, handle: Any) -> str:
         self._device(handle)

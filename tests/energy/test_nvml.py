@@ -362,11 +362,98 @@ def test_torch_names_the_gpu_by_uuid_or_pci_bus_id(
 def test_device_indices_override_the_environment(
     fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Where CUDA's order is only assumed, the indices are the fix for it, taken as given."""
     fake_nvml(count=4, energy_step_mj=1_000)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     sampler = NvmlSampler(device_indices=(3,), torch_device="cuda:0")
     sampler.start()
     assert _energies(sampler.stop()) == {"gpu-3": pytest.approx(4.0)}
+
+
+@pytest.mark.parametrize("torch_uuid", ["MIG-4f1a2b3c-0000-5e1f-9b7d-0000000000a1", None])
+def test_a_mig_slice_is_refused(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch, torch_uuid: str | None
+) -> None:
+    """Finding: a MIG slice's identity resolved to its parent's PCI bus id, measured whole."""
+    fake: FakeNvml = fake_nvml(count=2)
+    fake.mig = {1}
+    parent = cuda.DeviceIdentity(torch_uuid, fake.pci_of(1))
+    monkeypatch.setattr(cuda, "torch_identity", lambda ordinal: parent)
+    sampler = NvmlSampler(torch_device="cuda:0")
+    avail = sampler.available()
+    assert not avail
+    assert "MIG" in avail.reason and "per physical GPU" in avail.reason
+    assert "nothing else on it" in avail.reason and "sampler: estimate" in avail.reason
+    with pytest.raises(BackendUnavailableError, match="MIG"):
+        sampler.start()
+    # Explicit indices do not get round it: the model's device is still a slice.
+    assert not NvmlSampler(device_indices=(1,), torch_device="cuda:0").available()
+
+
+def test_a_gpu_in_mig_mode_named_by_index_is_refused(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake: FakeNvml = fake_nvml(count=1)
+    fake.mig = {0}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    avail = NvmlSampler(torch_device="cuda:0").available()
+    assert not avail and "MIG" in avail.reason and "NVML 0" in avail.reason
+
+
+def test_a_gpu_without_mig_support_is_measured(fake_nvml: Any) -> None:
+    fake: FakeNvml = fake_nvml(count=1)
+    fake.unsupported = {"mig"}  # pre-Ampere: no MIG mode to ask about
+    sampler = NvmlSampler(torch_device="cuda:0")
+    sampler.start()
+    assert sampler.stop().provenance is Provenance.MEASURED
+
+
+def test_device_indices_without_the_model_gpu_are_refused(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: `device_indices: [1]` with the model on GPU 0 measured GPU 1 without a word."""
+    fake: FakeNvml = fake_nvml(count=2, energy_step_mj=1_000)
+    ident = cuda.DeviceIdentity(fake.uuid_of(0), None)
+    monkeypatch.setattr(cuda, "torch_identity", lambda ordinal: ident)
+    sampler = NvmlSampler(device_indices=(1,), torch_device="cuda:0")
+    avail = sampler.available()
+    assert not avail
+    assert "device_indices" in avail.reason and "[1]" in avail.reason
+    assert "cuda:0 = NVML 0" in avail.reason
+    with pytest.raises(BackendUnavailableError, match="does not include"):
+        sampler.start()
+    assert fake.init_depth == 0
+
+
+@pytest.mark.parametrize(
+    ("indices", "expected"),
+    [((0,), {"gpu-0": 1.0}), ((1, 0), {"gpu-1": 2.0, "gpu-0": 1.0})],
+)
+def test_device_indices_with_the_model_gpu_are_measured(
+    fake_nvml: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    indices: tuple[int, ...],
+    expected: dict[str, float],
+) -> None:
+    fake: FakeNvml = fake_nvml(count=2, energy_step_mj=1_000)
+    ident = cuda.DeviceIdentity(fake.uuid_of(0), None)
+    monkeypatch.setattr(cuda, "torch_identity", lambda ordinal: ident)
+    sampler = NvmlSampler(device_indices=indices, torch_device="cuda:0")
+    sampler.start()
+    reading = sampler.stop()
+    assert _energies(reading) == {k: pytest.approx(v) for k, v in expected.items()}
+    assert reading.provenance is Provenance.MEASURED
+
+
+def test_device_indices_are_checked_when_the_order_is_exact(
+    fake_nvml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With CUDA_DEVICE_ORDER=PCI_BUS_ID, cuda:0 = CUDA_VISIBLE_DEVICES[0] = NVML 0 for sure."""
+    fake_nvml(count=4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    avail = NvmlSampler(device_indices=(3,), torch_device="cuda:0").available()
+    assert not avail and "NVML 0" in avail.reason and "[3]" in avail.reason
 
 
 def test_index_that_does_not_exist(fake_nvml: Any, monkeypatch: pytest.MonkeyPatch) -> None:
