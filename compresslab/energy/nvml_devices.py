@@ -83,11 +83,12 @@ def _by_index(nv: Any, index: int, count: int, source: str) -> Any:
     return nv.nvmlDeviceGetHandleByIndex(index)
 
 
-def _mig_refusal(what: str) -> BackendUnavailableError:
+def _mig_refusal(what: str, index: int | None = None) -> BackendUnavailableError:
+    gpu = "N" if index is None else str(index)
     return BackendUnavailableError(
         f"the model runs on a MIG slice ({what}): NVML reports no energy per MIG instance; its "
         "energy counter is per physical GPU and counts every slice's work; measure on a whole "
-        "GPU with nothing else on it (MIG off: `nvidia-smi -i N -mig 0`), or use "
+        f"GPU with nothing else on it (MIG off: `nvidia-smi -i {gpu} -mig 0`), or use "
         "`sampler: estimate`"
     )
 
@@ -100,7 +101,7 @@ def _refuse_mig_mode(nv: Any, target: Target) -> Target:
         logger.debug("NVML %d has no MIG mode: %s", target.index, e)
         return target
     if int(current) == nv.NVML_DEVICE_MIG_ENABLE:
-        raise _mig_refusal(f"{target.how}, and NVML {target.index} is in MIG mode")
+        raise _mig_refusal(f"{target.how}, and NVML {target.index} is in MIG mode", target.index)
     return target
 
 

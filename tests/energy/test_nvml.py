@@ -398,6 +398,7 @@ def test_a_gpu_in_mig_mode_named_by_index_is_refused(
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     avail = NvmlSampler(torch_device="cuda:0").available()
     assert not avail and "MIG" in avail.reason and "NVML 0" in avail.reason
+    assert "nvidia-smi -i 0 -mig 0" in avail.reason
 
 
 def test_a_gpu_without_mig_support_is_measured(fake_nvml: Any) -> None:
