@@ -8,12 +8,17 @@ everything else the machine did), and says so.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
 #: Idle power drifts by a few percent between two readings: a block whose net figure is below
 #: this share of its gross one cannot be told apart from idle with one idle reading.
 BLOCK_MIN_NET_SHARE = 0.05
+
+#: A machine counter changes once per update period, so a block of k periods reads up to about
+#: one period (1/k of its energy) too much or too little: 20 periods keep that under 5%.
+BLOCK_MIN_UPDATE_PERIODS = 20
 
 
 class BlockMeasurement:
@@ -44,6 +49,9 @@ class BlockMeasurement:
         self.idle_s = idle_s
         self.reading: Any = None
         self.idle_reading: Any = None
+        #: The shortest block the sampler's counter allows (set when the block exits; 0 for a
+        #: process-scoped sampler, which reads no machine counter).
+        self.min_duration_s = 0.0
 
     def _done(self) -> Any:
         if self.reading is None:
@@ -148,8 +156,6 @@ class BlockMeasurement:
 
 def _idle_reading(sampler: Any, idle_s: float) -> Any:
     """One reading of the machine at rest (a counter fault is read again, twice at most)."""
-    import time
-
     from compresslab.energy import CounterFaultError
 
     for attempt in range(3):
@@ -161,6 +167,36 @@ def _idle_reading(sampler: Any, idle_s: float) -> Any:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def counter_period_s(sampler: Any) -> float:
+    """How often the sampler's counter changes: its nominal period, or the probed one if longer.
+
+    RAPL states a nominal 1 ms and probes the counters (a throttled or emulated one changes
+    every 50 ms); NVML states its own (0.1 s with energy counters, 1 s when it integrates
+    power). A sampler with no probe is taken at its stated period.
+    """
+    period_s = float(sampler.update_period_s())
+    probe = getattr(sampler, "probe_update_period_s", None)
+    if callable(probe):
+        probed = probe()
+        if probed is not None:
+            period_s = max(period_s, float(probed))
+    return period_s
+
+
+def _too_short(name: str, elapsed_s: float, period_s: float) -> str:
+    """Why a block of ``elapsed_s`` is refused, and how to lengthen it."""
+    minimum_s = BLOCK_MIN_UPDATE_PERIODS * period_s
+    return (
+        f"the block lasted {elapsed_s * 1000:.3g} ms, under the {minimum_s * 1000:.4g} ms "
+        f"minimum for the {name} sampler ({BLOCK_MIN_UPDATE_PERIODS} x its counter's "
+        f"{period_s * 1000:.3g} ms update period: a block of k periods reads up to 1/k off, "
+        f"so {BLOCK_MIN_UPDATE_PERIODS} keeps it within "
+        f"{1 / BLOCK_MIN_UPDATE_PERIODS:.0%}); put more work inside the block (repeat the "
+        "batch and count every repeat in `inferences`), or use "
+        "compresslab.measure(model, inputs) (the window protocol, which sizes its windows)"
+    )
 
 
 @contextlib.contextmanager
@@ -188,8 +224,10 @@ def measure(
             Process-scoped samplers have no idle: it is not read.
 
     Raises:
-        MeasurementError: the reading is implausible (e.g. the block was shorter than the
-            counter's update period: run more work inside it), or, net of idle, the block
+        MeasurementError: with a machine-scoped sampler, the block was shorter than
+            :data:`BLOCK_MIN_UPDATE_PERIODS` of its counter's update periods
+            (:func:`counter_period_s`; 1 s on a 50 ms counter): run more work inside it; the
+            reading is implausible; or, net of idle, the block
             added under :data:`BLOCK_MIN_NET_SHARE` of its gross energy (not told apart from
             idle).
     """
@@ -224,13 +262,29 @@ def measure(
         if idle_s > 0 and scope == "machine":
             result.idle_reading = _idle_reading(chosen, idle_s)
         chosen.start()
+        t0 = time.perf_counter()
         try:
             yield result
         except BaseException:
             with contextlib.suppress(Exception):
                 chosen.stop()
             raise
-        result.reading = chosen.stop()
+        elapsed_s = time.perf_counter() - t0
+        try:
+            reading = chosen.stop()
+        except MeasurementError as e:
+            if scope == "machine":
+                period_s = counter_period_s(chosen)
+                if elapsed_s < BLOCK_MIN_UPDATE_PERIODS * period_s:
+                    raise MeasurementError(_too_short(chosen.name, elapsed_s, period_s)) from e
+            raise
+    if scope == "machine":
+        period_s = counter_period_s(chosen)
+        result.min_duration_s = BLOCK_MIN_UPDATE_PERIODS * period_s
+        elapsed_s = max(elapsed_s, float(reading.duration_s))
+        if elapsed_s < result.min_duration_s:
+            raise MeasurementError(_too_short(chosen.name, elapsed_s, period_s))
+    result.reading = reading
     if result.net and result.energy_j < BLOCK_MIN_NET_SHARE * result.gross_energy_j:
         idle_w = result.idle_power_w or 0.0
         raise MeasurementError(
