@@ -12,7 +12,11 @@ whose range is so small that this would mean polling faster than every milliseco
 (:meth:`RaplSampler.available` says why). A step that implies more power than the zone can
 draw is a reset or a torn read: the window is rejected with a retryable
 :class:`~compresslab.energy.base.CounterFaultError` and the protocol measures it again; it is
-never counted as a wrap. A counter that does not move is frozen, and refused.
+never counted as a wrap. A reset in the top ``Pmax x (gap + 2 update periods)`` of the range
+(the blind zone: 16% of a 20 J range with no constraint file, not a sixteenth) fits a wrap as
+far as the maximum power goes; there the zone's observed power decides, and a step it cannot
+explain is rejected the same way (:mod:`.rapl_counter` states the residual bound).
+A counter that does not move is frozen, and refused.
 
 ``psys`` covers the whole SoC, the package and DRAM included: it is counted *instead of*
 them, never on top (a recipe that asks for both is refused).
@@ -38,6 +42,7 @@ from compresslab.energy.base import (
 from compresslab.energy.rapl_counter import (
     MAX_POLL_INTERVAL_S,
     RAPL_UPDATE_PERIOD_S,
+    WRAP_POWER_SWING,
     Accumulator,
     CounterProbe,
     PollThread,
@@ -270,7 +275,9 @@ class RaplSampler:
             ),
             "faults": (
                 "a step implying more than the zone's maximum power is a reset or torn read "
-                "(window rejected, repeated), never a wrap"
+                "(window rejected, repeated), never a wrap; a counter that went back further "
+                f"than {WRAP_POWER_SWING:g} x its observed power explains is rejected the same "
+                "way (a reset and a wrap cannot be told apart)"
             ),
             "covers": covers + "; the whole machine's work, not only this process",
         }

@@ -16,12 +16,21 @@ can have gained at most ``P x (gap + update period)`` joules. That bound decides
   the same way. The poll interval is sized so this does not happen (:func:`safe_poll_interval_s`);
   the check proves it did not.
 
-A reset is told from a wrap only when the wrap it would be is implausible: a counter reset in
-the last part of its range (one poll interval's worth at maximum power) reads like a wrap. With
-the common 262 kJ range and a poll every 0.1 s that is under 0.05% of the range; polling at a
-sixteenth of the fastest wrap keeps it under 1/16 on small ranges. A reset is not seen at all
-if the counter climbs back above its previous reading before the next one, which needs two
-resets within one poll interval (0.1 s at most).
+A counter that went back is a wrap only if the energy to the top of the range and on from 0
+fits under that bound; otherwise it was reset. Within the bound the maximum power alone cannot
+tell them apart: the *blind zone*, where a reset reads like a wrap, is the top
+``P x (gap + 2 update periods)`` of the range (with a 20 J range, no constraint file, hence the
+1000 W ceiling, and 1.25 ms polls: 3.25 J, 16% of the range; with the common 262 kJ range and
+0.1 s polls: 0.04%). There the zone's *observed* power decides: a wrap needs the energy from
+the last reading to the top of the range (``range - last``) to be at most
+:data:`WRAP_POWER_SWING` times the window's average power so far over ``gap + 2 update
+periods``; a step that needs more is rejected as "reset or wrap, cannot tell"
+(:class:`~compresslab.energy.base.CounterFaultError`, repeated like any fault). A reset that
+still passes (one within that much of the top) adds at most that much energy: about
+``WRAP_POWER_SWING x (gap + 2 update periods)`` seconds' worth of the window's power, 0.65%
+of a 1 s window at 1.25 ms polls. A reset is not seen at all if the counter climbs back above
+its previous reading before the next one, which needs two resets within one poll interval
+(0.1 s at most).
 
 A counter that does not change for many update periods is frozen (:func:`probe_counters` before
 use, and at the end of every window).
@@ -46,9 +55,14 @@ from compresslab.units import uj_to_j
 RAPL_UPDATE_PERIOD_S = 0.001
 #: Polls per fastest possible wrap, at least: no interval can then see two wraps.
 POLLS_PER_WRAP = 4.0
-#: Polls per fastest wrap where a thread can keep up: a reset is then told from a wrap
-#: unless it came in the last sixteenth of the range (a wrap must fit in one interval).
+#: Polls per fastest wrap where a thread can keep up: the blind zone, where only the observed
+#: power tells a reset from a wrap, is then ``max power x (interval + 2 update periods)``.
 POLLS_PER_WRAP_PREFERRED = 16.0
+#: How much more than the window's average power a zone may draw just before a wrap: a counter
+#: that went back is counted as a wrap only if the energy to the top of its range fits under
+#: this many times the observed power over the gap (and two update periods); more is rejected
+#: as a possible reset.
+WRAP_POWER_SWING = 2.0
 #: The shortest interval a Python poll thread sustains; a counter that needs faster polling
 #: cannot be counted safely.
 MIN_POLL_INTERVAL_S = 0.001
@@ -113,6 +127,8 @@ class _ZoneState:
     last_uj: int
     #: The clock just *before* the last read: the read's value is from no earlier than this.
     last_s: float
+    #: The clock before the window's first read: the average power so far is over this span.
+    first_s: float = 0.0
     total_uj: int = 0
     wraps: int = 0
 
@@ -160,7 +176,7 @@ class Accumulator:
         self._states = []
         for zone in zones:
             before_s, value_uj, _ = _stamped_read(zone)
-            self._states.append(_ZoneState(zone, value_uj, before_s))
+            self._states.append(_ZoneState(zone, value_uj, before_s, first_s=before_s))
 
     @property
     def zones(self) -> tuple[Zone, ...]:
@@ -200,23 +216,7 @@ class Accumulator:
         # The energy between two reads covers at most one update period more than the gap.
         most_j = zone.max_power_w * (gap_s + 2 * self.update_period_s)
         if uj_to_j(delta_uj) > most_j:
-            implied_w = uj_to_j(delta_uj) / max(gap_s, self.update_period_s)
-            if raw_uj < 0:
-                what = (
-                    f"went back from {state.last_uj} to {now_uj} uJ; as a wrap that is "
-                    f"{uj_to_j(delta_uj):.4g} J"
-                )
-                reason = f"{zone.component} counter reset"
-            else:
-                what = f"jumped by {uj_to_j(delta_uj):.4g} J"
-                reason = f"{zone.component} counter jump (torn read or reset)"
-            raise CounterFaultError(
-                f"RAPL {zone.component} ({zone.energy_path}) {what} in {gap_s * 1000:.3g} ms, "
-                f"about {implied_w:.3g} W, above the {zone.max_power_w:g} W it can draw "
-                f"({zone.max_power_source}): the counter was reset or a read was torn, not "
-                "wrapped; the window is rejected",
-                reason=f"{reason}: {implied_w:.3g} W implied > {zone.max_power_w:g} W",
-            )
+            raise self._implausible(state, now_uj, raw_uj, delta_uj, gap_s)
         if uj_to_j(delta_uj + zone.max_energy_range_uj) <= zone.max_power_w * (
             gap_s + self.update_period_s
         ):
@@ -228,10 +228,72 @@ class Accumulator:
                 reason=f"{zone.component} poll {gap_s * 1000:.3g} ms late: a wrap could be missed",
             )
         if raw_uj < 0:
+            self._check_wrap(state, now_uj, gap_s, after_s)
             state.wraps += 1
         state.total_uj += delta_uj
         state.last_uj = now_uj
         state.last_s = before_s
+
+    def _implausible(
+        self, state: _ZoneState, now_uj: int, raw_uj: int, delta_uj: int, gap_s: float
+    ) -> CounterFaultError:
+        """The fault for a step above the zone's maximum power, with its likely cause."""
+        zone = state.zone
+        implied_w = uj_to_j(delta_uj) / max(gap_s, self.update_period_s)
+        where = f"RAPL {zone.component} ({zone.energy_path})"
+        bound = f"the {zone.max_power_w:g} W it can draw ({zone.max_power_source})"
+        if raw_uj < 0:
+            return CounterFaultError(
+                f"{where} went back from {state.last_uj} to {now_uj} uJ in "
+                f"{gap_s * 1000:.3g} ms; as a wrap that is {uj_to_j(delta_uj):.4g} J, about "
+                f"{implied_w:.3g} W, above {bound}: the counter was reset or a read was torn, "
+                "not wrapped; the window is rejected",
+                reason=f"{zone.component} counter reset: {implied_w:.3g} W implied "
+                f"> {zone.max_power_w:g} W",
+            )
+        if implied_w <= rapl_tree.CEILING_W and zone.max_power_source != "energy.rapl.max_power_w":
+            # A steady draw above a stated constraint is the constraint's fault, not the counter's.
+            return CounterFaultError(
+                f"{where} gained {uj_to_j(delta_uj):.4g} J in {gap_s * 1000:.3g} ms, about "
+                f"{implied_w:.3g} W, above {bound}: this zone draws more than its "
+                "constraint_*_max_power_uw states; set `energy.rapl.max_power_w` in the recipe "
+                f"to its true maximum (above {implied_w:.3g} W, at most "
+                f"{rapl_tree.CEILING_W:g} W); the window is rejected",
+                reason=f"{zone.component} draws {implied_w:.3g} W > {zone.max_power_w:g} W "
+                "(set energy.rapl.max_power_w)",
+            )
+        return CounterFaultError(
+            f"{where} jumped by {uj_to_j(delta_uj):.4g} J in {gap_s * 1000:.3g} ms, about "
+            f"{implied_w:.3g} W, above {bound}: the counter was reset or a read was torn; "
+            "the window is rejected",
+            reason=f"{zone.component} counter jump (torn read or reset): {implied_w:.3g} W "
+            f"implied > {zone.max_power_w:g} W",
+        )
+
+    def _check_wrap(self, state: _ZoneState, now_uj: int, gap_s: float, after_s: float) -> None:
+        """Reject a backward step that the zone's observed power says is a reset, not a wrap.
+
+        The energy to the top of the range must fit under :data:`WRAP_POWER_SWING` times the
+        window's average power so far (the energy after the wrap included) over the gap plus
+        two update periods.
+        """
+        zone = state.zone
+        to_top_uj = zone.max_energy_range_uj - state.last_uj
+        observed_w = uj_to_j(state.total_uj + now_uj) / max(
+            after_s - state.first_s, self.update_period_s
+        )
+        allowed_j = WRAP_POWER_SWING * observed_w * (gap_s + 2 * self.update_period_s)
+        if uj_to_j(to_top_uj) > allowed_j:
+            raise CounterFaultError(
+                f"RAPL {zone.component} ({zone.energy_path}) went back from {state.last_uj} to "
+                f"{now_uj} uJ in {gap_s * 1000:.3g} ms: as a wrap, {uj_to_j(to_top_uj):.4g} J "
+                f"to the top of its {zone.range_j:g} J range, more than {WRAP_POWER_SWING:g} x "
+                f"the {observed_w:.3g} W it drew so far allows ({allowed_j:.3g} J); it was "
+                "probably reset, and this code cannot tell a reset from a wrap here, so the "
+                "window is rejected",
+                reason=f"{zone.component} counter reset or wrap (cannot tell): "
+                f"{uj_to_j(to_top_uj):.3g} J to the top > {allowed_j:.3g} J",
+            )
 
 
 class PollThread:

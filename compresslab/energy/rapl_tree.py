@@ -277,14 +277,22 @@ def _first_readable(cands: list[_Candidate], max_power_w: float | None) -> tuple
     problems: list[str] = []
     for cand in cands:
         energy_path = cand.path / "energy_uj"
+        range_path = cand.path / "max_energy_range_uj"
         try:
             read_uj(energy_path)
-            max_range_uj = read_uj(cand.path / "max_energy_range_uj")
         except PermissionError:
             problems.append(f"{energy_path} is not readable by this user: {PERMISSION_FIX}")
             continue
         except (OSError, ValueError) as e:
             problems.append(f"cannot read {energy_path}: {e}")
+            continue
+        try:
+            max_range_uj = read_uj(range_path)
+        except (OSError, ValueError) as e:
+            problems.append(
+                f"cannot read {range_path} ({e}): without the counter's range its wraps cannot "
+                "be counted; check that the intel_rapl driver is loaded and exposes it"
+            )
             continue
         if max_range_uj <= 0:
             problems.append(f"{cand.path / 'max_energy_range_uj'} is {max_range_uj}, not positive")

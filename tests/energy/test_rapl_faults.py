@@ -386,3 +386,86 @@ def test_maximum_power_comes_from_the_constraints_or_the_ceiling(powercap: Power
     meta = RaplSampler(root=powercap.root).metadata()
     assert "cpu-package-0=240 W" in meta["max_power_w"]
     assert "reset or torn read" in meta["faults"]
+
+
+# --- resets near the top of a small range (issue #29) -------------------------------------------
+
+
+def _small_range_zones(
+    powercap: PowercapTree, clock_counters: ClockCounters, clock: SimulatedClock, **kwargs
+) -> tuple[tuple[rapl_tree.Zone, ...], float]:
+    """A 20 J counter with no constraint file (1000 W ceiling: a wrap can come every 20 ms)."""
+    powercap.add_zone("intel-rapl:0", "package-0", max_energy_range_uj=20_000_000)
+    clock_counters.attach(powercap, "intel-rapl:0", power_w=30.0, clock=clock, **kwargs)
+    sampler = RaplSampler(root=powercap.root)
+    zones = sampler._discover().zones
+    return zones, sampler.effective_poll_interval_s()
+
+
+def test_a_reset_near_the_top_of_a_small_range_is_not_counted_as_a_wrap(
+    powercap: PowercapTree, clock_counters: ClockCounters, simulated_clock: SimulatedClock
+) -> None:
+    """Finding: a reset at 19 J of a 20 J range was taken for a wrap and read +11%, `measured`.
+
+    At up to 1000 W a wrap fits in the 3.25 ms the gap allows, so the maximum power alone cannot
+    tell; the zone's observed 30 W can: 1 J to the top in one 1.25 ms poll would be 800 W.
+    """
+    zones, interval_s = _small_range_zones(
+        powercap, clock_counters, simulated_clock, start_uj=10_000_000, resets_at_s=(0.3,)
+    )
+    assert interval_s == pytest.approx(0.00125)
+    with pytest.raises(CounterFaultError, match="cannot tell a reset from a wrap") as info:
+        _polled_by_hand(zones, simulated_clock, every_s=interval_s, for_s=0.5)
+    assert "reset" in info.value.reason
+    assert "energy.rapl.max_power_w" not in str(info.value)
+
+
+def test_a_real_wrap_of_a_small_range_is_still_counted(
+    powercap: PowercapTree, clock_counters: ClockCounters, simulated_clock: SimulatedClock
+) -> None:
+    zones, interval_s = _small_range_zones(
+        powercap, clock_counters, simulated_clock, start_uj=10_000_000
+    )
+    acc = _polled_by_hand(zones, simulated_clock, every_s=interval_s, for_s=0.6)
+    assert acc.wraps == 1
+    assert acc.total_uj[0] / 1e6 == pytest.approx(18.0, rel=0.01)
+
+
+def test_a_reset_just_below_the_top_is_counted_within_its_stated_bound(
+    powercap: PowercapTree, clock_counters: ClockCounters, simulated_clock: SimulatedClock
+) -> None:
+    """A reset in the residual blind zone is an error of at most 2 x observed power x (gap + 2T)."""
+    zones, interval_s = _small_range_zones(
+        powercap, clock_counters, simulated_clock, start_uj=18_000_000, resets_at_s=(0.0661,)
+    )
+    # Read last at 19.95 J (t = 65 ms), reset at 19.98 J: 0.05 J to the top at 30 W is plausible.
+    acc = rapl_counter.Accumulator(zones, update_period_s=0.001)
+    for _ in range(400):
+        simulated_clock.advance(interval_s)
+        acc.poll()
+    bound_j = rapl_counter.WRAP_POWER_SWING * 30.0 * (interval_s + 2 * 0.001)
+    assert acc.wraps == 1
+    # The true energy is 30 W x 0.5 s; one update period (0.03 J) of quantization on top.
+    assert abs(acc.total_uj[0] / 1e6 - 30.0 * 400 * interval_s) <= bound_j + 0.03
+
+
+def test_a_constraint_below_the_real_draw_points_to_max_power_w(
+    powercap: PowercapTree, clock_counters: ClockCounters, simulated_clock: SimulatedClock
+) -> None:
+    """Finding: a zone drawing more than 2 x its constraint was blamed on a reset or torn read."""
+    powercap.add_zone("intel-rapl:0", "package-0", max_power_uw=10_000_000)  # bound: 20 W
+    clock_counters.attach(powercap, "intel-rapl:0", power_w=45.0, clock=simulated_clock)
+    zones = rapl_tree.discover(powercap.root, ("package",)).zones
+    with pytest.raises(CounterFaultError, match="energy.rapl.max_power_w") as info:
+        _polled_by_hand(zones, simulated_clock, every_s=0.01, for_s=0.05)
+    assert "reset or a read was torn" not in str(info.value)
+    assert "constraint_0_max_power_uw" in str(info.value) or "20 W" in str(info.value)
+
+
+def test_a_missing_max_energy_range_names_that_file(powercap: PowercapTree) -> None:
+    path = powercap.add_zone("intel-rapl:0", "package-0")
+    (path / "max_energy_range_uj").unlink()
+    avail = RaplSampler(root=powercap.root).available()
+    assert not avail
+    assert "max_energy_range_uj" in avail.reason
+    assert f"cannot read {path / 'energy_uj'}" not in avail.reason
