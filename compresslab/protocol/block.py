@@ -199,6 +199,35 @@ def _too_short(name: str, elapsed_s: float, period_s: float) -> str:
     )
 
 
+def _check_arguments(sampler: str, inferences: int, idle_s: float) -> None:
+    """Refuse what :func:`measure` cannot do, before the host is locked."""
+    from compresslab.errors import InvalidArgumentError, MeasurementError
+
+    if sampler == "model":
+        raise MeasurementError(
+            "the modeled tier counts a model's calls and cannot measure a code block: "
+            "use compresslab.measure(model, inputs, sampler='model')"
+        )
+    if inferences < 1:
+        raise InvalidArgumentError(
+            f"inferences must be at least 1, got {inferences!r}", argument="inferences"
+        )
+    if not idle_s >= 0:
+        raise InvalidArgumentError(
+            f"idle_s must be 0 or more seconds, got {idle_s!r}", argument="idle_s"
+        )
+
+
+def _long_enough(sampler: Any, elapsed_s: float) -> float:
+    """The block's minimum length for ``sampler``'s counter; raise when it lasted less."""
+    from compresslab.errors import MeasurementError
+
+    period_s = counter_period_s(sampler)
+    if elapsed_s < BLOCK_MIN_UPDATE_PERIODS * period_s:
+        raise MeasurementError(_too_short(sampler.name, elapsed_s, period_s))
+    return BLOCK_MIN_UPDATE_PERIODS * period_s
+
+
 @contextlib.contextmanager
 def measure(
     *,
@@ -232,22 +261,10 @@ def measure(
             idle).
     """
     from compresslab.energy import select_sampler
-    from compresslab.errors import InvalidArgumentError, MeasurementError
+    from compresslab.errors import MeasurementError
     from compresslab.protocol import host_lock
 
-    if sampler == "model":
-        raise MeasurementError(
-            "the modeled tier counts a model's calls and cannot measure a code block: "
-            "use compresslab.measure(model, inputs, sampler='model')"
-        )
-    if inferences < 1:
-        raise InvalidArgumentError(
-            f"inferences must be at least 1, got {inferences!r}", argument="inferences"
-        )
-    if not idle_s >= 0:
-        raise InvalidArgumentError(
-            f"idle_s must be 0 or more seconds, got {idle_s!r}", argument="idle_s"
-        )
+    _check_arguments(sampler, inferences, idle_s)
     selection = select_sampler(sampler, device=device)
     chosen = selection.sampler
     scope = getattr(chosen, "scope", "machine")
@@ -279,11 +296,7 @@ def measure(
                     raise MeasurementError(_too_short(chosen.name, elapsed_s, period_s)) from e
             raise
     if scope == "machine":
-        period_s = counter_period_s(chosen)
-        result.min_duration_s = BLOCK_MIN_UPDATE_PERIODS * period_s
-        elapsed_s = max(elapsed_s, float(reading.duration_s))
-        if elapsed_s < result.min_duration_s:
-            raise MeasurementError(_too_short(chosen.name, elapsed_s, period_s))
+        result.min_duration_s = _long_enough(chosen, max(elapsed_s, float(reading.duration_s)))
     result.reading = reading
     if result.net and result.energy_j < BLOCK_MIN_NET_SHARE * result.gross_energy_j:
         idle_w = result.idle_power_w or 0.0
