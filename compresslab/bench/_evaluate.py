@@ -121,10 +121,10 @@ def assess(
                     f"{why}: {claim_text(claim)}; energy not measured",
                     accuracy=outcomes.successes / outcomes.n,
                 )
-            metric, interval = _metric_of(bench, outcomes)
+            metric, interval = _metric_of(outcomes)
         elif spec.is_baseline and bench.baseline_pool is not None and _paired_metric(bench):
             outcomes = bench.baseline_pool  # built the same way (deterministic): not scored twice
-            metric, interval = _metric_of(bench, outcomes)
+            metric, interval = _metric_of(outcomes)
         else:
             metric, interval, outcomes = scored(bench, model)
         assessed = _counted(bench, model, runtime, metric, interval, quality, outcomes)
@@ -147,11 +147,12 @@ def _paired_metric(bench: VariantBench) -> bool:
     return bench.recipe.task.metric == "accuracy"
 
 
-def _metric_of(bench: VariantBench, outcomes: Outcomes) -> tuple[float, tuple[float, float]]:
+def _metric_of(outcomes: Outcomes) -> tuple[float, tuple[float, float]]:
     """Accuracy on the examples an outcome list covers, and its unpaired Wilson interval."""
     from compresslab.tasks.metrics import wilson_interval
 
-    return outcomes.successes / outcomes.n, wilson_interval(outcomes.successes, outcomes.n)
+    right = outcomes.successes  # unpacked once
+    return right / outcomes.n, wilson_interval(right, outcomes.n)
 
 
 def claim_text(claim: AccuracyVsBaseline) -> str:
@@ -337,7 +338,8 @@ def scored(bench: VariantBench, model: nn.Module) -> tuple[float, tuple[float, f
     labels = bench.task.eval_labels
     if bench.recipe.task.metric == "accuracy":
         outcomes = pool_outcomes(bench, model)
-        return outcomes.successes / outcomes.n, *_metric_of(bench, outcomes)[1:], outcomes
+        metric, interval = _metric_of(outcomes)
+        return metric, interval, outcomes
     preds = bench.task.predictions(model)
     metric = METRICS[bench.recipe.task.metric](preds, labels)
     right = (preds == labels).tolist()
