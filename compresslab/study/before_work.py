@@ -16,7 +16,7 @@ import logging
 import math
 from pathlib import Path
 
-from compresslab.errors import RecipeError
+from compresslab.errors import RecipeError, StorageError
 from compresslab.recipe import Recipe
 from compresslab.study import attrs
 from compresslab.study._optuna import load_optuna
@@ -136,8 +136,10 @@ def stored_baseline_accuracy(study_name: str, *, storage: str, pool: int) -> flo
     except Exception:  # no such study, or a storage this version cannot read: not known
         return None
     accuracy = user_attrs.get(attrs.BASELINE_ACCURACY)
-    info = user_attrs.get(attrs.REPORT_INFO)
-    examples = info.get("eval_examples") if isinstance(info, dict) else None
+    try:  # the typed record, not its keys
+        examples = attrs.read_report_info(user_attrs).eval_examples
+    except StorageError:  # a context this version cannot read: the pool is not known
+        return None
     if not isinstance(accuracy, int | float) or examples != pool or not math.isfinite(accuracy):
         return None
     return float(accuracy)
